@@ -1,0 +1,3 @@
+from fairnad.cli import main
+
+main()

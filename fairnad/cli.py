@@ -1,0 +1,370 @@
+"""The `fairnad` command line: the only place that wires the stages together for a user.
+
+Every command that produces results takes --json and then prints exactly one JSON object on
+stdout; progress and messages go to stderr.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from fairnad import __version__
+from fairnad.config import load_config, parse_llm_flag
+from fairnad.errors import ConfigError, FairnadError
+from fairnad.llm import LLMBadRequest, LLMError
+
+os.environ.setdefault("PYMUPDF_SUGGEST_LAYOUT_ANALYZER", "0")
+
+app = typer.Typer(
+    name="fairnad",
+    help="Architecture search with a language model in the loop: FairNAD, GENIUS and baselines.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+runs_app = typer.Typer(help="List runs, or show one (`fairnad runs show RUN_DIR`).", invoke_without_command=True)
+app.add_typer(runs_app, name="runs")
+
+err_console = Console(stderr=True, highlight=False)
+JSON_OPT = typer.Option(False, "--json", help="Print one JSON object on stdout (progress stays on stderr).")
+
+
+def _emit_json(obj: Any) -> None:
+    sys.stdout.write(json.dumps(obj, indent=1, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def handles_errors(fn):
+    """One line on stderr (and a JSON error object with --json) instead of a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except (FairnadError, LLMError) as err:
+            code = getattr(err, "exit_code", 2 if isinstance(err, LLMBadRequest) else 3)
+            err_console.print(f"[bold red]error:[/] {err}", soft_wrap=True)
+            if kwargs.get("as_json"):
+                _emit_json({"error": str(err), "kind": type(err).__name__, "exit_code": code})
+            raise typer.Exit(code) from None
+        except KeyboardInterrupt:
+            err_console.print("interrupted; what was done is saved in the run directory")
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"fairnad {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+) -> None:
+    pass
+
+
+# -- search / resume ---------------------------------------------------------------------------
+def _progress_callback(progress: Progress, task, budget: int):
+    def on_result(study, cand) -> None:
+        best = study.best()
+        desc = f"{study.evaluations}/{budget}"
+        if best is not None:
+            m = best.metrics
+            desc = f"best {m.get('test_accuracy', m['accuracy']):.2f}% rank {m.get('rank')}"
+        llm = study.llm.stats()["calls"] if study.llm is not None else 0
+        progress.update(task, completed=study.evaluations, description=f"{desc} · llm calls {llm}")
+
+    return on_result
+
+
+def _run_with_progress(handle, label: str) -> dict:
+    from fairnad.llm.provider import BackendProvider
+    from fairnad.runs import execute
+
+    with BackendProvider(handle.store.run_dir) as provider:
+        progress = Progress(
+            TextColumn(f"[bold]{label}[/]"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
+            TimeElapsedColumn(), console=err_console,
+        )  # fmt: skip
+        done = sum(c.counted for c in handle.store.candidates())
+        with progress:
+            task = progress.add_task("starting", total=handle.cfg.budget, completed=done)
+            try:
+                return execute(handle, provider, _progress_callback(progress, task, handle.cfg.budget))
+            finally:
+                handle.store.close()
+
+
+def _print_summary(s: dict) -> None:
+    t = Table(show_header=False, box=None, pad_edge=False)
+    t.add_column(style="bold")
+    t.add_column()
+    t.add_row("run", s["run_dir"])
+    t.add_row("strategy", f"{s['strategy']} on {s['benchmark']} (seed {s['seed']})")
+    t.add_row("evaluations", f"{s['evaluations']} of {s['budget']}  ({s['proposals']} proposals: {s['statuses']})")
+    b = s.get("best")
+    if b:
+        t.add_row("best genotype", b["genotype"] + (f"  {b['arch']}" if b.get("arch") else ""))
+        if b.get("description"):
+            t.add_row("", b["description"])
+        acc = f"{b['accuracy']:.4f}%"
+        if b["search_accuracy"] != b["accuracy"]:
+            acc += f"  (searched on {b['search_accuracy']:.4f}%)"
+        t.add_row("accuracy", acc)
+        rank = f"{b['rank']}" + (f" of {s['table_size']}" if s.get("table_size") else "")
+        t.add_row("rank", rank)
+        if "params" in b or "flops" in b:
+            t.add_row("params / FLOPs", f"{_num(b.get('params'))} / {_num(b.get('flops'))}")
+    llm = s["llm"]
+    if llm["calls"]:
+        t.add_row("LLM", f"{llm['calls']} calls, {llm['tokens_in']} tokens in, {llm['tokens_out']} out, {llm['seconds']:.1f}s")
+    t.add_row("status", f"{s['status']}  ({s.get('seconds') or 0:.1f}s)")
+    Console().print(t)
+
+
+def _num(v) -> str:
+    if v is None:
+        return "n/a"
+    return f"{v / 1e6:.2f}M" if v >= 1e5 else str(v)
+
+
+@app.command()
+@handles_errors
+def search(
+    benchmark: Optional[str] = typer.Option(None, "--benchmark", "-b", help="Built-in benchmark (see `fairnad benchmarks`)."),
+    benchmark_file: Optional[Path] = typer.Option(None, help="Your own table (JSON or CSV), with --space-file."),
+    space_file: Optional[Path] = typer.Option(None, help="YAML description of the space of --benchmark-file."),
+    strategy: Optional[str] = typer.Option(None, "--strategy", "-s", help="genius, regevo, random, ..."),
+    budget: Optional[int] = typer.Option(None, "--budget", "-n", help="Evaluations."),
+    seed: Optional[int] = typer.Option(None, help="Random seed (also seeds LLM sampling)."),
+    fidelity: Optional[str] = typer.Option(None, help="Low-fidelity table to search on, e.g. 12 for NB201."),
+    llm: Optional[str] = typer.Option(None, help="embedded | http(s)://HOST:PORT/v1 | replay:RUN_DIR"),
+    model: Optional[str] = typer.Option(None, help="Model name at the --llm server."),
+    api_key_env: Optional[str] = typer.Option(None, help="Environment variable with the API key."),
+    max_seconds: Optional[float] = typer.Option(None, help="Stop this session after so many seconds (resumable)."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML config; flags override it."),
+    set_: list[str] = typer.Option([], "--set", help="Override any setting: KEY=VALUE (dotted), repeatable."),
+    run_dir: Optional[Path] = typer.Option(None, help="Run folder (default: runs/<benchmark>-<strategy>-s<seed>-<time>)."),
+    runs_dir: Optional[str] = typer.Option(None, help="Parent of the default run folders."),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Run an architecture search on a tabular benchmark and report the best genotype."""
+    from fairnad.runs import create_run
+
+    overrides: dict[str, Any] = {
+        "benchmark": benchmark, "benchmark_file": str(benchmark_file) if benchmark_file else None,
+        "space_file": str(space_file) if space_file else None, "strategy": strategy, "budget": budget,
+        "seed": seed, "fidelity": fidelity, "max_seconds": max_seconds, "runs_dir": runs_dir,
+        "llm.model": model, "llm.api_key_env": api_key_env,
+    }  # fmt: skip
+    if llm is not None:
+        overrides.update({f"llm.{k}": v for k, v in parse_llm_flag(llm).items()})
+    cfg = load_config(config, overrides, set_)
+    handle = create_run(cfg, run_dir)
+    err_console.print(f"run folder: {handle.store.run_dir}")
+    summary = _run_with_progress(handle, f"{cfg.strategy} · {cfg.benchmark_name}")
+    if as_json:
+        summary.pop("trajectory", None)
+        _emit_json(summary)
+    else:
+        _print_summary(summary)
+
+
+@app.command()
+@handles_errors
+def resume(
+    run_dir: Path = typer.Argument(..., help="The run folder to continue."),
+    budget: Optional[int] = typer.Option(None, "--budget", "-n", help="A new total budget (to extend a run)."),
+    llm: Optional[str] = typer.Option(None, help="Another endpoint for the calls still to make."),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Continue a stopped, paused or killed run to its budget; nothing done is redone."""
+    from fairnad.config import LLMConfig
+    from fairnad.runs import open_run
+
+    handle = open_run(run_dir, budget)
+    if llm is not None:
+        fields = {**handle.cfg.llm.model_dump(), **parse_llm_flag(llm)}
+        handle.cfg.llm = LLMConfig.model_validate(fields)
+        handle.store.set_meta(config=handle.cfg.model_dump(mode="json"))
+    summary = _run_with_progress(handle, f"{handle.cfg.strategy} · {handle.cfg.benchmark_name} (resumed)")
+    if as_json:
+        summary.pop("trajectory", None)
+        _emit_json(summary)
+    else:
+        _print_summary(summary)
+
+
+@app.command()
+@handles_errors
+def bench(
+    benchmarks_: str = typer.Option("all", "--benchmarks", help="Comma-separated benchmark names, or 'all'."),
+    strategies: str = typer.Option("random,regevo,genius", help="Comma-separated strategies."),
+    seeds: int = typer.Option(10, help="Seeds 0..N-1 per strategy and benchmark."),
+    budgets: str = typer.Option("10,50,100", help="Comma-separated budgets; each run goes to the largest."),
+    workers: int = typer.Option(2, help="Runs in parallel."),
+    llm_servers: int = typer.Option(1, help="Embedded LLM servers to share the cores between."),
+    llm: Optional[str] = typer.Option(None, help="embedded | http(s)://HOST:PORT/v1"),
+    model: Optional[str] = typer.Option(None, help="Model name at the --llm server."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML config for every run (strategy settings...)."),
+    set_: list[str] = typer.Option([], "--set", help="Override any setting: KEY=VALUE, repeatable."),
+    out: Optional[Path] = typer.Option(None, help="Output folder (default runs/bench-<time>); rerun to resume."),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Compare strategies on tabular benchmarks over seeds and budgets; writes bench.md/.csv/.json."""
+    from datetime import datetime
+
+    from fairnad.bench import plan, run_grid, table, write_tables
+    from fairnad.evaluate.tabular import list_benchmarks
+
+    overrides: dict[str, Any] = {"llm.model": model}
+    if llm is not None:
+        overrides.update({f"llm.{k}": v for k, v in parse_llm_flag(llm).items()})
+    base = load_config(config, overrides, set_)
+    names = list_benchmarks() if benchmarks_ == "all" else [b.strip() for b in benchmarks_.split(",") if b.strip()]
+    strats = [s.strip() for s in strategies.split(",") if s.strip()]
+    try:
+        ks = sorted({int(k) for k in budgets.split(",") if k.strip()})
+    except ValueError:
+        raise ConfigError(f"--budgets {budgets!r}: expected comma-separated integers like 10,50,100") from None
+    if not ks or ks[0] < 1 or seeds < 1:
+        raise ConfigError("--budgets and --seeds must be positive")
+    out = out or Path(base.runs_dir) / f"bench-{datetime.now():%Y%m%d-%H%M%S}"
+    jobs = plan(base, names, strats, list(range(seeds)), out)
+    err_console.print(f"bench: {len(jobs)} runs of {ks[-1]} evaluations into {out}")
+    progress = Progress(TextColumn("[bold]bench[/]"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                        console=err_console)  # fmt: skip
+    with progress:
+        task = progress.add_task("", total=len(jobs) * ks[-1])
+        results = run_grid(base, jobs, ks[-1], workers=workers, llm_servers=llm_servers,
+                           on_progress=lambda n: progress.advance(task, n))  # fmt: skip
+    rows = table(results, ks)
+    files = write_tables(rows, out, f"fairnad bench: {', '.join(strats)} on {len(names)} benchmarks, {seeds} seeds")
+    failures = [{"run_dir": str(r["job"].run_dir), "error": r["error"]} for r in results if "error" in r]
+    if as_json:
+        _emit_json({"out_dir": str(out), "files": files, "rows": rows, "failures": failures})
+    else:
+        Console().print((out / "bench.md").read_text())
+        for f in failures:
+            err_console.print(f"[red]failed:[/] {f['run_dir']}: {f['error']}")
+    if failures:
+        raise typer.Exit(1)
+
+
+# -- runs --------------------------------------------------------------------------------------
+@runs_app.callback()
+@handles_errors
+def runs_list(
+    ctx: typer.Context,
+    root: Path = typer.Option(Path("runs"), "--root", help="Folder to look for runs in."),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """List the runs under --root."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from fairnad.runs import list_runs
+
+    rows = list_runs(root)
+    if as_json:
+        _emit_json({"root": str(root), "runs": rows})
+        return
+    if not rows:
+        err_console.print(f"no runs under {root}")
+        return
+    t = Table("run", "strategy", "benchmark", "evals", "best acc", "rank", "status")
+    for r in rows:
+        b = r.get("best") or {}
+        acc = f"{b['accuracy']:.2f}" if b else "-"
+        t.add_row(r["run_dir"], r.get("strategy") or "?", r.get("benchmark") or "?",
+                  f"{r.get('evaluations', '?')}/{r.get('budget', '?')}", acc, str(b.get("rank", "-")),
+                  str(r.get("status")))  # fmt: skip
+    Console().print(t)
+
+
+@runs_app.command("show")
+@handles_errors
+def runs_show(
+    run_dir: Path = typer.Argument(..., help="A run folder."),
+    candidates: bool = typer.Option(False, "--candidates", help="Also list every candidate."),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Summarise one run: best candidate, budget used, LLM usage, events."""
+    from fairnad.runs import open_benchmark, summarize
+    from fairnad.config import SearchConfig
+    from fairnad.store import RunStore
+
+    with RunStore.open(run_dir, readonly=True) as store:
+        cfg = SearchConfig.model_validate(store.meta()["config"])
+        try:
+            bench = open_benchmark(cfg)
+        except FairnadError:
+            bench = None
+        s = summarize(store, bench)
+        cands = store.candidates()
+        s["events"] = store.events()
+    if candidates:
+        s["candidates"] = [c.to_dict() for c in cands]
+    if as_json:
+        _emit_json(s)
+        return
+    _print_summary(s)
+    if candidates:
+        t = Table("trial", "genotype", "status", "accuracy", "rank", "origin", "error")
+        for c in cands:
+            acc = c.metrics.get("test_accuracy", c.metrics.get("accuracy"))
+            t.add_row(str(c.trial), c.genotype[:40], c.status, f"{acc:.2f}" if isinstance(acc, float) else "-",
+                      str(c.metrics.get("rank", "-")), str(c.origin.get("op", "")), (c.error or "")[:60])  # fmt: skip
+        Console().print(t)
+
+
+# -- benchmarks --------------------------------------------------------------------------------
+@app.command()
+@handles_errors
+def benchmarks(as_json: bool = JSON_OPT) -> None:
+    """List the built-in tabular benchmarks with their size and optimum."""
+    from fairnad.evaluate.tabular import list_benchmarks, load_benchmark
+
+    rows = []
+    for name in list_benchmarks():
+        b = load_benchmark(name)
+        opt = b.optimum()
+        rows.append({
+            "name": name, "title": b.spec.title, "dataset": b.spec.dataset, "size": len(b),
+            "positions": b.space.ndim, "search_metric": b.spec.metrics.search, "report_metric": b.report_column,
+            "fidelities": list(b.spec.fidelities), "has_params": bool(b.spec.metrics.params),
+            "optimum": {"genotype": opt["genotype"], "accuracy": opt["test_accuracy"], "tied": opt["tied"],
+                        **({"arch": opt["arch"]} if "arch" in opt else {})},
+            "notes": b.spec.notes,
+        })  # fmt: skip
+    if as_json:
+        _emit_json({"benchmarks": rows})
+        return
+    t = Table("name", "size", "search on", "report", "optimum", "best acc", "params/FLOPs")
+    for r in rows:
+        o = r["optimum"]
+        ties = f" (+{len(o['tied']) - 1} tied)" if len(o["tied"]) > 1 else ""
+        t.add_row(r["name"], str(r["size"]), r["search_metric"], r["report_metric"], o["genotype"] + ties,
+                  f"{o['accuracy']:.4f}", "yes" if r["has_params"] else "no")  # fmt: skip
+    Console().print(t)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

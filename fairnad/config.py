@@ -1,0 +1,123 @@
+"""Run configuration: YAML validated by pydantic; CLI flags and `--set key=value` override it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from fairnad.errors import ConfigError, describe_validation_error
+
+
+class LLMConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    backend: Literal["embedded", "openai", "replay"] = Field(
+        "embedded", description="embedded: the bundled SmolLM2-135M server; openai: any OpenAI-compatible URL"
+    )
+    base_url: str | None = Field(None, description="e.g. http://127.0.0.1:8000/v1 (vLLM), http://127.0.0.1:11434/v1")
+    model: str | None = Field(None, description="model name; default: the first one the server lists")
+    api_key_env: str = Field("OPENAI_API_KEY", description="environment variable holding the API key")
+    replay_from: str | None = Field(None, description="run directory whose recorded calls answer (backend replay)")
+    timeout: float = Field(120.0, gt=0, description="seconds per request")
+    max_retries: int = Field(4, ge=0, description="retries with backoff on 429/5xx/connection errors")
+    structured: str = Field("auto", description="auto | json_schema | json_object_schema | json_object | prompt")
+    max_calls: int | None = Field(None, ge=1, description="cap on LLM calls per run")
+    max_tokens: int | None = Field(None, ge=1, description="cap on LLM tokens (in + out) per run")
+    embedded_model: str | None = Field(None, description="GGUF file for the embedded server (default: SmolLM2-135M)")
+    embedded_ctx: int = Field(8192, ge=512)
+    embedded_threads: int | None = Field(None, ge=1)
+
+    def describe(self) -> str:
+        if self.backend == "embedded":
+            return "embedded SmolLM2-135M-Instruct (llama.cpp server on 127.0.0.1)"
+        if self.backend == "replay":
+            return f"replay of {self.replay_from}"
+        return f"{self.model or '(server default model)'} at {self.base_url}"
+
+
+class SearchConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    benchmark: str = "nas-bench-macro"
+    benchmark_file: str | None = Field(None, description="your own table (JSON or CSV); needs space_file")
+    space_file: str | None = Field(None, description="YAML space description of benchmark_file")
+    fidelity: str | None = Field(None, description="a low-fidelity column set, e.g. '12' for NB201")
+    strategy: str = "genius"
+    budget: int = Field(10, ge=1, description="evaluations")
+    seed: int = 0
+    max_seconds: float | None = Field(None, gt=0, description="wall-clock budget of this session")
+    strategies: dict[str, dict[str, Any]] = Field(default_factory=dict, description="per-strategy settings")
+    llm: LLMConfig = Field(default_factory=LLMConfig)
+    runs_dir: str = "runs"
+
+    @property
+    def benchmark_name(self) -> str:
+        return Path(self.benchmark_file).stem if self.benchmark_file else self.benchmark
+
+
+def parse_llm_flag(value: str) -> dict[str, Any]:
+    """--llm embedded | URL | replay:RUN_DIR  ->  llm config fields."""
+    if value == "embedded":
+        return {"backend": "embedded"}
+    if value.startswith("replay:"):
+        return {"backend": "replay", "replay_from": value[len("replay:") :]}
+    if value.startswith(("http://", "https://")):
+        return {"backend": "openai", "base_url": value}
+    raise ConfigError(f"--llm {value!r}: use 'embedded', an http(s) URL of an OpenAI-compatible server, or replay:RUN_DIR")
+
+
+def _set_path(data: dict, dotted: str, value: Any) -> None:
+    keys = dotted.split(".")
+    cur = data
+    for k in keys[:-1]:
+        nxt = cur.setdefault(k, {})
+        if not isinstance(nxt, dict):
+            raise ConfigError(f"--set {dotted}: {k} is not a section")
+        cur = nxt
+    cur[keys[-1]] = value
+
+
+def parse_set(items: list[str]) -> list[tuple[str, Any]]:
+    out = []
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. strategies.genius.temperature=0")
+        key, raw = item.split("=", 1)
+        try:
+            value = yaml.safe_load(raw) if raw else None
+        except yaml.YAMLError:
+            value = raw
+        out.append((key.strip(), value))
+    return out
+
+
+def load_config(
+    path: str | Path | None = None, overrides: dict[str, Any] | None = None, sets: list[str] = ()
+) -> SearchConfig:
+    """The config file (if any), then flag overrides (dotted keys), then --set items."""
+    data: dict[str, Any] = {}
+    source = "config"
+    if path is not None:
+        source = str(path)
+        try:
+            data = yaml.safe_load(Path(path).read_text()) or {}
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: config file not found") from None
+        except yaml.YAMLError as err:
+            mark = getattr(err, "problem_mark", None)
+            where = f" line {mark.line + 1}" if mark else ""
+            raise ConfigError(f"{path}:{where} not valid YAML ({getattr(err, 'problem', err)})") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: expected a mapping of settings at the top level")
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            _set_path(data, key, value)
+    for key, value in parse_set(list(sets)):
+        _set_path(data, key, value)
+    try:
+        return SearchConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(describe_validation_error(source, err)) from None

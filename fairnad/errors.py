@@ -1,0 +1,34 @@
+"""User-facing errors: each carries one line that names the file or field and what to do."""
+
+from __future__ import annotations
+
+
+class FairnadError(Exception):
+    """An error the CLI prints as one line (no traceback) before exiting with `exit_code`."""
+
+    exit_code = 2
+
+
+class ConfigError(FairnadError):
+    """A config file, flag or data file is malformed."""
+
+
+class RunLockedError(FairnadError):
+    """Another process holds the run directory."""
+
+    exit_code = 4
+
+
+class RunPaused(FairnadError):
+    """The run stopped cleanly before its budget (e.g. the LLM server stopped answering); resumable."""
+
+    exit_code = 3
+
+
+def describe_validation_error(source: str, err) -> str:
+    """One line for a pydantic ValidationError: the file, the field path and what is wrong."""
+    first = err.errors()[0]
+    where = ".".join(str(p) for p in first.get("loc", ())) or "(top level)"
+    more = len(err.errors()) - 1
+    tail = f" (and {more} more problem{'s' if more > 1 else ''})" if more > 0 else ""
+    return f"{source}: {where}: {first.get('msg', 'invalid')}{tail}"

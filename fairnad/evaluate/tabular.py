@@ -1,0 +1,333 @@
+"""Tabular NAS benchmarks: a lookup table of genotype -> metrics, with its space description.
+
+Built-in benchmarks live in fairnad/data (converted once, values unchanged); users bring their
+own with a table file (JSON or CSV) and a space file (YAML). See docs/benchmark-format.md.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import time
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from fairnad.errors import ConfigError, describe_validation_error
+from fairnad.evaluate.base import Result
+from fairnad.space.candidate import Candidate
+from fairnad.space.tabular import SpaceDescription, TabularSpace
+
+DATA = Path(__file__).resolve().parent.parent / "data"
+
+
+class MetricSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    search: str = Field(description="column the search sees (validation accuracy where there is one)")
+    report: str | None = Field(None, description="column reported for the chosen genotype (test accuracy)")
+    params: str | None = None
+    flops: str | None = None
+    higher_is_better: bool = True
+
+
+class FidelitySpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    search: str
+    description: str = ""
+
+
+class BenchmarkSpec(BaseModel):
+    """Everything about a benchmark that is not the space: dataset, metrics, fidelities."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    title: str = ""
+    dataset: str
+    metrics: MetricSpec
+    fidelities: dict[str, FidelitySpec] = {}
+    display: str | None = Field(None, description="a text column shown beside the genotype, e.g. NB201 cell")
+    notes: str = ""
+    source: str = ""
+
+
+BENCH_KEYS = set(BenchmarkSpec.model_fields) - {"name"}
+
+
+class TabularBenchmark:
+    """A table + its space. `lookup` gives the metrics a search sees; `rank` places a value."""
+
+    def __init__(self, spec: BenchmarkSpec, space: TabularSpace, keys: list[str], columns: dict[str, np.ndarray]):
+        self.spec = spec
+        self.space = space
+        self.keys = keys
+        self.columns = columns
+        self.index = {k: i for i, k in enumerate(keys)}
+        m = spec.metrics
+        for col in [m.search, m.report, m.params, m.flops, spec.display] + [f.search for f in spec.fidelities.values()]:
+            if col is not None and col not in columns:
+                raise ConfigError(f"benchmark {spec.name}: column {col!r} named in its metrics is not in the table")
+        self.sign = 1.0 if m.higher_is_better else -1.0
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def search_column(self, fidelity: str | None = None) -> str:
+        if fidelity is None:
+            return self.spec.metrics.search
+        if fidelity not in self.spec.fidelities:
+            have = ", ".join(self.spec.fidelities) or "none"
+            raise ConfigError(f"benchmark {self.name} has no fidelity {fidelity!r} (available: {have})")
+        return self.spec.fidelities[fidelity].search
+
+    @property
+    def report_column(self) -> str:
+        return self.spec.metrics.report or self.spec.metrics.search
+
+    @cached_property
+    def _sorted_report(self) -> np.ndarray:
+        return np.sort(self.sign * self.columns[self.report_column])
+
+    def rank(self, value: float) -> int:
+        """1 + the number of entries strictly better on the reported metric."""
+        s = self._sorted_report
+        return int(1 + len(s) - np.searchsorted(s, self.sign * value, side="right"))
+
+    def row(self, genotype: str) -> dict[str, Any] | None:
+        i = self.index.get(genotype)
+        if i is None:
+            return None
+        return {c: _py(v[i]) for c, v in self.columns.items()}
+
+    def lookup(self, genotype: str, fidelity: str | None = None) -> dict[str, Any] | None:
+        """The metrics a search sees and reports for `genotype`, or None if it is not in the table."""
+        i = self.index.get(genotype)
+        if i is None:
+            return None
+        m = self.spec.metrics
+        report = float(self.columns[self.report_column][i])
+        out: dict[str, Any] = {
+            "accuracy": float(self.columns[self.search_column(fidelity)][i]),
+            "test_accuracy": report,
+            "rank": self.rank(report),
+        }
+        if m.params:
+            out["params"] = _py(self.columns[m.params][i])
+        if m.flops:
+            out["flops"] = _py(self.columns[m.flops][i])
+        if self.spec.display:
+            out["arch"] = str(self.columns[self.spec.display][i])
+        return out
+
+    def optimum(self) -> dict[str, Any]:
+        """The entry with the best reported metric, and every entry tied with it."""
+        col = self.sign * self.columns[self.report_column]
+        tied = [self.keys[i] for i in np.flatnonzero(col == col.max())]
+        return {"genotype": tied[0], **self.lookup(tied[0]), "tied": tied}
+
+    def random_search_expectation(self, k: int, fidelity: str | None = None) -> dict[str, float]:
+        """Exact statistics of random search: k distinct entries uniformly, pick the best on the
+        search metric (ties uniformly), report its reported metric and rank."""
+        n = len(self.keys)
+        k = min(k, n)
+        search = self.sign * self.columns[self.search_column(fidelity)]
+        report = self.columns[self.report_column].astype(float)
+        ranks = np.array([self.rank(v) for v in report]) if n <= 20000 else None
+        order = np.argsort(-search, kind="stable")
+        s_sorted = search[order]
+        prob = np.zeros(n)
+        lc_total = _log_comb(n, k)
+        start = 0
+        while start < n:  # one group of tied search values at a time
+            end = start + 1
+            while end < n and s_sorted[end] == s_sorted[start]:
+                end += 1
+            p = _comb_ratio(n - start, k, lc_total) - _comb_ratio(n - end, k, lc_total)
+            prob[order[start:end]] = p / (end - start)
+            start = end
+        mean = float(prob @ report)
+        var = float(prob @ (report - mean) ** 2)
+        out = {"k": k, "mean": mean, "std": math.sqrt(max(var, 0.0))}
+        if ranks is not None:
+            out["rank_mean"] = float(prob @ ranks)
+            by_rank = np.argsort(ranks, kind="stable")
+            cdf = np.cumsum(prob[by_rank])
+            out["rank_median"] = int(ranks[by_rank][np.searchsorted(cdf, 0.5)])
+        return out
+
+
+def _log_comb(n: int, k: int) -> float:
+    return math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1)
+
+
+def _comb_ratio(n: int, k: int, log_total: float) -> float:
+    """C(n, k) / C(N, k) with log C(N, k) given; 0 when n < k."""
+    if n < k:
+        return 0.0
+    return math.exp(_log_comb(n, k) - log_total)
+
+
+def _py(v):
+    if isinstance(v, np.generic):
+        v = v.item()
+    if isinstance(v, float) and math.isnan(v):
+        return None
+    return v
+
+
+class TabularEvaluator:
+    """The evaluator of tabular spaces: a lookup, in microseconds."""
+
+    def __init__(self, benchmark: TabularBenchmark, fidelity: str | None = None) -> None:
+        self.benchmark = benchmark
+        self.fidelity = fidelity
+        benchmark.search_column(fidelity)  # fail early on an unknown fidelity
+
+    def evaluate(self, candidate: Candidate, fidelity: str | None = None) -> Result:
+        t = time.perf_counter()
+        metrics = self.benchmark.lookup(candidate.genotype, fidelity or self.fidelity)
+        if metrics is None:
+            return Result("invalid", error=f"{candidate.genotype} is not in the table", category="not_in_table")
+        return Result("complete", metrics=metrics, seconds=time.perf_counter() - t)
+
+
+# -- loading ---------------------------------------------------------------------------------------
+def _registry() -> dict[str, dict]:
+    return yaml.safe_load((DATA / "benchmarks" / "registry.yaml").read_text())
+
+
+def list_benchmarks() -> list[str]:
+    return list(_registry())
+
+
+def load_space_description(path: Path) -> SpaceDescription:
+    data = _read_yaml(path)
+    try:
+        return SpaceDescription.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(describe_validation_error(str(path), err)) from None
+
+
+def load_benchmark(name: str) -> TabularBenchmark:
+    """A built-in benchmark by name (see `fairnad benchmarks`)."""
+    reg = _registry()
+    if name not in reg:
+        raise ConfigError(f"unknown benchmark {name!r}; built-in ones: {', '.join(reg)} (or use --benchmark-file)")
+    entry = dict(reg[name])
+    space = TabularSpace(load_space_description(DATA / "spaces" / entry.pop("space")))
+    table = entry.pop("table")
+    spec = BenchmarkSpec(name=name, **entry)
+    with np.load(DATA / "benchmarks" / table, allow_pickle=False) as z:
+        columns = {k: z[k] for k in z.files}
+    keys = [str(k) for k in columns.pop("keys")]
+    return TabularBenchmark(spec, space, keys, columns)
+
+
+def load_user_benchmark(table_path: str | Path, space_path: str | Path) -> TabularBenchmark:
+    """A user's own table (JSON object or CSV) with its space file (YAML)."""
+    table_path, space_path = Path(table_path), Path(space_path)
+    data = _read_yaml(space_path)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{space_path}: expected a mapping of fields (name, goal, choices, dimensions, metrics...)")
+    bench_part = {k: data.pop(k) for k in list(data) if k in BENCH_KEYS}
+    try:
+        desc = SpaceDescription.model_validate(data)
+        spec = BenchmarkSpec(name=desc.name, title=desc.title, **bench_part)
+    except ValidationError as err:
+        raise ConfigError(describe_validation_error(str(space_path), err)) from None
+    space = TabularSpace(desc)
+    keys, columns = _read_table(table_path, space)
+    needed = [spec.metrics.search] + [f.search for f in spec.fidelities.values()]
+    for col in needed:
+        if col not in columns:
+            raise ConfigError(f"{table_path}: no column {col!r} (named by metrics in {space_path}); have {sorted(columns)}")
+        missing = [keys[i] for i in np.flatnonzero(np.isnan(columns[col]))[:3]]
+        if missing:
+            raise ConfigError(f"{table_path}: entry {missing[0]!r} has no value for {col!r}, which the search needs")
+    return TabularBenchmark(spec, space, keys, columns)
+
+
+def _read_yaml(path: Path):
+    try:
+        return yaml.safe_load(Path(path).read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}:{where} not valid YAML ({getattr(err, 'problem', err)})") from None
+
+
+def _read_table(path: Path, space: TabularSpace) -> tuple[list[str], dict[str, np.ndarray]]:
+    if not path.is_file():
+        raise ConfigError(f"{path}: benchmark file not found")
+    rows: dict[str, dict[str, Any]] = {}
+    if path.suffix.lower() == ".csv":
+        with open(path, newline="") as f:
+            reader = csv.DictReader(f)
+            if not reader.fieldnames or "genotype" not in reader.fieldnames:
+                raise ConfigError(f"{path}: a CSV table needs a 'genotype' column in its header line")
+            for line, rec in enumerate(reader, start=2):
+                g = (rec.pop("genotype") or "").strip()
+                rows[g] = {"__line": line, **rec}
+    else:
+        try:
+            raw = json.loads(path.read_text())
+        except json.JSONDecodeError as err:
+            raise ConfigError(f"{path}: not valid JSON (line {err.lineno}, column {err.colno}: {err.msg})") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"{path}: not a text file; expected a JSON object or a .csv table") from None
+        if not isinstance(raw, dict) or not all(isinstance(v, dict) for v in raw.values()):
+            raise ConfigError(f"{path}: expected a JSON object mapping each genotype to an object of metrics")
+        for g, rec in raw.items():
+            flat: dict[str, Any] = {}
+            for c, v in rec.items():
+                if isinstance(v, list):  # e.g. accuracies of several trainings -> c_1, c_2, ...
+                    flat.update({f"{c}_{i + 1}": x for i, x in enumerate(v)})
+                else:
+                    flat[c] = v
+            rows[g] = flat
+    if not rows:
+        raise ConfigError(f"{path}: the table is empty")
+    keys = sorted(rows)
+    for g in keys:
+        try:
+            space.parse(g)
+        except ValueError as err:
+            where = f" (line {rows[g]['__line']})" if "__line" in rows[g] else ""
+            raise ConfigError(f"{path}{where}: {err}") from None
+    names = sorted({c for r in rows.values() for c in r if c != "__line"})
+    columns: dict[str, np.ndarray] = {}
+    for c in names:
+        vals = [rows[g].get(c) for g in keys]
+        if all(isinstance(v, str) and not _is_number(v) for v in vals if v not in (None, "")):
+            columns[c] = np.array(["" if v is None else str(v) for v in vals])
+            continue
+        arr = np.full(len(keys), np.nan)
+        for i, v in enumerate(vals):
+            if v in (None, ""):
+                continue
+            if isinstance(v, bool) or not _is_number(v):
+                raise ConfigError(f"{path}: entry {keys[i]!r}, column {c!r}: {v!r} is not a number")
+            arr[i] = float(v)
+        columns[c] = arr
+    return keys, columns
+
+
+def _is_number(v) -> bool:
+    try:
+        float(v)
+    except (TypeError, ValueError):
+        return False
+    return True

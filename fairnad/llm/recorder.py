@@ -1,0 +1,177 @@
+"""Recording, capping and replaying LLM calls.
+
+`RecordingLLM` sits between a caller and any backend: it answers first from a prefix of calls
+recorded earlier (so a resumed run re-walks its own history without a server), then from the
+live backend; it hands every call to `sink` (the run store) and enforces per-run caps.
+`ReplayBackend` answers from another run's recorded calls: a run re-executed without a server.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from fairnad.llm.base import (
+    LLM,
+    Completion,
+    LLMBudgetExceeded,
+    LLMError,
+    Message,
+    ReplayExhausted,
+    Usage,
+    request_key,
+)
+
+CallRecord = dict[str, Any]
+"""One call as stored: seq, key, purpose, messages, params, text, parsed, model, tokens, latency, error."""
+
+
+class RecordingLLM:
+    def __init__(
+        self,
+        live: LLM | None,
+        *,
+        sink: Callable[[CallRecord], None] | None = None,
+        recorded: Sequence[CallRecord] = (),
+        max_calls: int | None = None,
+        max_tokens: int | None = None,
+        source: str = "the recorded run",
+    ) -> None:
+        self.live = live
+        self.sink = sink
+        self._recorded = [r for r in recorded if not r.get("error")]
+        self._pos = 0
+        self.max_calls = max_calls
+        self.max_tokens = max_tokens
+        self.source = source
+        self.calls = 0
+        self.usage = Usage()
+        self.latency = 0.0
+        self._lock = threading.Lock()
+        for r in self._recorded:  # replayed calls count towards the caps, as they did originally
+            self.calls += 1
+            self.usage.tokens_in += r.get("tokens_in") or 0
+            self.usage.tokens_out += r.get("tokens_out") or 0
+            self.latency += r.get("latency") or 0.0
+        self._replayed_calls = self.calls
+
+    @property
+    def replaying(self) -> bool:
+        return self._pos < len(self._recorded)
+
+    def complete(
+        self,
+        messages: list[Message],
+        *,
+        temperature: float = 0.0,
+        schema: dict | None = None,
+        max_tokens: int | None = None,
+        seed: int | None = None,
+        purpose: str = "",
+    ) -> Completion:
+        key = request_key(messages, temperature, schema, max_tokens, seed)
+        with self._lock:
+            if self._pos < len(self._recorded):
+                rec = self._recorded[self._pos]
+                if rec["key"] != key:
+                    raise ReplayExhausted(
+                        f"call {self._pos + 1} differs from call {rec['seq']} of {self.source} "
+                        f"({purpose or 'unnamed'} vs {rec.get('purpose') or 'unnamed'}): the run's config, "
+                        "code or data changed since it was recorded"
+                    )
+                self._pos += 1
+                return _completion(rec)
+            if self.live is None:
+                raise ReplayExhausted(f"{self.source} has no live backend behind its {len(self._recorded)} calls")
+            if self.max_calls is not None and self.calls >= self.max_calls:
+                raise LLMBudgetExceeded(f"the run reached its cap of {self.max_calls} LLM calls (llm.max_calls)")
+            if self.max_tokens is not None and self.usage.total >= self.max_tokens:
+                raise LLMBudgetExceeded(f"the run reached its cap of {self.max_tokens} LLM tokens (llm.max_tokens)")
+        started = time.time()
+        error = None
+        try:
+            out = self.live.complete(
+                messages, temperature=temperature, schema=schema, max_tokens=max_tokens, seed=seed, purpose=purpose
+            )
+        except LLMError as err:
+            error = err
+            out = Completion(text="")
+        with self._lock:
+            self.calls += 1
+            self.usage.tokens_in += out.usage.tokens_in
+            self.usage.tokens_out += out.usage.tokens_out
+            self.latency += out.latency
+            record: CallRecord = {
+                "key": key,
+                "purpose": purpose,
+                "messages": messages,
+                "params": {"temperature": temperature, "schema": schema, "max_tokens": max_tokens, "seed": seed},
+                "text": out.text,
+                "parsed": out.parsed,
+                "model": out.model,
+                "tokens_in": out.usage.tokens_in,
+                "tokens_out": out.usage.tokens_out,
+                "latency": out.latency,
+                "finish_reason": out.finish_reason,
+                "attempts": out.attempts,
+                "error": f"{type(error).__name__}: {error}" if error else None,
+                "created": started,
+                "replayed_from": getattr(self.live, "source", None),
+            }
+            if self.sink is not None:
+                self.sink(record)
+        if error is not None:
+            raise error
+        return out
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "calls": self.calls,
+            "tokens_in": self.usage.tokens_in,
+            "tokens_out": self.usage.tokens_out,
+            "seconds": round(self.latency, 3),
+            "replayed": self._replayed_calls,
+        }
+
+
+def _completion(rec: CallRecord) -> Completion:
+    return Completion(
+        text=rec["text"],
+        parsed=rec.get("parsed"),
+        usage=Usage(rec.get("tokens_in") or 0, rec.get("tokens_out") or 0),
+        latency=rec.get("latency") or 0.0,
+        model=rec.get("model") or "",
+        finish_reason=rec.get("finish_reason"),
+    )
+
+
+class ReplayBackend:
+    """A backend that answers, in order, the calls another run recorded (no server needed).
+
+    Each request must hash to the recorded one: a replay that asks something else stops with
+    a clear error instead of silently diverging."""
+
+    def __init__(self, recorded: Sequence[CallRecord], source: str, start: int = 0) -> None:
+        self._calls = [r for r in recorded if not r.get("error")]
+        self._pos = start
+        self.source = source
+        self._lock = threading.Lock()
+
+    def complete(self, messages, *, temperature=0.0, schema=None, max_tokens=None, seed=None, purpose=""):
+        key = request_key(messages, temperature, schema, max_tokens, seed)
+        with self._lock:
+            if self._pos >= len(self._calls):
+                raise ReplayExhausted(
+                    f"{self.source} recorded {len(self._calls)} LLM calls and this run asks for more; "
+                    "replay can only re-execute what was recorded"
+                )
+            rec = self._calls[self._pos]
+            if rec["key"] != key:
+                raise ReplayExhausted(
+                    f"call {self._pos + 1} ({purpose or 'unnamed'}) differs from the one {self.source} recorded; "
+                    "the config, code or data changed since it was recorded"
+                )
+            self._pos += 1
+        return _completion(rec)

@@ -1,0 +1,202 @@
+"""Run lifecycle behind the CLI: create a run, resume it, summarise it, list runs.
+
+This is where the stages meet: a benchmark (evaluate/), a strategy (search/), the LLM (llm/)
+and the run store (store/) are put together into a Study and driven to the budget.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from fairnad.config import SearchConfig
+from fairnad.errors import ConfigError, FairnadError, RunPaused
+from fairnad.evaluate.tabular import TabularBenchmark, TabularEvaluator, load_benchmark, load_user_benchmark
+from fairnad.llm import LLMBudgetExceeded, LLMError, LLMUnavailable, RecordingLLM, ReplayBackend
+from fairnad.llm.provider import BackendProvider
+from fairnad.search.base import create_strategy
+from fairnad.search.study import Study
+from fairnad.space.candidate import Candidate
+from fairnad.store import RunStore, StoreError, is_run_dir
+
+
+def open_benchmark(cfg: SearchConfig) -> TabularBenchmark:
+    if cfg.benchmark_file or cfg.space_file:
+        if not (cfg.benchmark_file and cfg.space_file):
+            raise ConfigError("--benchmark-file and --space-file go together: a table needs its space description")
+        return load_user_benchmark(cfg.benchmark_file, cfg.space_file)
+    return load_benchmark(cfg.benchmark)
+
+
+def default_run_name(cfg: SearchConfig) -> str:
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S-%f")[:-3]
+    return f"{cfg.benchmark_name}-{cfg.strategy}-s{cfg.seed}-{stamp}"
+
+
+@dataclass
+class RunHandle:
+    """What a run needs while it executes; built the same way for a new and a resumed run."""
+
+    cfg: SearchConfig
+    store: RunStore
+    bench: TabularBenchmark
+
+
+def _llm_for(cfg: SearchConfig, store: RunStore, provider: BackendProvider) -> RecordingLLM:
+    own = store.llm_calls()
+    if cfg.llm.backend == "replay":
+        if not cfg.llm.replay_from or not is_run_dir(cfg.llm.replay_from):
+            raise ConfigError(f"llm.replay_from: {cfg.llm.replay_from!r} is not a run directory")
+        with RunStore.open(cfg.llm.replay_from, readonly=True) as src:
+            source_calls = src.llm_calls()
+        answered = len([c for c in own if not c.get("error")])
+        live = ReplayBackend(source_calls, source=str(cfg.llm.replay_from), start=answered)
+    else:
+        live = provider.lazy(cfg.llm.model_dump())
+    return RecordingLLM(
+        live, sink=store.add_llm_call, recorded=own, max_calls=cfg.llm.max_calls, max_tokens=cfg.llm.max_tokens,
+        source=str(store.run_dir),
+    )  # fmt: skip
+
+
+def create_run(cfg: SearchConfig, run_dir: str | Path | None = None) -> RunHandle:
+    """Validate everything that can be checked before writing, then create the run folder."""
+    bench = open_benchmark(cfg)
+    create_strategy(cfg.strategy, cfg.strategies.get(cfg.strategy))  # refuse bad settings early
+    if cfg.fidelity is not None:
+        bench.search_column(cfg.fidelity)
+    run_dir = Path(run_dir) if run_dir else Path(cfg.runs_dir) / default_run_name(cfg)
+    store = RunStore.create(run_dir, cfg.model_dump(mode="json"))
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+    return RunHandle(cfg, store, bench)
+
+
+def open_run(run_dir: str | Path, budget: int | None = None) -> RunHandle:
+    store = RunStore.open(run_dir)
+    try:
+        cfg = SearchConfig.model_validate(store.meta()["config"])
+        if budget is not None:
+            if budget < 1:
+                raise ConfigError(f"--budget {budget}: must be at least 1")
+            cfg.budget = budget
+            store.set_meta(config=cfg.model_dump(mode="json"))
+        return RunHandle(cfg, store, open_benchmark(cfg))
+    except Exception:
+        store.close()
+        raise
+
+
+def execute(
+    handle: RunHandle, provider: BackendProvider, on_result: Callable[[Study, Candidate], None] | None = None
+) -> dict[str, Any]:
+    """Drive the run to its budget. LLM outages pause it cleanly (RunPaused, resumable)."""
+    cfg, store, bench = handle.cfg, handle.store, handle.bench
+    strategy = create_strategy(cfg.strategy, cfg.strategies.get(cfg.strategy))
+    llm = _llm_for(cfg, store, provider) if strategy.uses_llm else None
+    m = bench.spec.metrics
+    study = Study(
+        space=bench.space, evaluator=TabularEvaluator(bench, cfg.fidelity), store=store, budget=cfg.budget,
+        seed=cfg.seed, llm=llm, domain=bench.keys, fidelity=cfg.fidelity, max_seconds=cfg.max_seconds,
+        objective={"metric": "accuracy" if m.higher_is_better else m.search, "unit": "%", "dataset": bench.spec.dataset},
+    )  # fmt: skip
+    if on_result is not None:
+        study.callbacks.append(on_result)
+    t0 = time.time()
+    try:
+        study.optimize(strategy)
+    except (LLMUnavailable, LLMBudgetExceeded) as err:
+        store.set_meta(status="paused")
+        store.add_event("paused", reason=str(err), evaluations=study.evaluations)
+        raise RunPaused(f"{err}. The run is saved; continue it with: fairnad resume {store.run_dir}") from None
+    except (LLMError, FairnadError) as err:
+        store.set_meta(status="failed")
+        store.add_event("failed", reason=str(err), evaluations=study.evaluations)
+        raise
+    finally:
+        elapsed = store.meta().get("seconds", 0.0) + (time.time() - t0)
+        store.set_meta(seconds=round(elapsed, 3))
+    return summarize(store, bench)
+
+
+def summarize(store: RunStore, bench: TabularBenchmark | None = None) -> dict[str, Any]:
+    """The run as one JSON-able object (what `search --json` and `runs show --json` print)."""
+    meta = store.meta()
+    cfg = meta.get("config", {})
+    cands = store.candidates()
+    done = [c for c in cands if c.ok]
+    counted = [c for c in cands if c.counted]
+    best = max(done, key=lambda c: c.metrics["accuracy"]) if done else None
+    statuses: dict[str, int] = {}
+    for c in cands:
+        statuses[c.status] = statuses.get(c.status, 0) + 1
+    out: dict[str, Any] = {
+        "run_dir": str(store.run_dir),
+        "strategy": cfg.get("strategy"),
+        "benchmark": Path(cfg["benchmark_file"]).stem if cfg.get("benchmark_file") else cfg.get("benchmark"),
+        "seed": cfg.get("seed"),
+        "status": meta.get("status"),
+        "budget": cfg.get("budget"),
+        "evaluations": len(counted),
+        "proposals": len(cands),
+        "statuses": statuses,
+        "best": None,
+        "llm": store.llm_totals(),
+        "seconds": meta.get("seconds"),
+    }
+    if best is not None:
+        b = best.metrics
+        out["best"] = {
+            "trial": best.trial,
+            "genotype": best.genotype,
+            "accuracy": b.get("test_accuracy", b["accuracy"]),
+            "search_accuracy": b["accuracy"],
+            "rank": b.get("rank"),
+            **{k: b[k] for k in ("params", "flops", "arch") if k in b},
+        }
+        if bench is not None:
+            out["best"]["description"] = bench.space.describe(best.genotype)
+            out["table_size"] = len(bench)
+    out["trajectory"] = best_so_far(cands)
+    return out
+
+
+def best_so_far(cands: list[Candidate]) -> list[dict[str, Any]]:
+    """After each counted evaluation: the reported accuracy and rank of the best-so-far (by search metric)."""
+    traj = []
+    best = None
+    for c in cands:
+        if not c.counted:
+            continue
+        if c.ok and (best is None or c.metrics["accuracy"] > best.metrics["accuracy"]):
+            best = c
+        if best is not None:
+            traj.append(
+                {"evaluations": len(traj) + 1, "accuracy": best.metrics.get("test_accuracy", best.metrics["accuracy"]),
+                 "rank": best.metrics.get("rank"), "trial": best.trial}
+            )  # fmt: skip
+        else:
+            traj.append({"evaluations": len(traj) + 1, "accuracy": None, "rank": None, "trial": None})
+    return traj
+
+
+def list_runs(root: str | Path) -> list[dict[str, Any]]:
+    root = Path(root)
+    rows = []
+    if not root.is_dir():
+        return rows
+    for d in sorted(p for p in root.rglob("run.db")):
+        try:
+            with RunStore.open(d.parent, readonly=True) as store:
+                s = summarize(store)
+        except (StoreError, FairnadError) as err:
+            rows.append({"run_dir": str(d.parent), "status": f"unreadable: {err}"})
+            continue
+        s.pop("trajectory", None)
+        rows.append(s)
+    return rows

@@ -1,0 +1,46 @@
+"""Random search: distinct genotypes drawn uniformly (from the table when the space is tabular)."""
+
+from __future__ import annotations
+
+from fairnad.search.base import Strategy, register
+from fairnad.space.candidate import Proposal
+
+
+class UnseenSampler:
+    """Uniform draws without replacement: a seeded permutation of the domain, or rejection
+    sampling from the space when there is no finite domain. Shared by strategies that need
+    a fresh random genotype."""
+
+    def __init__(self, study, salt: int) -> None:
+        self.rng = study.rng(salt)
+        self.order = None
+        self.pos = 0
+        if study.domain is not None:
+            self.order = self.rng.permutation(len(study.domain))
+
+    def draw(self, study) -> str | None:
+        if self.order is not None:
+            while self.pos < len(self.order):
+                g = study.domain[self.order[self.pos]]
+                self.pos += 1
+                if study.seen(g) is None:
+                    return g
+            return None
+        for _ in range(10_000):
+            g = study.space.sample(self.rng)
+            if study.seen(g) is None:
+                return g
+        return None
+
+
+@register
+class RandomSearch(Strategy):
+    name = "random"
+
+    def ask(self, study):
+        if not hasattr(self, "_sampler"):
+            self._sampler = UnseenSampler(study, salt=1)
+        g = self._sampler.draw(study)
+        if g is None:
+            return []
+        return [Proposal(g, origin={"op": "random"})]

@@ -1,0 +1,178 @@
+"""A Study is one run: space, evaluator, store, LLM, budget and seed, and the ask/tell loop.
+
+Strategies see the world only through the study. Every proposal is stored before it is
+evaluated and finished right after, so a killed run loses at most the evaluation in flight.
+Resuming re-runs the strategy from the start: stored results and recorded LLM answers are
+served back in order (nothing is recomputed or re-asked), then the run continues live.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from fairnad.errors import FairnadError
+from fairnad.evaluate.base import Evaluator
+from fairnad.llm import LLM
+from fairnad.space.candidate import Candidate, Proposal
+from fairnad.space.tabular import TabularSpace
+from fairnad.store import RunStore
+
+
+class ResumeMismatch(FairnadError):
+    """A resumed run proposed something else than what it recorded: code or config changed."""
+
+
+class StrategyStalled(FairnadError):
+    """The strategy kept proposing genotypes that could not be evaluated."""
+
+
+class Study:
+    def __init__(
+        self,
+        *,
+        space: TabularSpace,
+        evaluator: Evaluator,
+        store: RunStore,
+        budget: int,
+        seed: int = 0,
+        llm: LLM | None = None,
+        domain: list[str] | None = None,
+        fidelity: str | None = None,
+        max_seconds: float | None = None,
+        objective: dict[str, Any] | None = None,
+        max_rejections: int = 50,
+    ) -> None:
+        self.space = space
+        self.evaluator = evaluator
+        self.store = store
+        self.budget = budget
+        self.seed = seed
+        self.llm = llm
+        self.domain = domain  # every genotype that can be evaluated, when the space is a finite table
+        self._domain_set = set(domain) if domain is not None else None
+        self.fidelity = fidelity
+        self.max_seconds = max_seconds
+        self.objective = objective or {"metric": "accuracy", "unit": "%", "dataset": ""}
+        self.max_rejections = max_rejections
+        self.candidates: list[Candidate] = []
+        self._evaluated: dict[str, Candidate] = {}
+        self._stored = {c.trial: c for c in store.candidates()}
+        self.callbacks: list[Callable[[Study, Candidate], None]] = []
+        self.started = time.time()
+
+    # -- what strategies read ---------------------------------------------------------------
+    @property
+    def evaluations(self) -> int:
+        """Candidates that used the budget (evaluated, successfully or not)."""
+        return sum(c.counted for c in self.candidates)
+
+    @property
+    def remaining(self) -> int:
+        return max(0, self.budget - self.evaluations)
+
+    @property
+    def resuming(self) -> bool:
+        return len(self.candidates) < len(self._stored)
+
+    def rng(self, salt: int) -> np.random.Generator:
+        """A generator that depends only on the run seed and `salt` (one per consumer)."""
+        return np.random.default_rng([self.seed, salt])
+
+    def in_domain(self, genotype: str) -> bool:
+        return self.space.is_valid(genotype) if self._domain_set is None else genotype in self._domain_set
+
+    def seen(self, genotype: str) -> Candidate | None:
+        return self._evaluated.get(genotype)
+
+    def completed(self) -> list[Candidate]:
+        return [c for c in self.candidates if c.ok]
+
+    def best(self) -> Candidate | None:
+        done = self.completed()
+        return max(done, key=lambda c: c.metrics["accuracy"]) if done else None
+
+    # -- the loop ---------------------------------------------------------------------------
+    def optimize(self, strategy) -> None:
+        resumed = bool(self._stored)
+        self.store.add_event("resumed" if resumed else "started", evaluations_done=sum(
+            c.counted for c in self._stored.values()), budget=self.budget)  # fmt: skip
+        self.store.set_meta(status="running")
+        rejections = 0
+        while self.remaining > 0:
+            if self.max_seconds is not None and time.time() - self.started > self.max_seconds:
+                self.store.add_event("time_budget_reached", seconds=self.max_seconds)
+                break
+            proposals = strategy.ask(self)
+            if not proposals:
+                raise StrategyStalled(f"strategy {strategy.name} proposed nothing with {self.remaining} evaluations left")
+            results = []
+            for p in proposals:
+                if self.remaining == 0:
+                    break
+                cand = self._run_one(p)
+                results.append(cand)
+                rejections = 0 if cand.counted else rejections + 1
+            strategy.tell(self, results)
+            if rejections >= self.max_rejections:
+                raise StrategyStalled(
+                    f"strategy {strategy.name} made {rejections} proposals in a row that could not be evaluated"
+                )
+        done = self.remaining == 0
+        self.store.set_meta(status="finished" if done else "stopped", evaluations=self.evaluations)
+        self.store.add_event("finished" if done else "stopped", evaluations=self.evaluations)
+
+    def _run_one(self, p: Proposal) -> Candidate:
+        trial = len(self.candidates)
+        stored = self._stored.get(trial)
+        if stored is not None:
+            if stored.genotype != p.genotype:
+                raise ResumeMismatch(
+                    f"{self.store.run_dir}: on resume trial {trial} proposed {p.genotype!r} but the run recorded "
+                    f"{stored.genotype!r}; the config, code or LLM answers changed since the run was recorded"
+                )
+            if stored.status != "running":
+                return self._accept(stored)
+            cand = stored  # it was in flight when the run stopped: evaluate it now
+        else:
+            cand = Candidate(
+                id=0, trial=trial, genotype=p.genotype, parents=list(p.parents), origin=dict(p.origin),
+                created=time.time(),
+            )  # fmt: skip
+            reason = p.invalid_reason
+            if reason is None and not self.space.is_valid(p.genotype):
+                try:
+                    self.space.parse(p.genotype)
+                except ValueError as err:
+                    reason = str(err)
+            prior = self.seen(p.genotype) if reason is None else None
+            if reason is not None or prior is not None:
+                cand.status = "invalid" if reason is not None else "duplicate"
+                cand.error = reason or f"already evaluated as trial {prior.trial}"
+                if prior is not None:
+                    cand.metrics = {"duplicate_of": prior.trial, "accuracy": prior.metrics.get("accuracy")}
+                cand.finished = time.time()
+                self.store.add_candidate(cand)
+                return self._accept(cand)
+            self.store.add_candidate(cand)
+        result = self.evaluator.evaluate(cand, self.fidelity)
+        cand.status = result.status
+        cand.metrics = dict(result.metrics)
+        if result.category:
+            cand.metrics["failure"] = result.category
+        cand.error = result.error
+        cand.counted = result.status in ("complete", "failed")
+        cand.finished = time.time()
+        self.store.finish_candidate(cand)
+        return self._accept(cand)
+
+    def _accept(self, cand: Candidate) -> Candidate:
+        self.candidates.append(cand)
+        if cand.counted:
+            self._evaluated.setdefault(cand.genotype, cand)
+        for cb in self.callbacks:
+            cb(self, cand)
+        return cand

@@ -1,0 +1,315 @@
+"""The run database: one SQLite file per run, every fact committed the moment it happens.
+
+Tables: meta (config, versions, status), candidates (one row per proposal, in trial order),
+llm_calls (every request and answer), events (what happened when). WAL journaling keeps the
+file consistent across `kill -9`; an exclusive lock file keeps a second process out.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from fairnad.errors import FairnadError, RunLockedError
+from fairnad.space.candidate import Candidate
+
+DB_NAME = "run.db"
+LOCK_NAME = ".lock"
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS candidates (
+    id INTEGER PRIMARY KEY,
+    trial INTEGER NOT NULL UNIQUE,
+    genotype TEXT NOT NULL,
+    parents TEXT NOT NULL DEFAULT '[]',
+    origin TEXT NOT NULL DEFAULT '{}',
+    status TEXT NOT NULL,
+    metrics TEXT NOT NULL DEFAULT '{}',
+    error TEXT,
+    counted INTEGER NOT NULL DEFAULT 0,
+    created REAL NOT NULL,
+    finished REAL
+);
+CREATE TABLE IF NOT EXISTS llm_calls (
+    seq INTEGER PRIMARY KEY,
+    key TEXT NOT NULL,
+    purpose TEXT,
+    messages TEXT NOT NULL,
+    params TEXT NOT NULL,
+    text TEXT,
+    parsed TEXT,
+    model TEXT,
+    tokens_in INTEGER,
+    tokens_out INTEGER,
+    latency REAL,
+    finish_reason TEXT,
+    attempts INTEGER,
+    error TEXT,
+    replayed_from TEXT,
+    created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY,
+    time REAL NOT NULL,
+    kind TEXT NOT NULL,
+    data TEXT NOT NULL DEFAULT '{}'
+);
+"""
+
+
+class StoreError(FairnadError):
+    """The run directory or its database cannot be used."""
+
+
+def is_run_dir(path: str | Path) -> bool:
+    return (Path(path) / DB_NAME).is_file()
+
+
+class RunStore:
+    """Read and write one run. Open with `create` (new run) or `open` (resume, inspect)."""
+
+    def __init__(self, run_dir: Path, conn: sqlite3.Connection, lock_fd: int | None) -> None:
+        self.run_dir = run_dir
+        self._conn = conn
+        self._lock_fd = lock_fd
+        self._mutex = threading.Lock()
+
+    # -- opening ----------------------------------------------------------------------------
+    @classmethod
+    def create(cls, run_dir: str | Path, config: dict[str, Any]) -> "RunStore":
+        run_dir = Path(run_dir)
+        if is_run_dir(run_dir):
+            raise StoreError(
+                f"{run_dir} already holds a run; continue it with `fairnad resume {run_dir}` or pick another --run-dir"
+            )
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise StoreError(f"cannot create the run directory {run_dir}: {err.strerror}") from None
+        lock_fd = _acquire_lock(run_dir)
+        store = cls(run_dir, _connect(run_dir / DB_NAME), lock_fd)
+        try:
+            store._conn.executescript(_SCHEMA)  # executescript manages its own transaction
+        except sqlite3.Error as err:
+            store.close()
+            raise StoreError(f"{run_dir / DB_NAME}: cannot create the run database ({err})") from None
+        from fairnad import __version__
+
+        store.set_meta(
+            schema_version=SCHEMA_VERSION, fairnad_version=__version__, created=time.time(), config=config,
+            status="created",
+        )  # fmt: skip
+        return store
+
+    @classmethod
+    def open(cls, run_dir: str | Path, *, readonly: bool = False) -> "RunStore":
+        run_dir = Path(run_dir)
+        if not is_run_dir(run_dir):
+            raise StoreError(f"{run_dir} is not a run directory (no {DB_NAME} in it)")
+        lock_fd = None if readonly else _acquire_lock(run_dir)
+        conn = _connect(run_dir / DB_NAME, readonly=readonly)
+        store = cls(run_dir, conn, lock_fd)
+        version = store.meta().get("schema_version")
+        if version != SCHEMA_VERSION:
+            store.close()
+            raise StoreError(f"{run_dir}/{DB_NAME} has schema version {version}, this fairnad reads {SCHEMA_VERSION}")
+        return store
+
+    def close(self) -> None:
+        with self._mutex:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+            if self._lock_fd is not None:
+                os.close(self._lock_fd)
+                self._lock_fd = None
+
+    def __enter__(self) -> "RunStore":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _tx(self):
+        return _Tx(self)
+
+    # -- meta -------------------------------------------------------------------------------
+    def set_meta(self, **values: Any) -> None:
+        with self._tx() as c:
+            c.executemany(
+                "INSERT INTO meta(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                [(k, json.dumps(v)) for k, v in values.items()],
+            )
+
+    def meta(self) -> dict[str, Any]:
+        rows = self._query("SELECT key, value FROM meta")
+        return {k: json.loads(v) for k, v in rows}
+
+    # -- candidates -------------------------------------------------------------------------
+    def add_candidate(self, cand: Candidate) -> Candidate:
+        with self._tx() as c:
+            cur = c.execute(
+                "INSERT INTO candidates(trial, genotype, parents, origin, status, metrics, error, counted, created,"
+                " finished) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    cand.trial, cand.genotype, json.dumps(cand.parents), json.dumps(cand.origin), cand.status,
+                    json.dumps(cand.metrics), cand.error, int(cand.counted), cand.created, cand.finished,
+                ),
+            )  # fmt: skip
+            cand.id = cur.lastrowid
+        return cand
+
+    def finish_candidate(self, cand: Candidate) -> None:
+        with self._tx() as c:
+            c.execute(
+                "UPDATE candidates SET status = ?, metrics = ?, error = ?, counted = ?, finished = ? WHERE id = ?",
+                (cand.status, json.dumps(cand.metrics), cand.error, int(cand.counted), cand.finished, cand.id),
+            )
+
+    def candidates(self) -> list[Candidate]:
+        rows = self._query(
+            "SELECT id, trial, genotype, parents, origin, status, metrics, error, counted, created, finished"
+            " FROM candidates ORDER BY trial"
+        )
+        return [
+            Candidate(
+                id=r[0], trial=r[1], genotype=r[2], parents=json.loads(r[3]), origin=json.loads(r[4]), status=r[5],
+                metrics=json.loads(r[6]), error=r[7], counted=bool(r[8]), created=r[9], finished=r[10],
+            )
+            for r in rows
+        ]  # fmt: skip
+
+    # -- llm calls --------------------------------------------------------------------------
+    def add_llm_call(self, rec: dict[str, Any]) -> None:
+        p = rec.get("params", {})
+        with self._tx() as c:
+            c.execute(
+                "INSERT INTO llm_calls(key, purpose, messages, params, text, parsed, model, tokens_in, tokens_out,"
+                " latency, finish_reason, attempts, error, replayed_from, created)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    rec["key"], rec.get("purpose"), json.dumps(rec["messages"]), json.dumps(p), rec.get("text"),
+                    json.dumps(rec.get("parsed")), rec.get("model"), rec.get("tokens_in"), rec.get("tokens_out"),
+                    rec.get("latency"), rec.get("finish_reason"), rec.get("attempts"), rec.get("error"),
+                    rec.get("replayed_from"), rec.get("created") or time.time(),
+                ),
+            )  # fmt: skip
+
+    def llm_calls(self) -> list[dict[str, Any]]:
+        rows = self._query(
+            "SELECT seq, key, purpose, messages, params, text, parsed, model, tokens_in, tokens_out, latency,"
+            " finish_reason, attempts, error, replayed_from, created FROM llm_calls ORDER BY seq"
+        )
+        keys = (
+            "seq key purpose messages params text parsed model tokens_in tokens_out latency finish_reason attempts "
+            "error replayed_from created"
+        ).split()
+        out = []
+        for r in rows:
+            d = dict(zip(keys, r))
+            for k in ("messages", "params", "parsed"):
+                d[k] = json.loads(d[k]) if d[k] is not None else None
+            out.append(d)
+        return out
+
+    def llm_totals(self) -> dict[str, Any]:
+        calls, tin, tout, secs, errors = self._query(
+            "SELECT COUNT(*), COALESCE(SUM(tokens_in), 0), COALESCE(SUM(tokens_out), 0), COALESCE(SUM(latency), 0),"
+            " COALESCE(SUM(error IS NOT NULL), 0) FROM llm_calls"
+        )[0]
+        return {"calls": calls, "tokens_in": tin, "tokens_out": tout, "seconds": round(secs, 3), "errors": errors}
+
+    # -- events -----------------------------------------------------------------------------
+    def add_event(self, kind: str, **data: Any) -> None:
+        with self._tx() as c:
+            c.execute("INSERT INTO events(time, kind, data) VALUES (?, ?, ?)", (time.time(), kind, json.dumps(data)))
+
+    def events(self) -> list[dict[str, Any]]:
+        rows = self._query("SELECT time, kind, data FROM events ORDER BY id")
+        return [{"time": t, "kind": k, **json.loads(d)} for t, k, d in rows]
+
+    # -- plumbing ---------------------------------------------------------------------------
+    def _query(self, sql: str, args: tuple = ()) -> list[tuple]:
+        with self._mutex:
+            if self._conn is None:
+                raise StoreError(f"{self.run_dir}: the run store is closed")
+            try:
+                return self._conn.execute(sql, args).fetchall()
+            except sqlite3.DatabaseError as err:
+                raise StoreError(f"{self.run_dir / DB_NAME}: {err}") from None
+
+
+class _Tx:
+    """One committed transaction; errors become a one-line StoreError (disk full, read-only...)."""
+
+    def __init__(self, store: RunStore) -> None:
+        self.store = store
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.store._mutex.acquire()
+        if self.store._conn is None:
+            self.store._mutex.release()
+            raise StoreError(f"{self.store.run_dir}: the run store is closed")
+        self.store._conn.execute("BEGIN IMMEDIATE")
+        return self.store._conn
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        conn = self.store._conn
+        try:
+            if exc_type is None:
+                conn.execute("COMMIT")
+            else:
+                conn.execute("ROLLBACK")
+        except sqlite3.Error as err:
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            self.store._mutex.release()
+            raise StoreError(f"{self.store.run_dir / DB_NAME}: could not write ({err}); nothing was lost") from None
+        self.store._mutex.release()
+        if isinstance(exc, sqlite3.Error):
+            raise StoreError(f"{self.store.run_dir / DB_NAME}: could not write ({exc}); nothing was lost") from None
+        return False
+
+
+def _connect(path: Path, readonly: bool = False) -> sqlite3.Connection:
+    try:
+        if readonly:
+            conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None, check_same_thread=False)
+        else:
+            conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")  # survives process crashes; FULL only adds power-loss safety
+        conn.execute("PRAGMA foreign_keys=ON")
+        return conn
+    except sqlite3.Error as err:
+        raise StoreError(f"{path}: cannot open the run database ({err})") from None
+
+
+def _acquire_lock(run_dir: Path) -> int:
+    """An exclusive advisory lock held for the life of the process (released by the OS on kill -9)."""
+    path = run_dir / LOCK_NAME
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as err:
+        raise StoreError(f"cannot open {path}: {err.strerror}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "another process"
+        os.close(fd)
+        raise RunLockedError(
+            f"{run_dir} is in use by process {holder}; wait for it to finish or stop it first"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, str(os.getpid()).encode(), 0)
+    return fd
