@@ -18,7 +18,7 @@ import yaml
 from fairnad.config import SearchConfig
 from fairnad.errors import ConfigError, FairnadError, RunPaused
 from fairnad.evaluate.tabular import TabularBenchmark, TabularEvaluator, load_benchmark, load_user_benchmark
-from fairnad.llm import LLMBudgetExceeded, LLMError, LLMUnavailable, RecordingLLM, ReplayBackend
+from fairnad.llm import LLMBudgetExceeded, LLMError, LLMUnavailable, RecordingLLM, ReplayBackend, ReplayExhausted
 from fairnad.llm.provider import BackendProvider
 from fairnad.search.base import create_strategy
 from fairnad.search.study import Study
@@ -110,7 +110,7 @@ def execute(
     t0 = time.time()
     try:
         study.optimize(strategy)
-    except (LLMUnavailable, LLMBudgetExceeded) as err:
+    except (LLMUnavailable, LLMBudgetExceeded, ReplayExhausted) as err:
         store.set_meta(status="paused")
         store.add_event("paused", reason=str(err), evaluations=study.evaluations)
         raise RunPaused(f"{err}. The run is saved; continue it with: fairnad resume {store.run_dir}") from None
@@ -121,6 +121,10 @@ def execute(
     finally:
         elapsed = store.meta().get("seconds", 0.0) + (time.time() - t0)
         store.set_meta(seconds=round(elapsed, 3))
+        store.add_event(
+            "session", seconds=round(time.time() - t0, 3), evaluations=study.evaluations,
+            llm=llm.stats() if llm is not None else None,
+        )  # fmt: skip
     return summarize(store, bench)
 
 

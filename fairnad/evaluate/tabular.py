@@ -58,7 +58,7 @@ class BenchmarkSpec(BaseModel):
     source: str = ""
 
 
-BENCH_KEYS = set(BenchmarkSpec.model_fields) - {"name"}
+BENCH_KEYS = set(BenchmarkSpec.model_fields) - {"name", "title"}  # name and title belong to the space
 
 
 class TabularBenchmark:
@@ -248,10 +248,16 @@ def load_user_benchmark(table_path: str | Path, space_path: str | Path) -> Tabul
         raise ConfigError(describe_validation_error(str(space_path), err)) from None
     space = TabularSpace(desc)
     keys, columns = _read_table(table_path, space)
-    needed = [spec.metrics.search] + [f.search for f in spec.fidelities.values()]
-    for col in needed:
-        if col not in columns:
-            raise ConfigError(f"{table_path}: no column {col!r} (named by metrics in {space_path}); have {sorted(columns)}")
+    m = spec.metrics
+    named = {"metrics.search": m.search, "metrics.report": m.report, "metrics.params": m.params,
+             "metrics.flops": m.flops, "display": spec.display}  # fmt: skip
+    named.update({f"fidelities.{k}.search": f.search for k, f in spec.fidelities.items()})
+    for field, col in named.items():
+        if col is not None and col not in columns:
+            raise ConfigError(f"{table_path}: no column {col!r} ({field} in {space_path}); it has {sorted(columns)}")
+    for col in [m.search] + [f.search for f in spec.fidelities.values()]:
+        if columns[col].dtype.kind not in "fiu":
+            raise ConfigError(f"{table_path}: column {col!r} holds text, but the search needs numbers")
         missing = [keys[i] for i in np.flatnonzero(np.isnan(columns[col]))[:3]]
         if missing:
             raise ConfigError(f"{table_path}: entry {missing[0]!r} has no value for {col!r}, which the search needs")
@@ -311,7 +317,8 @@ def _read_table(path: Path, space: TabularSpace) -> tuple[list[str], dict[str, n
     columns: dict[str, np.ndarray] = {}
     for c in names:
         vals = [rows[g].get(c) for g in keys]
-        if all(isinstance(v, str) and not _is_number(v) for v in vals if v not in (None, "")):
+        present = [v for v in vals if v not in (None, "")]
+        if present and all(isinstance(v, str) and not _is_number(v) for v in present):
             columns[c] = np.array(["" if v is None else str(v) for v in vals])
             continue
         arr = np.full(len(keys), np.nan)

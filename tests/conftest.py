@@ -1,0 +1,61 @@
+"""Shared fixtures: a real embedded LLM server, a scripted LLM for unit logic, a CLI runner."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fairnad.llm import Completion, EmbeddedServer, OpenAICompatible, Usage
+from fairnad.llm.embedded import MODEL_ALIAS
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared"
+
+
+@pytest.fixture(scope="session")
+def embedded_server(tmp_path_factory):
+    """The real SmolLM2-135M llama.cpp server on a free loopback port (one per test worker)."""
+    log = tmp_path_factory.mktemp("llm") / "server.log"
+    with EmbeddedServer(threads=1, log_path=log) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def embedded_llm(embedded_server):
+    return OpenAICompatible(embedded_server.base_url, MODEL_ALIAS, structured="json_object_schema", timeout=120)
+
+
+class ScriptedLLM:
+    """Answers from a fixed list: makes one unit's logic deterministic. Never the only test of a feature."""
+
+    def __init__(self, answers: list):
+        self.answers = list(answers)
+        self.requests: list[list[dict]] = []
+
+    def complete(self, messages, *, temperature=0.0, schema=None, max_tokens=None, seed=None, purpose=""):
+        self.requests.append(messages)
+        if not self.answers:
+            raise AssertionError("ScriptedLLM ran out of answers")
+        a = self.answers.pop(0)
+        text = a if isinstance(a, str) else json.dumps(a)
+        parsed = None if isinstance(a, str) else a
+        return Completion(text=text, parsed=parsed, usage=Usage(10, 5), latency=0.0, model="scripted")
+
+
+@pytest.fixture
+def run_cli(tmp_path):
+    """Run `python -m fairnad ...` as a user would, in a fresh working directory."""
+
+    def run(*args: str, cwd: Path | None = None, timeout: float = 600, env: dict | None = None):
+        full_env = {**os.environ, **(env or {})}
+        return subprocess.run(
+            [sys.executable, "-m", "fairnad", *args],
+            cwd=cwd or tmp_path, capture_output=True, text=True, timeout=timeout, env=full_env,
+        )  # fmt: skip
+
+    return run

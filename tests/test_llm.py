@@ -1,0 +1,167 @@
+"""The LLM layer against the real embedded server, a dead port, and a scripted faulty server."""
+
+import json
+import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from fairnad.evaluate.tabular import load_benchmark
+from fairnad.llm import (
+    LLMBudgetExceeded,
+    LLMUnavailable,
+    OpenAICompatible,
+    RecordingLLM,
+    ReplayBackend,
+    ReplayExhausted,
+)
+from fairnad.llm.embedded import MODEL_ALIAS
+from fairnad.llm.structured import parse_json, validate
+
+from conftest import ScriptedLLM
+
+
+@pytest.mark.parametrize(
+    "text,value",
+    [
+        ('{"a": 1}', {"a": 1}),
+        ('Sure! ```json\n{"a": [1, 2]}\n``` hope it helps', {"a": [1, 2]}),
+        ('{"a": [1, 2], "r": "cut off mid-sent', {"a": [1, 2], "r": "cut off mid-sent"}),
+        ('{"a": [1, 2,', {"a": [1, 2]}),
+        ('{"a": 1,}', {"a": 1}),
+        ('{"r": "line one\nline two"}', {"r": "line one\nline two"}),
+    ],
+)
+def test_parse_json_repairs(text, value):
+    assert parse_json(text) == value
+
+
+def test_parse_json_gives_up_clearly():
+    with pytest.raises(ValueError, match="no JSON value"):
+        parse_json("I would use more layers.")
+
+
+@pytest.mark.llm
+def test_schema_output_from_the_embedded_server(embedded_llm):
+    space = load_benchmark("channel-bench-resnet").space
+    schema = space.answer_schema(120)
+    msgs = [{"role": "user", "content": "Pick 7 channel numbers for a ResNet as JSON."}]
+    out = embedded_llm.complete(msgs, temperature=1.0, schema=schema, seed=3, max_tokens=120)
+    assert validate(out.parsed, schema) is None
+    assert space.is_valid(space.from_labels(out.parsed["architecture"]))
+    assert out.usage.tokens_in > 10 and out.usage.tokens_out > 5 and out.latency > 0
+    again = embedded_llm.complete(msgs, temperature=1.0, schema=schema, seed=3, max_tokens=120)
+    assert again.text == out.text  # a seed makes sampling reproducible on this server
+
+
+@pytest.mark.llm
+def test_auto_mode_falls_back_to_what_the_server_supports(embedded_server):
+    # llama-cpp-python refuses response_format json_schema; auto must find json_object + schema.
+    client = OpenAICompatible(embedded_server.base_url, max_retries=0, structured="auto")
+    assert client.model == MODEL_ALIAS  # discovered from /v1/models
+    schema = {"type": "object", "properties": {"n": {"enum": [1, 2, 3]}}, "required": ["n"]}
+    out = client.complete([{"role": "user", "content": "Pick a number."}], schema=schema, max_tokens=20)
+    assert out.parsed["n"] in (1, 2, 3)
+    assert client._modes[0] == "json_object_schema"
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_dead_port_gives_a_clear_error():
+    port = _free_port()
+    client = OpenAICompatible(f"http://127.0.0.1:{port}/v1", "m", max_retries=1, timeout=5)
+    with pytest.raises(LLMUnavailable) as e:
+        client.complete([{"role": "user", "content": "hi"}])
+    assert f"http://127.0.0.1:{port}/v1" in str(e.value) and "is the server running" in str(e.value)
+
+
+class _Flaky(BaseHTTPRequestHandler):
+    """Answers 429, then 500, then a valid chat completion."""
+
+    codes = [429, 500]
+    seen = 0
+
+    def do_POST(self):
+        type(self).seen += 1
+        self.rfile.read(int(self.headers.get("content-length", 0)))
+        if self.codes:
+            code = self.codes.pop(0)
+            self.send_response(code)
+            self.send_header("content-type", "application/json")
+            self.send_header("retry-after-ms", "10")
+            self.end_headers()
+            self.wfile.write(b'{"error": {"message": "busy"}}')
+            return
+        body = {
+            "id": "x", "object": "chat.completion", "created": 0, "model": "flaky",
+            "choices": [{"index": 0, "finish_reason": "stop",
+                         "message": {"role": "assistant", "content": '{"n": 2}'}}],
+            "usage": {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10},
+        }  # fmt: skip
+        data = json.dumps(body).encode()
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *a):
+        pass
+
+
+def test_retries_on_429_and_500_then_succeeds():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Flaky)
+    t = threading.Thread(target=server.serve_forever, daemon=True)
+    t.start()
+    try:
+        client = OpenAICompatible(f"http://127.0.0.1:{server.server_port}/v1", "flaky", max_retries=3,
+                                  structured="prompt")  # fmt: skip
+        schema = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}
+        out = client.complete([{"role": "user", "content": "n?"}], schema=schema)
+        assert out.parsed == {"n": 2} and out.usage.tokens_in == 7
+        assert _Flaky.seen == 3
+    finally:
+        server.shutdown()
+
+
+def test_recorder_caps_calls_and_records_everything():
+    calls = []
+    llm = RecordingLLM(ScriptedLLM(["a", "b", "c"]), sink=calls.append, max_calls=2)
+    llm.complete([{"role": "user", "content": "1"}], purpose="t")
+    llm.complete([{"role": "user", "content": "2"}], purpose="t")
+    with pytest.raises(LLMBudgetExceeded, match="cap of 2 LLM calls"):
+        llm.complete([{"role": "user", "content": "3"}])
+    assert [c["text"] for c in calls] == ["a", "b"]
+    assert calls[0]["messages"] == [{"role": "user", "content": "1"}] and calls[0]["tokens_in"] == 10
+
+
+def test_recorder_serves_its_prefix_then_goes_live():
+    recorded = []
+    first = RecordingLLM(ScriptedLLM(["a", "b"]), sink=recorded.append)
+    first.complete([{"role": "user", "content": "1"}])
+    first.complete([{"role": "user", "content": "2"}])
+    live = ScriptedLLM(["c"])
+    second = RecordingLLM(live, recorded=recorded)
+    assert second.complete([{"role": "user", "content": "1"}]).text == "a"
+    assert second.complete([{"role": "user", "content": "2"}]).text == "b"
+    assert live.requests == []  # nothing re-asked
+    assert second.complete([{"role": "user", "content": "3"}]).text == "c"
+    with pytest.raises(ReplayExhausted, match="differs from call 1"):
+        RecordingLLM(None, recorded=recorded).complete([{"role": "user", "content": "changed"}])
+
+
+def test_replay_backend_refuses_to_diverge():
+    recorded = []
+    RecordingLLM(ScriptedLLM(["a"]), sink=recorded.append).complete([{"role": "user", "content": "1"}])
+    rb = ReplayBackend(recorded, source="runs/x")
+    with pytest.raises(ReplayExhausted, match="differs from the one runs/x recorded"):
+        rb.complete([{"role": "user", "content": "other"}])
+    rb = ReplayBackend(recorded, source="runs/x")
+    assert rb.complete([{"role": "user", "content": "1"}]).text == "a"
+    with pytest.raises(ReplayExhausted, match="recorded 1 LLM calls and this run asks for more"):
+        rb.complete([{"role": "user", "content": "1"}])
