@@ -63,6 +63,10 @@ def run_grid(
     llm_jobs = [j for j in jobs if strategy_class(j.strategy).uses_llm]
     for i, j in enumerate(llm_jobs):
         j.replica = i % max(1, llm_servers)
+    # An embedded server answers one request at a time and caches one conversation's prompt:
+    # runs that share it take turns (whole runs, not calls), so the cache follows each conversation.
+    embedded = base.llm.backend == "embedded"
+    gates = [threading.Lock() for _ in range(max(1, llm_servers))]
     with BackendProvider(jobs[0].run_dir.parents[2] if jobs else None) as provider:
         if llm_jobs and base.llm.backend == "embedded":
             # Start embedded servers from this (main) thread: they die with the thread that made them.
@@ -93,7 +97,11 @@ def run_grid(
                         with lock:
                             on_progress(done)
                     sub = _Replica(provider, _llm_settings(base, job.replica, llm_servers))
-                    s = execute(handle, sub, progress)
+                    if embedded and strategy_class(job.strategy).uses_llm:
+                        with gates[job.replica]:
+                            s = execute(handle, sub, progress)
+                    else:
+                        s = execute(handle, sub, progress)
                 results[i] = {**s, "job": job}
             except (FairnadError, LLMError) as err:
                 results[i] = _failed(job, err)
@@ -102,8 +110,9 @@ def run_grid(
             finally:
                 handle.store.close()
 
+        order = sorted(range(len(jobs)), key=lambda i: strategy_class(jobs[i].strategy).uses_llm)  # quick ones first
         with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-            futures = [pool.submit(one, i, j) for i, j in enumerate(jobs)]
+            futures = [pool.submit(one, i, jobs[i]) for i in order]
             for f in as_completed(futures):
                 f.result()
     return results
