@@ -136,6 +136,14 @@ def _print_summary(s: dict) -> None:
     Console().print(t)
 
 
+def _report(summary: dict, as_json: bool) -> None:
+    if as_json:
+        summary.pop("trajectory", None)
+        _emit_json(summary)
+    else:
+        _print_summary(summary)
+
+
 def _num(v) -> str:
     if v is None:
         return "n/a"
@@ -176,12 +184,7 @@ def search(
     cfg = load_config(config, overrides, set_)
     handle = create_run(cfg, run_dir)
     err_console.print(f"run folder: {handle.store.run_dir}")
-    summary = _run_with_progress(handle, f"{cfg.strategy} · {cfg.benchmark_name}")
-    if as_json:
-        summary.pop("trajectory", None)
-        _emit_json(summary)
-    else:
-        _print_summary(summary)
+    _report(_run_with_progress(handle, f"{cfg.strategy} · {cfg.benchmark_name}"), as_json)
 
 
 @app.command()
@@ -201,12 +204,7 @@ def resume(
         fields = {**handle.cfg.llm.model_dump(), **parse_llm_flag(llm)}
         handle.cfg.llm = LLMConfig.model_validate(fields)
         handle.store.set_meta(config=handle.cfg.model_dump(mode="json"))
-    summary = _run_with_progress(handle, f"{handle.cfg.strategy} · {handle.cfg.benchmark_name} (resumed)")
-    if as_json:
-        summary.pop("trajectory", None)
-        _emit_json(summary)
-    else:
-        _print_summary(summary)
+    _report(_run_with_progress(handle, f"{handle.cfg.strategy} · {handle.cfg.benchmark_name} (resumed)"), as_json)
 
 
 @app.command()

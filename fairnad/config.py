@@ -9,6 +9,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from fairnad.errors import ConfigError, describe_validation_error
+from fairnad.files import read_yaml
 
 
 class LLMConfig(BaseModel):
@@ -102,14 +103,7 @@ def load_config(
     source = "config"
     if path is not None:
         source = str(path)
-        try:
-            data = yaml.safe_load(Path(path).read_text()) or {}
-        except FileNotFoundError:
-            raise ConfigError(f"{path}: config file not found") from None
-        except yaml.YAMLError as err:
-            mark = getattr(err, "problem_mark", None)
-            where = f" line {mark.line + 1}" if mark else ""
-            raise ConfigError(f"{path}:{where} not valid YAML ({getattr(err, 'problem', err)})") from None
+        data = read_yaml(path, "config file") or {}
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: expected a mapping of settings at the top level")
     for key, value in (overrides or {}).items():

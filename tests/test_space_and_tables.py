@@ -148,7 +148,7 @@ def test_space_file_not_yaml_or_missing(tmp_path):
     p.write_text("name: [unclosed\n")
     with pytest.raises(ConfigError, match=r"space.yaml: line \d+ not valid YAML"):
         load_user_benchmark(EX / "toy-table.csv", p)
-    with pytest.raises(ConfigError, match="nothere.yaml: file not found"):
+    with pytest.raises(ConfigError, match="nothere.yaml: space file not found"):
         load_user_benchmark(EX / "toy-table.csv", tmp_path / "nothere.yaml")
     with pytest.raises(ConfigError, match="benchmark file not found"):
         load_user_benchmark(tmp_path / "none.csv", EX / "toy-space.yaml")

@@ -19,6 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from fairnad.errors import ConfigError, describe_validation_error
+from fairnad.files import read_yaml
 from fairnad.evaluate.base import Result
 from fairnad.space.candidate import Candidate
 from fairnad.space.tabular import SpaceDescription, TabularSpace
@@ -212,7 +213,7 @@ def list_benchmarks() -> list[str]:
 
 
 def load_space_description(path: Path) -> SpaceDescription:
-    data = _read_yaml(path)
+    data = read_yaml(path, "space file")
     try:
         return SpaceDescription.model_validate(data)
     except ValidationError as err:
@@ -237,7 +238,7 @@ def load_benchmark(name: str) -> TabularBenchmark:
 def load_user_benchmark(table_path: str | Path, space_path: str | Path) -> TabularBenchmark:
     """A user's own table (JSON object or CSV) with its space file (YAML)."""
     table_path, space_path = Path(table_path), Path(space_path)
-    data = _read_yaml(space_path)
+    data = read_yaml(space_path, "space file")
     if not isinstance(data, dict):
         raise ConfigError(f"{space_path}: expected a mapping of fields (name, goal, choices, dimensions, metrics...)")
     bench_part = {k: data.pop(k) for k in list(data) if k in BENCH_KEYS}
@@ -262,17 +263,6 @@ def load_user_benchmark(table_path: str | Path, space_path: str | Path) -> Tabul
         if missing:
             raise ConfigError(f"{table_path}: entry {missing[0]!r} has no value for {col!r}, which the search needs")
     return TabularBenchmark(spec, space, keys, columns)
-
-
-def _read_yaml(path: Path):
-    try:
-        return yaml.safe_load(Path(path).read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: file not found") from None
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"{path}:{where} not valid YAML ({getattr(err, 'problem', err)})") from None
 
 
 def _read_table(path: Path, space: TabularSpace) -> tuple[list[str], dict[str, np.ndarray]]:
