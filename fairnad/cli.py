@@ -263,6 +263,160 @@ def bench(
         raise typer.Exit(1)
 
 
+# -- evaluate / models ---------------------------------------------------------------------------
+def _model_source(arg: str) -> tuple[str, str]:
+    """(label, source) of a model file path or a reference model given as ref:NAME."""
+    if arg.startswith("ref:"):
+        from fairnad.space.reference import reference
+
+        return arg, reference(arg[4:]).source()
+    p = Path(arg)
+    try:
+        return arg, p.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"{arg}: model file not found (or use ref:NAME for a reference model, see `fairnad models`)") from None
+    except (UnicodeDecodeError, IsADirectoryError):
+        raise ConfigError(f"{arg}: not a Python source file") from None
+
+
+def _parse_kv(items: list[str], flag: str) -> dict[str, Any]:
+    import yaml
+
+    out = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"{flag} {item!r}: expected NAME=VALUE")
+        k, v = item.split("=", 1)
+        out[k.strip()] = yaml.safe_load(v)
+    return out
+
+
+@app.command()
+@handles_errors
+def evaluate(
+    models: list[str] = typer.Argument(..., help="Model files (or ref:NAME), each defining build_model(num_classes, in_chans)."),
+    dataset: str = typer.Option("mnist1d", "--dataset", "-d", help="mnist1d, digits, fashion-mnist, cifar10, cifar100, imagenet16-120."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", "-e", help="Training epochs (default: the dataset's recipe)."),
+    data_dir: Optional[Path] = typer.Option(None, help="Folder with the dataset files (CIFAR, ImageNet16, Fashion-MNIST)."),
+    device: str = typer.Option("cpu", help="cpu or cuda."),
+    seed: int = typer.Option(0, help="Seed for initialisation and data order."),
+    timeout: Optional[float] = typer.Option(None, help="Wall-clock limit per evaluation (default scales with epochs)."),
+    memory_mb: int = typer.Option(4096, help="Memory limit per evaluation (MB)."),
+    threads: int = typer.Option(1, help="CPU threads per evaluation."),
+    max_params: Optional[int] = typer.Option(None, help="Refuse models with more parameters."),
+    train_opt: list[str] = typer.Option([], "--train", help="Recipe override NAME=VALUE (lr, batch_size, optimizer...)."),
+    model_arg: list[str] = typer.Option([], "--model-arg", help="Argument for build_model, NAME=VALUE (e.g. width=64)."),
+    workers: int = typer.Option(1, help="Evaluations in parallel (local pool)."),
+    gpus: Optional[str] = typer.Option(None, help="Comma-separated GPU ids, one worker each."),
+    executor: str = typer.Option("local", help="local or ray."),
+    address: Optional[str] = typer.Option(None, help="Ray cluster address (default: start a local one)."),
+    isolation: str = typer.Option("auto", help="auto, namespaces or limits."),
+    rungs: Optional[str] = typer.Option(None, help="Successive halving: epochs per rung, e.g. 1,3,9."),
+    eta: float = typer.Option(3.0, help="Keep the best 1/eta of each rung."),
+    top_k: int = typer.Option(1, help="Models retrained with --final-epochs after the last rung."),
+    final_epochs: Optional[int] = typer.Option(None, help="Full schedule for the final retrain (reports test accuracy)."),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Evaluate model files in the sandbox: checks, proxy training, params/FLOPs, accuracy."""
+    from fairnad.evaluate.code import EvalRequest
+    from fairnad.evaluate.datasets import dataset_spec
+    from fairnad.evaluate.executors import make_executor
+    from fairnad.evaluate.fidelity import successive_halving
+
+    dataset_spec(dataset)
+    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
+        raise ConfigError(f"--device {device!r}: use cpu or cuda")
+    sources = [_model_source(m) for m in models]
+    base = dict(dataset=dataset, epochs=epochs, data_dir=str(data_dir) if data_dir else None, device=device, seed=seed,
+                max_params=max_params, train=_parse_kv(train_opt, "--train"), model_args=_parse_kv(model_arg, "--model-arg"),
+                timeout=timeout, memory_mb=memory_mb, threads=threads)  # fmt: skip
+    from fairnad.evaluate.datasets import prepare
+
+    prepare(dataset, base["data_dir"])  # fail early (and once) on a missing or malformed data folder
+    gpu_ids = [int(g) for g in gpus.split(",")] if gpus else None
+    pool = make_executor(executor, workers, gpu_ids, address, device, isolation)
+    try:
+        if rungs:
+            ks = [int(k) for k in rungs.split(",")]
+            progress_note = lambda r, alive: err_console.print(f"rung {r + 1}/{len(ks)}: {len(alive)} models x {ks[r]} epochs")  # noqa: E731
+            entries = successive_halving(
+                len(sources), lambda i, e: EvalRequest(source=sources[i][1], **{**base, "epochs": e}), pool, ks, eta,
+                top_k, final_epochs, progress_note,
+            )  # fmt: skip
+            out = {"dataset": dataset, "rungs": ks, "eta": eta,
+                   "models": [{"model": sources[e.index][0], "rungs": e.rungs, "final": e.final} for e in entries]}  # fmt: skip
+            if as_json:
+                _emit_json(out)
+            else:
+                _print_halving(out)
+            return
+        with err_console.status(f"evaluating {len(sources)} model(s) on {dataset}"):
+            results = pool.map([EvalRequest(source=src, **base) for _, src in sources])
+    finally:
+        pool.close()
+    rows = [{"model": label, "dataset": dataset, **r.to_dict()} for (label, _), r in zip(sources, results)]
+    for r in rows:
+        r["metrics"].pop("curves", None)
+    if as_json:
+        _emit_json(rows[0] if len(rows) == 1 else {"results": rows})
+    else:
+        _print_evaluations(rows)
+    if any(r["status"] != "complete" for r in rows):
+        raise typer.Exit(1)
+
+
+def _print_evaluations(rows: list[dict]) -> None:
+    for r in rows:
+        m = r["metrics"]
+        t = Table(show_header=False, box=None, pad_edge=False)
+        t.add_column(style="bold")
+        t.add_column()
+        t.add_row("model", f"{r['model']} on {r['dataset']}")
+        if r["status"] == "complete":
+            t.add_row("accuracy", f"val {m['val_acc']:.2f}%  test {m['test_acc']:.2f}%")
+            t.add_row("params / FLOPs", f"{_num(m.get('params'))} / {_num(m.get('flops'))}")
+            t.add_row("training", f"{m['train_seconds']:.1f}s, {m['images_per_second']:.0f} samples/s, "
+                                  f"first step {r['startup_seconds']}s after start")  # fmt: skip
+            if r["curves"]:
+                t.add_row("val acc by epoch", " ".join(f"{c['val_acc']:.1f}" for c in r["curves"]))
+        else:
+            t.add_row("failed", f"[red]{r['category']}[/]: {r['error']}")
+            if r.get("traceback"):
+                t.add_row("traceback", r["traceback"].strip().splitlines()[-1][:200])
+        t.add_row("sandbox", f"{r['isolation']}, {r['seconds']:.1f}s, peak {m.get('peak_memory_mb', 0):.0f} MB")
+        Console().print(t)
+
+
+def _print_halving(out: dict) -> None:
+    t = Table("model", *[f"{k} ep val" for k in out["rungs"]], "final test", "params")
+    for m in out["models"]:
+        cells = []
+        for i in range(len(out["rungs"])):
+            r = m["rungs"][i] if i < len(m["rungs"]) else None
+            cells.append("-" if r is None else (f"{r['val_acc']:.2f}" if r["status"] == "complete" else r["category"]))
+        f = m["final"]
+        final = "-" if not f else (f"{f['test_acc']:.2f}" if f["status"] == "complete" else f["category"])
+        t.add_row(m["model"], *cells, final, _num((m["rungs"][0] or {}).get("params")))
+    Console().print(t)
+
+
+@app.command("models")
+@handles_errors
+def models_cmd(as_json: bool = JSON_OPT) -> None:
+    """List the reference models (use them as ref:NAME with evaluate, or as search starting points)."""
+    from fairnad.space.reference import REFERENCES
+
+    rows = [{"name": r.name, "file": str(r.path), "datasets": list(r.datasets), "scale": r.scale, "summary": r.summary}
+            for r in REFERENCES.values()]  # fmt: skip
+    if as_json:
+        _emit_json({"models": rows})
+        return
+    t = Table("name", "for", "scaling arguments", "what")
+    for r in rows:
+        t.add_row(r["name"], ", ".join(r["datasets"]), ", ".join(f"{k}={v}" for k, v in r["scale"].items()), r["summary"])
+    Console().print(t)
+
+
 # -- runs --------------------------------------------------------------------------------------
 @runs_app.callback()
 @handles_errors

@@ -1,0 +1,105 @@
+"""Evaluating model source code: one request -> a sandboxed process -> metrics or a categorised failure.
+
+`EvalRequest` is everything an evaluation needs and is plain data, so the same request runs in
+the local pool or on a Ray node and gives the same result for the same seed.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from fairnad.evaluate.base import Result
+from fairnad.evaluate.datasets import dataset_spec, prepare
+from fairnad.evaluate.sandbox import Limits, Sandbox, SandboxResult
+from fairnad.space.candidate import Candidate
+
+# Seconds allowed per epoch when no --timeout is given (generous: models differ by 100x in cost).
+_PER_EPOCH = {"mnist1d": 15, "digits": 15, "fashion-mnist": 180, "cifar10": 90, "cifar100": 90, "imagenet16-120": 180}
+_PER_EPOCH_CPU_IMAGES = 1800  # CIFAR-sized data on a CPU is possible, just slow
+
+
+@dataclass
+class EvalRequest:
+    source: str
+    dataset: str
+    epochs: int | None = None  # default: the dataset's recipe
+    data_dir: str | None = None
+    device: str = "cpu"
+    seed: int = 0
+    max_params: int | None = None
+    train: dict[str, Any] = field(default_factory=dict)  # overrides of the recipe (lr, batch_size, ...)
+    model_args: dict[str, Any] = field(default_factory=dict)
+    checks_only: bool = False
+    save_weights: bool = False
+    timeout: float | None = None
+    memory_mb: int = 4096
+    threads: int = 1
+
+    def recipe(self) -> dict[str, Any]:
+        r = {**dataset_spec(self.dataset).recipe, **self.train}
+        if self.epochs is not None:
+            r["epochs"] = self.epochs
+        return r
+
+    def limits(self) -> Limits:
+        return Limits(timeout=self.timeout or default_timeout(self.dataset, self.recipe()["epochs"], self.device),
+                      memory_mb=self.memory_mb, threads=self.threads)  # fmt: skip
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def default_timeout(dataset: str, epochs: int, device: str) -> float:
+    spec = dataset_spec(dataset)
+    per = _PER_EPOCH[dataset]
+    if device == "cpu" and spec.needs_dir:
+        per = _PER_EPOCH_CPU_IMAGES
+    return 60.0 + per * max(1, epochs)
+
+
+def run_request(req: EvalRequest, isolation: str = "auto", env: dict[str, str] | None = None) -> SandboxResult:
+    """Prepare the dataset on this machine (cached) and run the candidate in a sandbox."""
+    spec = dataset_spec(req.dataset)
+    job = {
+        "dataset": {"name": spec.name, "path": str(prepare(req.dataset, req.data_dir)), "num_classes": spec.num_classes,
+                    "input_shape": list(spec.input_shape), "augment": spec.augment},
+        "train": req.recipe(), "seed": req.seed, "device": req.device, "max_params": req.max_params,
+        "model_args": req.model_args, "checks_only": req.checks_only, "save_weights": req.save_weights,
+    }  # fmt: skip
+    return Sandbox(req.limits(), isolation=isolation).run(req.source, job, keep_workdir=req.save_weights, env=env)
+
+
+def to_result(sr: SandboxResult) -> Result:
+    """A sandbox outcome as the Result every evaluator returns (accuracy = validation accuracy)."""
+    m = dict(sr.metrics)
+    if sr.status == "complete" and "val_acc" in m:
+        m["accuracy"] = m["val_acc"]
+        m["test_accuracy"] = m.get("test_acc")
+    m["isolation"] = sr.isolation
+    if sr.traceback:
+        m["traceback"] = sr.traceback
+    return Result(sr.status, metrics=m, error=sr.error, category=sr.category, seconds=sr.seconds)
+
+
+class CodeEvaluator:
+    """The evaluator of open-ended spaces: a candidate's genotype is its source code."""
+
+    def __init__(self, base: EvalRequest, executor=None) -> None:
+        self.base = base
+        self.executor = executor
+
+    def request(self, candidate: Candidate, fidelity: str | None = None) -> EvalRequest:
+        req = EvalRequest(**{**self.base.to_dict(), "source": candidate.genotype})
+        if fidelity is not None:
+            req.epochs = int(fidelity)
+        return req
+
+    def evaluate(self, candidate: Candidate, fidelity: str | None = None) -> Result:
+        req = self.request(candidate, fidelity)
+        t = time.time()
+        sr = self.executor.map([req])[0] if self.executor is not None else run_request(req)
+        res = to_result(sr)
+        res.seconds = round(time.time() - t, 3)
+        return res

@@ -1,0 +1,317 @@
+"""Datasets for proxy training, prepared once into a cache of plain arrays.
+
+CPU datasets build offline: MNIST-1D (procedural), digits (scikit-learn), Fashion-MNIST (IDX
+files, e.g. Debian's dataset-fashion-mnist). CUDA-sized datasets come from a folder the user
+gives, in their standard formats: CIFAR-10/100 (`cifar-10-batches-py/`, `cifar-100-python/`)
+and ImageNet16-120 (`ImageNet16/train_data_batch_1..10`, `val_data`), with NAS-Bench-201's
+train / validation / test splits. The sandboxed trainer only reads the cached .npz.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+import pickle
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fairnad.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    name: str
+    num_classes: int
+    input_shape: tuple[int, ...]  # (C, L) for 1-D signals, (C, H, W) for images
+    pixels: bool  # uint8 images normalised on the fly (mean/std per channel) vs float arrays
+    augment: bool  # pad-crop and horizontal flip while training
+    needs_dir: bool  # the user must point --data-dir at the files
+    recipe: dict[str, Any] = field(default_factory=dict)  # default training settings
+    splits: str = ""  # how train / val / test are made, for the docs and --help
+
+    @property
+    def in_chans(self) -> int:
+        return self.input_shape[0]
+
+
+_SMALL = {"optimizer": "adamw", "lr": 3e-3, "weight_decay": 5e-4, "label_smoothing": 0.0}
+_CIFAR = {"optimizer": "sgd", "lr": 0.1, "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4, "batch_size": 256,
+          "label_smoothing": 0.0}  # fmt: skip
+
+DATASETS: dict[str, DatasetSpec] = {
+    "mnist1d": DatasetSpec(
+        "mnist1d", 10, (1, 40), False, False, False, {**_SMALL, "batch_size": 128, "epochs": 20},
+        "4000 train (last 500 held out as validation) / 1000 test, built by mnist1d.make_dataset()",
+    ),
+    "digits": DatasetSpec(
+        "digits", 10, (1, 8, 8), False, False, False, {**_SMALL, "batch_size": 64, "epochs": 30},
+        "scikit-learn's 1797 8x8 digits, shuffled with seed 0: 1200 train / 297 validation / 300 test",
+    ),
+    "fashion-mnist": DatasetSpec(
+        "fashion-mnist", 10, (1, 28, 28), True, False, False, {**_SMALL, "batch_size": 256, "epochs": 5},
+        "60000 train (last 5000 held out as validation) / 10000 test, IDX files",
+    ),
+    "cifar10": DatasetSpec(
+        "cifar10", 10, (3, 32, 32), True, True, True, {**_CIFAR, "epochs": 12},
+        "NAS-Bench-201 cifar10-valid: 25000 train / 25000 validation from the training set; test = test set",
+    ),
+    "cifar100": DatasetSpec(
+        "cifar100", 100, (3, 32, 32), True, True, True, {**_CIFAR, "epochs": 12},
+        "NAS-Bench-201: 50000 train; the test set split into 5000 validation (x-valid) / 5000 test (x-test)",
+    ),
+    "imagenet16-120": DatasetSpec(
+        "imagenet16-120", 120, (3, 16, 16), True, True, True, {**_CIFAR, "epochs": 12},
+        "NAS-Bench-201: classes 1-120 of ImageNet16; train batches; val_data split 3000 x-valid / 3000 x-test",
+    ),
+}  # fmt: skip
+
+FASHION_DEFAULT_DIR = Path("/usr/share/datasets/fashion-mnist")
+
+
+def dataset_spec(name: str) -> DatasetSpec:
+    if name not in DATASETS:
+        raise ConfigError(f"unknown dataset {name!r}; available: {', '.join(DATASETS)}")
+    return DATASETS[name]
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("FAIRNAD_CACHE", Path.home() / ".cache" / "fairnad"))
+
+
+def prepare(name: str, data_dir: str | Path | None = None) -> Path:
+    """The cached .npz of `name` (built on first use): x/y for train, val and test, plus meta."""
+    spec = dataset_spec(name)
+    src = _source_dir(spec, data_dir)
+    key = hashlib.sha256(json.dumps([name, _fingerprint(src) if src else None, 1]).encode()).hexdigest()[:12]
+    out = cache_dir() / "datasets" / f"{name}-{key}.npz"
+    if out.is_file():
+        return out
+    arrays = _BUILDERS[name](src)
+    _check_arrays(spec, arrays)
+    if spec.pixels:
+        x = arrays["x_train"].astype(np.float32) / 255.0
+        arrays["mean"] = x.mean(axis=tuple(i for i in range(x.ndim) if i != 1)).astype(np.float32)
+        arrays["std"] = x.std(axis=tuple(i for i in range(x.ndim) if i != 1)).astype(np.float32)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(f".{os.getpid()}.tmp.npz")
+    np.savez(tmp, **arrays)
+    os.replace(tmp, out)  # atomic: a concurrent reader never sees half a file
+    return out
+
+
+def load(path: str | Path) -> dict[str, np.ndarray]:
+    with np.load(path, allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
+def _source_dir(spec: DatasetSpec, data_dir) -> Path | None:
+    if spec.name == "fashion-mnist":
+        d = Path(data_dir) if data_dir else FASHION_DEFAULT_DIR
+        if not d.is_dir():
+            raise ConfigError(
+                f"fashion-mnist: folder {d} not found; install Debian's dataset-fashion-mnist or pass --data-dir "
+                "with train-images-idx3-ubyte.gz and the three other IDX files"
+            )
+        return d
+    if not spec.needs_dir:
+        return None
+    if data_dir is None:
+        raise ConfigError(f"{spec.name}: pass --data-dir, the folder holding {_EXPECTED[spec.name]}")
+    d = Path(data_dir)
+    if not d.is_dir():
+        raise ConfigError(f"{spec.name}: --data-dir {d} is not a folder")
+    return d
+
+
+def _fingerprint(d: Path) -> list:
+    return sorted((str(p.relative_to(d)), p.stat().st_size, int(p.stat().st_mtime)) for p in d.rglob("*") if p.is_file())
+
+
+def _check_arrays(spec: DatasetSpec, a: dict[str, np.ndarray]) -> None:
+    for split in ("train", "val", "test"):
+        x, y = a[f"x_{split}"], a[f"y_{split}"]
+        if len(x) != len(y) or len(x) == 0:
+            raise ConfigError(f"{spec.name}: the {split} split has {len(x)} inputs and {len(y)} labels")
+        if tuple(x.shape[1:]) != spec.input_shape:
+            raise ConfigError(f"{spec.name}: {split} inputs have shape {x.shape[1:]}, expected {spec.input_shape}")
+        if y.min() < 0 or y.max() >= spec.num_classes:
+            raise ConfigError(f"{spec.name}: {split} labels outside 0..{spec.num_classes - 1}")
+
+
+# -- builders ------------------------------------------------------------------------------------
+def _mnist1d(_src) -> dict[str, np.ndarray]:
+    from mnist1d.data import get_dataset_args, make_dataset  # make_dataset never downloads
+
+    d = make_dataset(get_dataset_args())
+    x = np.asarray(d["x"], np.float32)[:, None, :]
+    y = np.asarray(d["y"], np.int64)
+    xt = np.asarray(d["x_test"], np.float32)[:, None, :]
+    mean, std = x.mean(), x.std()
+    norm = lambda v: ((v - mean) / std).astype(np.float32)  # noqa: E731
+    return {"x_train": norm(x[:3500]), "y_train": y[:3500], "x_val": norm(x[3500:]), "y_val": y[3500:],
+            "x_test": norm(xt), "y_test": np.asarray(d["y_test"], np.int64)}  # fmt: skip
+
+
+def _digits(_src) -> dict[str, np.ndarray]:
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    order = np.random.default_rng(0).permutation(len(d.target))
+    x = (d.images[order].astype(np.float32) / 16.0)[:, None]
+    x = ((x - x[:1200].mean()) / x[:1200].std()).astype(np.float32)
+    y = d.target[order].astype(np.int64)
+    return {"x_train": x[:1200], "y_train": y[:1200], "x_val": x[1200:1497], "y_val": y[1200:1497],
+            "x_test": x[1497:], "y_test": y[1497:]}  # fmt: skip
+
+
+def _read_idx(path: Path, magic: int) -> np.ndarray:
+    try:
+        opener = gzip.open if path.suffix == ".gz" else open
+        with opener(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        raise ConfigError(f"fashion-mnist: {path} is missing") from None
+    except (OSError, EOFError) as err:
+        raise ConfigError(f"fashion-mnist: {path} is not a readable (gzip) IDX file: {err}") from None
+    if len(data) < 8 or struct.unpack(">I", data[:4])[0] != magic:
+        raise ConfigError(f"fashion-mnist: {path} is not an IDX file (bad magic number)")
+    ndim = magic & 0xFF
+    dims = struct.unpack(f">{ndim}I", data[4 : 4 + 4 * ndim])
+    body = np.frombuffer(data, np.uint8, offset=4 + 4 * ndim)
+    if body.size != int(np.prod(dims)):
+        raise ConfigError(f"fashion-mnist: {path} is truncated ({body.size} values for shape {dims})")
+    return body.reshape(dims)
+
+
+def _idx_file(d: Path, stem: str) -> Path:
+    for name in (f"{stem}.gz", stem):
+        if (d / name).is_file():
+            return d / name
+    raise ConfigError(f"fashion-mnist: {d / (stem + '.gz')} is missing")
+
+
+def _fashion(src: Path) -> dict[str, np.ndarray]:
+    x = _read_idx(_idx_file(src, "train-images-idx3-ubyte"), 0x803)[:, None]
+    y = _read_idx(_idx_file(src, "train-labels-idx1-ubyte"), 0x801).astype(np.int64)
+    xt = _read_idx(_idx_file(src, "t10k-images-idx3-ubyte"), 0x803)[:, None]
+    yt = _read_idx(_idx_file(src, "t10k-labels-idx1-ubyte"), 0x801).astype(np.int64)
+    n_val = max(1, len(x) // 12)
+    return {"x_train": x[:-n_val], "y_train": y[:-n_val], "x_val": x[-n_val:], "y_val": y[-n_val:],
+            "x_test": xt, "y_test": yt}  # fmt: skip
+
+
+class _ArraysOnly(pickle.Unpickler):
+    """Dataset pickles hold dicts, lists and numpy arrays; refuse anything else (no code execution)."""
+
+    ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+        ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
+    }  # fmt: skip
+
+    def find_class(self, module, name):
+        if (module, name) in self.ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
+
+
+def _unpickle(path: Path, dataset: str) -> dict:
+    try:
+        with open(path, "rb") as f:
+            obj = _ArraysOnly(f, encoding="latin1").load()
+    except FileNotFoundError:
+        raise ConfigError(f"{dataset}: {path} is missing") from None
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as err:
+        raise ConfigError(f"{dataset}: {path} is not a dataset pickle ({err})") from None
+    if not isinstance(obj, dict):
+        raise ConfigError(f"{dataset}: {path} does not hold a dict of data and labels")
+    return {k.decode() if isinstance(k, bytes) else k: v for k, v in obj.items()}
+
+
+def _field(d: dict, path: Path, dataset: str, *names: str):
+    for n in names:
+        if n in d:
+            return d[n]
+    raise ConfigError(f"{dataset}: {path} has no {' or '.join(names)!s} entry")
+
+
+def _images(d: dict, path: Path, dataset: str, side: int) -> np.ndarray:
+    data = np.asarray(_field(d, path, dataset, "data"), dtype=np.uint8)
+    if data.ndim != 2 or data.shape[1] != 3 * side * side:
+        raise ConfigError(f"{dataset}: {path} data has shape {data.shape}, expected (N, {3 * side * side})")
+    return data.reshape(-1, 3, side, side)
+
+
+def _split_file(src: Path, name: str, keys: tuple[str, str], n: int) -> tuple[np.ndarray, np.ndarray]:
+    """NB201's split files (AutoDL's {"key": ["int", [...]]} or plain lists) when present, else
+    a seeded half-and-half split of the same sizes."""
+    for p in (src / name, src.parent / name):
+        if p.is_file():
+            try:
+                raw = json.loads(p.read_text())
+                parts = [raw[k][1] if isinstance(raw[k], list) and raw[k] and raw[k][0] == "int" else raw[k]
+                         for k in keys]  # fmt: skip
+                return np.asarray(parts[0], np.int64), np.asarray(parts[1], np.int64)
+            except (ValueError, KeyError, TypeError) as err:
+                raise ConfigError(f"{p}: not a NAS-Bench-201 split file with keys {keys} ({err})") from None
+    order = np.random.default_rng(0).permutation(n)
+    return np.sort(order[: n // 2]), np.sort(order[n // 2 :])
+
+
+def _cifar10(src: Path) -> dict[str, np.ndarray]:
+    base = src / "cifar-10-batches-py" if (src / "cifar-10-batches-py").is_dir() else src
+    xs, ys = [], []
+    for i in range(1, 6):
+        p = base / f"data_batch_{i}"
+        d = _unpickle(p, "cifar10")
+        xs.append(_images(d, p, "cifar10", 32))
+        ys.append(np.asarray(_field(d, p, "cifar10", "labels"), np.int64))
+    p = base / "test_batch"
+    t = _unpickle(p, "cifar10")
+    x, y = np.concatenate(xs), np.concatenate(ys)
+    tr, va = _split_file(src, "cifar-split.txt", ("train", "valid"), len(x))
+    return {"x_train": x[tr], "y_train": y[tr], "x_val": x[va], "y_val": y[va],
+            "x_test": _images(t, p, "cifar10", 32), "y_test": np.asarray(_field(t, p, "cifar10", "labels"), np.int64)}
+
+
+def _cifar100(src: Path) -> dict[str, np.ndarray]:
+    base = src / "cifar-100-python" if (src / "cifar-100-python").is_dir() else src
+    p, pt = base / "train", base / "test"
+    d, t = _unpickle(p, "cifar100"), _unpickle(pt, "cifar100")
+    xt, yt = _images(t, pt, "cifar100", 32), np.asarray(_field(t, pt, "cifar100", "fine_labels"), np.int64)
+    va, te = _split_file(src, "cifar100-test-split.txt", ("xvalid", "xtest"), len(xt))
+    return {"x_train": _images(d, p, "cifar100", 32), "y_train": np.asarray(_field(d, p, "cifar100", "fine_labels"),
+            np.int64), "x_val": xt[va], "y_val": yt[va], "x_test": xt[te], "y_test": yt[te]}  # fmt: skip
+
+
+def _imagenet16(src: Path) -> dict[str, np.ndarray]:
+    base = src / "ImageNet16" if (src / "ImageNet16").is_dir() else src
+    xs, ys = [], []
+    for i in range(1, 11):
+        p = base / f"train_data_batch_{i}"
+        d = _unpickle(p, "imagenet16-120")
+        xs.append(_images(d, p, "imagenet16-120", 16))
+        ys.append(np.asarray(_field(d, p, "imagenet16-120", "labels"), np.int64))
+    x, y = np.concatenate(xs), np.concatenate(ys)
+    p = base / "val_data"
+    v = _unpickle(p, "imagenet16-120")
+    xv, yv = _images(v, p, "imagenet16-120", 16), np.asarray(_field(v, p, "imagenet16-120", "labels"), np.int64)
+    keep, keep_v = y <= 120, yv <= 120  # ImageNet16-120: the first 120 of the 1000 classes, labels 1-based
+    x, y, xv, yv = x[keep], y[keep] - 1, xv[keep_v], yv[keep_v] - 1
+    va, te = _split_file(src, "imagenet-16-120-test-split.txt", ("xvalid", "xtest"), len(xv))
+    return {"x_train": x, "y_train": y, "x_val": xv[va], "y_val": yv[va], "x_test": xv[te], "y_test": yv[te]}
+
+
+_BUILDERS = {"mnist1d": _mnist1d, "digits": _digits, "fashion-mnist": _fashion, "cifar10": _cifar10,
+             "cifar100": _cifar100, "imagenet16-120": _imagenet16}  # fmt: skip
+_EXPECTED = {
+    "cifar10": "cifar-10-batches-py/ (data_batch_1..5, test_batch)",
+    "cifar100": "cifar-100-python/ (train, test)",
+    "imagenet16-120": "ImageNet16/ (train_data_batch_1..10, val_data)",
+}

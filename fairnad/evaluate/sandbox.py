@@ -1,0 +1,330 @@
+"""Run untrusted candidate code in a separate, limited process and categorise what happens.
+
+Each evaluation gets its own process (group), temporary working directory, stripped environment
+(no API keys), thread and file-size limits, a hard wall-clock limit and a memory / process-count
+watchdog that kills the whole tree. Where Linux namespaces are available (root, or unprivileged
+user namespaces) it also gets no network, its own PID namespace, and a read-only view of the
+file system except its working directory. Where they are not, it falls back to limits alone and
+says so (`isolation` in every result).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+CATEGORIES = ("syntax", "import", "build", "shape", "budget", "timeout", "memory", "nan", "crash")
+
+# Inside new namespaces: make the whole file system read-only, then the work directory writable again.
+_JAIL = (
+    'mount --make-rprivate / 2>/dev/null; mount -o bind,ro / / && mount --bind "$1" "$1" && '
+    'mount -o remount,bind,rw "$1" && cd "$1" && shift && exec "$@"'
+)
+_KEEP_ENV = ("PATH", "LANG", "LC_ALL", "CUDA_VISIBLE_DEVICES", "LD_LIBRARY_PATH", "CUDA_HOME", "SYSTEMROOT")
+
+
+@dataclass
+class Limits:
+    timeout: float = 120.0  # seconds, wall clock, whole process tree
+    memory_mb: int = 4096  # resident memory of the whole tree
+    threads: int = 1  # torch / BLAS threads
+    max_procs: int = 32  # processes in the tree (fork bombs)
+    max_file_mb: int = 512  # largest file the candidate may write
+    output_kb: int = 16  # stdout / stderr kept for feedback (the tail)
+
+
+@dataclass
+class SandboxResult:
+    status: str  # "complete" | "failed"
+    category: str | None = None
+    error: str | None = None
+    traceback: str | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    curves: list[dict] = field(default_factory=list)
+    stdout: str = ""
+    stderr: str = ""
+    seconds: float = 0.0
+    startup_seconds: float | None = None  # process start to first training step
+    isolation: str = ""
+    workdir: str | None = None  # kept only when asked (e.g. for trained weights)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def _libc():
+    try:
+        return ctypes.CDLL("libc.so.6", use_errno=True)
+    except OSError:
+        return None
+
+
+@lru_cache(maxsize=1)
+def namespaces_available() -> bool:
+    """Probe once: can we make a network-less, read-only-root jail here?"""
+    if sys.platform != "linux" or shutil.which("unshare") is None or shutil.which("mount") is None:
+        return False
+    probe = Path(tempfile.mkdtemp(prefix="fairnad-probe-"))
+    outside = probe.parent / f"{probe.name}-outside"
+    try:
+        cmd = [*_unshare_prefix(), "sh", "-c", _JAIL, "sh", str(probe), "sh", "-c",
+               f'touch ok && ! touch "{outside}" 2>/dev/null']  # fmt: skip
+        r = subprocess.run(cmd, capture_output=True, timeout=20)
+        return r.returncode == 0 and (probe / "ok").exists() and not outside.exists()
+    except (OSError, subprocess.SubprocessError):
+        return False
+    finally:
+        shutil.rmtree(probe, ignore_errors=True)
+        outside.unlink(missing_ok=True)
+
+
+def _unshare_prefix() -> list[str]:
+    cmd = ["unshare", "--net", "--mount", "--pid", "--fork", "--kill-child", "--mount-proc"]
+    if os.geteuid() != 0:
+        cmd.insert(1, "--map-root-user")
+    return cmd
+
+
+def _tree(root: int) -> list[int]:
+    """The pids of `root` and all its descendants (reads /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        ppid = int(stat[stat.rfind(b")") + 2 :].split()[1])
+        children.setdefault(ppid, []).append(int(entry.name))
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo.extend(children.get(pid, ()))
+    return out
+
+
+def _memory_mb(pids: list[int]) -> float:
+    """Proportional set size of the tree (shared pages split between sharers, so forks of a big
+    process are not counted many times); resident size where smaps_rollup is unavailable."""
+    total_kb = 0.0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/smaps_rollup", "rb") as f:
+                for line in f:
+                    if line.startswith(b"Pss:"):
+                        total_kb += int(line.split()[1])
+                        break
+            continue
+        except (OSError, IndexError, ValueError):
+            pass
+        try:
+            with open(f"/proc/{pid}/statm", "rb") as f:
+                total_kb += int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1024
+        except (OSError, IndexError, ValueError):
+            continue
+    return total_kb / 1024
+
+
+class Sandbox:
+    """`run(source, job)` evaluates one candidate file in a fresh sandboxed process."""
+
+    def __init__(self, limits: Limits | None = None, isolation: str = "auto", python: str | None = None) -> None:
+        if isolation not in ("auto", "namespaces", "limits"):
+            raise ValueError("isolation must be auto, namespaces or limits")
+        self.limits = limits or Limits()
+        self.python = python or sys.executable
+        if isolation == "auto":
+            isolation = "namespaces" if namespaces_available() else "limits"
+        elif isolation == "namespaces" and not namespaces_available():
+            raise RuntimeError("Linux namespaces are not available here (unshare refused); use isolation='limits'")
+        self.isolation = isolation
+
+    def run(
+        self, source: str, job: dict[str, Any], *, keep_workdir: bool = False, limits: Limits | None = None,
+        env: dict[str, str] | None = None,
+    ) -> SandboxResult:  # fmt: skip
+        """Evaluate `source` (a candidate file's text) as `job` describes; never raises for its failures."""
+        lim = limits or self.limits
+        t0 = time.time()
+        try:
+            compile(source, "candidate.py", "exec")  # syntax is checked here, without running anything
+        except (SyntaxError, ValueError) as err:
+            line = getattr(err, "lineno", None)
+            where = f" (line {line})" if line else ""
+            text = (getattr(err, "text", "") or "").rstrip()
+            return SandboxResult("failed", "syntax", f"{type(err).__name__}: {getattr(err, 'msg', err)}{where}",
+                                 traceback=f"{text}\n" if text else None, isolation=self.isolation)  # fmt: skip
+        work = Path(tempfile.mkdtemp(prefix="fairnad-sbx-"))
+        try:
+            (work / "candidate.py").write_text(source)
+            full_job = {**job, "source": str(work / "candidate.py"), "threads": lim.threads}
+            (work / "job.json").write_text(json.dumps(full_job))
+            res = self._execute(work, lim, t0, env or {})
+            res.seconds = round(time.time() - t0, 3)
+            if keep_workdir and res.status == "complete":
+                res.workdir = str(work)
+            return res
+        finally:
+            if not (keep_workdir and (work / "weights.pt").exists()):
+                shutil.rmtree(work, ignore_errors=True)
+
+    # -- the process --------------------------------------------------------------------------
+    def _env(self, work: Path, lim: Limits, t0: float, fd: int) -> dict[str, str]:
+        env = {k: os.environ[k] for k in _KEEP_ENV if k in os.environ}
+        threads = str(lim.threads)
+        env.update({
+            "HOME": str(work), "TMPDIR": str(work), "PYTHONDONTWRITEBYTECODE": "1", "PYTHONNOUSERSITE": "1",
+            "PYTHONHASHSEED": "0", "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads,
+            "OPENBLAS_NUM_THREADS": threads, "FAIRNAD_T0": repr(t0), "FAIRNAD_RESULT_FD": str(fd),
+            "PYTHONPATH": os.pathsep.join(p for p in sys.path if p and Path(p).is_dir()),
+        })  # fmt: skip
+        return env
+
+    def _preexec(self, lim: Limits):
+        libc = _libc()
+        limits_only = self.isolation == "limits"
+
+        def setup() -> None:  # runs in the child, between fork and exec
+            os.setsid()
+            if libc is not None:
+                libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: die with fairnad
+                libc.prctl(36, 1)  # PR_SET_CHILD_SUBREAPER: orphans stay in our tree
+            resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+            size = lim.max_file_mb * 2**20
+            resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
+            if limits_only and os.geteuid() != 0:
+                n = _user_procs() + lim.max_procs + 64 * lim.threads
+                resource.setrlimit(resource.RLIMIT_NPROC, (n, n))
+
+        return setup
+
+    def _execute(self, work: Path, lim: Limits, t0: float, extra_env: dict[str, str]) -> SandboxResult:
+        r_fd, w_fd = os.pipe()
+        worker = [self.python, "-m", "fairnad.evaluate.worker", str(work / "job.json")]
+        cmd = worker if self.isolation == "limits" else [*_unshare_prefix(), "sh", "-c", _JAIL, "sh", str(work), *worker]
+        out, err = open(work / "stdout.txt", "wb"), open(work / "stderr.txt", "wb")
+        try:
+            proc = subprocess.Popen(
+                cmd, cwd=work, env={**self._env(work, lim, t0, w_fd), **extra_env}, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                pass_fds=(w_fd,), preexec_fn=self._preexec(lim), close_fds=True,
+            )  # fmt: skip
+        finally:
+            os.close(w_fd)
+            out.close()
+            err.close()
+        events: list[dict] = []
+        reader = threading.Thread(target=_read_events, args=(r_fd, events), daemon=True)
+        reader.start()
+        killed: tuple[str, str] | None = None
+        peak_mb = 0.0
+        while proc.poll() is None:
+            elapsed = time.time() - t0
+            pids = _tree(proc.pid)
+            mb = _memory_mb(pids)
+            peak_mb = max(peak_mb, mb)
+            if elapsed > lim.timeout:
+                killed = ("timeout", f"still running after {lim.timeout:.0f}s (the wall-clock limit); killed")
+            elif len(pids) > lim.max_procs + 3:  # unshare, sh/python and the namespace's init are ours
+                killed = ("crash", f"started {len(pids)} processes, over the limit of {lim.max_procs}; killed")
+            elif mb > lim.memory_mb:
+                killed = ("memory", f"used {mb:.0f} MB, over the {lim.memory_mb} MB limit; killed")
+            if killed:
+                _kill_tree(proc, pids)
+                break
+            try:
+                proc.wait(timeout=0.05)
+            except subprocess.TimeoutExpired:
+                pass
+        proc.wait()
+        _kill_tree(proc, _tree(proc.pid))  # anything left behind (daemonised children)
+        reader.join(timeout=5)
+        res = SandboxResult("failed", isolation=self.isolation)
+        res.stdout = _tail(work / "stdout.txt", lim.output_kb)
+        res.stderr = _tail(work / "stderr.txt", lim.output_kb)
+        res.curves = [{k: v for k, v in e.items() if k != "event"} for e in events if e.get("event") == "epoch"]
+        for e in events:
+            if e.get("event") == "stage" and e.get("stage") == "first_step":
+                res.startup_seconds = round(e["t"], 3)
+            if e.get("event") == "checked":
+                res.metrics["params"] = e["params"]
+        result = next((e for e in reversed(events) if e.get("event") == "result"), None)
+        if killed is not None:
+            res.category, res.error = killed
+        elif result is not None:
+            res.status = result["status"]
+            res.category, res.error, res.traceback = result.get("category"), result.get("error"), result.get("traceback")
+            res.metrics.update(result.get("metrics") or {})
+        else:
+            res.category = "crash"
+            code = proc.returncode
+            how = f"was killed by signal {signal.Signals(-code).name}" if code < 0 else f"exited with code {code}"
+            res.error = f"the evaluation process {how} before reporting a result"
+        res.metrics["peak_memory_mb"] = round(peak_mb, 1)
+        if res.curves and "curves" not in res.metrics:
+            res.metrics["curves"] = res.curves
+        return res
+
+
+def _read_events(fd: int, sink: list) -> None:
+    with os.fdopen(fd, "r", errors="replace") as f:
+        for line in f:
+            try:
+                ev = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(ev, dict):
+                sink.append(ev)
+
+
+def _kill_tree(proc: subprocess.Popen, pids: list[int]) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def _tail(path: Path, kb: int) -> str:
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - kb * 1024))
+            data = f.read()
+        text = data.decode(errors="replace")
+        return ("...[truncated]\n" + text) if size > kb * 1024 else text
+    except OSError:
+        return ""
+
+
+def _user_procs() -> int:
+    uid = os.geteuid()
+    n = 0
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                if entry.stat().st_uid == uid:
+                    n += 1
+            except OSError:
+                continue
+    return n

@@ -1,0 +1,275 @@
+"""The proxy trainer that runs inside the sandbox: data resident on the device, no per-batch host work.
+
+On CUDA the whole dataset sits on the GPU as uint8; normalisation and augmentation (pad-crop,
+flip) run there, under bf16 autocast and channels_last. Non-finite or exploding loss stops
+training early (category `nan`). Everything is seeded.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class Divergence(RuntimeError):
+    """The loss became NaN/inf or exploded."""
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 5
+    batch_size: int = 128
+    lr: float = 3e-3
+    optimizer: str = "adamw"  # adamw | sgd
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 5e-4
+    label_smoothing: float = 0.0
+    warmup_epochs: float = 0.0
+    grad_clip: float | None = 5.0
+    device: str = "cpu"
+    amp: bool | None = None  # default: on for CUDA (bf16)
+    channels_last: bool | None = None  # default: on for CUDA with 4-D inputs
+    seed: int = 0
+    eval_batch_size: int = 1024
+    check_every: int | None = None  # steps between divergence checks (default 1 on CPU, 50 on CUDA)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class DeviceData:
+    """Train / val / test tensors on the device, with on-device normalisation and augmentation."""
+
+    def __init__(self, arrays: dict[str, np.ndarray], device: torch.device, augment: bool) -> None:
+        self.device = device
+        self.augment = augment
+        self.pixels = arrays["x_train"].dtype == np.uint8
+        t = lambda a: torch.from_numpy(np.ascontiguousarray(a)).to(device)  # noqa: E731
+        self.x = {s: t(arrays[f"x_{s}"]) for s in ("train", "val", "test")}
+        self.y = {s: t(arrays[f"y_{s}"]).long() for s in ("train", "val", "test")}
+        if self.pixels:
+            shape = (1, -1) + (1,) * (arrays["x_train"].ndim - 2)
+            self.mean = torch.as_tensor(arrays["mean"], device=device).view(shape)
+            self.std = torch.as_tensor(arrays["std"], device=device).view(shape)
+
+    def prepare(self, xb: torch.Tensor) -> torch.Tensor:
+        if not self.pixels:
+            return xb
+        return (xb.float() / 255.0 - self.mean) / self.std
+
+    def augment_batch(self, xb: torch.Tensor, gen: torch.Generator, pad: int = 4) -> torch.Tensor:
+        """Random pad-crop and horizontal flip of an image batch, as one gather on the device."""
+        b, _, h, w = xb.shape
+        padded = F.pad(xb, (pad, pad, pad, pad))
+        dy = torch.randint(0, 2 * pad + 1, (b, 1, 1), device=xb.device, generator=gen)
+        dx = torch.randint(0, 2 * pad + 1, (b, 1, 1), device=xb.device, generator=gen)
+        rows = torch.arange(h, device=xb.device).view(1, h, 1) + dy
+        cols = torch.arange(w, device=xb.device).view(1, 1, w) + dx
+        flip = torch.rand(b, 1, 1, device=xb.device, generator=gen) < 0.5
+        cols = torch.where(flip, dx + (w - 1) - torch.arange(w, device=xb.device).view(1, 1, w), cols)
+        idx = torch.arange(b, device=xb.device).view(b, 1, 1)
+        return padded[idx, :, rows, cols].permute(0, 3, 1, 2)
+
+
+def count_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def count_flops(model: nn.Module, input_shape: tuple[int, ...], device: torch.device) -> int:
+    """FLOPs of one forward pass on one input (torch's counter: a multiply-add counts 2)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    was_training = model.training
+    model.eval()
+    x = torch.zeros((1, *input_shape), device=device)
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        model(x)
+    model.train(was_training)
+    return int(counter.get_total_flops())
+
+
+def _param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (no_decay if p.ndim <= 1 else decay).append(p)  # no decay on norms and biases
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+class ForeachOptimizer:
+    """SGD (Nesterov momentum) and AdamW (decoupled decay) written with torch._foreach ops.
+
+    Same maths as torch.optim.SGD / AdamW. It exists because constructing any torch.optim
+    optimizer imports torch._dynamo, about 1 s of every sandboxed CPU evaluation's start-up;
+    on CUDA that second is lost in CUDA's own start-up and torch's fused kernels are used instead.
+    """
+
+    def __init__(self, groups: list[dict], kind: str, lr: float, momentum=0.9, nesterov=True, betas=(0.9, 0.999),
+                 eps=1e-8) -> None:  # fmt: skip
+        self.param_groups = [{**g, "lr": lr, "params": [p for p in g["params"]]} for g in groups]
+        self.kind, self.momentum, self.nesterov, self.betas, self.eps = kind, momentum, nesterov, betas, eps
+        self.state: dict[int, list] = {}
+        self.t = 0
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for g in self.param_groups:
+            for p in g["params"]:
+                p.grad = None
+
+    @torch.no_grad()
+    def step(self) -> None:
+        self.t += 1
+        for gi, g in enumerate(self.param_groups):
+            params = [p for p in g["params"] if p.grad is not None]
+            if not params:
+                continue
+            grads = [p.grad for p in params]
+            lr, wd = g["lr"], g["weight_decay"]
+            if self.kind == "sgd":
+                if wd:
+                    grads = torch._foreach_add(grads, params, alpha=wd)
+                if self.momentum:
+                    bufs = self.state.setdefault(gi, [torch.zeros_like(p) for p in params])
+                    torch._foreach_mul_(bufs, self.momentum)
+                    torch._foreach_add_(bufs, grads)
+                    grads = torch._foreach_add(grads, bufs, alpha=self.momentum) if self.nesterov else bufs
+                torch._foreach_add_(params, grads, alpha=-lr)
+            else:  # adamw
+                b1, b2 = self.betas
+                m, v = self.state.setdefault(gi, [[torch.zeros_like(p) for p in params] for _ in range(2)])
+                if wd:
+                    torch._foreach_mul_(params, 1 - lr * wd)
+                torch._foreach_lerp_(m, grads, 1 - b1)
+                torch._foreach_mul_(v, b2)
+                torch._foreach_addcmul_(v, grads, grads, 1 - b2)
+                denom = torch._foreach_sqrt(v)
+                torch._foreach_div_(denom, math.sqrt(1 - b2**self.t))
+                torch._foreach_add_(denom, self.eps)
+                torch._foreach_addcdiv_(params, m, denom, -lr / (1 - b1**self.t))
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig):
+    groups = _param_groups(model, cfg.weight_decay)
+    if cfg.optimizer not in ("sgd", "adamw"):
+        raise ValueError(f"unknown optimizer {cfg.optimizer!r} (sgd or adamw)")
+    if not cfg.device.startswith("cuda"):
+        return ForeachOptimizer(groups, cfg.optimizer, cfg.lr, cfg.momentum, cfg.nesterov)
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0,
+                               fused=True)  # fmt: skip
+    return torch.optim.AdamW(groups, lr=cfg.lr, fused=True)
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, data: DeviceData, split: str, cfg: TrainConfig, amp: bool, cl: bool) -> float:
+    model.eval()
+    x, y = data.x[split], data.y[split]
+    correct = torch.zeros((), device=data.device, dtype=torch.long)
+    for i in range(0, len(x), cfg.eval_batch_size):
+        xb = data.prepare(x[i : i + cfg.eval_batch_size])
+        if cl:
+            xb = xb.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(data.device.type, dtype=torch.bfloat16, enabled=amp):
+            out = model(xb)
+        correct += (out.argmax(1) == y[i : i + cfg.eval_batch_size]).sum()
+    model.train()
+    return 100.0 * correct.item() / len(x)
+
+
+def train(
+    model: nn.Module,
+    data: DeviceData,
+    cfg: TrainConfig,
+    on_epoch: Callable[[dict], None] | None = None,
+    on_first_step: Callable[[], None] | None = None,
+) -> dict[str, Any]:
+    """Train for cfg.epochs; returns validation/test accuracy, per-epoch curves and seconds."""
+    device = data.device
+    cuda = device.type == "cuda"
+    amp = cuda if cfg.amp is None else cfg.amp
+    four_d = data.x["train"].ndim == 4
+    cl = (cuda and four_d) if cfg.channels_last is None else (cfg.channels_last and four_d)
+    if cl:
+        model = model.to(memory_format=torch.channels_last)
+    gen = torch.Generator(device=device)
+    gen.manual_seed(cfg.seed)
+    opt = make_optimizer(model, cfg)
+    n = len(data.x["train"])
+    steps_per_epoch = max(1, n // cfg.batch_size)  # drop the ragged last batch: fixed shapes, no recompiles
+    total = steps_per_epoch * cfg.epochs
+    warm = int(cfg.warmup_epochs * steps_per_epoch)
+
+    def lr_at(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        return 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, total - warm)))
+
+    base_lr = [g["lr"] for g in opt.param_groups]
+    check = cfg.check_every or (50 if cuda else 1)
+    limit = 5.0 * math.log(max(2, int(data.y["train"].max().item()) + 1)) + 5.0  # a loss this high has diverged
+    curves: list[dict] = []
+    model.train()
+    t_start = time.perf_counter()
+    step = 0
+    for epoch in range(cfg.epochs):
+        t_epoch = time.perf_counter()
+        perm = torch.randperm(n, device=device, generator=gen)
+        loss_sum = torch.zeros((), device=device)
+        correct = torch.zeros((), device=device, dtype=torch.long)
+        for i in range(steps_per_epoch):
+            idx = perm[i * cfg.batch_size : (i + 1) * cfg.batch_size]
+            xb, yb = data.x["train"][idx], data.y["train"][idx]
+            if data.augment and four_d:
+                xb = data.augment_batch(xb, gen)
+            xb = data.prepare(xb)
+            if cl:
+                xb = xb.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                out = model(xb)
+                loss = F.cross_entropy(out.float(), yb, label_smoothing=cfg.label_smoothing)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip:
+                nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip, foreach=True)
+            for g, lr0 in zip(opt.param_groups, base_lr):
+                g["lr"] = lr0 * lr_at(step)
+            opt.step()
+            loss_sum += loss.detach()
+            correct += (out.detach().argmax(1) == yb).sum()
+            step += 1
+            if step == 1 and on_first_step is not None:
+                on_first_step()
+            if step % check == 0 or step == 1:
+                v = loss.item()
+                if not math.isfinite(v) or v > limit:
+                    raise Divergence(f"training loss is {v:.4g} at step {step} (epoch {epoch + 1}); stopped early")
+        train_loss = loss_sum.item() / steps_per_epoch
+        if not math.isfinite(train_loss):
+            raise Divergence(f"mean training loss of epoch {epoch + 1} is {train_loss}")
+        val = accuracy(model, data, "val", cfg, amp, cl)
+        row = {
+            "epoch": epoch + 1,
+            "train_loss": round(train_loss, 5),
+            "train_acc": round(100.0 * correct.item() / (steps_per_epoch * cfg.batch_size), 3),
+            "val_acc": round(val, 3),
+            "seconds": round(time.perf_counter() - t_epoch, 3),
+        }
+        curves.append(row)
+        if on_epoch is not None:
+            on_epoch(row)
+    train_seconds = time.perf_counter() - t_start
+    return {
+        "val_acc": curves[-1]["val_acc"] if curves else accuracy(model, data, "val", cfg, amp, cl),
+        "test_acc": round(accuracy(model, data, "test", cfg, amp, cl), 3),
+        "train_seconds": round(train_seconds, 3),
+        "images_per_second": round(steps_per_epoch * cfg.batch_size * cfg.epochs / max(train_seconds, 1e-9), 1),
+        "curves": curves,
+        "steps": step,
+    }

@@ -1,0 +1,198 @@
+"""The sandboxed side of an evaluation: `python -m fairnad.evaluate.worker JOB.json`.
+
+Runs the checks in order - import, build, parameter budget, forward shape, then training - and
+reports each failure with its category and trimmed traceback. Events go to the file descriptor
+named by FAIRNAD_RESULT_FD as JSON lines, so nothing the candidate prints can be mistaken for
+a result. This process runs untrusted code: it is started only by fairnad.evaluate.sandbox.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import traceback
+
+T0 = float(os.environ.get("FAIRNAD_T0", time.time()))
+
+
+class Channel:
+    def __init__(self, fd: int | None) -> None:
+        self._f = os.fdopen(fd, "w", buffering=1) if fd is not None else None
+
+    def send(self, **event) -> None:
+        if self._f is None:
+            print(json.dumps(event), file=sys.__stderr__)
+            return
+        try:
+            self._f.write(json.dumps(event, default=float) + "\n")
+        except (OSError, ValueError):
+            pass  # the candidate closed our descriptor: the parent will report a crash
+
+
+def trimmed_traceback(exc: BaseException, limit: int = 4000) -> str:
+    """The traceback from the candidate's own frames on (harness frames dropped), at most `limit` chars."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    own = [i for i, f in enumerate(frames) if f.filename.endswith("candidate.py")]
+    if own:
+        frames = frames[own[0] :]
+    text = "".join(traceback.format_list(frames)) + "".join(traceback.format_exception_only(type(exc), exc))
+    return text if len(text) <= limit else "..." + text[-limit:]
+
+
+def fail(ch: Channel, category: str, exc: BaseException | None = None, message: str | None = None, **metrics) -> None:
+    if exc is not None and message is None:
+        message = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+    ch.send(event="result", status="failed", category=category, error=(message or category)[:2000],
+            traceback=trimmed_traceback(exc) if exc is not None else None, metrics=metrics)  # fmt: skip
+
+
+def main(job_path: str) -> int:
+    with open(job_path) as f:
+        job = json.load(f)
+    fd = os.environ.get("FAIRNAD_RESULT_FD")
+    ch = Channel(int(fd) if fd else None)
+    ch.send(event="stage", stage="start", t=time.time() - T0)
+
+    import numpy as np
+    import torch
+
+    from fairnad.evaluate.train import DeviceData, Divergence, TrainConfig, count_params, train
+
+    threads = int(job.get("threads", 1))
+    torch.set_num_threads(threads)
+    try:
+        torch.set_num_interop_threads(1)
+    except RuntimeError:
+        pass
+    seed = int(job.get("seed", 0))
+    torch.manual_seed(seed)
+    np.random.seed(seed % (2**32))
+    device = torch.device(job.get("device", "cpu"))
+    spec = job["dataset"]
+    num_classes, in_shape = int(spec["num_classes"]), tuple(spec["input_shape"])
+
+    # 1. import the candidate (its top-level code runs here)
+    ch.send(event="stage", stage="import", t=time.time() - T0)
+    import importlib.util
+
+    try:
+        mod_spec = importlib.util.spec_from_file_location("candidate", job["source"])
+        module = importlib.util.module_from_spec(mod_spec)
+        sys.modules["candidate"] = module
+        mod_spec.loader.exec_module(module)
+    except SystemExit as exc:
+        fail(ch, "import", exc, f"the module called sys.exit({exc.code!r}) while being imported")
+        return 0
+    except MemoryError as exc:
+        fail(ch, "memory", exc)
+        return 0
+    except BaseException as exc:  # noqa: BLE001 - anything the candidate raises is its failure
+        fail(ch, "import", exc)
+        return 0
+    builder = getattr(module, job.get("builder", "build_model"), None)
+    if not callable(builder):
+        fail(ch, "import", message=f"the file defines no callable {job.get('builder', 'build_model')}(num_classes, in_chans)")
+        return 0
+
+    # 2. build
+    ch.send(event="stage", stage="build", t=time.time() - T0)
+    try:
+        model = builder(num_classes=num_classes, in_chans=in_shape[0], **job.get("model_args", {}))
+    except SystemExit as exc:
+        fail(ch, "build", exc, f"building the model called sys.exit({exc.code!r})")
+        return 0
+    except MemoryError as exc:
+        fail(ch, "memory", exc)
+        return 0
+    except BaseException as exc:  # noqa: BLE001
+        fail(ch, "build", exc)
+        return 0
+    if not isinstance(model, torch.nn.Module):
+        fail(ch, "build", message=f"build_model returned {type(model).__name__}, not a torch.nn.Module")
+        return 0
+
+    # 3. parameter budget (before touching the device: a 100M-parameter model fails here, cheaply)
+    params = count_params(model)
+    max_params = job.get("max_params")
+    if max_params is not None and params > max_params:
+        fail(ch, "budget", message=f"{params:,} parameters, over the budget of {int(max_params):,}", params=params)
+        return 0
+
+    # 4. forward shape
+    ch.send(event="stage", stage="forward", t=time.time() - T0)
+    try:
+        model = model.to(device)
+        with torch.no_grad():
+            model.eval()
+            out = model(torch.zeros((2, *in_shape), device=device))
+            model.train()
+        if not isinstance(out, torch.Tensor) or tuple(out.shape) != (2, num_classes):
+            got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+            fail(ch, "shape", message=f"a batch of 2 inputs {in_shape} gave output {got}, expected (2, {num_classes})",
+                 params=params)  # fmt: skip
+            return 0
+    except (torch.cuda.OutOfMemoryError, MemoryError) as exc:
+        fail(ch, "memory", exc, params=params)
+        return 0
+    except BaseException as exc:  # noqa: BLE001
+        fail(ch, "shape", exc, params=params)
+        return 0
+    ch.send(event="checked", params=params, t=time.time() - T0)
+    if job.get("checks_only"):
+        flops = _flops(model, in_shape, device)
+        ch.send(event="result", status="complete", category=None, error=None, traceback=None,
+                metrics={"params": params, "flops": flops, "macs": flops // 2 if flops else None})  # fmt: skip
+        return 0
+
+    # 5. train
+    from fairnad.evaluate.datasets import load
+
+    try:
+        arrays = load(spec["path"])
+        data = DeviceData(arrays, device, augment=bool(spec.get("augment")))
+        cfg = TrainConfig(**job["train"], device=str(device), seed=seed)
+        first = {}
+
+        def on_first_step():
+            first["t"] = time.time() - T0
+            ch.send(event="stage", stage="first_step", t=first["t"])
+
+        res = train(model, data, cfg, on_epoch=lambda row: ch.send(event="epoch", **row), on_first_step=on_first_step)
+    except Divergence as exc:
+        fail(ch, "nan", message=str(exc), params=params)
+        return 0
+    except (torch.cuda.OutOfMemoryError, MemoryError) as exc:
+        fail(ch, "memory", exc, params=params)
+        return 0
+    except SystemExit as exc:
+        fail(ch, "crash", exc, f"training called sys.exit({exc.code!r})", params=params)
+        return 0
+    except BaseException as exc:  # noqa: BLE001
+        fail(ch, "crash", exc, params=params)
+        return 0
+    flops = _flops(model, in_shape, device)  # after training: a metric, not a check, and slow to set up
+    metrics = {"params": params, "flops": flops, "macs": flops // 2 if flops else None, **res,
+               "startup_seconds": first.get("t")}  # fmt: skip
+    if job.get("save_weights"):
+        try:
+            torch.save(model.state_dict(), os.path.join(os.getcwd(), "weights.pt"))
+            metrics["weights"] = "weights.pt"
+        except Exception:  # noqa: BLE001 - weights are a bonus, the metrics stand
+            pass
+    ch.send(event="result", status="complete", category=None, error=None, traceback=None, metrics=metrics)
+    return 0
+
+
+def _flops(model, in_shape, device) -> int | None:
+    from fairnad.evaluate.train import count_flops
+
+    try:
+        return count_flops(model, in_shape, device)
+    except Exception:  # noqa: BLE001 - an op the counter cannot trace must not fail a trained model
+        return None
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1]))

@@ -1,0 +1,37 @@
+"""A 1-D CNN for MNIST-1D (40-sample signals, 10 classes): conv blocks, global pooling, linear head.
+
+`width` scales the channels, `depth` the number of conv blocks (every other one halves the length).
+"""
+
+import torch
+from torch import nn
+
+
+class ConvBlock1d(nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv1d(cin, cout, 5, stride=stride, padding=2, bias=False)
+        self.bn = nn.BatchNorm1d(cout)
+        self.act = nn.GELU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.bn(self.conv(x)))
+
+
+class Mnist1dCNN(nn.Module):
+    def __init__(self, num_classes: int = 10, in_chans: int = 1, width: int = 32, depth: int = 4) -> None:
+        super().__init__()
+        layers, c = [], in_chans
+        for i in range(depth):
+            cout = width * (2 if i >= depth // 2 else 1)
+            layers.append(ConvBlock1d(c, cout, stride=2 if i % 2 == 1 else 1))
+            c = cout
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Linear(c, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x).mean(dim=-1))
+
+
+def build_model(num_classes: int = 10, in_chans: int = 1, width: int = 32, depth: int = 4) -> nn.Module:
+    return Mnist1dCNN(num_classes, in_chans, width, depth)
