@@ -177,12 +177,14 @@ def table(results: list[dict[str, Any]], budgets: list[int]) -> list[dict[str, A
                 accs = [r["trajectory"][k - 1]["accuracy"] for r in ok if r["trajectory"][k - 1]["accuracy"] is not None]
                 ranks = [r["trajectory"][k - 1]["rank"] for r in ok if r["trajectory"][k - 1]["rank"] is not None]
                 calls = [r["llm"]["calls"] for r in ok]
+                llm_made = [r["origins"].get("llm", 0) / max(1, r["evaluations"]) for r in ok]
                 toks = [r["llm"]["tokens_in"] + r["llm"]["tokens_out"] for r in ok]
                 rows.append({
                     "benchmark": b, "strategy": strat, "budget": k, "runs": len(accs),
                     "acc_mean": _mean(accs), "acc_std": _std(accs), "rank_mean": _mean(ranks), "rank_std": _std(ranks),
                     "rank_median": _median(ranks), "failed": len(rs) - len(ok),
                     "llm_calls": _mean(calls) if any(calls) else None, "llm_tokens": _mean(toks) if any(toks) else None,
+                    "llm_share": _mean(llm_made) if any(calls) else None,
                 })  # fmt: skip
     return rows
 
@@ -209,15 +211,17 @@ def _median(xs):
 def write_tables(rows: list[dict[str, Any]], out: Path, title: str) -> dict[str, str]:
     out.mkdir(parents=True, exist_ok=True)
     cols = ["benchmark", "strategy", "budget", "runs", "acc_mean", "acc_std", "rank_mean", "rank_std", "rank_median",
-            "failed", "llm_calls", "llm_tokens"]  # fmt: skip
+            "failed", "llm_calls", "llm_tokens", "llm_share"]  # fmt: skip
     with open(out / "bench.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=cols)
         w.writeheader()
         w.writerows({c: r.get(c) for c in cols} for r in rows)
-    lines = [f"# {title}", "", "Best reported accuracy (%) and its rank (1 = best in the table), mean ± std over seeds.", ""]
+    lines = [f"# {title}", "", "Best reported accuracy (%) and its rank (1 = best in the table), mean ± std over seeds.",
+             "The last column is the share of evaluated candidates the LLM itself proposed (the rest are fallbacks).",
+             ""]  # fmt: skip
     budgets = sorted({r["budget"] for r in rows})
-    head = "| benchmark | strategy | " + " | ".join(f"acc @{k} | rank @{k}" for k in budgets) + " | LLM calls/run |"
-    lines += [head, "|" + "---|" * (2 + 2 * len(budgets) + 1)]
+    head = "| benchmark | strategy | " + " | ".join(f"acc @{k} | rank @{k}" for k in budgets)
+    lines += [head + " | LLM calls/run | evals proposed by the LLM |", "|" + "---|" * (2 + 2 * len(budgets) + 2)]
     keyed: dict[tuple[str, str], dict[int, dict]] = {}
     for r in rows:
         keyed.setdefault((r["benchmark"], r["strategy"]), {})[r["budget"]] = r
@@ -233,8 +237,9 @@ def write_tables(rows: list[dict[str, Any]], out: Path, title: str) -> dict[str,
             cells.append(f"{r['rank_mean']:.0f}{rs}" if r["rank_mean"] is not None else "-")
         anyr = next(iter(per.values()))
         calls = f"{anyr['llm_calls']:.0f}" if anyr.get("llm_calls") else "-"
+        share = f"{100 * anyr['llm_share']:.0f}%" if anyr.get("llm_share") is not None else "-"
         fail = f" ({anyr['failed']} failed)" if anyr.get("failed") else ""
-        lines.append(f"| {b} | {s}{fail} | " + " | ".join(cells) + f" | {calls} |")
+        lines.append(f"| {b} | {s}{fail} | " + " | ".join(cells) + f" | {calls} | {share} |")
     (out / "bench.md").write_text("\n".join(lines) + "\n")
     (out / "bench.json").write_text(json.dumps(rows, indent=1))
     return {"markdown": str(out / "bench.md"), "csv": str(out / "bench.csv"), "json": str(out / "bench.json")}

@@ -137,8 +137,12 @@ def summarize(store: RunStore, bench: TabularBenchmark | None = None) -> dict[st
     counted = [c for c in cands if c.counted]
     best = max(done, key=lambda c: c.metrics["accuracy"]) if done else None
     statuses: dict[str, int] = {}
+    origins: dict[str, int] = {}  # what produced the evaluated candidates: llm, fallback, mutation, random...
     for c in cands:
         statuses[c.status] = statuses.get(c.status, 0) + 1
+        if c.counted:
+            op = c.origin.get("op", "?")
+            origins[op] = origins.get(op, 0) + 1
     out: dict[str, Any] = {
         "run_dir": str(store.run_dir),
         "strategy": cfg.get("strategy"),
@@ -149,6 +153,7 @@ def summarize(store: RunStore, bench: TabularBenchmark | None = None) -> dict[st
         "evaluations": len(counted),
         "proposals": len(cands),
         "statuses": statuses,
+        "origins": origins,
         "best": None,
         "llm": store.llm_totals(),
         "seconds": meta.get("seconds"),

@@ -26,7 +26,7 @@ from fairnad.space.candidate import Proposal
 
 class GeniusConfig(StrategyConfig):
     temperature: float = Field(1.0, ge=0.0, le=2.0, description="the paper ran 0 and 1")
-    max_retries: int = Field(2, ge=0, description="unusable answers in a row retried before a fallback")
+    max_retries: int = Field(1, ge=0, description="unusable answers in a row retried before a fallback")
     history_turns: int = Field(16, ge=2, description="most exchanges kept in the conversation")
     max_tokens: int = Field(200, ge=16, description="per answer")
     rationale_chars: int = Field(200, ge=0)
