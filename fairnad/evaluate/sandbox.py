@@ -91,6 +91,81 @@ def namespaces_available() -> bool:
         outside.unlink(missing_ok=True)
 
 
+class PidsCgroup:
+    """A cgroup whose pids.max bounds the sandbox's processes and threads (kernel-enforced, so a
+    fork bomb cannot outrun the watchdog). Root only: cgroup v1's pids hierarchy or cgroup v2."""
+
+    ROOTS = (Path("/sys/fs/cgroup/pids"), Path("/sys/fs/cgroup"))
+
+    def __init__(self, path: Path, limit: int) -> None:
+        self.path = path
+        (path / "pids.max").write_text(str(limit))
+
+    @classmethod
+    def create(cls, limit: int) -> "PidsCgroup | None":
+        root = _pids_cgroup_root()
+        if root is None:
+            return None
+        path = Path(tempfile.mkdtemp(prefix="fairnad-sbx-", dir=root))
+        try:
+            return cls(path, limit)
+        except OSError:
+            cls._remove(path)
+            return None
+
+    def enter(self) -> None:  # in the child, before exec
+        with open(self.path / "cgroup.procs", "w") as f:
+            f.write(str(os.getpid()))
+
+    def pids(self) -> list[int]:
+        try:
+            return [int(x) for x in (self.path / "cgroup.procs").read_text().split()]
+        except OSError:
+            return []
+
+    def close(self) -> None:
+        for _ in range(50):  # kill stragglers until the group is empty, then remove it
+            pids = self.pids()
+            if not pids:
+                break
+            for pid in pids:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
+            time.sleep(0.02)
+        self._remove(self.path)
+
+    @staticmethod
+    def _remove(path: Path) -> None:
+        try:
+            path.rmdir()  # cgroup folders go with rmdir; their control files are not real files
+        except OSError:
+            pass
+
+
+@lru_cache(maxsize=1)
+def _pids_cgroup_root() -> Path | None:
+    if sys.platform != "linux" or os.geteuid() != 0:
+        return None
+    for root in PidsCgroup.ROOTS:
+        if root == Path("/sys/fs/cgroup"):
+            ctl = root / "cgroup.subtree_control"
+            if not ctl.is_file() or "pids" not in ctl.read_text().split():
+                continue
+        elif not (root / "cgroup.procs").is_file():
+            continue
+        try:
+            probe = Path(tempfile.mkdtemp(prefix="fairnad-probe-", dir=root))
+        except OSError:
+            continue
+        ok = (probe / "pids.max").exists()
+        PidsCgroup._remove(probe)
+        if ok:
+            return root
+    return None
+
+
 def _unshare_prefix() -> list[str]:
     cmd = ["unshare", "--net", "--mount", "--pid", "--fork", "--kill-child", "--mount-proc"]
     if os.geteuid() != 0:
@@ -196,11 +271,13 @@ class Sandbox:
         })  # fmt: skip
         return env
 
-    def _preexec(self, lim: Limits):
+    def _preexec(self, lim: Limits, cgroup: "PidsCgroup | None"):
         libc = _libc()
         limits_only = self.isolation == "limits"
 
         def setup() -> None:  # runs in the child, between fork and exec
+            if cgroup is not None:
+                cgroup.enter()
             os.setsid()
             if libc is not None:
                 libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: die with fairnad
@@ -208,7 +285,7 @@ class Sandbox:
             resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
             size = lim.max_file_mb * 2**20
             resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
-            if limits_only and os.geteuid() != 0:
+            if os.geteuid() != 0:  # counts the user's processes and threads; root is exempt (cgroup instead)
                 n = _user_procs() + lim.max_procs + 64 * lim.threads
                 resource.setrlimit(resource.RLIMIT_NPROC, (n, n))
 
@@ -219,31 +296,44 @@ class Sandbox:
         worker = [self.python, "-m", "fairnad.evaluate.worker", str(work / "job.json")]
         cmd = worker if self.isolation == "limits" else [*_unshare_prefix(), "sh", "-c", _JAIL, "sh", str(work), *worker]
         out, err = open(work / "stdout.txt", "wb"), open(work / "stderr.txt", "wb")
+        # tasks = processes + threads: torch's pools, CUDA's helpers, and max_procs processes of headroom
+        cgroup = PidsCgroup.create(lim.max_procs + 64 + 8 * lim.threads)
         try:
             proc = subprocess.Popen(
-                cmd, cwd=work, env={**self._env(work, lim, t0, w_fd), **extra_env}, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                pass_fds=(w_fd,), preexec_fn=self._preexec(lim), close_fds=True,
+                cmd, cwd=work, env={**self._env(work, lim, t0, w_fd), **extra_env}, stdin=subprocess.DEVNULL,
+                stdout=out, stderr=err, pass_fds=(w_fd,), preexec_fn=self._preexec(lim, cgroup), close_fds=True,
             )  # fmt: skip
+        except BaseException:
+            if cgroup is not None:
+                cgroup.close()
+            raise
         finally:
             os.close(w_fd)
             out.close()
             err.close()
+        try:
+            return self._watch(proc, r_fd, work, lim, t0, cgroup)
+        finally:
+            if cgroup is not None:
+                cgroup.close()
+
+    def _watch(self, proc, r_fd, work: Path, lim: Limits, t0: float, cgroup) -> SandboxResult:
         events: list[dict] = []
         reader = threading.Thread(target=_read_events, args=(r_fd, events), daemon=True)
         reader.start()
         killed: tuple[str, str] | None = None
         peak_mb = 0.0
         while proc.poll() is None:
-            elapsed = time.time() - t0
-            pids = _tree(proc.pid)
-            mb = _memory_mb(pids)
-            peak_mb = max(peak_mb, mb)
-            if elapsed > lim.timeout:
+            pids = cgroup.pids() if cgroup is not None else _tree(proc.pid)
+            if time.time() - t0 > lim.timeout:
                 killed = ("timeout", f"still running after {lim.timeout:.0f}s (the wall-clock limit); killed")
             elif len(pids) > lim.max_procs + 3:  # unshare, sh/python and the namespace's init are ours
                 killed = ("crash", f"started {len(pids)} processes, over the limit of {lim.max_procs}; killed")
-            elif mb > lim.memory_mb:
-                killed = ("memory", f"used {mb:.0f} MB, over the {lim.memory_mb} MB limit; killed")
+            else:  # memory last: reading it is the costly check
+                mb = _memory_mb(pids)
+                peak_mb = max(peak_mb, mb)
+                if mb > lim.memory_mb:
+                    killed = ("memory", f"used {mb:.0f} MB, over the {lim.memory_mb} MB limit; killed")
             if killed:
                 _kill_tree(proc, pids)
                 break
@@ -254,7 +344,7 @@ class Sandbox:
         proc.wait()
         _kill_tree(proc, _tree(proc.pid))  # anything left behind (daemonised children)
         reader.join(timeout=5)
-        res = SandboxResult("failed", isolation=self.isolation)
+        res = SandboxResult("failed", isolation=self.isolation + (" + pids cgroup" if cgroup else ""))
         res.stdout = _tail(work / "stdout.txt", lim.output_kb)
         res.stderr = _tail(work / "stderr.txt", lim.output_kb)
         res.curves = [{k: v for k, v in e.items() if k != "event"} for e in events if e.get("event") == "epoch"]

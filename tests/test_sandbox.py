@@ -1,0 +1,175 @@
+"""The sandbox against a hostile corpus: each candidate is contained and categorised, the parent
+and other evaluations are unaffected, and nothing outside the work directory changes."""
+
+import os
+import socket
+import sqlite3
+import threading
+
+import pytest
+
+from fairnad.evaluate.code import EvalRequest, run_request
+from fairnad.evaluate.executors import LocalPool
+from fairnad.evaluate.sandbox import namespaces_available
+from fairnad.space.reference import reference
+
+GOOD = reference("small-cnn").source()
+TINY = """
+import torch
+from torch import nn
+
+class Net(nn.Module):
+    def __init__(self, num_classes, in_chans, out=None, nan=False):
+        super().__init__()
+        self.fc = nn.Linear(in_chans * 64, out or num_classes)
+        self.nan = nan
+
+    def forward(self, x):
+        y = self.fc(x.flatten(1))
+        return y * float("nan") if self.nan else y
+
+def build_model(num_classes=10, in_chans=1):
+    return Net(num_classes, in_chans, {out}, {nan})
+"""
+
+# name: (source, expected category)
+HOSTILE = {
+    "infinite_loop": ("while True:\n    pass\n", "timeout"),
+    "sleep": ("import time\ntime.sleep(10_000)\n", "timeout"),
+    "fork_bomb": ("import os\nwhile True:\n    os.fork()\n", "crash"),
+    "memory_hog": ("blocks = []\nwhile True:\n    blocks.append(bytearray(64 * 2**20))\n", "memory"),
+    "sys_exit": ("import sys\nsys.exit(3)\n", "import"),
+    "os_exit": ("import os\nos._exit(0)\n", "crash"),
+    "segfault": ("import ctypes\nctypes.string_at(0)\n", "crash"),
+    "nan_loss": (TINY.format(out=None, nan=True), "nan"),
+    "wrong_shape": (TINY.format(out=5, nan=False), "shape"),
+    "hundred_million_params": ("from torch import nn\ndef build_model(num_classes, in_chans):\n"
+                               "    return nn.Sequential(nn.Flatten(), nn.Linear(10000, 10000))\n", "budget"),
+    "syntax": ("def build_model(:\n    pass\n", "syntax"),
+    "no_builder": ("import torch\nMODEL = None\n", "import"),
+    "build_raises": ("def build_model(num_classes, in_chans):\n    raise RuntimeError('no')\n", "build"),
+    "missing_import": ("import tensorflow_that_is_not_here\n", "import"),
+}  # fmt: skip
+
+
+def req(source, **kw):
+    base = dict(dataset="digits", epochs=1, max_params=5_000_000, timeout=8, memory_mb=1500)
+    return EvalRequest(source=source, **{**base, **kw})
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("isolation", ["namespaces", "limits"])
+def test_hostile_corpus_is_contained_and_categorised(isolation):
+    if isolation == "namespaces" and not namespaces_available():
+        pytest.skip("this machine refuses Linux namespaces; the limits-only mode is tested instead")
+    pool = LocalPool(workers=2, isolation=isolation)
+    names = list(HOSTILE)
+    reqs = [req(HOSTILE[n][0]) for n in names] + [req(GOOD, epochs=3, timeout=120)]
+    results = pool.map(reqs)
+    pool.close()
+    for name, r in zip(names, results):
+        assert (r.status, r.category) == ("failed", HOSTILE[name][1]), f"{name}: {r.category} {r.error}"
+        assert r.error and r.isolation.startswith(isolation)
+    good = results[-1]
+    assert good.status == "complete", good.error
+    assert good.metrics["val_acc"] > 80 and good.metrics["test_acc"] > 80  # unaffected by its neighbours
+    by = dict(zip(names, results))
+    assert "sys.exit(3)" in by["sys_exit"].error
+    assert "SIGSEGV" in by["segfault"].error
+    assert "expected (2, 10)" in by["wrong_shape"].error
+    assert "100,010,000 parameters" in by["hundred_million_params"].error
+    assert "line 1" in by["syntax"].error
+    assert "build_model" in by["no_builder"].error
+    assert "RuntimeError: no" in by["build_raises"].error and "candidate.py" in by["build_raises"].traceback
+    assert "loss is nan" in by["nan_loss"].error
+    # no process of the corpus survives
+    leftovers = [p for p in os.listdir("/proc") if p.isdigit() and _cmdline(p).startswith(("sh -c mount", "unshare"))]
+    assert not [p for p in leftovers if "fairnad-sbx" in _cmdline(p)]
+
+
+def _cmdline(pid):
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+@pytest.fixture
+def canary(tmp_path):
+    d = tmp_path / "outside"
+    d.mkdir()
+    (d / "keep.txt").write_text("precious")
+    return d
+
+
+def _good_after(prelude: str) -> str:
+    return prelude + "\n" + GOOD
+
+
+@pytest.mark.skipif(not namespaces_available(), reason="needs Linux namespaces (the limits-only mode cannot promise this)")
+def test_nothing_outside_the_workdir_changes(canary, tmp_path):
+    db = tmp_path / "run.db"
+    with sqlite3.connect(db) as c:
+        c.execute("CREATE TABLE t(x)")
+        c.execute("INSERT INTO t VALUES (1)")
+    attacks = {
+        "os_system": f"import os\nos.system('touch {canary}/pwned; rm -f {canary}/keep.txt')",
+        "delete": f"import shutil\nshutil.rmtree('{canary}', ignore_errors=True)",
+        "write": f"open('{canary}/evil.txt', 'w').write('x')",
+        "home": "import os\nopen(os.path.expanduser('~/.bashrc'), 'a').write('evil')",
+        "tamper_db": f"import sqlite3\nc = sqlite3.connect('{db}')\nc.execute('DELETE FROM t')\nc.commit()",
+    }
+    pool = LocalPool(workers=2, isolation="namespaces")
+    results = dict(zip(attacks, pool.map([req(_good_after(a), checks_only=True) for a in attacks.values()])))
+    pool.close()
+    assert sorted(p.name for p in canary.iterdir()) == ["keep.txt"]
+    assert (canary / "keep.txt").read_text() == "precious"
+    with sqlite3.connect(db) as c:
+        assert c.execute("SELECT COUNT(*) FROM t").fetchone()[0] == 1
+    assert results["write"].category == "import" and "Read-only file system" in results["write"].error
+    assert results["tamper_db"].category == "import"
+    assert results["os_system"].status == "complete"  # the shell command failed quietly; the model itself is fine
+
+
+@pytest.mark.skipif(not namespaces_available(), reason="needs Linux namespaces for network isolation")
+def test_no_network_from_the_sandbox():
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(5)
+    server.settimeout(0.2)
+    port = server.getsockname()[1]
+    seen = []
+
+    def accept():
+        try:
+            seen.append(server.accept())
+        except OSError:
+            pass
+
+    src = f"import socket\ns = socket.create_connection(('127.0.0.1', {port}), timeout=3)\ns.sendall(b'leak')"
+    r = run_request(req(_good_after(src), checks_only=True))
+    t = threading.Thread(target=accept)
+    t.start()
+    t.join()
+    server.close()
+    assert not seen
+    assert r.category == "import" and ("refused" in r.error or "unreachable" in r.error.lower())
+
+
+def test_no_secrets_in_the_sandbox(monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-very-secret")
+    monkeypatch.setenv("DASHSCOPE_API_KEY", "ds-very-secret")
+    src = "import os\nprint(sorted(os.environ.items()))\nprint(open('/proc/self/environ').read())"
+    r = run_request(req(_good_after(src), checks_only=True))
+    assert r.status == "complete", r.error
+    assert "very-secret" not in r.stdout and "OPENAI_API_KEY" not in r.stdout
+    assert "HOME" in r.stdout  # the print really happened
+
+
+def test_output_is_captured_and_truncated():
+    src = "print('x' * 100_000)\nimport sys\nprint('the end', file=sys.stderr)"
+    r = run_request(req(_good_after(src), checks_only=True))
+    assert r.status == "complete"
+    assert r.stdout.startswith("...[truncated]") and len(r.stdout) < 17_000
+    assert "the end" in r.stderr
