@@ -165,3 +165,23 @@ def test_replay_backend_refuses_to_diverge():
     assert rb.complete([{"role": "user", "content": "1"}]).text == "a"
     with pytest.raises(ReplayExhausted, match="recorded 1 LLM calls and this run asks for more"):
         rb.complete([{"role": "user", "content": "1"}])
+
+
+@pytest.mark.llm
+def test_embedded_server_that_dies_is_restarted(tmp_path):
+    import os
+    import signal
+
+    from fairnad.config import LLMConfig
+    from fairnad.llm.provider import BackendProvider
+
+    settings = LLMConfig(embedded_threads=1).model_dump()
+    with BackendProvider(tmp_path) as provider:
+        backend = provider.backend(settings)
+        msgs = [{"role": "user", "content": "Say hi."}]
+        assert backend.complete(msgs, max_tokens=5).text
+        os.kill(backend.server._proc.pid, signal.SIGKILL)  # e.g. the OOM killer
+        backend.server._proc.wait()
+        assert backend.complete(msgs, max_tokens=5).text
+        assert backend.restarts == 1 and backend.server.running
+    assert not backend.server.running  # stopped with the provider

@@ -11,7 +11,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from fairnad.llm.base import Completion, LLMBadRequest, Message
+from fairnad.llm.base import Completion, LLMBadRequest, LLMUnavailable, Message
 from fairnad.llm.embedded import MODEL_ALIAS, EmbeddedServer
 from fairnad.llm.openai_compat import OpenAICompatible
 
@@ -27,19 +27,45 @@ class LazyBackend:
         return self._provider.backend(self._settings).complete(messages, **kw)
 
 
+class EmbeddedBackend:
+    """The embedded server and its client; a server that died (OOM killer, a stray kill) is
+    started again once per call before the error reaches the run."""
+
+    def __init__(self, server: EmbeddedServer, client_kwargs: dict[str, Any]) -> None:
+        self.server = server
+        self._kwargs = client_kwargs
+        self._lock = threading.Lock()
+        self.restarts = 0
+        self.client = OpenAICompatible(server.base_url, MODEL_ALIAS, **client_kwargs)
+
+    def complete(self, messages: list[Message], **kw) -> Completion:
+        try:
+            return self.client.complete(messages, **kw)
+        except LLMUnavailable:
+            if self.server.running:
+                raise
+            with self._lock:
+                if not self.server.running:
+                    self.server.stop()
+                    self.server.start()
+                    self.restarts += 1
+                    self.client = OpenAICompatible(self.server.base_url, MODEL_ALIAS, **self._kwargs)
+            return self.client.complete(messages, **kw)
+
+
 class BackendProvider:
     """settings (a plain dict: backend, base_url, model, ...) -> a shared live backend."""
 
     def __init__(self, log_dir: str | Path | None = None) -> None:
         self.log_dir = Path(log_dir) if log_dir else None
-        self._backends: dict[tuple, OpenAICompatible] = {}
+        self._backends: dict[tuple, OpenAICompatible | EmbeddedBackend] = {}
         self._servers: list[EmbeddedServer] = []
         self._lock = threading.Lock()
 
     def lazy(self, settings: dict[str, Any]) -> LazyBackend:
         return LazyBackend(self, settings)
 
-    def backend(self, s: dict[str, Any]) -> OpenAICompatible:
+    def backend(self, s: dict[str, Any]) -> OpenAICompatible | EmbeddedBackend:
         # one backend per endpoint (and per replica: bench can run several embedded servers)
         key = tuple(sorted((k, str(v)) for k, v in s.items() if k not in ("max_calls", "max_tokens", "replay_from")))
         with self._lock:
@@ -47,7 +73,7 @@ class BackendProvider:
                 self._backends[key] = self._build(s)
             return self._backends[key]
 
-    def _build(self, s: dict[str, Any]) -> OpenAICompatible:
+    def _build(self, s: dict[str, Any]) -> OpenAICompatible | EmbeddedBackend:
         common = dict(timeout=s["timeout"], max_retries=s["max_retries"])
         if s["backend"] == "embedded":
             suffix = f"-{s['replica']}" if "replica" in s else ""
@@ -57,7 +83,7 @@ class BackendProvider:
             ).start()
             self._servers.append(server)
             structured = "json_object_schema" if s["structured"] == "auto" else s["structured"]
-            return OpenAICompatible(server.base_url, MODEL_ALIAS, structured=structured, **common)
+            return EmbeddedBackend(server, {"structured": structured, **common})
         if s["backend"] == "openai":
             if not s.get("base_url"):
                 raise LLMBadRequest("llm.base_url is not set: pass --llm http://HOST:PORT/v1")
