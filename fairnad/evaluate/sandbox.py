@@ -60,6 +60,8 @@ class SandboxResult:
     startup_seconds: float | None = None  # process start to first training step
     isolation: str = ""
     workdir: str | None = None  # kept only when asked (e.g. for trained weights)
+    started: float = 0.0  # wall-clock time stamps of the evaluation
+    finished: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -251,7 +253,8 @@ class Sandbox:
             full_job = {**job, "source": str(work / "candidate.py"), "threads": lim.threads}
             (work / "job.json").write_text(json.dumps(full_job))
             res = self._execute(work, lim, t0, env or {})
-            res.seconds = round(time.time() - t0, 3)
+            res.started, res.finished = t0, time.time()
+            res.seconds = round(res.finished - t0, 3)
             if keep_workdir and res.status == "complete":
                 res.workdir = str(work)
             return res
