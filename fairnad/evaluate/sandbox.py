@@ -270,7 +270,7 @@ class Sandbox:
             "HOME": str(work), "TMPDIR": str(work), "PYTHONDONTWRITEBYTECODE": "1", "PYTHONNOUSERSITE": "1",
             "PYTHONHASHSEED": "0", "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads,
             "OPENBLAS_NUM_THREADS": threads, "FAIRNAD_T0": repr(t0), "FAIRNAD_RESULT_FD": str(fd),
-            "PYTHONPATH": os.pathsep.join(p for p in sys.path if p and Path(p).is_dir()),
+            "PYTHONPATH": os.pathsep.join(str(Path(p).resolve()) for p in sys.path if p and Path(p).is_dir()),
         })  # fmt: skip
         return env
 

@@ -1,0 +1,1 @@
+"""Candidate -> metrics: tabular lookups, and sandboxed training of generated model code."""

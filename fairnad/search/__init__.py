@@ -1,0 +1,1 @@
+"""Search strategies (one file each) behind one ask/tell interface, and the Study that drives them."""

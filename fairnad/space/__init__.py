@@ -1,0 +1,1 @@
+"""What a candidate is: tabular genotypes, or model source code (and the reference models)."""
