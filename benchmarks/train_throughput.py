@@ -26,8 +26,15 @@ from fairnad.evaluate.train import DeviceData, TrainConfig, make_optimizer, trai
 ROOT = Path(__file__).resolve().parent.parent
 
 
+MODEL = {"name": "resnet20"}
+
+
 def resnet20(num_classes=10):
-    spec = importlib.util.spec_from_file_location("resnet", ROOT / "fairnad/space/reference/resnet_cifar.py")
+    """The benchmark's model (ResNet-20 unless --model names another reference model)."""
+    from fairnad.space.reference import reference
+
+    ref = reference(MODEL["name"])
+    spec = importlib.util.spec_from_file_location("bench_model", ref.path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod.build_model(num_classes=num_classes, in_chans=3)
@@ -75,12 +82,12 @@ def reference_loop(arrays, device, batch, steps, warmup) -> float:
     return steps * batch / (time.perf_counter() - t)
 
 
-def fairnad_trainer(arrays, device, batch, steps, warmup, augment) -> float:
+def fairnad_trainer(arrays, device, batch, steps, warmup, augment, graph=True) -> float:
     """fairnad's train(): one warm-up run, then a timed run of exactly `steps` steps (one epoch)."""
     n_train = steps * batch
     sub = dict(arrays, x_train=arrays["x_train"][:n_train], y_train=arrays["y_train"][:n_train])
     data = DeviceData(sub, device, augment=augment)
-    cfg = TrainConfig(epochs=1, batch_size=batch, lr=0.1, optimizer="sgd", device=str(device))
+    cfg = TrainConfig(epochs=1, batch_size=batch, lr=0.1, optimizer="sgd", device=str(device), cuda_graph=graph)
     warm = dict(arrays, x_train=arrays["x_train"][: warmup * batch], y_train=arrays["y_train"][: warmup * batch])
     train(resnet20().to(device), DeviceData(warm, device, augment), cfg)
     model = resnet20().to(device)
@@ -110,8 +117,10 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--warmup", type=int, default=30)
     ap.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
+    ap.add_argument("--model", default="resnet20", help="a reference model (see `fairnad models`)")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
+    MODEL["name"] = a.model
     if a.threads:
         torch.set_num_threads(a.threads)
     device = torch.device(a.device)
@@ -128,15 +137,18 @@ def main() -> None:
     ref = reference_loop(arrays, device, a.batch_size, a.steps, a.warmup)
     ours = fairnad_trainer(arrays, device, a.batch_size, a.steps, a.warmup, augment=False)
     ours_aug = fairnad_trainer(arrays, device, a.batch_size, a.steps, a.warmup, augment=True)
+    eager = fairnad_trainer(arrays, device, a.batch_size, a.steps, a.warmup, augment=False, graph=False)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
-    res = {"device": name, "batch_size": a.batch_size, "steps": a.steps, "reference_img_s": round(ref),
-           "fairnad_img_s": round(ours), "fairnad_augmented_img_s": round(ours_aug),
-           "ratio": round(ours / ref, 3), "ratio_augmented": round(ours_aug / ref, 3), "torch": torch.__version__}  # fmt: skip
+    res = {"device": name, "model": a.model, "batch_size": a.batch_size, "steps": a.steps, "reference_img_s": round(ref),
+           "fairnad_img_s": round(ours), "fairnad_augmented_img_s": round(ours_aug), "fairnad_eager_img_s": round(eager),
+           "ratio": round(ours / ref, 3), "ratio_augmented": round(ours_aug / ref, 3),
+           "ratio_eager": round(eager / ref, 3), "torch": torch.__version__}  # fmt: skip
     if a.json:
         print(json.dumps(res, indent=1))
     else:
-        print(f"{name}, ResNet-20, batch {a.batch_size}: reference loop {ref:,.0f} img/s; fairnad {ours:,.0f} img/s "
-              f"({ours / ref:.2f}x); with augmentation {ours_aug:,.0f} img/s ({ours_aug / ref:.2f}x)")  # fmt: skip
+        print(f"{name}, {a.model}, batch {a.batch_size}: reference loop {ref:,.0f} img/s; fairnad {ours:,.0f} img/s "
+              f"({ours / ref:.2f}x); with augmentation {ours_aug:,.0f} img/s ({ours_aug / ref:.2f}x); "
+              f"without CUDA graph {eager:,.0f} img/s ({eager / ref:.2f}x)")  # fmt: skip
 
 
 if __name__ == "__main__":

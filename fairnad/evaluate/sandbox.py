@@ -60,6 +60,7 @@ class SandboxResult:
     startup_seconds: float | None = None  # process start to first training step
     isolation: str = ""
     workdir: str | None = None  # kept only when asked (e.g. for trained weights)
+    stages: dict[str, float] = field(default_factory=dict)  # seconds from process start to each stage
     started: float = 0.0  # wall-clock time stamps of the evaluation
     finished: float = 0.0
 
@@ -352,8 +353,10 @@ class Sandbox:
         res.stderr = _tail(work / "stderr.txt", lim.output_kb)
         res.curves = [{k: v for k, v in e.items() if k != "event"} for e in events if e.get("event") == "epoch"]
         for e in events:
-            if e.get("event") == "stage" and e.get("stage") == "first_step":
-                res.startup_seconds = round(e["t"], 3)
+            if e.get("event") == "stage":
+                res.stages[e["stage"]] = round(e["t"], 3)
+                if e["stage"] == "first_step":
+                    res.startup_seconds = round(e["t"], 3)
             if e.get("event") == "checked":
                 res.metrics["params"] = e["params"]
         result = next((e for e in reversed(events) if e.get("event") == "result"), None)

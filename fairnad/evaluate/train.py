@@ -40,6 +40,7 @@ class TrainConfig:
     seed: int = 0
     eval_batch_size: int = 1024
     check_every: int | None = None  # steps between divergence checks (default 1 on CPU, 50 on CUDA)
+    cuda_graph: bool = True  # capture the whole training step in a CUDA graph when the model allows it
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -161,10 +162,11 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig):
         raise ValueError(f"unknown optimizer {cfg.optimizer!r} (sgd or adamw)")
     if not cfg.device.startswith("cuda"):
         return ForeachOptimizer(groups, cfg.optimizer, cfg.lr, cfg.momentum, cfg.nesterov)
+    lr = torch.tensor(cfg.lr, device=cfg.device)  # a tensor, so a captured step sees schedule changes
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0,
+        return torch.optim.SGD(groups, lr=lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0,
                                fused=True)  # fmt: skip
-    return torch.optim.AdamW(groups, lr=cfg.lr, fused=True)
+    return torch.optim.AdamW(groups, lr=lr, fused=True, capturable=True)
 
 
 @torch.no_grad()
@@ -181,6 +183,85 @@ def accuracy(model: nn.Module, data: DeviceData, split: str, cfg: TrainConfig, a
         correct += (out.argmax(1) == y[i : i + cfg.eval_batch_size]).sum()
     model.train()
     return 100.0 * correct.item() / len(x)
+
+
+class EagerStep:
+    """One optimisation step, op by op."""
+
+    graphed = False
+
+    def __init__(self, model: nn.Module, opt, cfg: TrainConfig, amp: bool) -> None:
+        self.model, self.opt, self.cfg, self.amp = model, opt, cfg, amp
+        self.device_type = next(model.parameters()).device.type if any(True for _ in model.parameters()) else "cpu"
+
+    def __call__(self, xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        with torch.autocast(self.device_type, dtype=torch.bfloat16, enabled=self.amp):
+            out = self.model(xb)
+            loss = F.cross_entropy(out.float(), yb, label_smoothing=self.cfg.label_smoothing)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.cfg.grad_clip:
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip, foreach=True)
+        self.opt.step()
+        return loss.detach(), (out.detach().argmax(1) == yb).sum()
+
+
+class GraphedStep(EagerStep):
+    """The whole step (forward, backward, clipping, optimiser) captured once as a CUDA graph and
+    replayed: small proxy models are launch-bound, and replay removes the per-kernel CPU cost.
+    Capture needs a few warm-up steps; the model and optimiser state are restored after them,
+    so training is the same as the eager path's."""
+
+    graphed = True
+
+    def __init__(self, model, opt, cfg, amp, x0: torch.Tensor, y0: torch.Tensor) -> None:
+        super().__init__(model, opt, cfg, amp)
+        self.x, self.y = x0.clone(), y0.clone()
+        tensors = list(model.parameters()) + list(model.buffers())
+        saved = [t.detach().clone() for t in tensors]
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(3):
+                super().__call__(self.x, self.y)
+        torch.cuda.current_stream().wait_stream(side)
+        self.graph = torch.cuda.CUDAGraph()
+        self.opt.zero_grad(set_to_none=True)
+        with torch.cuda.graph(self.graph):
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
+                out = model(self.x)
+                loss = F.cross_entropy(out.float(), self.y, label_smoothing=cfg.label_smoothing)
+            loss.backward()
+            if cfg.grad_clip:
+                nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip, foreach=True)
+            opt.step()
+            self.loss = loss.detach()
+            self.correct = (out.detach().argmax(1) == self.y).sum()
+        with torch.no_grad():  # undo the warm-up: as if no step had been taken
+            for t, v in zip(tensors, saved):
+                t.copy_(v)
+            for state in opt.state.values():
+                for v in state.values():
+                    if torch.is_tensor(v):
+                        v.zero_()
+
+    def __call__(self, xb, yb):
+        self.x.copy_(xb)
+        self.y.copy_(yb)
+        self.graph.replay()
+        return self.loss, self.correct
+
+
+def make_step(model, opt, cfg: TrainConfig, amp: bool, x0, y0) -> tuple[EagerStep, str | None]:
+    """A graphed step where the model allows it (static shapes, no host syncs), else the eager one.
+    Returns the step and, if capture failed, why."""
+    if not (cfg.cuda_graph and x0.is_cuda):
+        return EagerStep(model, opt, cfg, amp), None
+    try:
+        return GraphedStep(model, opt, cfg, amp, x0, y0), None
+    except Exception as err:  # noqa: BLE001 - any capture failure means: train eagerly
+        torch.cuda.synchronize()
+        return EagerStep(model, opt, cfg, amp), f"{type(err).__name__}: {str(err)[:200]}"
 
 
 def train(
@@ -202,7 +283,8 @@ def train(
     gen.manual_seed(cfg.seed)
     opt = make_optimizer(model, cfg)
     n = len(data.x["train"])
-    steps_per_epoch = max(1, n // cfg.batch_size)  # drop the ragged last batch: fixed shapes, no recompiles
+    bs = min(cfg.batch_size, n)
+    steps_per_epoch = max(1, n // bs)  # drop the ragged last batch: fixed shapes, one captured graph
     total = steps_per_epoch * cfg.epochs
     warm = int(cfg.warmup_epochs * steps_per_epoch)
 
@@ -211,12 +293,28 @@ def train(
             return (step + 1) / warm
         return 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, total - warm)))
 
-    base_lr = [g["lr"] for g in opt.param_groups]
+    base_lr = [float(g["lr"]) for g in opt.param_groups]
+
+    def set_lr(step: int) -> None:
+        for g, lr0 in zip(opt.param_groups, base_lr):
+            if torch.is_tensor(g["lr"]):
+                g["lr"].fill_(lr0 * lr_at(step))
+            else:
+                g["lr"] = lr0 * lr_at(step)
+
+    def batch(idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        xb, yb = data.x["train"][idx], data.y["train"][idx]
+        if data.augment and four_d:
+            xb = data.augment_batch(xb, gen)
+        xb = data.prepare(xb)
+        return (xb.contiguous(memory_format=torch.channels_last) if cl else xb), yb
+
     check = cfg.check_every or (50 if cuda else 1)
     limit = 5.0 * math.log(max(2, int(data.y["train"].max().item()) + 1)) + 5.0  # a loss this high has diverged
     curves: list[dict] = []
     model.train()
     t_start = time.perf_counter()
+    step_fn, graph_note = None, None
     step = 0
     for epoch in range(cfg.epochs):
         t_epoch = time.perf_counter()
@@ -224,25 +322,13 @@ def train(
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), device=device, dtype=torch.long)
         for i in range(steps_per_epoch):
-            idx = perm[i * cfg.batch_size : (i + 1) * cfg.batch_size]
-            xb, yb = data.x["train"][idx], data.y["train"][idx]
-            if data.augment and four_d:
-                xb = data.augment_batch(xb, gen)
-            xb = data.prepare(xb)
-            if cl:
-                xb = xb.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                out = model(xb)
-                loss = F.cross_entropy(out.float(), yb, label_smoothing=cfg.label_smoothing)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.grad_clip:
-                nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip, foreach=True)
-            for g, lr0 in zip(opt.param_groups, base_lr):
-                g["lr"] = lr0 * lr_at(step)
-            opt.step()
-            loss_sum += loss.detach()
-            correct += (out.detach().argmax(1) == yb).sum()
+            xb, yb = batch(perm[i * bs : (i + 1) * bs])
+            if step_fn is None:
+                step_fn, graph_note = make_step(model, opt, cfg, amp, xb, yb)
+            set_lr(step)
+            loss, hits = step_fn(xb, yb)
+            loss_sum += loss
+            correct += hits
             step += 1
             if step == 1 and on_first_step is not None:
                 on_first_step()
@@ -257,7 +343,7 @@ def train(
         row = {
             "epoch": epoch + 1,
             "train_loss": round(train_loss, 5),
-            "train_acc": round(100.0 * correct.item() / (steps_per_epoch * cfg.batch_size), 3),
+            "train_acc": round(100.0 * correct.item() / (steps_per_epoch * bs), 3),
             "val_acc": round(val, 3),
             "seconds": round(time.perf_counter() - t_epoch, 3),
         }
@@ -269,7 +355,9 @@ def train(
         "val_acc": curves[-1]["val_acc"] if curves else accuracy(model, data, "val", cfg, amp, cl),
         "test_acc": round(accuracy(model, data, "test", cfg, amp, cl), 3),
         "train_seconds": round(train_seconds, 3),
-        "images_per_second": round(steps_per_epoch * cfg.batch_size * cfg.epochs / max(train_seconds, 1e-9), 1),
+        "images_per_second": round(steps_per_epoch * bs * cfg.epochs / max(train_seconds, 1e-9), 1),
         "curves": curves,
         "steps": step,
+        "cuda_graph": bool(step_fn is not None and step_fn.graphed),
+        **({"cuda_graph_error": graph_note} if graph_note else {}),
     }

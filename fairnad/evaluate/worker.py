@@ -70,6 +70,8 @@ def main(job_path: str) -> int:
     torch.manual_seed(seed)
     np.random.seed(seed % (2**32))
     device = torch.device(job.get("device", "cpu"))
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # shapes are fixed during training: let cuDNN pick its kernels
     spec = job["dataset"]
     num_classes, in_shape = int(spec["num_classes"]), tuple(spec["input_shape"])
 
@@ -85,7 +87,7 @@ def main(job_path: str) -> int:
     except SystemExit as exc:
         fail(ch, "import", exc, f"the module called sys.exit({exc.code!r}) while being imported")
         return 0
-    except MemoryError as exc:
+    except (MemoryError, torch.cuda.OutOfMemoryError) as exc:
         fail(ch, "memory", exc)
         return 0
     except BaseException as exc:  # noqa: BLE001 - anything the candidate raises is its failure
@@ -103,7 +105,7 @@ def main(job_path: str) -> int:
     except SystemExit as exc:
         fail(ch, "build", exc, f"building the model called sys.exit({exc.code!r})")
         return 0
-    except MemoryError as exc:
+    except (MemoryError, torch.cuda.OutOfMemoryError) as exc:
         fail(ch, "memory", exc)
         return 0
     except BaseException as exc:  # noqa: BLE001

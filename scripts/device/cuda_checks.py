@@ -29,7 +29,8 @@ for name, args in [("resnet20", {}), ("mobilenetv2", {"width": 0.5}), ("nb201", 
     r = run_request(EvalRequest(source=reference(name).source(), dataset="cifar10", data_dir=str(data), device="cuda",
                                 epochs=3, model_args=args, memory_mb=32000))
     report[name] = {"status": r.status, "category": r.category, "error": r.error, "isolation": r.isolation,
-                    "startup_s": r.startup_seconds, "wall_s": round(time.time() - t, 2),
+                    "startup_s": r.startup_seconds, "wall_s": round(time.time() - t, 2), "stages": r.stages,
+                    "cuda_graph": r.metrics.get("cuda_graph"), "graph_error": r.metrics.get("cuda_graph_error"),
                     **{k: r.metrics.get(k) for k in ("params", "flops", "val_acc", "train_seconds", "images_per_second",
                                                      "peak_memory_mb")}}
     print(name, report[name], flush=True)
