@@ -73,8 +73,11 @@ def test_foreach_optimizer_matches_torch_optim(kind):
             o.zero_grad()
             m(x).pow(2).mean().backward()
             o.step()
+    # SGD's scalars are identical; AdamW's bias corrections are float32 device tensors here (so a CUDA
+    # graph can replay them) and float64 Python numbers in torch.optim: agreement to float32 rounding.
+    tol = {"rtol": 1e-6, "atol": 1e-7} if kind == "sgd" else {"rtol": 2e-4, "atol": 2e-5}
     for a, b in zip(m1.parameters(), m2.parameters()):
-        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+        torch.testing.assert_close(a, b, **tol)
 
 
 def test_augmentation_crops_and_flips_on_the_device():

@@ -107,22 +107,40 @@ def _param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
 class ForeachOptimizer:
     """SGD (Nesterov momentum) and AdamW (decoupled decay) written with torch._foreach ops.
 
-    Same maths as torch.optim.SGD / AdamW. It exists because constructing any torch.optim
-    optimizer imports torch._dynamo, about 1 s of every sandboxed CPU evaluation's start-up;
-    on CUDA that second is lost in CUDA's own start-up and torch's fused kernels are used instead.
+    Same maths as torch.optim.SGD / AdamW (the tests compare them). Written here for two reasons:
+    constructing any torch.optim optimiser imports torch._dynamo, 1-4 s of every sandboxed
+    evaluation's start-up, and keeping the learning rate and step count in device tensors lets
+    the whole step be captured in one CUDA graph and replayed with a changing schedule.
     """
 
     def __init__(self, groups: list[dict], kind: str, lr: float, momentum=0.9, nesterov=True, betas=(0.9, 0.999),
-                 eps=1e-8) -> None:  # fmt: skip
-        self.param_groups = [{**g, "lr": lr, "params": [p for p in g["params"]]} for g in groups]
+                 eps=1e-8, device: torch.device | str = "cpu") -> None:  # fmt: skip
+        if kind not in ("sgd", "adamw"):
+            raise ValueError(f"unknown optimizer {kind!r} (sgd or adamw)")
+        self.param_groups = [{**g, "lr": torch.tensor(float(lr), device=device), "params": list(g["params"])}
+                             for g in groups]  # fmt: skip
         self.kind, self.momentum, self.nesterov, self.betas, self.eps = kind, momentum, nesterov, betas, eps
         self.state: dict[int, list] = {}
-        self.t = 0
+        self.t = torch.zeros((), device=device)
+        self._bufs_ready = False
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         for g in self.param_groups:
             for p in g["params"]:
                 p.grad = None
+
+    def _buffers(self, gi: int, params: list[torch.Tensor]) -> list:
+        if gi not in self.state:
+            n = 1 if self.kind == "sgd" else 2
+            self.state[gi] = [[torch.zeros_like(p) for p in params] for _ in range(n)]
+        return self.state[gi]
+
+    def reset_state(self) -> None:
+        """Back to 'no step taken' (used after the warm-up steps of a graph capture)."""
+        self.t.zero_()
+        for bufs in self.state.values():
+            for b in bufs:
+                torch._foreach_zero_(b)
 
     @torch.no_grad()
     def step(self) -> None:
@@ -137,36 +155,30 @@ class ForeachOptimizer:
                 if wd:
                     grads = torch._foreach_add(grads, params, alpha=wd)
                 if self.momentum:
-                    bufs = self.state.setdefault(gi, [torch.zeros_like(p) for p in params])
+                    (bufs,) = self._buffers(gi, params)
                     torch._foreach_mul_(bufs, self.momentum)
                     torch._foreach_add_(bufs, grads)
                     grads = torch._foreach_add(grads, bufs, alpha=self.momentum) if self.nesterov else bufs
-                torch._foreach_add_(params, grads, alpha=-lr)
+                torch._foreach_sub_(params, torch._foreach_mul(grads, lr))
             else:  # adamw
                 b1, b2 = self.betas
-                m, v = self.state.setdefault(gi, [[torch.zeros_like(p) for p in params] for _ in range(2)])
+                m, v = self._buffers(gi, params)
                 if wd:
                     torch._foreach_mul_(params, 1 - lr * wd)
                 torch._foreach_lerp_(m, grads, 1 - b1)
                 torch._foreach_mul_(v, b2)
                 torch._foreach_addcmul_(v, grads, grads, 1 - b2)
                 denom = torch._foreach_sqrt(v)
-                torch._foreach_div_(denom, math.sqrt(1 - b2**self.t))
+                torch._foreach_div_(denom, torch.sqrt(1 - b2**self.t))
                 torch._foreach_add_(denom, self.eps)
-                torch._foreach_addcdiv_(params, m, denom, -lr / (1 - b1**self.t))
+                update = torch._foreach_div(m, denom)
+                torch._foreach_mul_(update, lr / (1 - b1**self.t))
+                torch._foreach_sub_(params, update)
 
 
-def make_optimizer(model: nn.Module, cfg: TrainConfig):
-    groups = _param_groups(model, cfg.weight_decay)
-    if cfg.optimizer not in ("sgd", "adamw"):
-        raise ValueError(f"unknown optimizer {cfg.optimizer!r} (sgd or adamw)")
-    if not cfg.device.startswith("cuda"):
-        return ForeachOptimizer(groups, cfg.optimizer, cfg.lr, cfg.momentum, cfg.nesterov)
-    lr = torch.tensor(cfg.lr, device=cfg.device)  # a tensor, so a captured step sees schedule changes
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0,
-                               fused=True)  # fmt: skip
-    return torch.optim.AdamW(groups, lr=lr, fused=True, capturable=True)
+def make_optimizer(model: nn.Module, cfg: TrainConfig) -> ForeachOptimizer:
+    return ForeachOptimizer(_param_groups(model, cfg.weight_decay), cfg.optimizer, cfg.lr, cfg.momentum, cfg.nesterov,
+                            device=cfg.device)  # fmt: skip
 
 
 @torch.no_grad()
@@ -240,10 +252,7 @@ class GraphedStep(EagerStep):
         with torch.no_grad():  # undo the warm-up: as if no step had been taken
             for t, v in zip(tensors, saved):
                 t.copy_(v)
-            for state in opt.state.values():
-                for v in state.values():
-                    if torch.is_tensor(v):
-                        v.zero_()
+            opt.reset_state()
 
     def __call__(self, xb, yb):
         self.x.copy_(xb)
@@ -293,14 +302,9 @@ def train(
             return (step + 1) / warm
         return 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, total - warm)))
 
-    base_lr = [float(g["lr"]) for g in opt.param_groups]
-
     def set_lr(step: int) -> None:
-        for g, lr0 in zip(opt.param_groups, base_lr):
-            if torch.is_tensor(g["lr"]):
-                g["lr"].fill_(lr0 * lr_at(step))
-            else:
-                g["lr"] = lr0 * lr_at(step)
+        for g in opt.param_groups:
+            g["lr"].fill_(cfg.lr * lr_at(step))
 
     def batch(idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         xb, yb = data.x["train"][idx], data.y["train"][idx]
