@@ -264,44 +264,37 @@ def _split_file(src: Path, name: str, keys: tuple[str, str], n: int) -> tuple[np
     return np.sort(order[: n // 2]), np.sort(order[n // 2 :])
 
 
+def _batch_file(path: Path, dataset: str, side: int, label_key: str) -> tuple[np.ndarray, np.ndarray]:
+    """Images and labels of one pickled batch file (CIFAR's and ImageNet16's layout)."""
+    d = _unpickle(path, dataset)
+    return _images(d, path, dataset, side), np.asarray(_field(d, path, dataset, label_key), np.int64)
+
+
+def _batch_files(paths: list[Path], dataset: str, side: int, label_key: str) -> tuple[np.ndarray, np.ndarray]:
+    parts = [_batch_file(p, dataset, side, label_key) for p in paths]
+    return np.concatenate([x for x, _ in parts]), np.concatenate([y for _, y in parts])
+
+
 def _cifar10(src: Path) -> dict[str, np.ndarray]:
     base = src / "cifar-10-batches-py" if (src / "cifar-10-batches-py").is_dir() else src
-    xs, ys = [], []
-    for i in range(1, 6):
-        p = base / f"data_batch_{i}"
-        d = _unpickle(p, "cifar10")
-        xs.append(_images(d, p, "cifar10", 32))
-        ys.append(np.asarray(_field(d, p, "cifar10", "labels"), np.int64))
-    p = base / "test_batch"
-    t = _unpickle(p, "cifar10")
-    x, y = np.concatenate(xs), np.concatenate(ys)
+    x, y = _batch_files([base / f"data_batch_{i}" for i in range(1, 6)], "cifar10", 32, "labels")
+    xt, yt = _batch_file(base / "test_batch", "cifar10", 32, "labels")
     tr, va = _split_file(src, "cifar-split.txt", ("train", "valid"), len(x))
-    return {"x_train": x[tr], "y_train": y[tr], "x_val": x[va], "y_val": y[va],
-            "x_test": _images(t, p, "cifar10", 32), "y_test": np.asarray(_field(t, p, "cifar10", "labels"), np.int64)}
+    return {"x_train": x[tr], "y_train": y[tr], "x_val": x[va], "y_val": y[va], "x_test": xt, "y_test": yt}
 
 
 def _cifar100(src: Path) -> dict[str, np.ndarray]:
     base = src / "cifar-100-python" if (src / "cifar-100-python").is_dir() else src
-    p, pt = base / "train", base / "test"
-    d, t = _unpickle(p, "cifar100"), _unpickle(pt, "cifar100")
-    xt, yt = _images(t, pt, "cifar100", 32), np.asarray(_field(t, pt, "cifar100", "fine_labels"), np.int64)
+    x, y = _batch_file(base / "train", "cifar100", 32, "fine_labels")
+    xt, yt = _batch_file(base / "test", "cifar100", 32, "fine_labels")
     va, te = _split_file(src, "cifar100-test-split.txt", ("xvalid", "xtest"), len(xt))
-    return {"x_train": _images(d, p, "cifar100", 32), "y_train": np.asarray(_field(d, p, "cifar100", "fine_labels"),
-            np.int64), "x_val": xt[va], "y_val": yt[va], "x_test": xt[te], "y_test": yt[te]}  # fmt: skip
+    return {"x_train": x, "y_train": y, "x_val": xt[va], "y_val": yt[va], "x_test": xt[te], "y_test": yt[te]}
 
 
 def _imagenet16(src: Path) -> dict[str, np.ndarray]:
     base = src / "ImageNet16" if (src / "ImageNet16").is_dir() else src
-    xs, ys = [], []
-    for i in range(1, 11):
-        p = base / f"train_data_batch_{i}"
-        d = _unpickle(p, "imagenet16-120")
-        xs.append(_images(d, p, "imagenet16-120", 16))
-        ys.append(np.asarray(_field(d, p, "imagenet16-120", "labels"), np.int64))
-    x, y = np.concatenate(xs), np.concatenate(ys)
-    p = base / "val_data"
-    v = _unpickle(p, "imagenet16-120")
-    xv, yv = _images(v, p, "imagenet16-120", 16), np.asarray(_field(v, p, "imagenet16-120", "labels"), np.int64)
+    x, y = _batch_files([base / f"train_data_batch_{i}" for i in range(1, 11)], "imagenet16-120", 16, "labels")
+    xv, yv = _batch_file(base / "val_data", "imagenet16-120", 16, "labels")
     keep, keep_v = y <= 120, yv <= 120  # ImageNet16-120: the first 120 of the 1000 classes, labels 1-based
     x, y, xv, yv = x[keep], y[keep] - 1, xv[keep_v], yv[keep_v] - 1
     va, te = _split_file(src, "imagenet-16-120-test-split.txt", ("xvalid", "xtest"), len(xv))

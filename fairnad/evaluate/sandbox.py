@@ -131,11 +131,7 @@ class PidsCgroup:
             pids = self.pids()
             if not pids:
                 break
-            for pid in pids:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except (ProcessLookupError, PermissionError):
-                    pass
+            _kill_pids(pids)
             time.sleep(0.02)
         self._remove(self.path)
 
@@ -388,16 +384,20 @@ def _read_events(fd: int, sink: list) -> None:
                 sink.append(ev)
 
 
-def _kill_tree(proc: subprocess.Popen, pids: list[int]) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
+def _kill_pids(pids: list[int]) -> None:
     for pid in pids:
         try:
             os.kill(pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
+
+
+def _kill_tree(proc: subprocess.Popen, pids: list[int]) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    _kill_pids(pids)
 
 
 def _tail(path: Path, kb: int) -> str:
