@@ -34,6 +34,9 @@ app = typer.Typer(
 )
 runs_app = typer.Typer(help="List runs, or show one (`fairnad runs show RUN_DIR`).", invoke_without_command=True)
 app.add_typer(runs_app, name="runs")
+knowledge_app = typer.Typer(help="Build, extend, inspect and browse attribute trees of design ideas from papers.",
+                            no_args_is_help=True)  # fmt: skip
+app.add_typer(knowledge_app, name="knowledge")
 
 err_console = Console(stderr=True, highlight=False)
 JSON_OPT = typer.Option(False, "--json", help="Print one JSON object on stdout (progress stays on stderr).")
@@ -415,6 +418,294 @@ def models_cmd(as_json: bool = JSON_OPT) -> None:
     for r in rows:
         t.add_row(r["name"], ", ".join(r["datasets"]), ", ".join(f"{k}={v}" for k, v in r["scale"].items()), r["summary"])
     Console().print(t)
+
+
+# -- knowledge ---------------------------------------------------------------------------------
+def _knowledge_llm(store, llm_flag: str | None, model: str | None, api_key_env: str | None, provider):
+    """Recorded, cached LLM access for a knowledge build; `replay:BUILD_DIR` answers from another build."""
+    from fairnad.config import LLMConfig
+    from fairnad.llm import RecordingLLM
+    from fairnad.store import BuildStore
+
+    fields: dict[str, Any] = parse_llm_flag(llm_flag) if llm_flag else {"backend": "embedded"}
+    if model:
+        fields["model"] = model
+    if api_key_env:
+        fields["api_key_env"] = api_key_env
+    cfg = LLMConfig.model_validate(fields)
+    own = store.llm_calls()
+    if cfg.backend == "replay":
+        with BuildStore.open(cfg.replay_from, readonly=True) as src:
+            recorded = src.llm_calls()
+        return RecordingLLM(None, sink=store.add_llm_call, cache=own + recorded, source=str(cfg.replay_from)), cfg
+    return RecordingLLM(provider.lazy(cfg.model_dump()), sink=store.add_llm_call, cache=own, source=str(store.run_dir)), cfg
+
+
+def _build_dir_for(out: Path) -> Path:
+    return Path("runs") / f"knowledge-{out.stem}"
+
+
+def _open_build(build_dir: Path, meta: dict):
+    from fairnad.store import BuildStore
+
+    if (build_dir / BuildStore.DB).is_file():
+        return BuildStore.open(build_dir)
+    return BuildStore.create(build_dir, meta)
+
+
+def _knowledge_summary(tree, report, papers, llm, t0, out) -> dict:
+    import time
+
+    done = [p for p in papers if p["status"] == "done"]
+    agg = {k: sum(p.get("stats", {}).get(k, 0) for p in done) for k in ("proposed", "verified", "rejected", "failed_calls")}
+    parse_s = sum(p.get("stats", {}).get("parse_seconds", 0) for p in done)
+    pages = sum(p.get("pages") or 0 for p in done)
+    stats = tree.stats()
+    return {
+        "tree": str(out), "papers": len(done),
+        "skipped": [{"path": p["path"], "reason": p.get("error")} for p in papers if p["status"] == "skipped"],
+        "attributes": {**agg, "consolidated": len(tree.attributes()), "merged": report.get("merged", 0)},
+        "categories": {"filled": len(stats["categories"]) - len(stats["empty_categories"]),
+                       "empty": stats["empty_categories"]},
+        "pages_per_second": round(pages / parse_s, 2) if parse_s else None,
+        "per_paper": [{"paper": p["name"], "pages": p.get("pages"), "seconds": p.get("seconds"),
+                       **{k: p.get("stats", {}).get(k) for k in ("proposed", "verified", "rejected")}} for p in done],
+        "llm": llm.stats() if llm is not None else None, "seconds": round(time.time() - t0, 2),
+    }  # fmt: skip
+
+
+def _print_knowledge_summary(s: dict) -> None:
+    t = Table(show_header=False, box=None, pad_edge=False)
+    t.add_column(style="bold")
+    t.add_column()
+    t.add_row("tree", s["tree"])
+    t.add_row("papers", f"{s['papers']} read" + (f", {len(s['skipped'])} skipped" if s["skipped"] else ""))
+    a = s["attributes"]
+    t.add_row("attributes", f"{a['proposed']} proposed, {a['verified']} verified (quote found), {a['rejected']} rejected; "
+                            f"{a['consolidated']} after merging")  # fmt: skip
+    c = s["categories"]
+    t.add_row("categories", f"{c['filled']} filled" + (f"; empty: {', '.join(c['empty'])}" if c["empty"] else ""))
+    if s.get("pages_per_second"):
+        t.add_row("parsing", f"{s['pages_per_second']} pages/s")
+    if s.get("llm"):
+        t.add_row("LLM", f"{s['llm']['calls']} calls ({s['llm'].get('cached', 0)} from cache), "
+                         f"{s['llm']['tokens_in']} tokens in, {s['llm']['tokens_out']} out")  # fmt: skip
+    t.add_row("time", f"{s['seconds']}s")
+    Console().print(t)
+    for sk in s["skipped"]:
+        err_console.print(f"[yellow]skipped:[/] {sk['reason']}")
+
+
+def _run_knowledge(pdfs, template, out: Path, build_dir: Path, llm_flag, model, api_key_env, opts, extra_mentions=None,
+                   graphml: bool = True) -> dict:  # fmt: skip
+    import time
+
+    from fairnad.knowledge.build import assemble, process_papers
+    from fairnad.knowledge.embed import Embedder
+    from fairnad.llm.provider import BackendProvider
+
+    t0 = time.time()
+    store = _open_build(build_dir, {"template": template.model_dump(), "out": str(out)})
+    try:
+        with BackendProvider(build_dir) as provider:
+            llm, cfg = _knowledge_llm(store, llm_flag, model, api_key_env, provider)
+            if opts.confirm_duplicates is None:  # only a capable model is worth asking about duplicates
+                opts.confirm_duplicates = cfg.backend == "openai"
+            embedder = Embedder()
+            progress = Progress(TextColumn("[bold]{task.description}[/]"), BarColumn(), MofNCompleteColumn(),
+                                TextColumn("{task.fields[stage]}"), TimeElapsedColumn(), console=err_console)  # fmt: skip
+            with progress:
+                task = progress.add_task("papers", total=len(pdfs), stage="")
+                seen: set[str] = set()
+
+                def note(paper: str, stage: str) -> None:
+                    progress.update(task, stage=f"{paper}: {stage}")
+                    if stage in ("done", "skipped", "already done", "skipped before") and paper not in seen:
+                        seen.add(paper)
+                        progress.advance(task)
+
+                process_papers(pdfs, template, store, llm, embedder, opts, note)
+                progress.update(task, stage="consolidating")
+                tree, report = assemble(template, store, embedder, opts, llm=llm, extra_mentions=extra_mentions,
+                                        build_dir=str(build_dir))  # fmt: skip
+            tree.save(out)
+            if graphml:
+                tree.export_graphml(out.with_suffix(".graphml"))
+            store.add_event("tree_saved", tree=str(out), attributes=len(tree.attributes()))
+            all_papers = store.papers()
+            wanted = {str(p) for p in pdfs}
+            papers = [p for p in all_papers if p["path"] in wanted] or all_papers
+            return _knowledge_summary(tree, report, papers, llm, t0, out)
+    finally:
+        store.close()
+
+
+@knowledge_app.command("build")
+@handles_errors
+def knowledge_build(
+    papers: Path = typer.Argument(..., help="Folder of PDF papers (searched recursively)."),
+    template_path: Path = typer.Option(Path("templates/fairnad.yaml"), "--template", "-t", help="Structural template (YAML)."),
+    out: Path = typer.Option(Path("knowledge/tree.json"), "--out", "-o", help="Tree file to write (node-link JSON)."),
+    build_dir: Optional[Path] = typer.Option(None, help="Build state (default runs/knowledge-<out name>); rerun to resume."),
+    llm: Optional[str] = typer.Option(None, help="embedded | http(s)://HOST:PORT/v1 | replay:BUILD_DIR"),
+    model: Optional[str] = typer.Option(None, help="Model name at the --llm server."),
+    api_key_env: Optional[str] = typer.Option(None, help="Environment variable with the API key."),
+    passages: int = typer.Option(3, help="Passages per category and paper given to the LLM."),
+    max_items: int = typer.Option(5, help="Attributes per category and paper, at most."),
+    max_pages: int = typer.Option(200, help="Pages read per paper, at most."),
+    confirm_duplicates: Optional[bool] = typer.Option(None, "--confirm-duplicates/--no-confirm-duplicates",
+                                                      help="Ask the LLM about near-duplicates (default: with your own server)."),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Read a folder of papers with the LLM and build the attribute tree of design ideas."""
+    from fairnad.knowledge.build import BuildOptions, find_pdfs
+    from fairnad.knowledge.template import load_template
+
+    template = load_template(template_path)
+    if not papers.is_dir():
+        raise ConfigError(f"{papers}: not a folder of PDF papers")
+    pdfs = find_pdfs(papers)
+    if not pdfs:
+        raise ConfigError(f"{papers}: no .pdf files in this folder")
+    opts = BuildOptions(passages=passages, max_items=max_items, max_pages=max_pages, confirm_duplicates=confirm_duplicates)
+    s = _run_knowledge(pdfs, template, out, build_dir or _build_dir_for(out), llm, model, api_key_env, opts)
+    _emit_json(s) if as_json else _print_knowledge_summary(s)
+
+
+@knowledge_app.command("add")
+@handles_errors
+def knowledge_add(
+    paper: Path = typer.Argument(..., help="A PDF paper to add."),
+    tree_path: Path = typer.Option(..., "--tree", help="The tree to extend (written back in place)."),
+    build_dir: Optional[Path] = typer.Option(None, help="Build state (default: the tree's own)."),
+    llm: Optional[str] = typer.Option(None, help="embedded | http(s)://HOST:PORT/v1 | replay:BUILD_DIR"),
+    model: Optional[str] = typer.Option(None),
+    api_key_env: Optional[str] = typer.Option(None),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Add one paper to an existing tree: only the new paper is read, then everything is consolidated again."""
+    from fairnad.knowledge.build import BuildOptions, mentions_from_tree
+    from fairnad.knowledge.tree import AttributeTree
+    from fairnad.store import BuildStore
+
+    tree = AttributeTree.load(tree_path)
+    if not paper.is_file():
+        raise ConfigError(f"{paper}: file not found")
+    bdir = build_dir or Path(tree.g.graph.get("build_dir") or _build_dir_for(tree_path))
+    known = set()
+    if (bdir / BuildStore.DB).is_file():
+        with BuildStore.open(bdir, readonly=True) as st:
+            known = {p["name"] for p in st.papers() if p["status"] == "done"}
+    extra = [m for m in mentions_from_tree(tree) if m["paper"] not in known]  # papers only the tree remembers
+    s = _run_knowledge([paper], tree.template, tree_path, bdir, llm, model, api_key_env, BuildOptions(), extra)
+    _emit_json(s) if as_json else _print_knowledge_summary(s)
+
+
+@knowledge_app.command("show")
+@handles_errors
+def knowledge_show(
+    tree_path: Path = typer.Argument(..., help="A tree file."),
+    depth: int = typer.Option(4, help="1 levels, 2 categories, 3 sub-categories, 4 attributes."),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """The tree in the terminal, with counts."""
+    from rich.tree import Tree
+
+    from fairnad.knowledge.tree import AttributeTree
+    from fairnad.report.tree_html import tree_payload
+
+    tree = AttributeTree.load(tree_path)
+    payload = tree_payload(tree)
+    if as_json:
+        _emit_json(payload)
+        return
+    root = Tree(f"[bold]{payload['title']}[/] ({payload['subtitle']})")
+    for lv in payload["levels"]:
+        n_lv = sum(len(s["attributes"]) for c in lv["categories"] for s in c["subcategories"])
+        tl = root.add(f"[bold]{lv['name']}[/] ({n_lv})")
+        if depth < 2:
+            continue
+        for c in lv["categories"]:
+            n_c = sum(len(s["attributes"]) for s in c["subcategories"])
+            tc = tl.add(f"{c['name']} ({n_c})" + ("" if n_c else " [dim]empty[/]"))
+            if depth < 3:
+                continue
+            for sub in c["subcategories"]:
+                ts = tc.add(f"[italic]{sub['name']}[/] ({len(sub['attributes'])})")
+                if depth < 4:
+                    continue
+                for a in sub["attributes"]:
+                    flag = " [yellow]over-specific[/]" if a["over_specific"] else ""
+                    ts.add(f"{a['name']} [dim]x{a['frequency']}[/]{flag}")
+    Console().print(root)
+
+
+@knowledge_app.command("search")
+@handles_errors
+def knowledge_search(
+    tree_path: Path = typer.Argument(..., help="A tree file."),
+    query: str = typer.Argument(..., help="Text to look for in names, descriptions and quotes."),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Find design ideas in a tree."""
+    from fairnad.knowledge.tree import AttributeTree
+
+    tree = AttributeTree.load(tree_path)
+    hits = tree.search(query)
+    rows = [{"name": a["name"], "category": a["category"], "subcategory": a.get("subcategory"),
+             "description": a.get("description"), "frequency": a["frequency"], "aliases": a.get("aliases", []),
+             "sources": [{k: s.get(k) for k in ("paper", "page", "quote")} for s in a["sources"]]} for a in hits]  # fmt: skip
+    if as_json:
+        _emit_json({"query": query, "hits": rows})
+        return
+    if not rows:
+        err_console.print(f"nothing matches {query!r}")
+        return
+    t = Table("idea", "category", "papers", "first source")
+    for r in rows:
+        src = r["sources"][0] if r["sources"] else {}
+        t.add_row(r["name"], r["category"], str(r["frequency"]),
+                  f"{src.get('paper')} p.{src.get('page')}" if src else "template")  # fmt: skip
+    Console().print(t)
+
+
+@knowledge_app.command("stats")
+@handles_errors
+def knowledge_stats(tree_path: Path = typer.Argument(..., help="A tree file."), as_json: bool = JSON_OPT) -> None:
+    """Frequency per category, and the bias that fair (uniform per category) sampling removes."""
+    from fairnad.knowledge.tree import AttributeTree
+
+    st = AttributeTree.load(tree_path).stats()
+    if as_json:
+        _emit_json(st)
+        return
+    t = Table("category", "ideas", "mentions", "papers", "share if sampled by frequency", "fair share", "bias")
+    for r in st["categories"]:
+        t.add_row(r["category"], str(r["attributes"]), str(r["mentions"]), str(r["papers"]),
+                  f"{100 * r['share_by_frequency']:.1f}%", f"{100 * r['share_fair']:.1f}%",
+                  f"{r['bias']:.2f}x" if r["bias"] is not None else "-")  # fmt: skip
+    Console().print(t)
+    Console().print(f"{st['attributes']} ideas, {st['mentions']} mentions in {st['papers']} papers. Sampling ideas by "
+                    f"frequency would be {st['total_variation_from_fair']:.2f} (total variation) from fair sampling; "
+                    f"the most mentioned category is {st['most_to_least_frequent']}x the least.")  # fmt: skip
+
+
+@knowledge_app.command("browse")
+@handles_errors
+def knowledge_browse(
+    tree_path: Path = typer.Argument(..., help="A tree file."),
+    out: Path = typer.Option(Path("tree.html"), "-o", "--out", help="HTML file to write."),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Write one self-contained HTML page to browse the tree (search, filters, quotes and pages)."""
+    from fairnad.knowledge.tree import AttributeTree
+    from fairnad.report.tree_html import write_tree_html
+
+    path = write_tree_html(AttributeTree.load(tree_path), out)
+    if as_json:
+        _emit_json({"html": str(path)})
+    else:
+        err_console.print(f"wrote {path}")
 
 
 # -- runs --------------------------------------------------------------------------------------

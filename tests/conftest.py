@@ -14,6 +14,9 @@ from fairnad.llm import Completion, EmbeddedServer, OpenAICompatible, Usage
 from fairnad.llm.embedded import MODEL_ALIAS
 
 ROOT = Path(__file__).resolve().parent.parent
+# Tests run two workers on two cores: every embedded server (also those the CLI starts in a
+# subprocess) gets one thread, or their spinning threads would starve each other.
+os.environ.setdefault("FAIRNAD_LLM_THREADS", "1")
 SHARED = ROOT.parent / "shared"
 
 

@@ -20,6 +20,8 @@ from pathlib import Path
 os.environ.setdefault("PYMUPDF_SUGGEST_LAYOUT_ANALYZER", "0")
 import pymupdf  # noqa: E402
 
+pymupdf.TOOLS.mupdf_display_errors(False)  # damaged files are reported by us, in one line, not by MuPDF on stderr
+
 CAPTION = re.compile(r"^(fig\.?|figure|table|tab\.)\s*\d+", re.I)
 REFERENCES = re.compile(r"^(\d+\.?\s*)?(references|bibliography|literature cited)\s*$", re.I)
 NUMBERED = re.compile(r"^(\d+(\.\d+)*\.?|[A-Z]\.(\d+\.?)*)\s+\S")
@@ -179,9 +181,14 @@ def _check_file(path: Path) -> None:
         raise PaperError(f"{path}: empty file (0 bytes)")
     with open(path, "rb") as f:
         head = f.read(1024)
+        f.seek(max(0, size - 2048))
+        tail = f.read()
     if b"%PDF-" not in head:
-        kind = "HTML" if b"<html" in head.lower() else "text" if head.isascii() else "binary data"
+        printable = sum(32 <= c < 127 or c in (9, 10, 13) for c in head) / len(head)
+        kind = "HTML" if b"<html" in head.lower() else "text" if printable > 0.95 else "binary data"
         raise PaperError(f"{path}: not a PDF (it starts like {kind}, no %PDF- header)")
+    if b"%%EOF" not in tail:
+        raise PaperError(f"{path}: damaged or truncated PDF (no end-of-file marker: was the download cut short?)")
 
 
 def parse_pdf(path: str | Path, max_pages: int = 200) -> Document:

@@ -71,7 +71,9 @@ class EmbeddedServer:
         if not self.model_path.is_file():
             raise LLMUnavailable(f"embedded model file not found: {self.model_path}")
         self.n_ctx = n_ctx
-        self.threads = threads or max(1, os.cpu_count() or 1)
+        # llama.cpp's threads spin while they wait: more threads than free cores (or two servers sharing
+        # cores) slows everything down badly, and a 135M model gains little past 4 threads.
+        self.threads = threads or int(os.environ.get("FAIRNAD_LLM_THREADS", 0)) or max(1, min(4, os.cpu_count() or 1))
         self.startup_timeout = startup_timeout
         self.log_path = Path(log_path) if log_path else Path(tempfile.gettempdir()) / f"fairnad-llm-{os.getpid()}.log"
         self.port: int | None = None

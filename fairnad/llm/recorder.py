@@ -38,8 +38,12 @@ class RecordingLLM:
         max_calls: int | None = None,
         max_tokens: int | None = None,
         source: str = "the recorded run",
+        cache: Sequence[CallRecord] = (),
     ) -> None:
         self.live = live
+        # answers by request key, in any order (knowledge builds: the same prompt is never asked twice)
+        self._cache = {r["key"]: r for r in cache if not r.get("error")}
+        self.cache_hits = 0
         self.sink = sink
         self._recorded = [r for r in recorded if not r.get("error")]
         self._pos = 0
@@ -83,7 +87,19 @@ class RecordingLLM:
                     )
                 self._pos += 1
                 return _completion(rec)
+            hit = self._cache.get(key)
+            if hit is not None:
+                self.cache_hits += 1
+                if self.sink is not None:
+                    self.sink({**hit, "tokens_in": 0, "tokens_out": 0, "latency": 0.0, "replayed_from": "cache",
+                               "created": time.time()})  # fmt: skip
+                return _completion(hit)
             if self.live is None:
+                if self._cache:
+                    raise ReplayExhausted(
+                        f"{self.source} recorded no answer to this {purpose or 'request'}; replay can only re-ask "
+                        "what was asked before"
+                    )
                 raise ReplayExhausted(f"{self.source} has no live backend behind its {len(self._recorded)} calls")
             if self.max_calls is not None and self.calls >= self.max_calls:
                 raise LLMBudgetExceeded(f"the run reached its cap of {self.max_calls} LLM calls (llm.max_calls)")
@@ -133,6 +149,7 @@ class RecordingLLM:
             "tokens_out": self.usage.tokens_out,
             "seconds": round(self.latency, 3),
             "replayed": self._replayed_calls,
+            "cached": self.cache_hits,
         }
 
 

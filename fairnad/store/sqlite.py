@@ -23,21 +23,8 @@ DB_NAME = "run.db"
 LOCK_NAME = ".lock"
 SCHEMA_VERSION = 1
 
-_SCHEMA = """
+_COMMON_SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS candidates (
-    id INTEGER PRIMARY KEY,
-    trial INTEGER NOT NULL UNIQUE,
-    genotype TEXT NOT NULL,
-    parents TEXT NOT NULL DEFAULT '[]',
-    origin TEXT NOT NULL DEFAULT '{}',
-    status TEXT NOT NULL,
-    metrics TEXT NOT NULL DEFAULT '{}',
-    error TEXT,
-    counted INTEGER NOT NULL DEFAULT 0,
-    created REAL NOT NULL,
-    finished REAL
-);
 CREATE TABLE IF NOT EXISTS llm_calls (
     seq INTEGER PRIMARY KEY,
     key TEXT NOT NULL,
@@ -64,6 +51,22 @@ CREATE TABLE IF NOT EXISTS events (
 );
 """
 
+_RUN_SCHEMA = """
+CREATE TABLE IF NOT EXISTS candidates (
+    id INTEGER PRIMARY KEY,
+    trial INTEGER NOT NULL UNIQUE,
+    genotype TEXT NOT NULL,
+    parents TEXT NOT NULL DEFAULT '[]',
+    origin TEXT NOT NULL DEFAULT '{}',
+    status TEXT NOT NULL,
+    metrics TEXT NOT NULL DEFAULT '{}',
+    error TEXT,
+    counted INTEGER NOT NULL DEFAULT 0,
+    created REAL NOT NULL,
+    finished REAL
+);
+"""
+
 
 class StoreError(FairnadError):
     """The run directory or its database cannot be used."""
@@ -73,8 +76,13 @@ def is_run_dir(path: str | Path) -> bool:
     return (Path(path) / DB_NAME).is_file()
 
 
-class RunStore:
-    """Read and write one run. Open with `create` (new run) or `open` (resume, inspect)."""
+class SqliteStore:
+    """One folder, one SQLite file, one writer: meta, LLM calls and events, committed as they happen.
+    Subclasses add their own tables (SCHEMA) and name their file (DB)."""
+
+    DB = DB_NAME
+    SCHEMA = ""
+    KIND = "run"
 
     def __init__(self, run_dir: Path, conn: sqlite3.Connection, lock_fd: int | None) -> None:
         self.run_dir = run_dir
@@ -84,23 +92,23 @@ class RunStore:
 
     # -- opening ----------------------------------------------------------------------------
     @classmethod
-    def create(cls, run_dir: str | Path, config: dict[str, Any]) -> "RunStore":
+    def create(cls, run_dir: str | Path, config: dict[str, Any]):
         run_dir = Path(run_dir)
-        if is_run_dir(run_dir):
+        if (run_dir / cls.DB).is_file():
             raise StoreError(
-                f"{run_dir} already holds a run; continue it with `fairnad resume {run_dir}` or pick another --run-dir"
+                f"{run_dir} already holds a {cls.KIND}; continue it with `fairnad resume {run_dir}` or pick another folder"
             )
         try:
             run_dir.mkdir(parents=True, exist_ok=True)
         except OSError as err:
             raise StoreError(f"cannot create the run directory {run_dir}: {err.strerror}") from None
         lock_fd = _acquire_lock(run_dir)
-        store = cls(run_dir, _connect(run_dir / DB_NAME), lock_fd)
+        store = cls(run_dir, _connect(run_dir / cls.DB), lock_fd)
         try:
-            store._conn.executescript(_SCHEMA)  # executescript manages its own transaction
+            store._conn.executescript(_COMMON_SCHEMA + cls.SCHEMA)  # executescript manages its own transaction
         except sqlite3.Error as err:
             store.close()
-            raise StoreError(f"{run_dir / DB_NAME}: cannot create the run database ({err})") from None
+            raise StoreError(f"{run_dir / cls.DB}: cannot create the database ({err})") from None
         from fairnad import __version__
 
         store.set_meta(
@@ -110,17 +118,17 @@ class RunStore:
         return store
 
     @classmethod
-    def open(cls, run_dir: str | Path, *, readonly: bool = False) -> "RunStore":
+    def open(cls, run_dir: str | Path, *, readonly: bool = False):
         run_dir = Path(run_dir)
-        if not is_run_dir(run_dir):
-            raise StoreError(f"{run_dir} is not a run directory (no {DB_NAME} in it)")
+        if not (run_dir / cls.DB).is_file():
+            raise StoreError(f"{run_dir} is not a {cls.KIND} folder (no {cls.DB} in it)")
         lock_fd = None if readonly else _acquire_lock(run_dir)
-        conn = _connect(run_dir / DB_NAME, readonly=readonly)
+        conn = _connect(run_dir / cls.DB, readonly=readonly)
         store = cls(run_dir, conn, lock_fd)
         version = store.meta().get("schema_version")
         if version != SCHEMA_VERSION:
             store.close()
-            raise StoreError(f"{run_dir}/{DB_NAME} has schema version {version}, this fairnad reads {SCHEMA_VERSION}")
+            raise StoreError(f"{run_dir}/{cls.DB} has schema version {version}, this fairnad reads {SCHEMA_VERSION}")
         return store
 
     def close(self) -> None:
@@ -132,7 +140,7 @@ class RunStore:
                 os.close(self._lock_fd)
                 self._lock_fd = None
 
-    def __enter__(self) -> "RunStore":
+    def __enter__(self):
         return self
 
     def __exit__(self, *exc) -> None:
@@ -152,40 +160,6 @@ class RunStore:
     def meta(self) -> dict[str, Any]:
         rows = self._query("SELECT key, value FROM meta")
         return {k: json.loads(v) for k, v in rows}
-
-    # -- candidates -------------------------------------------------------------------------
-    def add_candidate(self, cand: Candidate) -> Candidate:
-        with self._tx() as c:
-            cur = c.execute(
-                "INSERT INTO candidates(trial, genotype, parents, origin, status, metrics, error, counted, created,"
-                " finished) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    cand.trial, cand.genotype, json.dumps(cand.parents), json.dumps(cand.origin), cand.status,
-                    json.dumps(cand.metrics), cand.error, int(cand.counted), cand.created, cand.finished,
-                ),
-            )  # fmt: skip
-            cand.id = cur.lastrowid
-        return cand
-
-    def finish_candidate(self, cand: Candidate) -> None:
-        with self._tx() as c:
-            c.execute(
-                "UPDATE candidates SET status = ?, metrics = ?, error = ?, counted = ?, finished = ? WHERE id = ?",
-                (cand.status, json.dumps(cand.metrics), cand.error, int(cand.counted), cand.finished, cand.id),
-            )
-
-    def candidates(self) -> list[Candidate]:
-        rows = self._query(
-            "SELECT id, trial, genotype, parents, origin, status, metrics, error, counted, created, finished"
-            " FROM candidates ORDER BY trial"
-        )
-        return [
-            Candidate(
-                id=r[0], trial=r[1], genotype=r[2], parents=json.loads(r[3]), origin=json.loads(r[4]), status=r[5],
-                metrics=json.loads(r[6]), error=r[7], counted=bool(r[8]), created=r[9], finished=r[10],
-            )
-            for r in rows
-        ]  # fmt: skip
 
     # -- llm calls --------------------------------------------------------------------------
     def add_llm_call(self, rec: dict[str, Any]) -> None:
@@ -244,7 +218,47 @@ class RunStore:
             try:
                 return self._conn.execute(sql, args).fetchall()
             except sqlite3.DatabaseError as err:
-                raise StoreError(f"{self.run_dir / DB_NAME}: {err}") from None
+                raise StoreError(f"{self.run_dir / self.DB}: {err}") from None
+
+
+class RunStore(SqliteStore):
+    """One search run: the common tables plus every candidate. `create` a new run, `open` to resume."""
+
+    SCHEMA = _RUN_SCHEMA
+
+    # -- candidates -------------------------------------------------------------------------
+    def add_candidate(self, cand: Candidate) -> Candidate:
+        with self._tx() as c:
+            cur = c.execute(
+                "INSERT INTO candidates(trial, genotype, parents, origin, status, metrics, error, counted, created,"
+                " finished) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    cand.trial, cand.genotype, json.dumps(cand.parents), json.dumps(cand.origin), cand.status,
+                    json.dumps(cand.metrics), cand.error, int(cand.counted), cand.created, cand.finished,
+                ),
+            )  # fmt: skip
+            cand.id = cur.lastrowid
+        return cand
+
+    def finish_candidate(self, cand: Candidate) -> None:
+        with self._tx() as c:
+            c.execute(
+                "UPDATE candidates SET status = ?, metrics = ?, error = ?, counted = ?, finished = ? WHERE id = ?",
+                (cand.status, json.dumps(cand.metrics), cand.error, int(cand.counted), cand.finished, cand.id),
+            )
+
+    def candidates(self) -> list[Candidate]:
+        rows = self._query(
+            "SELECT id, trial, genotype, parents, origin, status, metrics, error, counted, created, finished"
+            " FROM candidates ORDER BY trial"
+        )
+        return [
+            Candidate(
+                id=r[0], trial=r[1], genotype=r[2], parents=json.loads(r[3]), origin=json.loads(r[4]), status=r[5],
+                metrics=json.loads(r[6]), error=r[7], counted=bool(r[8]), created=r[9], finished=r[10],
+            )
+            for r in rows
+        ]  # fmt: skip
 
 
 class _Tx:
@@ -274,10 +288,10 @@ class _Tx:
             except sqlite3.Error:
                 pass
             self.store._mutex.release()
-            raise StoreError(f"{self.store.run_dir / DB_NAME}: could not write ({err}); nothing was lost") from None
+            raise StoreError(f"{self.store.run_dir / self.store.DB}: could not write ({err}); nothing was lost") from None
         self.store._mutex.release()
         if isinstance(exc, sqlite3.Error):
-            raise StoreError(f"{self.store.run_dir / DB_NAME}: could not write ({exc}); nothing was lost") from None
+            raise StoreError(f"{self.store.run_dir / self.store.DB}: could not write ({exc}); nothing was lost") from None
         return False
 
 

@@ -1,0 +1,1 @@
+"""Knowledge pipeline: template, LLM extraction with verified quotes, consolidation, the attribute tree."""

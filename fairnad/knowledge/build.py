@@ -1,0 +1,128 @@
+"""Build (or extend) an attribute tree from a folder of PDFs: parse -> extract -> verify -> consolidate.
+
+State lives in a build folder (SQLite `build.db`): each paper's mentions are committed with the
+paper, every LLM call is recorded, and identical prompts are answered from that record, so a
+resumed build skips the papers already done and re-asks nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fairnad.ingest.pdf import PaperError, parse_pdf
+from fairnad.knowledge.consolidate import consolidate
+from fairnad.knowledge.embed import Embedder
+from fairnad.knowledge.extract import extract_paper
+from fairnad.knowledge.template import Template
+from fairnad.knowledge.tree import AttributeTree
+from fairnad.llm import RecordingLLM
+from fairnad.store import BuildStore
+
+
+@dataclass
+class BuildOptions:
+    passages: int = 3
+    max_items: int = 5
+    max_pages: int = 200
+    temperature: float = 0.0
+    confirm_duplicates: bool = False  # ask the LLM about near-duplicates (only worth it with a capable model)
+    merge_at: float = 0.85
+
+
+@dataclass
+class BuildReport:
+    papers: list[dict[str, Any]] = field(default_factory=list)
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    consolidation: dict[str, Any] = field(default_factory=dict)
+    llm: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+Progress = Callable[[str, str], None]  # (paper name, stage)
+
+
+def find_pdfs(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() == ".pdf")
+
+
+def _sha(path: Path) -> str:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return hashlib.sha256(str(path).encode()).hexdigest()
+
+
+def process_papers(
+    pdfs: list[Path], template: Template, store: BuildStore, llm: RecordingLLM, embedder: Embedder,
+    opts: BuildOptions, progress: Progress | None = None,
+) -> list[dict[str, Any]]:  # fmt: skip
+    """Extract every paper not done yet; returns one summary per paper (done now, earlier, or skipped)."""
+    note = progress or (lambda paper, stage: None)
+    out = []
+    for path in pdfs:
+        sha = _sha(path)
+        prior = store.paper(sha)
+        if prior is not None and prior["status"] in ("done", "skipped"):
+            note(path.name, "already done" if prior["status"] == "done" else "skipped before")
+            out.append({**prior, "resumed": True})
+            continue
+        t0 = time.time()
+        note(path.name, "parsing")
+        try:
+            doc = parse_pdf(path, opts.max_pages)
+        except PaperError as err:
+            row = {"sha256": sha, "path": str(path), "name": path.stem, "status": "skipped", "error": str(err)}
+            store.record_paper(row, [])
+            note(path.name, "skipped")
+            out.append(row)
+            continue
+        parse_s = time.time() - t0
+        note(path.name, "extracting")
+        res = extract_paper(doc, template, llm, embedder, passages=opts.passages, max_items=opts.max_items,
+                            temperature=opts.temperature,
+                            on_category=lambda lv, c: note(path.name, f"extracting {lv.id}/{c.id}"))  # fmt: skip
+        stats = {**res.stats, "parse_seconds": round(parse_s, 3), "pages_per_second": round(len(doc.pages) / max(parse_s, 1e-9), 2),
+                 "skipped_pages": doc.skipped_pages}  # fmt: skip
+        row = {"sha256": doc.sha256, "path": str(path), "name": doc.name, "title": doc.title, "authors": doc.authors,
+               "year": doc.year, "pages": len(doc.pages), "status": "done", "stats": stats,
+               "seconds": round(time.time() - t0, 3)}  # fmt: skip
+        store.record_paper(row, res.mentions)
+        note(path.name, "done")
+        out.append(row)
+    return out
+
+
+def assemble(template: Template, store: BuildStore, embedder: Embedder, opts: BuildOptions, llm=None,
+             extra_mentions: list[dict] | None = None, **meta: Any) -> tuple[AttributeTree, dict]:  # fmt: skip
+    """Consolidate every verified mention in the store (plus `extra_mentions`) into a tree."""
+    papers = {p["sha256"]: p for p in store.papers() if p["status"] == "done"}
+    mentions = [
+        {**m, "paper": papers[m["paper"]]["name"], "title": papers[m["paper"]]["title"]}
+        for m in store.mentions(verified_only=True) if m["paper"] in papers
+    ] + list(extra_mentions or [])  # fmt: skip
+    report = consolidate(mentions, template, embedder, llm=llm if opts.confirm_duplicates else None, merge_at=opts.merge_at)
+    paper_list = [{k: p.get(k) for k in ("name", "title", "authors", "year", "pages", "sha256")} for p in papers.values()]
+    known = {p["name"] for p in paper_list}
+    for m in extra_mentions or []:  # papers carried over from an earlier tree
+        if m["paper"] not in known:
+            paper_list.append({"name": m["paper"], "title": m.get("title")})
+            known.add(m["paper"])
+    tree = AttributeTree.build(template, report["attributes"], paper_list, empty_categories=report["empty_categories"], **meta)
+    return tree, report
+
+
+def mentions_from_tree(tree: AttributeTree) -> list[dict]:
+    """An earlier tree's sources as verified mentions, so a new paper can be consolidated with them."""
+    out = []
+    for a in tree.attributes():
+        for s in a["sources"]:
+            out.append({"paper": s["paper"], "title": s.get("title"), "category": a["category"],
+                        "subcategory": a.get("subcategory"), "name": a["name"], "description": a.get("description"),
+                        "effect": a.get("effect"), "page": s.get("page"), "quote": s.get("quote"),
+                        "offset": s.get("offset"), "length": s.get("length")})  # fmt: skip
+    return out
