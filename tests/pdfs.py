@@ -61,6 +61,7 @@ def make_paper(path, title="Residual Blocks with Separable Convolutions", author
         p2 = doc.new_page(width=612, height=792)
         _column(p2, 50, 296, 60, EXTRA_PAGE)
     doc.set_metadata({"title": "", "author": ""})
+    path.parent.mkdir(parents=True, exist_ok=True)
     doc.save(path)
     doc.close()
     return path

@@ -32,7 +32,12 @@ class Embedder:
             if self.model_path not in _MODELS:
                 os.environ.setdefault("HF_HUB_OFFLINE", "1")
                 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+                os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+                os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
                 from sentence_transformers import SentenceTransformer
+                from transformers.utils import logging as hf_logging
+
+                hf_logging.disable_progress_bar()  # our own progress bar is on stderr already
 
                 try:
                     _MODELS[self.model_path] = SentenceTransformer(self.model_path, device="cpu")

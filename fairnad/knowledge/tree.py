@@ -35,7 +35,7 @@ class AttributeTree:
                        papers=papers or [], **meta)  # fmt: skip
         g.add_node("root", kind="root", name=template.name, description=template.description)
         for lv in template.levels:
-            g.add_node(f"level:{lv.id}", kind="level", name=lv.name, description=lv.description, id=lv.id)
+            g.add_node(f"level:{lv.id}", kind="level", name=lv.name, description=lv.description)
             g.add_edge("root", f"level:{lv.id}")
             for c in lv.categories:
                 cid = f"cat:{lv.id}/{c.id}"
@@ -70,8 +70,10 @@ class AttributeTree:
         if sub not in self.g:
             self.g.add_node(sub, kind="subcategory", name=a.get("subcategory") or "general")
             self.g.add_edge(cat, sub)
+        attrs = {k: v for k, v in a.items() if k != "id"}  # node-link JSON keeps node names under "id"
+        attrs["key"] = a["id"]
         node = f"attr:{a['id']}"
-        self.g.add_node(node, kind="attribute", **a)
+        self.g.add_node(node, kind="attribute", **attrs)
         self.g.add_edge(sub, node)
 
     # -- reading ------------------------------------------------------------------------------

@@ -1,0 +1,69 @@
+"""`fairnad knowledge ...` as a user runs it, with the real embedded model end to end."""
+
+import json
+
+import pytest
+
+from pdfs import make_paper
+from test_knowledge import MINI
+
+
+@pytest.mark.llm
+@pytest.mark.slow
+def test_build_with_the_embedded_model_then_inspect(run_cli, tmp_path):
+    papers = tmp_path / "papers"
+    make_paper(papers / "residual.pdf")
+    (papers / "broken.pdf").write_text("this is not a pdf")
+    (papers / "empty.pdf").write_bytes(b"")
+    (tmp_path / "mini.yaml").write_text(MINI)
+    p = run_cli("knowledge", "build", "papers", "--template", "mini.yaml", "--out", "knowledge/t.json",
+                "--max-items", "2", "--json")  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    s = json.loads(p.stdout)
+    assert s["papers"] == 1 and len(s["skipped"]) == 2
+    assert any("not a PDF" in k["reason"] for k in s["skipped"]) and any("empty file" in k["reason"] for k in s["skipped"])
+    a = s["attributes"]
+    assert a["proposed"] == a["verified"] + a["rejected"]
+    assert s["llm"]["calls"] >= 2 and s["llm"]["tokens_in"] > 0  # one call per category at least
+    assert (tmp_path / "knowledge" / "t.json").is_file() and (tmp_path / "knowledge" / "t.graphml").is_file()
+    assert (tmp_path / "runs" / "knowledge-t" / "build.db").is_file()
+    # a second build resumes: the paper is not read again, no new LLM call is made
+    again = json.loads(run_cli("knowledge", "build", "papers", "--template", "mini.yaml", "--out", "knowledge/t.json",
+                               "--json").stdout)  # fmt: skip
+    assert again["llm"]["calls"] == 0
+    shown = json.loads(run_cli("knowledge", "show", "knowledge/t.json", "--json").stdout)
+    assert [c["path"] for lv in shown["levels"] for c in lv["categories"]] == ["operation/normalization",
+                                                                                "operation/feature-extraction"]  # fmt: skip
+    stats = json.loads(run_cli("knowledge", "stats", "knowledge/t.json", "--json").stdout)
+    assert stats["papers"] == 1 and len(stats["categories"]) == 2
+    html = json.loads(run_cli("knowledge", "browse", "knowledge/t.json", "-o", "t.html", "--json").stdout)
+    assert (tmp_path / html["html"]).read_text().startswith("<!DOCTYPE html>")
+
+
+def test_knowledge_cli_errors(run_cli, tmp_path):
+    (tmp_path / "bad.yaml").write_text(MINI.replace("examples: [batch normalization, layer normalization]", "examples: []"))
+    (tmp_path / "papers").mkdir()
+    make_paper(tmp_path / "papers" / "a.pdf")
+    p = run_cli("knowledge", "build", "papers", "--template", "bad.yaml")
+    assert p.returncode == 2 and "bad.yaml:10: levels.0.categories.0.examples" in p.stderr
+    p = run_cli("knowledge", "build", "nowhere", "--template", "bad.yaml")
+    assert p.returncode == 2
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "ok.yaml").write_text(MINI)
+    p = run_cli("knowledge", "build", "empty", "--template", "ok.yaml")
+    assert p.returncode == 2 and "no .pdf files" in p.stderr
+    p = run_cli("knowledge", "show", "missing.json")
+    assert p.returncode == 2 and "missing.json: tree not found" in p.stderr
+
+
+def test_search_and_show_on_the_template_tree(run_cli, tmp_path):
+    from fairnad.knowledge.template import load_template
+    from fairnad.knowledge.tree import AttributeTree
+
+    from conftest import ROOT
+
+    AttributeTree.from_template(load_template(ROOT / "templates" / "fairnad.yaml")).save(tmp_path / "t.json")
+    hits = json.loads(run_cli("knowledge", "search", "t.json", "normalization", "--json").stdout)["hits"]
+    assert {h["name"] for h in hits} >= {"batch normalization", "layer normalization"}
+    p = run_cli("knowledge", "show", "t.json", "--depth", "2")
+    assert p.returncode == 0 and "Normalization (4)" in p.stdout
