@@ -24,6 +24,7 @@ CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF}" .venv/bin/python -m pip install -q
 # Page tests drive a real headless Chromium (Debian's package; Playwright's own browser download is
 # not needed). Installed here when this is a Debian-like system we may install on.
 if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
-  apt-get install -y -q chromium >/dev/null 2>&1 || echo "setup: could not install chromium; page tests will be skipped" >&2
+  apt-get install -y -q chromium >/dev/null 2>&1 || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1; } \
+    || echo "setup: could not install chromium; page tests will be skipped" >&2
 fi
 echo "$want" > "$STAMP"
