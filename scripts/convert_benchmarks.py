@@ -67,6 +67,42 @@ def convert_channel(root: Path) -> None:
         save(f"channel-bench-{space.lower()}", cols)
 
 
+def nb201_costs(num_classes: int, side: int) -> tuple[np.ndarray, np.ndarray]:
+    """Params and MACs of every NB201 cell's network (C=16, N=5), computed from fairnad's reference
+    NB201 network (which reproduces NB201's published extremes: 0.073306 / 1.531546 M params and
+    7.78 / 220.12 M MACs on CIFAR-10). Both are linear in the number of 1x1 and 3x3 convolutions
+    of the cell; the linear model is fitted on three cells and checked exactly on twenty others."""
+    import importlib.util
+
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    ref = Path(__file__).resolve().parent.parent / "fairnad" / "space" / "reference" / "nb201_cell.py"
+    spec = importlib.util.spec_from_file_location("nb201_cell", ref)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+
+    def measure(code: str) -> tuple[int, int]:
+        net = mod.build_model(num_classes=num_classes, in_chans=3, arch=nb201_cell(code)).eval()
+        counter = FlopCounterMode(display=False)
+        with torch.no_grad(), counter:
+            net(torch.zeros(1, 3, side, side))
+        return sum(p.numel() for p in net.parameters()), counter.get_total_flops() // 2
+
+    p0, f0 = measure("000000")
+    p1, f1 = measure("222222")
+    p3, f3 = measure("333333")
+    a_p, a_f, b_p, b_f = (p1 - p0) // 6, (f1 - f0) // 6, (p3 - p0) // 6, (f3 - f0) // 6
+    codes = ["".join(p) for p in itertools.product("01234", repeat=6)]
+    n1 = np.array([c.count("2") for c in codes])
+    n3 = np.array([c.count("3") for c in codes])
+    params, macs = p0 + a_p * n1 + b_p * n3, f0 + a_f * n1 + b_f * n3
+    rng = np.random.default_rng(0)
+    for i in rng.choice(len(codes), 20, replace=False):
+        assert measure(codes[i]) == (params[i], macs[i]), codes[i]
+    return params.astype(np.int64), macs.astype(np.int64)
+
+
 def convert_nb201(root: Path) -> None:
     import pandas as pd  # conversion-time only
 
@@ -75,10 +111,10 @@ def convert_nb201(root: Path) -> None:
     mini = mini.set_index("cellstr")
     codes = ["".join(p) for p in itertools.product("01234", repeat=6)]
     cells = [nb201_cell(c) for c in codes]
-    for name, fname, short in (
-        ("nb201-cifar10", "nasbench201_cifar10.json", "cifar10"),
-        ("nb201-cifar100", "nasbench201_cifar100.json", "cifar100"),
-        ("nb201-imagenet16-120", "nasbench201_imagenet.json", "imagenet"),
+    for name, fname, short, classes, side in (
+        ("nb201-cifar10", "nasbench201_cifar10.json", "cifar10", 10, 32),
+        ("nb201-cifar100", "nasbench201_cifar100.json", "cifar100", 100, 32),
+        ("nb201-imagenet16-120", "nasbench201_imagenet.json", "imagenet", 120, 16),
     ):
         raw = json.loads((base / fname).read_text())
         assert set(raw) == set(cells) == set(mini.index)
@@ -92,6 +128,7 @@ def convert_nb201(root: Path) -> None:
             "test_acc_12": mini.loc[cells, f"{short}-test"].to_numpy(np.float64),
             "nb201_index": mini.loc[cells, "arch"].to_numpy(np.int64),
         }
+        cols["params"], cols["flops"] = nb201_costs(classes, side)
         save(name, cols)
 
 

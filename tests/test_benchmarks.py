@@ -55,6 +55,10 @@ def test_known_entries_are_unchanged():
     assert row["val_acc_200"] == pytest.approx(90.86, abs=1e-3)
     assert row["test_acc_200"] == pytest.approx(93.91, abs=1e-3)
     assert c10.row("201100")["nb201_index"] >= 0
+    # params / MACs computed from the NB201 network, equal to NB201's published extremes
+    assert (c10.row("333333")["params"], c10.row("333333")["flops"]) == (1531546, 220119680)
+    assert (c10.row("000000")["params"], c10.row("000000")["flops"]) == (73306, 7783040)
+    assert load_benchmark("nb201-imagenet16-120").row("333333")["params"] == 1538696
     assert c10.row(resnet_cell)["val_acc_12"] < row["val_acc_200"]
 
 
