@@ -40,7 +40,7 @@ class ScriptedLLM:
         self.answers = list(answers)
         self.requests: list[list[dict]] = []
 
-    def complete(self, messages, *, temperature=0.0, schema=None, max_tokens=None, seed=None, purpose=""):
+    def complete(self, messages, *, temperature=0.0, schema=None, max_tokens=None, seed=None, purpose="", stop=None):
         self.requests.append(messages)
         if not self.answers:
             raise AssertionError("ScriptedLLM ran out of answers")

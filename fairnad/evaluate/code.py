@@ -36,6 +36,7 @@ class EvalRequest:
     timeout: float | None = None
     memory_mb: int = 4096
     threads: int = 1
+    known_structures: list[str] = field(default_factory=list)  # networks already evaluated: not trained again
 
     def recipe(self) -> dict[str, Any]:
         r = {**dataset_spec(self.dataset).recipe, **self.train}
@@ -67,6 +68,7 @@ def run_request(req: EvalRequest, isolation: str = "auto", env: dict[str, str] |
                     "input_shape": list(spec.input_shape), "augment": spec.augment},
         "train": req.recipe(), "seed": req.seed, "device": req.device, "max_params": req.max_params,
         "model_args": req.model_args, "checks_only": req.checks_only, "save_weights": req.save_weights,
+        "known_structures": req.known_structures,
     }  # fmt: skip
     return Sandbox(req.limits(), isolation=isolation).run(req.source, job, keep_workdir=req.save_weights, env=env)
 
@@ -84,22 +86,41 @@ def to_result(sr: SandboxResult) -> Result:
 
 
 class CodeEvaluator:
-    """The evaluator of open-ended spaces: a candidate's genotype is its source code."""
+    """The evaluator of open-ended spaces: a candidate's genotype is its source code. It remembers the
+    networks it has evaluated, so a new file that builds one of them again is not trained twice."""
 
     def __init__(self, base: EvalRequest, executor=None) -> None:
         self.base = base
         self.executor = executor
+        self.structures: set[str] = set()
+
+    def observe(self, candidate: Candidate) -> None:
+        """A candidate evaluated earlier (a resumed run replays them without evaluating)."""
+        s = candidate.metrics.get("structure")
+        if s and candidate.status in ("complete", "failed"):
+            self.structures.add(s)
 
     def request(self, candidate: Candidate, fidelity: str | None = None) -> EvalRequest:
-        req = EvalRequest(**{**self.base.to_dict(), "source": candidate.genotype})
+        req = EvalRequest(**{**self.base.to_dict(), "source": candidate.genotype,
+                             "known_structures": sorted(self.structures)})  # fmt: skip
         if fidelity is not None:
             req.epochs = int(fidelity)
         return req
 
     def evaluate(self, candidate: Candidate, fidelity: str | None = None) -> Result:
-        req = self.request(candidate, fidelity)
+        return self.evaluate_many([candidate], fidelity)[0]
+
+    def evaluate_many(self, candidates: list[Candidate], fidelity: str | None = None) -> list[Result]:
+        """Several candidates at once (as many in parallel as the executor runs)."""
+        reqs = [self.request(c, fidelity) for c in candidates]
         t = time.time()
-        sr = self.executor.map([req])[0] if self.executor is not None else run_request(req)
-        res = to_result(sr)
-        res.seconds = round(time.time() - t, 3)
-        return res
+        srs = self.executor.map(reqs) if self.executor is not None else [run_request(r) for r in reqs]
+        out = []
+        for sr in srs:
+            res = to_result(sr)
+            res.seconds = sr.seconds or round(time.time() - t, 3)
+            s = sr.metrics.get("structure")
+            if s and sr.status in ("complete", "failed"):
+                self.structures.add(s)
+            out.append(res)
+        return out

@@ -127,9 +127,10 @@ def main(job_path: str) -> int:
     ch.send(event="stage", stage="forward", t=time.time() - T0)
     try:
         model = model.to(device)
+        probe = torch.randn((2, *in_shape), generator=torch.Generator().manual_seed(1234)).to(device)
         with torch.no_grad():
             model.eval()
-            out = model(torch.zeros((2, *in_shape), device=device))
+            out = model(probe)
             model.train()
         if not isinstance(out, torch.Tensor) or tuple(out.shape) != (2, num_classes):
             got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
@@ -142,11 +143,20 @@ def main(job_path: str) -> int:
     except BaseException as exc:  # noqa: BLE001
         fail(ch, "shape", exc, params=params)
         return 0
-    ch.send(event="checked", params=params, t=time.time() - T0)
+    # the same network (whatever its code looks like) built from the same seed gives the same
+    # parameters and the same outputs: a duplicate of a model already evaluated is not trained again
+    structure = structure_hash(model, out)
+    if structure in set(job.get("known_structures") or ()):
+        ch.send(event="result", status="duplicate", category="duplicate", error="the same network as a model already "
+                "evaluated (same parameter shapes and outputs)", traceback=None,
+                metrics={"params": params, "structure": structure})  # fmt: skip
+        return 0
+    ch.send(event="checked", params=params, structure=structure, t=time.time() - T0)
     if job.get("checks_only"):
         flops = _flops(model, in_shape, device)
         ch.send(event="result", status="complete", category=None, error=None, traceback=None,
-                metrics={"params": params, "flops": flops, "macs": flops // 2 if flops else None})  # fmt: skip
+                metrics={"params": params, "flops": flops, "macs": flops // 2 if flops else None,
+                         "structure": structure})  # fmt: skip
         return 0
 
     # 5. train
@@ -177,7 +187,7 @@ def main(job_path: str) -> int:
         return 0
     flops = _flops(model, in_shape, device)  # after training: a metric, not a check, and slow to set up
     metrics = {"params": params, "flops": flops, "macs": flops // 2 if flops else None, **res,
-               "startup_seconds": first.get("t")}  # fmt: skip
+               "startup_seconds": first.get("t"), "structure": structure}  # fmt: skip
     if job.get("save_weights"):
         try:
             torch.save(model.state_dict(), os.path.join(os.getcwd(), "weights.pt"))
@@ -186,6 +196,18 @@ def main(job_path: str) -> int:
             pass
     ch.send(event="result", status="complete", category=None, error=None, traceback=None, metrics=metrics)
     return 0
+
+
+def structure_hash(model, out) -> str:
+    """Parameter shapes in order, plus the (rounded) outputs on a fixed input from the seeded
+    initialisation: names and formatting do not matter, a change in what the network computes does."""
+    import hashlib
+
+    import numpy as np
+
+    shapes = "|".join(str(tuple(p.shape)) for p in model.parameters())
+    values = np.round(out.detach().float().cpu().numpy().astype(np.float64), 3).tobytes()
+    return hashlib.sha256(shapes.encode() + values).hexdigest()[:20]
 
 
 def _flops(model, in_shape, device) -> int | None:

@@ -72,16 +72,17 @@ class LLM(Protocol):
         max_tokens: int | None = None,
         seed: int | None = None,
         purpose: str = "",
+        stop: list[str] | None = None,
     ) -> Completion: ...
 
 
 def request_key(
-    messages: list[Message], temperature: float, schema: dict | None, max_tokens: int | None, seed: int | None
-) -> str:
+    messages: list[Message], temperature: float, schema: dict | None, max_tokens: int | None, seed: int | None,
+    stop: list[str] | None = None,
+) -> str:  # fmt: skip
     """A stable hash of everything that determines an answer; replay checks it call by call."""
-    blob = json.dumps(
-        {"m": messages, "t": round(float(temperature), 6), "s": schema, "n": max_tokens, "seed": seed},
-        sort_keys=True,
-        ensure_ascii=False,
-    )
+    d = {"m": messages, "t": round(float(temperature), 6), "s": schema, "n": max_tokens, "seed": seed}
+    if stop:
+        d["stop"] = list(stop)
+    blob = json.dumps(d, sort_keys=True, ensure_ascii=False)
     return hashlib.sha256(blob.encode()).hexdigest()[:32]

@@ -80,6 +80,7 @@ class OpenAICompatible:
         max_tokens: int | None = None,
         seed: int | None = None,
         purpose: str = "",
+        stop: list[str] | None = None,
     ) -> Completion:
         usage = Usage()
         start = time.perf_counter()
@@ -90,7 +91,7 @@ class OpenAICompatible:
             attempts += 1
             mode = self._modes[0] if schema is not None else None
             try:
-                resp = self._chat(msgs, temperature, schema, mode, max_tokens, seed)
+                resp = self._chat(msgs, temperature, schema, mode, max_tokens, seed, stop)
             except LLMBadRequest as err:
                 if mode is not None and len(self._modes) > 1 and _about_format(str(err)):
                     with self._lock:  # the server cannot do this mode: remember and fall back
@@ -136,7 +137,7 @@ class OpenAICompatible:
             ]
 
     # -- transport ------------------------------------------------------------------------------
-    def _chat(self, msgs, temperature, schema, mode, max_tokens, seed):
+    def _chat(self, msgs, temperature, schema, mode, max_tokens, seed, stop=None):
         kwargs: dict = {
             "model": self.model,
             "messages": msgs,
@@ -145,6 +146,8 @@ class OpenAICompatible:
         }
         if seed is not None:
             kwargs["seed"] = seed
+        if stop:
+            kwargs["stop"] = list(stop)
         if mode == "json_schema":
             kwargs["response_format"] = {
                 "type": "json_schema",

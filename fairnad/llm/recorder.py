@@ -74,8 +74,9 @@ class RecordingLLM:
         max_tokens: int | None = None,
         seed: int | None = None,
         purpose: str = "",
+        stop: list[str] | None = None,
     ) -> Completion:
-        key = request_key(messages, temperature, schema, max_tokens, seed)
+        key = request_key(messages, temperature, schema, max_tokens, seed, stop)
         with self._lock:
             if self._pos < len(self._recorded):
                 rec = self._recorded[self._pos]
@@ -108,9 +109,11 @@ class RecordingLLM:
         started = time.time()
         error = None
         try:
+            extra = {"stop": stop} if stop else {}
             out = self.live.complete(
-                messages, temperature=temperature, schema=schema, max_tokens=max_tokens, seed=seed, purpose=purpose
-            )
+                messages, temperature=temperature, schema=schema, max_tokens=max_tokens, seed=seed, purpose=purpose,
+                **extra,
+            )  # fmt: skip
         except LLMError as err:
             error = err
             out = Completion(text="")
@@ -123,7 +126,8 @@ class RecordingLLM:
                 "key": key,
                 "purpose": purpose,
                 "messages": messages,
-                "params": {"temperature": temperature, "schema": schema, "max_tokens": max_tokens, "seed": seed},
+                "params": {"temperature": temperature, "schema": schema, "max_tokens": max_tokens, "seed": seed,
+                           **({"stop": stop} if stop else {})},
                 "text": out.text,
                 "parsed": out.parsed,
                 "model": out.model,
@@ -176,8 +180,8 @@ class ReplayBackend:
         self.source = source
         self._lock = threading.Lock()
 
-    def complete(self, messages, *, temperature=0.0, schema=None, max_tokens=None, seed=None, purpose=""):
-        key = request_key(messages, temperature, schema, max_tokens, seed)
+    def complete(self, messages, *, temperature=0.0, schema=None, max_tokens=None, seed=None, purpose="", stop=None):
+        key = request_key(messages, temperature, schema, max_tokens, seed, stop)
         with self._lock:
             if self._pos >= len(self._calls):
                 raise ReplayExhausted(

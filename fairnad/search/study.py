@@ -85,8 +85,12 @@ class Study:
     def in_domain(self, genotype: str) -> bool:
         return self.space.is_valid(genotype) if self._domain_set is None else genotype in self._domain_set
 
+    def key(self, genotype: str) -> str:
+        """What makes two genotypes the same (open spaces: the normalised code)."""
+        return self.space.key(genotype) if hasattr(self.space, "key") else genotype
+
     def seen(self, genotype: str) -> Candidate | None:
-        return self._evaluated.get(genotype)
+        return self._evaluated.get(self.key(genotype))
 
     def completed(self) -> list[Candidate]:
         return [c for c in self.candidates if c.ok]
@@ -109,13 +113,8 @@ class Study:
             proposals = strategy.ask(self)
             if not proposals:
                 raise StrategyStalled(f"strategy {strategy.name} proposed nothing with {self.remaining} evaluations left")
-            results = []
-            for p in proposals:
-                if self.remaining == 0:
-                    break
-                cand = self._run_one(p)
-                results.append(cand)
-                rejections = 0 if cand.counted else rejections + 1
+            results = self._run_batch(proposals)
+            rejections = 0 if any(c.counted for c in results) else rejections + len(results)
             strategy.tell(self, results)
             if rejections >= self.max_rejections:
                 raise StrategyStalled(
@@ -125,54 +124,76 @@ class Study:
         self.store.set_meta(status="finished" if done else "stopped", evaluations=self.evaluations)
         self.store.add_event("finished" if done else "stopped", evaluations=self.evaluations)
 
-    def _run_one(self, p: Proposal) -> Candidate:
-        trial = len(self.candidates)
+    def _run_batch(self, proposals: list[Proposal]) -> list[Candidate]:
+        """Admit each proposal (stored, refused, or replayed from the store), then evaluate the ones
+        that need it together: in parallel where the evaluator can (`evaluate_many`)."""
+        admitted: list[tuple[Candidate, bool]] = []
+        in_batch: dict[str, Candidate] = {}
+        budget = self.remaining
+        for p in proposals:
+            if budget == 0:
+                break
+            cand, pending = self._admit(p, len(self.candidates) + len(admitted), in_batch)
+            if pending:
+                in_batch[self.key(cand.genotype)] = cand
+            admitted.append((cand, pending))
+            if pending or cand.counted:
+                budget -= 1
+        todo = [c for c, pending in admitted if pending]
+        if todo:
+            many = getattr(self.evaluator, "evaluate_many", None)
+            results = many(todo, self.fidelity) if many else [self.evaluator.evaluate(c, self.fidelity) for c in todo]
+            for cand, result in zip(todo, results):
+                cand.status = result.status
+                cand.metrics = dict(result.metrics)
+                if result.category:
+                    cand.metrics["failure"] = result.category
+                cand.error = result.error
+                cand.counted = result.status in ("complete", "failed")
+                cand.finished = time.time()
+                self.store.finish_candidate(cand)
+        return [self._accept(c) for c, _ in admitted]
+
+    def _admit(self, p: Proposal, trial: int, in_batch: dict[str, Candidate]) -> tuple[Candidate, bool]:
+        """(candidate, needs evaluation). Everything is in the store before anything is evaluated."""
         stored = self._stored.get(trial)
         if stored is not None:
             if stored.genotype != p.genotype:
                 raise ResumeMismatch(
-                    f"{self.store.run_dir}: on resume trial {trial} proposed {p.genotype!r} but the run recorded "
-                    f"{stored.genotype!r}; the config, code or LLM answers changed since the run was recorded"
+                    f"{self.store.run_dir}: on resume trial {trial} proposed {p.genotype[:60]!r} but the run recorded "
+                    f"{stored.genotype[:60]!r}; the config, code or LLM answers changed since the run was recorded"
                 )
             if stored.status != "running":
-                return self._accept(stored)
-            cand = stored  # it was in flight when the run stopped: evaluate it now
-        else:
-            cand = Candidate(
-                id=0, trial=trial, genotype=p.genotype, parents=list(p.parents), origin=dict(p.origin),
-                created=time.time(),
-            )  # fmt: skip
-            reason = p.invalid_reason
-            if reason is None and not self.space.is_valid(p.genotype):
-                try:
-                    self.space.parse(p.genotype)
-                except ValueError as err:
-                    reason = str(err)
-            prior = self.seen(p.genotype) if reason is None else None
-            if reason is not None or prior is not None:
-                cand.status = "invalid" if reason is not None else "duplicate"
-                cand.error = reason or f"already evaluated as trial {prior.trial}"
-                if prior is not None:
-                    cand.metrics = {"duplicate_of": prior.trial, "accuracy": prior.metrics.get("accuracy")}
-                cand.finished = time.time()
-                self.store.add_candidate(cand)
-                return self._accept(cand)
+                observe = getattr(self.evaluator, "observe", None)
+                if observe is not None:
+                    observe(stored)
+                return stored, False
+            return stored, True  # it was in flight when the run stopped: evaluate it now
+        cand = Candidate(
+            id=0, trial=trial, genotype=p.genotype, parents=list(p.parents), origin=dict(p.origin), created=time.time(),
+        )  # fmt: skip
+        reason = p.invalid_reason
+        if reason is None and not self.space.is_valid(p.genotype):
+            try:
+                self.space.parse(p.genotype)
+            except ValueError as err:
+                reason = str(err)
+        prior = (self.seen(p.genotype) or in_batch.get(self.key(p.genotype))) if reason is None else None
+        if reason is None and prior is None:
             self.store.add_candidate(cand)
-        result = self.evaluator.evaluate(cand, self.fidelity)
-        cand.status = result.status
-        cand.metrics = dict(result.metrics)
-        if result.category:
-            cand.metrics["failure"] = result.category
-        cand.error = result.error
-        cand.counted = result.status in ("complete", "failed")
+            return cand, True
+        cand.status = "invalid" if reason is not None else "duplicate"
+        cand.error = reason or f"already evaluated as trial {prior.trial}"
+        if prior is not None:
+            cand.metrics = {"duplicate_of": prior.trial, "accuracy": prior.metrics.get("accuracy")}
         cand.finished = time.time()
-        self.store.finish_candidate(cand)
-        return self._accept(cand)
+        self.store.add_candidate(cand)
+        return cand, False
 
     def _accept(self, cand: Candidate) -> Candidate:
         self.candidates.append(cand)
         if cand.counted:
-            self._evaluated.setdefault(cand.genotype, cand)
+            self._evaluated.setdefault(self.key(cand.genotype), cand)
         for cb in self.callbacks:
             cb(self, cand)
         return cand

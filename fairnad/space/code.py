@@ -1,0 +1,187 @@
+"""Open-ended spaces: a candidate is one Python file (the candidate contract, docs/candidate-contract.md).
+
+Pure text and AST work, no code is run here: normalising code for duplicate detection, pulling
+the code out of an LLM answer, and scaling a model through the default values of its
+`build_model` arguments (width, depth, kernel size...) without touching anything else.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import math
+import re
+from typing import Any
+
+import numpy as np
+
+WIDTH = re.compile(r"^(width|channels?|dims?|base|hidden|embed(_dim)?|filters|planes|c|features|init_channels)$")
+DEPTH = re.compile(r"^(depth|layers|num_layers|blocks|num_blocks|n|cells|stages|repeats)$")
+BUILDER = "build_model"
+
+
+def _strip_docstrings(tree: ast.AST) -> ast.AST:
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.body:
+            first = node.body[0]
+            if isinstance(first, ast.Expr) and isinstance(getattr(first, "value", None), ast.Constant) and isinstance(
+                first.value.value, str
+            ):
+                node.body = node.body[1:] or [ast.Pass()]
+    return tree
+
+
+def normalized(source: str) -> str:
+    """Code with comments, docstrings and formatting removed (text normalised if it does not parse)."""
+    try:
+        return ast.unparse(_strip_docstrings(ast.parse(source)))
+    except (SyntaxError, ValueError):
+        return re.sub(r"\s+", " ", source).strip()
+
+
+def code_key(source: str) -> str:
+    return hashlib.sha256(normalized(source).encode()).hexdigest()[:20]
+
+
+def extract_code(text: str) -> str | None:
+    """The Python file in an LLM answer: the fenced block that defines build_model (else the longest
+    fenced block, else the whole answer if it looks like code)."""
+    blocks = re.findall(r"```(?:python|py)?[ \t]*\n(.*?)(?:```|$)", text, re.S)
+    blocks = [b.strip("\n") for b in blocks if b.strip()]
+    with_builder = [b for b in blocks if f"def {BUILDER}" in b]
+    if with_builder:
+        return max(with_builder, key=len)
+    if blocks:
+        return max(blocks, key=len)
+    if f"def {BUILDER}" in text or re.search(r"^\s*(import|from|class|def)\s", text, re.M):
+        return text.strip()
+    return None
+
+
+def builder_defaults(source: str) -> dict[str, Any]:
+    """Numeric default values of build_model's arguments (the model's scaling knobs)."""
+    fn = _builder(source)
+    if fn is None:
+        return {}
+    out = {}
+    for arg, default in _defaults(fn):
+        if isinstance(default, ast.Constant) and isinstance(default.value, (int, float)) and not isinstance(
+            default.value, bool
+        ):
+            out[arg.arg] = default.value
+    return out
+
+
+def _builder(source: str):
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        return None
+    return next((n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == BUILDER), None)
+
+
+def _defaults(fn: ast.FunctionDef):
+    a = fn.args
+    pos = a.posonlyargs + a.args
+    pairs = list(zip(pos[len(pos) - len(a.defaults) :], a.defaults))
+    pairs += [(k, d) for k, d in zip(a.kwonlyargs, a.kw_defaults) if d is not None]
+    return pairs
+
+
+def with_defaults(source: str, changes: dict[str, Any]) -> str:
+    """The same file with some of build_model's default values replaced (formatting kept)."""
+    fn = _builder(source)
+    if fn is None:
+        return source
+    lines = source.splitlines(keepends=True)
+    offsets = [0]
+    for line in lines:
+        offsets.append(offsets[-1] + len(line))
+    edits = []
+    for arg, default in _defaults(fn):
+        if arg.arg in changes:
+            start = offsets[default.lineno - 1] + default.col_offset
+            end = offsets[default.end_lineno - 1] + default.end_col_offset
+            edits.append((start, end, repr(changes[arg.arg])))
+    for start, end, text in sorted(edits, reverse=True):
+        source = source[:start] + text + source[end:]
+    return source
+
+
+def _round_width(v: float, like: int) -> int:
+    step = 8 if like % 8 == 0 and like >= 16 else 1
+    return max(step, int(round(v / step)) * step)
+
+
+def scale(source: str, kind: str, rng: np.random.Generator, factor: float = 1.3) -> tuple[str, dict] | None:
+    """kind 'up': grow width and/or depth; 'down': shrink them by `factor`; 'tune': move one other
+    numeric knob (kernel size, expansion, ratio, dropout...) to a neighbouring value.
+    Returns (new source, the changes) or None when the model exposes no such knob."""
+    d = builder_defaults(source)
+    widths = {k: v for k, v in d.items() if WIDTH.match(k)}
+    depths = {k: v for k, v in d.items() if DEPTH.match(k)}
+    changes: dict[str, Any] = {}
+    if kind in ("up", "down"):
+        sign = 1 if kind == "up" else -1
+        if widths:
+            for k, v in widths.items():
+                nv = v * factor**sign
+                changes[k] = _round_width(nv, v) if isinstance(v, int) else round(nv, 3)
+        if depths and (not widths or kind == "up" and rng.random() < 0.5):
+            k = sorted(depths)[int(rng.integers(len(depths)))]
+            v = depths[k]
+            changes[k] = max(1, v + sign) if isinstance(v, int) else round(v * factor**sign, 3)
+    elif kind == "tune":
+        others = {k: v for k, v in d.items() if k not in widths and k not in depths and k not in ("num_classes", "in_chans")}
+        if others:
+            k = sorted(others)[int(rng.integers(len(others)))]
+            v = others[k]
+            if "kernel" in k and isinstance(v, int):
+                changes[k] = int(rng.choice([x for x in (3, 5, 7) if x != v] or [v + 2]))
+            elif isinstance(v, float) and 0 <= v < 1:
+                changes[k] = round(float(np.clip(v + rng.choice([-0.1, 0.1]), 0.0, 0.9)), 3)
+            elif isinstance(v, int):
+                changes[k] = max(1, int(round(v * rng.choice([0.75, 1.5]))))
+            else:
+                changes[k] = round(v * float(rng.choice([0.75, 1.5])), 3)
+    changes = {k: v for k, v in changes.items() if v != d.get(k)}
+    if not changes:
+        return None
+    return with_defaults(source, changes), changes
+
+
+def shrink_to_budget(source: str, params: int, budget: int) -> tuple[str, dict] | None:
+    """Shrink the width knobs so that params (roughly quadratic in width) fit the budget, with 10% room."""
+    d = builder_defaults(source)
+    widths = {k: v for k, v in d.items() if WIDTH.match(k)}
+    if not widths or params <= 0:
+        return None
+    f = math.sqrt(0.9 * budget / params)
+    changes = {k: (_round_width(v * f, v) if isinstance(v, int) else round(v * f, 3)) for k, v in widths.items()}
+    changes = {k: v for k, v in changes.items() if v != d[k]}
+    return (with_defaults(source, changes), changes) if changes else None
+
+
+class CodeSpace:
+    """The open-ended space: any Python file is a genotype; the evaluator decides what it is worth."""
+
+    name = "open"
+
+    def __init__(self, dataset: str) -> None:
+        self.dataset = dataset
+
+    def is_valid(self, genotype: str) -> bool:
+        return bool(genotype and genotype.strip())
+
+    def parse(self, genotype: str):
+        if not self.is_valid(genotype):
+            raise ValueError("the proposal holds no code")
+        return genotype
+
+    def key(self, genotype: str) -> str:
+        return code_key(genotype)
+
+    def describe(self, genotype: str) -> str:
+        m = re.search(r'^\s*"""(.+?)(?:"""|$)', genotype, re.S)
+        first = (m.group(1) if m else genotype).strip().splitlines()[0] if genotype.strip() else ""
+        return first[:160]
