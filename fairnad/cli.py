@@ -87,7 +87,11 @@ def _progress_callback(progress: Progress, task, budget: int):
         desc = f"{study.evaluations}/{budget}"
         if best is not None:
             m = best.metrics
-            desc = f"best {m.get('test_accuracy', m['accuracy']):.2f}% rank {m.get('rank')}"
+            desc = f"best {m.get('test_accuracy', m['accuracy']):.2f}%"
+            if m.get("rank") is not None:
+                desc += f" rank {m['rank']}"
+            else:
+                desc += f" ({study.evaluations - len(study.completed())} failed)"
         llm = study.llm.stats()["calls"] if study.llm is not None else 0
         progress.update(task, completed=study.evaluations, description=f"{desc} · llm calls {llm}")
 
@@ -121,15 +125,18 @@ def _print_summary(s: dict) -> None:
     t.add_row("evaluations", f"{s['evaluations']} of {s['budget']}  ({s['proposals']} proposals: {s['statuses']})")
     b = s.get("best")
     if b:
-        t.add_row("best genotype", b["genotype"] + (f"  {b['arch']}" if b.get("arch") else ""))
-        if b.get("description"):
-            t.add_row("", b["description"])
+        if s.get("space") == "open":
+            t.add_row("best model", f"trial {b['trial']}: {s['run_dir']}/best_model.py")
+        else:
+            t.add_row("best genotype", b["genotype"] + (f"  {b['arch']}" if b.get("arch") else ""))
+            if b.get("description"):
+                t.add_row("", b["description"])
         acc = f"{b['accuracy']:.4f}%"
         if b["search_accuracy"] != b["accuracy"]:
-            acc += f"  (searched on {b['search_accuracy']:.4f}%)"
+            acc += f"  (searched on {b['search_accuracy']:.4f}%{' validation' if s.get('space') == 'open' else ''})"
         t.add_row("accuracy", acc)
-        rank = f"{b['rank']}" + (f" of {s['table_size']}" if s.get("table_size") else "")
-        t.add_row("rank", rank)
+        if b.get("rank") is not None:
+            t.add_row("rank", f"{b['rank']}" + (f" of {s['table_size']}" if s.get("table_size") else ""))
         if "params" in b or "flops" in b:
             t.add_row("params / FLOPs", f"{_num(b.get('params'))} / {_num(b.get('flops'))}")
     llm = s["llm"]
@@ -156,7 +163,15 @@ def _num(v) -> str:
 @app.command()
 @handles_errors
 def search(
+    space: Optional[str] = typer.Option(None, help="tabular (a benchmark table) or open (model code, trained for real)."),
     benchmark: Optional[str] = typer.Option(None, "--benchmark", "-b", help="Built-in benchmark (see `fairnad benchmarks`)."),
+    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="Open space: mnist1d, digits, fashion-mnist, cifar10, ..."),
+    data_dir: Optional[str] = typer.Option(None, help="Open space: folder with the dataset files."),
+    device: Optional[str] = typer.Option(None, help="Open space: cpu or cuda."),
+    epochs: Optional[int] = typer.Option(None, help="Open space: proxy training epochs per candidate."),
+    workers: Optional[int] = typer.Option(None, help="Open space: evaluations in parallel."),
+    max_params: Optional[int] = typer.Option(None, help="Open space: parameter budget (default 1.5M)."),
+    knowledge: Optional[Path] = typer.Option(None, help="Attribute tree of ideas (default: the template's examples)."),
     benchmark_file: Optional[Path] = typer.Option(None, help="Your own table (JSON or CSV), with --space-file."),
     space_file: Optional[Path] = typer.Option(None, help="YAML description of the space of --benchmark-file."),
     strategy: Optional[str] = typer.Option(None, "--strategy", "-s", help="genius, regevo, random, ..."),
@@ -173,15 +188,19 @@ def search(
     runs_dir: Optional[str] = typer.Option(None, help="Parent of the default run folders."),
     as_json: bool = JSON_OPT,
 ) -> None:
-    """Run an architecture search on a tabular benchmark and report the best genotype."""
+    """Search architectures: on a tabular benchmark, or in open-ended model code trained for real (--space open)."""
     from fairnad.runs import create_run
 
     overrides: dict[str, Any] = {
-        "benchmark": benchmark, "benchmark_file": str(benchmark_file) if benchmark_file else None,
+        "space": space, "benchmark": benchmark, "benchmark_file": str(benchmark_file) if benchmark_file else None,
         "space_file": str(space_file) if space_file else None, "strategy": strategy, "budget": budget,
         "seed": seed, "fidelity": fidelity, "max_seconds": max_seconds, "runs_dir": runs_dir,
-        "llm.model": model, "llm.api_key_env": api_key_env,
+        "llm.model": model, "llm.api_key_env": api_key_env, "knowledge": str(knowledge) if knowledge else None,
+        "open.dataset": dataset, "open.data_dir": data_dir, "open.device": device, "open.epochs": epochs,
+        "open.workers": workers, "open.max_params": max_params,
     }  # fmt: skip
+    if dataset is not None and space is None:
+        overrides["space"] = "open"
     if llm is not None:
         overrides.update({f"llm.{k}": v for k, v in parse_llm_flag(llm).items()})
     cfg = load_config(config, overrides, set_)
@@ -753,7 +772,7 @@ def runs_show(
     with RunStore.open(run_dir, readonly=True) as store:
         cfg = SearchConfig.model_validate(store.meta()["config"])
         try:
-            bench = open_benchmark(cfg)
+            bench = open_benchmark(cfg) if cfg.space == "tabular" else None
         except FairnadError:
             bench = None
         s = summarize(store, bench)

@@ -39,9 +39,32 @@ class LLMConfig(BaseModel):
         return f"{self.model or '(server default model)'} at {self.base_url}"
 
 
+class OpenSpaceConfig(BaseModel):
+    """Open-ended (code) searches: how candidates are trained and judged."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dataset: str = Field("mnist1d", description="mnist1d, digits, fashion-mnist, cifar10, cifar100, imagenet16-120")
+    data_dir: str | None = None
+    device: str = "cpu"
+    epochs: int | None = Field(None, ge=1, description="proxy training epochs (default: the dataset's recipe)")
+    max_params: int | None = Field(1_500_000, ge=1, description="parameter budget (FairNAD used 1.5M)")
+    train: dict[str, Any] = Field(default_factory=dict, description="recipe overrides: lr, batch_size, ...")
+    workers: int = Field(1, ge=1, description="evaluations in parallel")
+    gpus: list[int] | None = None
+    executor: Literal["local", "ray"] = "local"
+    address: str | None = None
+    timeout: float | None = Field(None, gt=0)
+    memory_mb: int = Field(4096, ge=256)
+    threads: int = Field(1, ge=1)
+    isolation: Literal["auto", "namespaces", "limits"] = "auto"
+    initial: list[str] = Field(default_factory=list, description="starting models: files or ref:NAME (default: references)")
+
+
 class SearchConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    space: Literal["tabular", "open"] = "tabular"
     benchmark: str = "nas-bench-macro"
     benchmark_file: str | None = Field(None, description="your own table (JSON or CSV); needs space_file")
     space_file: str | None = Field(None, description="YAML space description of benchmark_file")
@@ -50,12 +73,16 @@ class SearchConfig(BaseModel):
     budget: int = Field(10, ge=1, description="evaluations")
     seed: int = 0
     max_seconds: float | None = Field(None, gt=0, description="wall-clock budget of this session")
+    open: OpenSpaceConfig = Field(default_factory=OpenSpaceConfig)
+    knowledge: str | None = Field(None, description="attribute tree of ideas (default: the template's own examples)")
     strategies: dict[str, dict[str, Any]] = Field(default_factory=dict, description="per-strategy settings")
     llm: LLMConfig = Field(default_factory=LLMConfig)
     runs_dir: str = "runs"
 
     @property
     def benchmark_name(self) -> str:
+        if self.space == "open":
+            return self.open.dataset
         return Path(self.benchmark_file).stem if self.benchmark_file else self.benchmark
 
 

@@ -13,6 +13,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
 from fairnad.config import SearchConfig
@@ -24,6 +25,109 @@ from fairnad.search.base import create_strategy
 from fairnad.search.study import Study
 from fairnad.space.candidate import Candidate
 from fairnad.store import RunStore, StoreError, is_run_dir
+
+
+@dataclass
+class Problem:
+    """What a Study searches: the space, how candidates are evaluated, and the context its
+    strategies may use (ideas, the candidate contract, cheap checks, option costs)."""
+
+    space: Any
+    evaluator: Any
+    domain: list[str] | None
+    objective: dict[str, Any]
+    context: dict[str, Any]
+    bench: TabularBenchmark | None = None
+    executor: Any = None
+
+    def close(self) -> None:
+        if self.executor is not None:
+            self.executor.close()
+
+
+def load_knowledge(cfg: SearchConfig):
+    """The attribute tree of ideas: --knowledge, else knowledge/template.json, else the template's examples."""
+    from fairnad.knowledge.template import load_template
+    from fairnad.knowledge.tree import AttributeTree
+    from fairnad.prompts import templates_dir
+
+    if cfg.knowledge:
+        return AttributeTree.load(cfg.knowledge)
+    shipped = Path(__file__).resolve().parent.parent / "knowledge" / "template.json"
+    if shipped.is_file():
+        return AttributeTree.load(shipped)
+    return AttributeTree.from_template(load_template(templates_dir() / "fairnad.yaml"))
+
+
+def tabular_problem(cfg: SearchConfig) -> Problem:
+    bench = open_benchmark(cfg)
+    m = bench.spec.metrics
+    context: dict[str, Any] = {}
+    if m.params or m.flops:
+        col = bench.columns[m.params or m.flops]
+        idx = np.array([bench.space.parse(k) for k in bench.keys])
+        # the mean cost of the entries that use each option at each position: what "bigger" means
+        context["option_costs"] = [[float(col[idx[:, d] == j].mean()) if (idx[:, d] == j).any() else 0.0
+                                    for j in range(len(opts))] for d, opts in enumerate(bench.space.options)]  # fmt: skip
+
+        def cost_of(g: str) -> str:
+            row = bench.lookup(g) or {}
+            return ", ".join(f"{k} {row[k]:,}" for k in ("params", "flops") if row.get(k) is not None) or "cost unknown"
+
+        context["cost_of"] = cost_of
+    return Problem(
+        space=bench.space, evaluator=TabularEvaluator(bench, cfg.fidelity), domain=bench.keys,
+        objective={"metric": "accuracy" if m.higher_is_better else m.search, "unit": "%", "dataset": bench.spec.dataset},
+        context=context, bench=bench,
+    )  # fmt: skip
+
+
+def open_problem(cfg: SearchConfig) -> Problem:
+    from fairnad.evaluate.code import CodeEvaluator, EvalRequest, run_request
+    from fairnad.evaluate.datasets import dataset_spec, prepare
+    from fairnad.evaluate.executors import make_executor
+    from fairnad.prompts import render
+    from fairnad.space.code import CodeSpace
+    from fairnad.space.reference import for_dataset, reference
+
+    o = cfg.open
+    spec = dataset_spec(o.dataset)
+    prepare(o.dataset, o.data_dir)  # a missing or malformed data folder fails here, before the run starts
+    initial = []
+    for item in o.initial or [f"ref:{r.name}" for r in for_dataset(o.dataset)]:
+        if item.startswith("ref:"):
+            initial.append(reference(item[4:]).source())
+        else:
+            try:
+                initial.append(Path(item).read_text())
+            except OSError as err:
+                raise ConfigError(f"open.initial: cannot read {item} ({err.strerror})") from None
+    if not initial:
+        raise ConfigError(f"open.initial: no reference model for {o.dataset}; give starting model files")
+    base = EvalRequest(source="", dataset=o.dataset, epochs=o.epochs, data_dir=o.data_dir, device=o.device,
+                       seed=cfg.seed, max_params=o.max_params, train=dict(o.train), timeout=o.timeout,
+                       memory_mb=o.memory_mb, threads=o.threads)  # fmt: skip
+    executor = make_executor(o.executor, o.workers, o.gpus, o.address, o.device, o.isolation)
+    evaluator = CodeEvaluator(base, executor)
+
+    def check_code(source: str, **extra) -> dict:
+        req = EvalRequest(**{**base.to_dict(), "source": source, "checks_only": True,
+                             "known_structures": sorted(evaluator.structures), **extra})  # fmt: skip
+        return run_request(req, o.isolation).to_dict()
+
+    contract = render("contract.j2", dataset=o.dataset, input_shape=list(spec.input_shape),
+                      num_classes=spec.num_classes, max_params=o.max_params)  # fmt: skip
+    context = {
+        "knowledge": load_knowledge(cfg), "contract": contract, "initial": initial, "max_params": o.max_params,
+        "check_code": check_code, "train_quick": lambda src: check_code(src, checks_only=False, epochs=1),
+    }  # fmt: skip
+    return Problem(space=CodeSpace(o.dataset), evaluator=evaluator, domain=None,
+                   objective={"metric": "validation accuracy", "unit": "%", "dataset": o.dataset},
+                   context=context, executor=executor)  # fmt: skip
+
+
+def make_problem(cfg: SearchConfig) -> Problem:
+    return open_problem(cfg) if cfg.space == "open" else tabular_problem(cfg)
 
 
 def open_benchmark(cfg: SearchConfig) -> TabularBenchmark:
@@ -45,7 +149,11 @@ class RunHandle:
 
     cfg: SearchConfig
     store: RunStore
-    bench: TabularBenchmark
+    problem: Problem
+
+    @property
+    def bench(self) -> TabularBenchmark | None:
+        return self.problem.bench
 
 
 def _llm_for(cfg: SearchConfig, store: RunStore, provider: BackendProvider) -> RecordingLLM:
@@ -67,14 +175,23 @@ def _llm_for(cfg: SearchConfig, store: RunStore, provider: BackendProvider) -> R
 
 def create_run(cfg: SearchConfig, run_dir: str | Path | None = None) -> RunHandle:
     """Validate everything that can be checked before writing, then create the run folder."""
-    bench = open_benchmark(cfg)
-    create_strategy(cfg.strategy, cfg.strategies.get(cfg.strategy))  # refuse bad settings early
-    if cfg.fidelity is not None:
-        bench.search_column(cfg.fidelity)
+    strategy = create_strategy(cfg.strategy, cfg.strategies.get(cfg.strategy))  # refuse bad settings early
+    if cfg.space not in strategy.spaces:
+        from fairnad.search.base import REGISTRY
+
+        able = sorted(n for n, c in REGISTRY.items() if cfg.space in c.spaces)
+        raise ConfigError(f"strategy {strategy.name} cannot search {cfg.space} spaces; use one of: {', '.join(able)}")
+    problem = make_problem(cfg)
+    if cfg.fidelity is not None and problem.bench is not None:
+        problem.bench.search_column(cfg.fidelity)
     run_dir = Path(run_dir) if run_dir else Path(cfg.runs_dir) / default_run_name(cfg)
-    store = RunStore.create(run_dir, cfg.model_dump(mode="json"))
+    try:
+        store = RunStore.create(run_dir, cfg.model_dump(mode="json"))
+    except Exception:
+        problem.close()
+        raise
     (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
-    return RunHandle(cfg, store, bench)
+    return RunHandle(cfg, store, problem)
 
 
 def open_run(run_dir: str | Path, budget: int | None = None) -> RunHandle:
@@ -86,7 +203,7 @@ def open_run(run_dir: str | Path, budget: int | None = None) -> RunHandle:
                 raise ConfigError(f"--budget {budget}: must be at least 1")
             cfg.budget = budget
             store.set_meta(config=cfg.model_dump(mode="json"))
-        return RunHandle(cfg, store, open_benchmark(cfg))
+        return RunHandle(cfg, store, make_problem(cfg))
     except Exception:
         store.close()
         raise
@@ -96,14 +213,13 @@ def execute(
     handle: RunHandle, provider: BackendProvider, on_result: Callable[[Study, Candidate], None] | None = None
 ) -> dict[str, Any]:
     """Drive the run to its budget. LLM outages pause it cleanly (RunPaused, resumable)."""
-    cfg, store, bench = handle.cfg, handle.store, handle.bench
+    cfg, store, problem = handle.cfg, handle.store, handle.problem
     strategy = create_strategy(cfg.strategy, cfg.strategies.get(cfg.strategy))
     llm = _llm_for(cfg, store, provider) if strategy.uses_llm else None
-    m = bench.spec.metrics
     study = Study(
-        space=bench.space, evaluator=TabularEvaluator(bench, cfg.fidelity), store=store, budget=cfg.budget,
-        seed=cfg.seed, llm=llm, domain=bench.keys, fidelity=cfg.fidelity, max_seconds=cfg.max_seconds,
-        objective={"metric": "accuracy" if m.higher_is_better else m.search, "unit": "%", "dataset": bench.spec.dataset},
+        space=problem.space, evaluator=problem.evaluator, store=store, budget=cfg.budget, seed=cfg.seed, llm=llm,
+        domain=problem.domain, fidelity=cfg.fidelity if problem.bench is not None else None,
+        max_seconds=cfg.max_seconds, objective=problem.objective, context=problem.context,
     )  # fmt: skip
     if on_result is not None:
         study.callbacks.append(on_result)
@@ -119,13 +235,17 @@ def execute(
         store.add_event("failed", reason=str(err), evaluations=study.evaluations)
         raise
     finally:
+        problem.close()
+        best = study.best()
+        if cfg.space == "open" and best is not None:  # the best model as a plain file, ready to use
+            (store.run_dir / "best_model.py").write_text(best.genotype)
         elapsed = store.meta().get("seconds", 0.0) + (time.time() - t0)
         store.set_meta(seconds=round(elapsed, 3))
         store.add_event(
             "session", seconds=round(time.time() - t0, 3), evaluations=study.evaluations,
             llm=llm.stats() if llm is not None else None,
         )  # fmt: skip
-    return summarize(store, bench)
+    return summarize(store, problem.bench)
 
 
 def summarize(store: RunStore, bench: TabularBenchmark | None = None) -> dict[str, Any]:
@@ -146,7 +266,9 @@ def summarize(store: RunStore, bench: TabularBenchmark | None = None) -> dict[st
     out: dict[str, Any] = {
         "run_dir": str(store.run_dir),
         "strategy": cfg.get("strategy"),
-        "benchmark": Path(cfg["benchmark_file"]).stem if cfg.get("benchmark_file") else cfg.get("benchmark"),
+        "benchmark": (cfg.get("open") or {}).get("dataset") if cfg.get("space") == "open"
+        else Path(cfg["benchmark_file"]).stem if cfg.get("benchmark_file") else cfg.get("benchmark"),
+        "space": cfg.get("space", "tabular"),
         "seed": cfg.get("seed"),
         "status": meta.get("status"),
         "budget": cfg.get("budget"),

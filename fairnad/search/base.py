@@ -27,6 +27,7 @@ class Strategy(ABC):
     name: ClassVar[str]
     Config: ClassVar[type[StrategyConfig]] = StrategyConfig
     uses_llm: ClassVar[bool] = False
+    spaces: ClassVar[tuple[str, ...]] = ("tabular",)  # which kinds of space it can search
 
     def __init__(self, config: StrategyConfig) -> None:
         self.config = config
@@ -69,4 +70,4 @@ def create_strategy(name: str, params: dict[str, Any] | None = None) -> Strategy
 
 
 def _load_builtin() -> None:
-    from fairnad.search import genius, random_search, regevo  # noqa: F401  (registration)
+    from fairnad.search import fairnad, genius, random_search, regevo  # noqa: F401  (registration)

@@ -45,6 +45,7 @@ class Study:
         max_seconds: float | None = None,
         objective: dict[str, Any] | None = None,
         max_rejections: int = 50,
+        context: dict[str, Any] | None = None,
     ) -> None:
         self.space = space
         self.evaluator = evaluator
@@ -58,6 +59,7 @@ class Study:
         self.max_seconds = max_seconds
         self.objective = objective or {"metric": "accuracy", "unit": "%", "dataset": ""}
         self.max_rejections = max_rejections
+        self.context = context or {}  # what a problem offers its strategies: knowledge, contract, checks, costs
         self.candidates: list[Candidate] = []
         self._evaluated: dict[str, Candidate] = {}
         self._stored = {c.trial: c for c in store.candidates()}

@@ -1,0 +1,105 @@
+"""LLM-driven iterative mutation: a qwen-agent function-calling agent whose tools are backed by
+fairnad (the sandbox for code; the table for tabular spaces).
+
+Every model call of the agent goes through fairnad's LLM layer (recorded, capped, replayable):
+qwen-agent is given a chat model that forwards to it, and qwen-agent's prompt-based function
+calling ("nous" format) works with any OpenAI-compatible server, the embedded one included.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class Tool:
+    name: str
+    description: str
+    parameters: dict  # JSON schema of the arguments
+    fn: Callable[[dict], str]
+
+
+@dataclass
+class AgentRun:
+    turns: int = 0
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    final_text: str = ""
+    error: str | None = None
+
+
+def _qwen_agent():
+    os.environ.setdefault("QWEN_AGENT_DEFAULT_WORKSPACE", os.path.join(tempfile.gettempdir(), "fairnad-qwen-agent"))
+    import logging
+
+    logging.getLogger("qwen_agent_logger").setLevel(logging.WARNING)  # its INFO lines would garble our progress bar
+    from qwen_agent.agents import FnCallAgent
+    from qwen_agent.llm.function_calling import BaseFnCallModel
+    from qwen_agent.llm.schema import ASSISTANT, Message
+    from qwen_agent.tools.base import BaseTool
+
+    return FnCallAgent, BaseFnCallModel, Message, ASSISTANT, BaseTool
+
+
+def run_agent(
+    llm, *, system: str, task: str, tools: list[Tool], max_turns: int = 4, temperature: float = 0.7,
+    max_tokens: int = 1200, seed: int = 0, done: Callable[[], bool] = lambda: False,
+) -> AgentRun:  # fmt: skip
+    """Let the agent work on `task` with `tools` until `done()` or `max_turns` model calls."""
+    FnCallAgent, BaseFnCallModel, Message, ASSISTANT, BaseTool = _qwen_agent()
+    run = AgentRun()
+
+    class RecordedChat(BaseFnCallModel):
+        def _chat_no_stream(self, messages, generate_cfg):
+            if run.turns >= max_turns or done():
+                return [Message(role=ASSISTANT, content="Finished.")]
+            run.turns += 1
+            msgs = []
+            for m in messages:
+                content = m.content if isinstance(m.content, str) else "".join(
+                    getattr(c, "text", "") or "" for c in (m.content or []))  # fmt: skip
+                msgs.append({"role": m.role if m.role in ("system", "user", "assistant") else "user", "content": content})
+            stop = [s for s in (generate_cfg.get("stop") or []) if s]
+            out = llm.complete(msgs, temperature=temperature, max_tokens=max_tokens, seed=seed + run.turns,
+                               purpose="fairnad.iterative", stop=stop or None)  # fmt: skip
+            run.final_text = out.text
+            return [Message(role=ASSISTANT, content=out.text)]
+
+        def _chat_stream(self, messages, delta_stream, generate_cfg):
+            yield self._chat_no_stream(messages, generate_cfg)
+
+    def make_tool(spec: Tool):
+        class T(BaseTool):
+            name = spec.name
+            description = spec.description
+            parameters = spec.parameters
+
+            def call(self, params, **kwargs):
+                try:
+                    args = self._verify_json_format_args(params)
+                except Exception as err:  # noqa: BLE001 - a malformed call is feedback for the model
+                    result = f"Error: the arguments are not valid JSON for {spec.name} ({err})"
+                else:
+                    result = spec.fn(args)
+                run.tool_calls.append({"tool": spec.name, "result": result[:500]})
+                return result
+
+        return T()
+
+    chat = RecordedChat({"model": "fairnad", "generate_cfg": {"fncall_prompt_type": "nous"}})
+    agent = FnCallAgent(function_list=[make_tool(t) for t in tools], llm=chat, system_message=system)
+    try:
+        for _ in agent.run([{"role": "user", "content": task}]):
+            if done():
+                break
+    except Exception as err:  # noqa: BLE001 - the agent's failure is a mutation failure, with its reason
+        run.error = f"{type(err).__name__}: {str(err)[:300]}"
+    return run
+
+
+def as_json(obj: Any) -> str:
+    return json.dumps(obj, ensure_ascii=False, default=str)

@@ -1,0 +1,390 @@
+"""FairNAD (Yoshimura et al. 2026): multi-type mutation over a structured space of design ideas.
+
+Each child comes from one of three mutation types (probabilities configurable, each can be
+switched off for ablations):
+  idea       fair idea sampling: a category uniformly, an idea uniformly inside it; the LLM applies
+             the idea (with its description and source quotes) to a parent chosen by NSGA-II.
+  pareto     Pareto-aware: NSGA-II (pymoo) picks a parent on or near the front of accuracy vs cost;
+             small front models are scaled up, large ones get a hyperparameter tuned, through the
+             model's own width/depth arguments (or the table's options) where it has them, through
+             the LLM where it does not.
+  iterative  an agent (qwen-agent) refines a strong model over several turns with tools backed by
+             the sandbox (check, count params/FLOPs, train one epoch) or the table, until the child
+             passes the checks and is new.
+Every prompt carries fine-grained feedback: the parent's metrics and curve, the failure category
+and traceback of recent failed children, per-idea statistics (tried / valid / improved the front)
+and the current front. A child over the parameter budget is shrunk and retried once. The
+per-idea and per-mutation-type statistics are kept in the run store (meta `fairnad_stats`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import deque
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import Field, field_validator
+
+from fairnad.prompts import render
+from fairnad.search.agent import Tool, run_agent
+from fairnad.search.base import Strategy, StrategyConfig, register
+from fairnad.search.ideas import Idea, IdeaSpace
+from fairnad.search.pareto import front, improves_front, objectives, rank_and_crowding, tournament
+from fairnad.search.random_search import UnseenSampler
+from fairnad.space.candidate import Proposal
+from fairnad.space.code import extract_code, scale, shrink_to_budget
+
+MUTATIONS = ("idea", "pareto", "iterative")
+
+
+class FairNADConfig(StrategyConfig):
+    probs: dict[str, float] = Field(default_factory=lambda: {"idea": 0.5, "pareto": 0.3, "iterative": 0.2})
+    disable: list[Literal["idea", "pareto", "iterative"]] = Field(default_factory=list, description="ablations")
+    init_population: int = Field(4, ge=1, description="evaluated before any mutation")
+    cost: Literal["params", "flops"] = "params"
+    temperature: float = Field(0.7, ge=0, le=2)
+    max_tokens: int = Field(1500, ge=64, description="per code answer (tabular answers use 200)")
+    agent_turns: int = Field(3, ge=1)
+    failures_in_prompt: int = Field(3, ge=0)
+    front_in_prompt: int = Field(5, ge=0)
+    ideas_in_prompt: int = Field(8, ge=0)
+    batch: int = Field(1, ge=1, description="children per step (evaluated in parallel)")
+    include_over_specific: bool = False
+
+    @field_validator("probs")
+    @classmethod
+    def _probs(cls, v: dict[str, float]) -> dict[str, float]:
+        unknown = set(v) - set(MUTATIONS)
+        if unknown:
+            raise ValueError(f"unknown mutation types {sorted(unknown)}; use {', '.join(MUTATIONS)}")
+        if any(p < 0 for p in v.values()) or sum(v.values()) <= 0:
+            raise ValueError("probabilities must be >= 0 and not all 0")
+        return v
+
+
+def _stat() -> dict[str, int]:
+    return {"tried": 0, "valid": 0, "improved": 0}
+
+
+@register
+class FairNAD(Strategy):
+    name = "fairnad"
+    Config = FairNADConfig
+    uses_llm = True
+    spaces = ("tabular", "open")
+
+    def __init__(self, config: FairNADConfig) -> None:
+        super().__init__(config)
+        enabled = {k: v for k, v in config.probs.items() if k not in config.disable and v > 0}
+        if not enabled:
+            from fairnad.errors import ConfigError
+
+            raise ConfigError("strategies.fairnad: every mutation type is switched off; keep at least one")
+        total = sum(enabled.values())
+        self.ops = sorted(enabled)
+        self.op_p = np.array([enabled[k] / total for k in self.ops])
+        self.idea_stats: dict[str, dict[str, Any]] = {}
+        self.type_stats: dict[str, dict[str, int]] = {}
+        self.failures: deque = deque(maxlen=max(1, config.failures_in_prompt))
+        self.queue: deque = deque()  # children waiting (budget retries)
+        self.llm_misses = 0
+        self._ready = False
+
+    # -- setup ------------------------------------------------------------------------------------
+    def _setup(self, study) -> None:
+        self._ready = True
+        self.rng = study.rng(5)
+        self.open = not hasattr(study.space, "options")
+        ctx = study.context
+        if self.open:
+            tree = ctx.get("knowledge")
+            self.ideas = IdeaSpace.from_tree(tree, self.config.include_over_specific) if tree is not None else IdeaSpace({})
+            self.contract = ctx.get("contract", "")
+            self.budget = ctx.get("max_params")
+            seeds = list(ctx.get("initial", []))
+            init = []
+            for src in seeds:
+                init.append((src, {"op": "init", "from": "reference"}))
+                for kind in ("down", "up", "tune"):
+                    scaled = scale(src, kind, self.rng)
+                    if scaled is not None:
+                        init.append((scaled[0], {"op": "init", "from": f"reference scaled {kind}", "changes": scaled[1]}))
+            self.init = deque(init[: self.config.init_population])
+        else:
+            self.ideas = IdeaSpace.from_tabular(study.space)
+            self.sampler = UnseenSampler(study, salt=6)
+            self.option_cost = ctx.get("option_costs")
+            self.problem = render("genius/problem.j2", space=study.space.description, dataset=study.objective["dataset"],
+                                  metric=study.objective["metric"],
+                                  example=json.dumps(study.space.labels(study.space.format([0] * study.space.ndim))))  # fmt: skip
+            self.init = deque()
+        self.init_left = self.config.init_population
+
+    # -- ask --------------------------------------------------------------------------------------
+    def ask(self, study) -> list[Proposal]:
+        if not self._ready:
+            self._setup(study)
+        out = []
+        for _ in range(self.config.batch):
+            p = self._one(study, pending=out)
+            if p is None:
+                break
+            out.append(p)
+        return out
+
+    def _one(self, study, pending) -> Proposal | None:
+        if self.queue:
+            return self.queue.popleft()
+        done = study.completed()
+        if self.init_left > 0:
+            self.init_left -= 1
+            if self.open and self.init:
+                src, origin = self.init.popleft()
+                return Proposal(src, origin=origin)
+            if not self.open:
+                g = self.sampler.draw(study)
+                if g is not None:
+                    return Proposal(g, origin={"op": "init"})
+        if not done:  # nothing to mutate yet
+            if self.open:
+                return None if pending else self._no_parent(study)
+            g = self.sampler.draw(study)
+            return Proposal(g, origin={"op": "init"}) if g is not None else None
+        op = self.ops[int(self.rng.choice(len(self.ops), p=self.op_p))]
+        if self.llm_misses >= 3 and "pareto" in self.ops:
+            op, self.llm_misses = "pareto", 0  # the LLM keeps failing: take a step that needs none
+        rank, crowd = rank_and_crowding(objectives(done, self.config.cost), self.rng)
+        parent = done[tournament(rank, crowd, self.rng)[0]]
+        if op == "idea" and len(self.ideas):
+            return self._idea(study, parent)
+        if op == "iterative":
+            strong = [c for c, r in zip(done, rank) if r == 0]
+            return self._iterative(study, max(strong, key=lambda c: c.metrics["accuracy"]))
+        return self._pareto(study, parent, done, rank)
+
+    def _no_parent(self, study) -> Proposal | None:
+        return None
+
+    # -- the three mutation types -------------------------------------------------------------------
+    def _idea(self, study, parent) -> Proposal:
+        idea = self.ideas.sample(self.rng)
+        origin = {"op": "idea", "idea": idea.brief()}
+        fb = self._feedback(study)
+        if self.open:
+            prompt = render("fairnad/idea_open.j2", contract=self.contract, parent=self._parent_view(parent, study),
+                            idea=idea, fb=fb)  # fmt: skip
+            return self._code_answer(study, prompt, parent, origin)
+        prompt = render("fairnad/idea_tabular.j2", problem=self.problem, parent=self._parent_view(parent, study),
+                        idea=idea, fb=fb, metric=study.objective["metric"])  # fmt: skip
+        return self._tabular_answer(study, prompt, parent, origin, idea)
+
+    def _pareto(self, study, parent, done, rank) -> Proposal:
+        on_front = [c for c, r in zip(done, rank) if r == 0]
+        costs = [c.metrics.get(self.config.cost) or 0 for c in on_front]
+        small = (parent.metrics.get(self.config.cost) or 0) <= float(np.median(costs)) if costs else True
+        action = "up" if small else "tune"
+        origin = {"op": "pareto", "action": action}
+        if self.open:
+            scaled = scale(parent.genotype, action, self.rng)
+            if scaled is not None and study.seen(scaled[0]) is None:
+                return Proposal(scaled[0], parents=[parent.trial], origin={**origin, "via": "arguments", "changes": scaled[1]})
+            prompt = render("fairnad/pareto_open.j2", contract=self.contract, parent=self._parent_view(parent, study),
+                            action=action, fb=self._feedback(study))  # fmt: skip
+            return self._code_answer(study, prompt, parent, {**origin, "via": "llm"})
+        return self._pareto_tabular(study, parent, action, origin)
+
+    def _pareto_tabular(self, study, parent, action, origin) -> Proposal:
+        space = study.space
+        idx = list(space.parse(parent.genotype))
+        cost = self.option_cost
+        moves = []
+        for d, opts in enumerate(space.options):
+            here = cost[d][idx[d]] if cost else idx[d]
+            for j in range(len(opts)):
+                if j == idx[d]:
+                    continue
+                c = cost[d][j] if cost else j
+                if action == "up" and c > here:
+                    moves.append((c - here, d, j))
+                elif action == "tune":
+                    moves.append((abs(c - here), d, j))
+        self.rng.shuffle(moves)
+        moves.sort(key=lambda m: m[0])  # the smallest step in the wanted direction first
+        for _, d, j in moves:
+            child = space.format(idx[:d] + [j] + idx[d + 1 :])
+            if study.seen(child) is None and study.in_domain(child):
+                return Proposal(child, parents=[parent.trial], origin={**origin, "position": space.dims[d].name})
+        g = self.sampler.draw(study)
+        return Proposal(g, origin={**origin, "fallback": "random"}) if g else Proposal(parent.genotype, invalid_reason="space exhausted")
+
+    def _iterative(self, study, parent) -> Proposal:
+        origin = {"op": "iterative"}
+        fb = self._feedback(study)
+        state: dict[str, Any] = {"passed": None, "last": None}
+        if self.open:
+            check, quick = study.context.get("check_code"), study.context.get("train_quick")
+
+            def check_model(args):
+                code = args.get("code") or ""
+                state["last"] = code
+                r = check(code)
+                if r["status"] == "complete" and study.seen(code) is None:
+                    state["passed"] = code
+                    return f"PASSED: builds, {r['metrics'].get('params')} parameters, {r['metrics'].get('flops')} FLOPs. It is new."
+                if r["status"] == "duplicate" or study.seen(code) is not None:
+                    return "FAILED: this network was already evaluated; change it."
+                return f"FAILED ({r['category']}): {r['error']}\n{(r.get('traceback') or '')[-800:]}"
+
+            def train_quick(args):
+                r = quick(args.get("code") or "")
+                if r["status"] == "complete":
+                    return f"after one epoch: {r['metrics'].get('val_acc')}% validation accuracy"
+                return f"FAILED ({r['category']}): {r['error']}"
+
+            code_arg = {"type": "object", "properties": {"code": {"type": "string", "description": "the complete Python file"}},
+                        "required": ["code"]}  # fmt: skip
+            tools = [Tool("check_model", "Build the model file in the sandbox: PASSED with params and FLOPs, or the error.",
+                          code_arg, check_model),
+                     Tool("train_quick", "Train the model file for one epoch and report its validation accuracy.", code_arg,
+                          train_quick)]  # fmt: skip
+            task = render("fairnad/agent_open.j2", contract=self.contract, parent=self._parent_view(parent, study), fb=fb)
+        else:
+            space = study.space
+
+            def check_architecture(args):
+                try:
+                    g = space.from_labels(args.get("architecture"))
+                except ValueError as err:
+                    return f"INVALID: {err}"
+                row = study.context.get("cost_of", lambda g: None)(g)
+                if study.seen(g) is not None:
+                    return f"valid, {row}, ALREADY EVALUATED: try another"
+                if not study.in_domain(g):
+                    return "INVALID: not in the benchmark's table"
+                state["passed"] = g
+                return f"valid, {row}, NEW"
+
+            arch_arg = {"type": "object", "properties": {"architecture": {"type": "array", "items": {},
+                        "description": f"{space.ndim} option labels"}}, "required": ["architecture"]}  # fmt: skip
+            tools = [Tool("check_architecture", "Is this architecture valid, what does it cost, was it evaluated?",
+                          arch_arg, check_architecture)]  # fmt: skip
+            task = render("fairnad/agent_tabular.j2", problem=self.problem, parent=self._parent_view(parent, study),
+                          fb=fb, metric=study.objective["metric"], n=space.ndim)  # fmt: skip
+        run = run_agent(study.llm, system=render("fairnad/system.j2"), task=task, tools=tools,
+                        max_turns=self.config.agent_turns, temperature=self.config.temperature,
+                        max_tokens=self.config.max_tokens if self.open else 300,
+                        seed=study.seed * 7919 + len(study.candidates), done=lambda: state["passed"] is not None)  # fmt: skip
+        origin.update(turns=run.turns, tool_calls=len(run.tool_calls), agent_error=run.error)
+        if state["passed"] is not None:
+            self.llm_misses = 0
+            return Proposal(state["passed"], parents=[parent.trial], origin=origin)
+        self.llm_misses += 1
+        last = state["last"] if self.open else None
+        if self.open and (last or extract_code(run.final_text)):
+            return Proposal(last or extract_code(run.final_text), parents=[parent.trial], origin={**origin, "passed": False})
+        return Proposal(run.final_text[:200] or "(no answer)", parents=[parent.trial], origin=origin,
+                        invalid_reason=f"the agent produced no new valid model in {run.turns} turns"
+                                       + (f" ({run.error})" if run.error else ""))  # fmt: skip
+
+    # -- answers ----------------------------------------------------------------------------------
+    def _code_answer(self, study, prompt: str, parent, origin) -> Proposal:
+        out = study.llm.complete(
+            [{"role": "system", "content": render("fairnad/system.j2")}, {"role": "user", "content": prompt}],
+            temperature=self.config.temperature, max_tokens=self.config.max_tokens,
+            seed=study.seed * 7919 + len(study.candidates), purpose=f"fairnad.{origin['op']}",
+        )  # fmt: skip
+        code = extract_code(out.text)
+        if code is None:
+            self.llm_misses += 1
+            return Proposal(out.text[:200] or "(empty answer)", parents=[parent.trial], origin=origin,
+                            invalid_reason="the answer contained no code")  # fmt: skip
+        self.llm_misses = 0
+        return Proposal(code, parents=[parent.trial], origin=origin)
+
+    def _tabular_answer(self, study, prompt: str, parent, origin, idea: Idea) -> Proposal:
+        space = study.space
+        out = study.llm.complete(
+            [{"role": "system", "content": render("genius/system.j2")}, {"role": "user", "content": prompt}],
+            temperature=self.config.temperature, schema=space.answer_schema(200), max_tokens=200,
+            seed=study.seed * 7919 + len(study.candidates), purpose="fairnad.idea",
+        )  # fmt: skip
+        try:
+            idx = list(space.parse(space.from_labels((out.parsed or {}).get("architecture"))))
+        except ValueError:
+            idx, origin = list(space.parse(parent.genotype)), {**origin, "llm_answer": "unusable"}
+        if idx[idea.position] != idea.option:  # the idea must be in the child
+            idx[idea.position] = idea.option
+            origin = {**origin, "idea_enforced": True}
+        child = space.format(idx)
+        if study.seen(child) is not None or not study.in_domain(child):
+            self.llm_misses += 1
+            alts = [g for g in space.neighbours(child) if study.seen(g) is None and study.in_domain(g)
+                    and space.parse(g)[idea.position] == idea.option]  # fmt: skip
+            if alts:
+                child = alts[int(self.rng.integers(len(alts)))]
+                origin = {**origin, "fallback": "neighbour"}
+        else:
+            self.llm_misses = 0
+        return Proposal(child, parents=[parent.trial], origin=origin)
+
+    # -- tell -------------------------------------------------------------------------------------
+    def tell(self, study, results) -> None:
+        for c in results:
+            if not c.counted:
+                continue
+            before = [x for x in study.completed() if x.trial < c.trial]
+            improved = improves_front(c, before, self.config.cost)
+            op = c.origin.get("op", "?")
+            for bucket in (self.type_stats.setdefault(op, _stat()),) + (
+                (self.idea_stats.setdefault(c.origin["idea"]["id"], {**_stat(), "name": c.origin["idea"]["name"]}),)
+                if c.origin.get("idea") else ()
+            ):  # fmt: skip
+                bucket["tried"] += 1
+                bucket["valid"] += int(c.ok)
+                bucket["improved"] += int(improved)
+            if not c.ok:
+                self.failures.append({
+                    "op": op, "idea": (c.origin.get("idea") or {}).get("name"), "category": c.metrics.get("failure", "failed"),
+                    "error": (c.error or "")[:300], "traceback": (c.metrics.get("traceback") or "")[-600:],
+                })  # fmt: skip
+                budget = study.context.get("max_params")
+                if (self.open and c.metrics.get("failure") == "budget" and op != "downscale" and budget
+                        and c.metrics.get("params")):  # fmt: skip
+                    shrunk = shrink_to_budget(c.genotype, c.metrics["params"], budget)
+                    if shrunk is not None:
+                        self.queue.append(Proposal(shrunk[0], parents=[c.trial],
+                                                   origin={"op": "downscale", "changes": shrunk[1], "of": op}))  # fmt: skip
+        if results:
+            study.store.set_meta(fairnad_stats={"mutations": self.type_stats, "ideas": self.idea_stats})
+
+    # -- prompt material ----------------------------------------------------------------------------
+    def _cost_text(self, m: dict) -> str:
+        p, f = m.get("params"), m.get("flops")
+        parts = []
+        if p is not None:
+            parts.append(f"{p / 1e6:.3f}M parameters")
+        if f is not None:
+            parts.append(f"{f / 1e6:.1f}M FLOPs")
+        return ", ".join(parts) or "unknown cost"
+
+    def _parent_view(self, parent, study) -> dict[str, Any]:
+        m = parent.metrics
+        view = {"accuracy": m["accuracy"], "cost_text": self._cost_text(m)}
+        if self.open:
+            view["code"] = parent.genotype
+            view["curve"] = " ".join(f"{c['val_acc']:.1f}" for c in m.get("curves", [])[-8:])
+        else:
+            view["labels"] = json.dumps(study.space.labels(parent.genotype))
+        return view
+
+    def _feedback(self, study) -> dict[str, Any]:
+        cfg = self.config
+        fr = front(study.completed(), cfg.cost, self.rng)[-cfg.front_in_prompt :] if cfg.front_in_prompt else []
+        rows = []
+        for c in fr:
+            summary = study.space.describe(c.genotype) if self.open else json.dumps(study.space.labels(c.genotype))
+            rows.append({"summary": summary or f"trial {c.trial}", "accuracy": c.metrics["accuracy"],
+                         "cost_text": self._cost_text(c.metrics)})  # fmt: skip
+        ideas = sorted(self.idea_stats.values(), key=lambda s: (-s["tried"], s["name"]))[: cfg.ideas_in_prompt]
+        return {"front": rows, "failures": list(self.failures), "ideas": ideas, "cost": cfg.cost}

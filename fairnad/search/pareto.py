@@ -1,0 +1,73 @@
+"""NSGA-II ranking and parent choice, with pymoo's RankAndCrowding (non-dominated sorting and
+crowding distance) doing the ranking. Objectives are minimised: (-accuracy, cost)."""
+
+from __future__ import annotations
+
+import numpy as np
+from pymoo.core.population import Population
+from pymoo.core.problem import Problem
+from pymoo.operators.survival.rank_and_crowding import RankAndCrowding
+
+from fairnad.space.candidate import Candidate
+
+
+def objectives(cands: list[Candidate], cost: str = "params") -> np.ndarray:
+    """(-accuracy, cost) per candidate; a missing cost counts as the worst."""
+    acc = np.array([c.metrics["accuracy"] for c in cands], float)
+    costs = np.array([c.metrics.get(cost) if c.metrics.get(cost) is not None else np.nan for c in cands], float)
+    if np.isnan(costs).all():
+        costs = np.zeros(len(cands))
+    costs = np.where(np.isnan(costs), np.nanmax(costs) * 10 + 1, costs)
+    return np.column_stack([-acc, costs])
+
+
+def rank_and_crowding(F: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """NSGA-II rank (0 = the Pareto front) and crowding distance of every row of F."""
+    n = len(F)
+    if n == 0:
+        return np.zeros(0, int), np.zeros(0)
+    pop = Population.new(F=np.asarray(F, float), index=np.arange(n))
+    problem = Problem(n_var=1, n_obj=F.shape[1])
+    survivors = RankAndCrowding().do(problem, pop, n_survive=n, random_state=rng)
+    rank, crowd = np.zeros(n, int), np.zeros(n)
+    for ind in survivors:
+        i = int(ind.get("index"))
+        rank[i], crowd[i] = int(ind.get("rank")), float(ind.get("crowding"))
+    return rank, crowd
+
+
+def tournament(rank: np.ndarray, crowd: np.ndarray, rng: np.random.Generator, n: int = 1) -> list[int]:
+    """NSGA-II binary tournament: the lower rank wins, then the larger crowding distance, then a coin."""
+    out = []
+    for _ in range(n):
+        if len(rank) == 1:
+            out.append(0)
+            continue
+        a, b = rng.choice(len(rank), size=2, replace=False)
+        if rank[a] != rank[b]:
+            out.append(int(a if rank[a] < rank[b] else b))
+        elif crowd[a] != crowd[b]:
+            out.append(int(a if crowd[a] > crowd[b] else b))
+        else:
+            out.append(int(a if rng.random() < 0.5 else b))
+    return out
+
+
+def front(cands: list[Candidate], cost: str, rng: np.random.Generator) -> list[Candidate]:
+    """The completed candidates on the Pareto front, by ascending cost."""
+    if not cands:
+        return []
+    rank, _ = rank_and_crowding(objectives(cands, cost), rng)
+    return sorted((c for c, r in zip(cands, rank) if r == 0), key=lambda c: c.metrics.get(cost) or 0)
+
+
+def improves_front(new: Candidate, before: list[Candidate], cost: str) -> bool:
+    """Is `new` non-dominated by every candidate completed before it?"""
+    if not new.ok:
+        return False
+    f = objectives([new], cost)[0]
+    for c in before:
+        g = objectives([c], cost)[0]
+        if (g <= f).all() and (g < f).any():
+            return False
+    return True
