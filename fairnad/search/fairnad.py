@@ -186,7 +186,13 @@ class FairNAD(Strategy):
         action = "up" if small else "tune"
         origin = {"op": "pareto", "action": action}
         if self.open:
-            scaled = scale(parent.genotype, action, self.rng)
+            factor = 1.3
+            params, budget = parent.metrics.get("params"), self.budget
+            if action == "up" and params and budget:  # params grow about as width squared: stay inside the budget
+                factor = min(1.3, (0.95 * budget / params) ** 0.5)
+                if factor < 1.05:
+                    action, origin = "tune", {**origin, "action": "tune", "at_budget": True}
+            scaled = scale(parent.genotype, action, self.rng, factor=max(factor, 1.05))
             if scaled is not None and study.seen(scaled[0]) is None:
                 return Proposal(scaled[0], parents=[parent.trial], origin={**origin, "via": "arguments", "changes": scaled[1]})
             prompt = render("fairnad/pareto_open.j2", contract=self.contract, parent=self._parent_view(parent, study),
@@ -349,12 +355,13 @@ class FairNAD(Strategy):
                     "error": (c.error or "")[:300], "traceback": (c.metrics.get("traceback") or "")[-600:],
                 })  # fmt: skip
                 budget = study.context.get("max_params")
-                if (self.open and c.metrics.get("failure") == "budget" and op != "downscale" and budget
-                        and c.metrics.get("params")):  # fmt: skip
+                attempt = c.origin.get("attempt", 0) + 1
+                if (self.open and c.metrics.get("failure") == "budget" and attempt <= 2 and budget
+                        and c.metrics.get("params")):  # fmt: skip  (shrink, and once more if still too big)
                     shrunk = shrink_to_budget(c.genotype, c.metrics["params"], budget)
                     if shrunk is not None:
-                        self.queue.append(Proposal(shrunk[0], parents=[c.trial],
-                                                   origin={"op": "downscale", "changes": shrunk[1], "of": op}))  # fmt: skip
+                        self.queue.append(Proposal(shrunk[0], parents=[c.trial], origin={
+                            "op": "downscale", "changes": shrunk[1], "of": c.origin.get("of", op), "attempt": attempt}))
         if results:
             study.store.set_meta(fairnad_stats={"mutations": self.type_stats, "ideas": self.idea_stats})
 

@@ -108,9 +108,10 @@ def with_defaults(source: str, changes: dict[str, Any]) -> str:
     return source
 
 
-def _round_width(v: float, like: int) -> int:
-    step = 8 if like % 8 == 0 and like >= 16 else 1
-    return max(step, int(round(v / step)) * step)
+def _round_width(v: float, like: int, down: bool = False) -> int:
+    step = 8 if like % 8 == 0 and like >= 64 else 4 if like % 4 == 0 and like >= 16 else 1
+    q = v / step
+    return max(step, int(math.floor(q) if down else round(q)) * step)
 
 
 def scale(source: str, kind: str, rng: np.random.Generator, factor: float = 1.3) -> tuple[str, dict] | None:
@@ -123,11 +124,12 @@ def scale(source: str, kind: str, rng: np.random.Generator, factor: float = 1.3)
     changes: dict[str, Any] = {}
     if kind in ("up", "down"):
         sign = 1 if kind == "up" else -1
-        if widths:
+        use_depth = bool(depths) and (not widths or rng.random() < 0.5)  # width or depth, not both at once
+        if widths and not use_depth:
             for k, v in widths.items():
                 nv = v * factor**sign
                 changes[k] = _round_width(nv, v) if isinstance(v, int) else round(nv, 3)
-        if depths and (not widths or kind == "up" and rng.random() < 0.5):
+        if use_depth:
             k = sorted(depths)[int(rng.integers(len(depths)))]
             v = depths[k]
             changes[k] = max(1, v + sign) if isinstance(v, int) else round(v * factor**sign, 3)
@@ -157,7 +159,7 @@ def shrink_to_budget(source: str, params: int, budget: int) -> tuple[str, dict] 
     if not widths or params <= 0:
         return None
     f = math.sqrt(0.9 * budget / params)
-    changes = {k: (_round_width(v * f, v) if isinstance(v, int) else round(v * f, 3)) for k, v in widths.items()}
+    changes = {k: (_round_width(v * f, v, down=True) if isinstance(v, int) else round(v * f, 3)) for k, v in widths.items()}
     changes = {k: v for k, v in changes.items() if v != d[k]}
     return (with_defaults(source, changes), changes) if changes else None
 

@@ -1,0 +1,210 @@
+"""FairNAD: fair sampling, NSGA-II parent choice against pymoo, each mutation type, ablations,
+budget downscaling, duplicate detection, statistics in the run store, and crash + resume."""
+
+import json
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from pymoo.operators.survival.rank_and_crowding.metrics import get_crowding_function
+from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
+
+from fairnad.config import SearchConfig
+from fairnad.search.base import create_strategy
+from fairnad.search.ideas import Idea, IdeaSpace
+from fairnad.search.pareto import rank_and_crowding, tournament
+from fairnad.search.study import Study
+from fairnad.llm import RecordingLLM
+from fairnad.runs import make_problem
+from fairnad.store import RunStore
+
+from conftest import ScriptedLLM
+
+
+# -- fair sampling --------------------------------------------------------------------------------
+def test_fair_sampling_is_uniform_over_categories_not_ideas():
+    cats = {"popular": [Idea(f"p{i}", f"p{i}", "popular", "Popular") for i in range(30)],
+            "rare": [Idea("r0", "r0", "rare", "Rare")],
+            "middle": [Idea(f"m{i}", f"m{i}", "middle", "Middle") for i in range(5)]}  # fmt: skip
+    space = IdeaSpace(cats)
+    rng = np.random.default_rng(0)
+    n = 6000
+    draws = [space.sample(rng) for _ in range(n)]
+    counts = np.array([sum(d.category == c for d in draws) for c in sorted(cats)])
+    chi2 = float(((counts - n / 3) ** 2 / (n / 3)).sum())
+    assert chi2 < 9.21  # chi-square, 2 degrees of freedom, p = 0.01
+    assert sum(d.id == "r0" for d in draws) > 1800  # the single rare idea gets a third, not 1/36
+    inner = np.array([sum(d.id == f"m{i}" for d in draws) for i in range(5)])
+    assert float(((inner - inner.sum() / 5) ** 2 / (inner.sum() / 5)).sum()) < 13.28  # uniform inside (4 dof)
+
+
+# -- NSGA-II --------------------------------------------------------------------------------------
+F = np.array([[-90, 100], [-85, 50], [-80, 10], [-88, 120], [-70, 5], [-91, 300], [-60, 60], [-85, 80], [-75, 70]], float)
+
+
+def test_rank_and_crowding_match_pymoo():
+    rank, crowd = rank_and_crowding(F, np.random.default_rng(0))
+    fronts = NonDominatedSorting().do(F)
+    expected_rank = np.zeros(len(F), int)
+    for r, idx in enumerate(fronts):
+        expected_rank[idx] = r
+    assert (rank == expected_rank).all()
+    crowding = get_crowding_function("cd")
+    for idx in fronts:
+        np.testing.assert_allclose(crowd[idx], crowding.do(F[idx]))
+
+
+def test_tournament_prefers_lower_rank_then_crowding():
+    rank, crowd = rank_and_crowding(F, np.random.default_rng(0))
+    rng = np.random.default_rng(1)
+    picks = tournament(rank, crowd, rng, n=4000)
+    counts = np.bincount(picks, minlength=len(F))
+    front0 = rank == 0
+    assert counts[front0].sum() > counts[~front0].sum()
+    worst = int(np.argmax(rank))
+    assert counts[worst] < counts[front0].min()  # a dominated point wins only against even worse ones
+
+
+# -- mutation types on a tabular space (scripted LLM: deterministic logic) -------------------------------
+def _tabular_study(tmp_path, bench="nb201-cifar10", budget=14, llm=None, name="run"):
+    cfg = SearchConfig(benchmark=bench)
+    problem = make_problem(cfg)
+    store = RunStore.create(tmp_path / name, {"t": 1})
+    rec = RecordingLLM(llm, sink=store.add_llm_call) if llm is not None else None
+    return Study(space=problem.space, evaluator=problem.evaluator, store=store, budget=budget, seed=0, llm=rec,
+                 domain=problem.domain, objective=problem.objective, context=problem.context)  # fmt: skip
+
+
+def _answers(space, n=200):
+    return [{"architecture": space.labels(space.format([(i * 3 + j) % len(o) for j, o in enumerate(space.options)])),
+             "rationale": "x"} for i in range(n)]  # fmt: skip
+
+
+@pytest.mark.parametrize("only", ["idea", "pareto"])
+def test_ablation_flags_switch_mutation_types_off(tmp_path, only):
+    study = _tabular_study(tmp_path)
+    llm = ScriptedLLM(_answers(study.space))
+    study.llm = RecordingLLM(llm, sink=study.store.add_llm_call)
+    others = [t for t in ("idea", "pareto", "iterative") if t != only]
+    study.optimize(create_strategy("fairnad", {"disable": others}))
+    ops = {c.origin["op"] for c in study.candidates}
+    assert ops == {"init", only}
+    assert study.evaluations == 14
+    if only == "pareto":
+        assert llm.requests == []  # Pareto-aware mutation of a table needs no LLM
+        moved = [c for c in study.candidates if c.origin["op"] == "pareto"]
+        assert all(sum(a != b for a, b in zip(c.genotype, study.candidates[c.parents[0]].genotype)) == 1 for c in moved)
+    else:
+        assert all(c.origin["idea"]["id"] for c in study.candidates if c.origin["op"] == "idea")
+        prompt = llm.requests[0][-1]["content"]
+        assert "The parent architecture is" in prompt and "applies this idea" in prompt
+    stats = study.store.meta()["fairnad_stats"]
+    assert stats["mutations"][only]["tried"] == 10
+
+
+def test_idea_is_always_in_the_child(tmp_path):
+    study = _tabular_study(tmp_path, budget=12)
+    study.llm = RecordingLLM(ScriptedLLM(_answers(study.space)), sink=study.store.add_llm_call)
+    study.optimize(create_strategy("fairnad", {"disable": ["pareto", "iterative"]}))
+    for c in study.candidates:
+        if c.origin["op"] == "idea":
+            pos, code = c.origin["idea"]["id"].split("=")
+            d = [x.name for x in study.space.dims].index(pos)
+            assert c.genotype[d] == code
+
+
+def test_all_switched_off_is_refused():
+    from fairnad.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="every mutation type is switched off"):
+        create_strategy("fairnad", {"disable": ["idea", "pareto", "iterative"]})
+    with pytest.raises(ConfigError, match="unknown mutation types"):
+        create_strategy("fairnad", {"probs": {"magic": 1.0}})
+
+
+# -- open space: real sandboxed training -----------------------------------------------------------
+def _open_study(tmp_path, budget, llm=None, **open_kw):
+    cfg = SearchConfig(space="open", open={"dataset": "mnist1d", "epochs": 1, **open_kw})
+    problem = make_problem(cfg)
+    store = RunStore.create(tmp_path / "open", {"t": 1})
+    rec = RecordingLLM(llm, sink=store.add_llm_call) if llm is not None else None
+    study = Study(space=problem.space, evaluator=problem.evaluator, store=store, budget=budget, seed=0, llm=rec,
+                  domain=None, objective=problem.objective, context=problem.context)  # fmt: skip
+    return study, problem
+
+
+@pytest.mark.slow
+def test_budget_downscale_and_structural_duplicates(tmp_path):
+    # the reference 1-D CNN has 37k parameters; a budget of 20k makes it fail, then it is shrunk
+    study, problem = _open_study(tmp_path, budget=3, max_params=20_000)
+    try:
+        study.optimize(create_strategy("fairnad", {"disable": ["idea", "iterative"], "init_population": 1}))
+        first, second = study.candidates[0], study.candidates[1]
+        assert first.metrics["failure"] == "budget" and "over the budget of 20,000" in first.error
+        assert second.origin["op"] == "downscale" and second.parents == [0] and second.ok
+        assert second.metrics["params"] <= 20_000
+        # a renamed, reformatted copy of a model already trained is caught by its structure, not trained again
+        twin = second.genotype.replace("Mnist1dCNN", "Renamed").replace("    ", "  ") + "\n# same network\n"
+        res = problem.evaluator.evaluate(type(second)(id=0, trial=9, genotype=twin))
+        assert res.status == "duplicate" and "same network" in res.error
+    finally:
+        problem.close()
+
+
+@pytest.mark.llm
+@pytest.mark.slow
+@pytest.mark.parametrize("only", ["idea", "pareto", "iterative"])
+def test_each_mutation_type_on_mnist1d_with_the_embedded_server(tmp_path, embedded_llm, only):
+    others = [t for t in ("idea", "pareto", "iterative") if t != only]
+    study, problem = _open_study(tmp_path, budget=2, llm=embedded_llm)
+    try:
+        study.optimize(create_strategy("fairnad", {"disable": others, "init_population": 1, "max_tokens": 300,
+                                                   "agent_turns": 2}))  # fmt: skip
+    finally:
+        problem.close()
+    assert study.candidates[0].origin["op"] == "init" and study.candidates[0].ok
+    children = [c for c in study.candidates if c.origin["op"] == only]
+    assert children, [c.origin for c in study.candidates]
+    for c in children:
+        # a valid child, or a failure with its category (and traceback), or a refusal with its reason
+        assert c.ok or (c.status == "failed" and c.metrics.get("failure")) or (c.status == "invalid" and c.error)
+    if only == "pareto":
+        assert children[0].ok and children[0].origin["via"] == "arguments"  # scaled through build_model's arguments
+    else:
+        assert study.store.llm_calls()  # the LLM was asked, and every call is recorded
+
+
+@pytest.mark.slow
+def test_open_run_resumes_after_kill_9(run_cli, tmp_path):
+    args = ["search", "--space", "open", "--dataset", "mnist1d", "--strategy", "fairnad", "--budget", "5",
+            "--epochs", "1", "--set", "strategies.fairnad.disable=[idea, iterative]",
+            "--set", "strategies.fairnad.init_population=3", "--run-dir", "r"]  # fmt: skip
+    proc = subprocess.Popen([sys.executable, "-m", "fairnad", *args], cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    db = tmp_path / "r" / "run.db"
+
+    def counted():
+        try:
+            with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as c:
+                return c.execute("SELECT COUNT(*) FROM candidates WHERE counted = 1").fetchone()[0]
+        except sqlite3.Error:
+            return 0
+
+    deadline = time.monotonic() + 300
+    while counted() < 2 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert proc.poll() is None, proc.stderr.read()
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    with sqlite3.connect(db) as c:
+        before = c.execute("SELECT trial, genotype, metrics FROM candidates WHERE counted = 1 ORDER BY trial").fetchall()
+    out = json.loads(run_cli("resume", "r", "--json").stdout)
+    assert out["evaluations"] == 5 and out["status"] == "finished"
+    with sqlite3.connect(db) as c:
+        after = c.execute("SELECT trial, genotype, metrics FROM candidates WHERE counted = 1 ORDER BY trial").fetchall()
+    assert after[: len(before)] == before  # nothing trained before the kill was lost or trained again
+    assert (tmp_path / "r" / "best_model.py").read_text().strip().startswith('"""')
