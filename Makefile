@@ -5,7 +5,7 @@ setup:
 	@bash scripts/setup.sh
 
 demo: setup
-	.venv/bin/fairnad search --benchmark nas-bench-macro --strategy genius --budget 10
+	.venv/bin/fairnad search --space open --dataset mnist1d --strategy fairnad --budget 10 --epochs 5
 
 test: setup
 	.venv/bin/python -m pytest -n 2

@@ -69,7 +69,7 @@ class SearchConfig(BaseModel):
     benchmark_file: str | None = Field(None, description="your own table (JSON or CSV); needs space_file")
     space_file: str | None = Field(None, description="YAML space description of benchmark_file")
     fidelity: str | None = Field(None, description="a low-fidelity column set, e.g. '12' for NB201")
-    strategy: str = "genius"
+    strategy: str = "fairnad"
     budget: int = Field(10, ge=1, description="evaluations")
     seed: int = 0
     max_seconds: float | None = Field(None, gt=0, description="wall-clock budget of this session")
