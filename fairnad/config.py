@@ -15,8 +15,9 @@ from fairnad.files import read_yaml
 class LLMConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    backend: Literal["embedded", "openai", "replay"] = Field(
-        "embedded", description="embedded: the bundled SmolLM2-135M server; openai: any OpenAI-compatible URL"
+    backend: Literal["embedded", "openai", "replay", "transformers"] = Field(
+        "embedded", description="embedded: the bundled SmolLM2-135M server; openai: any OpenAI-compatible URL; "
+        "transformers: a local model fairnad loads (and can prompt-tune)"
     )
     base_url: str | None = Field(None, description="e.g. http://127.0.0.1:8000/v1 (vLLM), http://127.0.0.1:11434/v1")
     model: str | None = Field(None, description="model name; default: the first one the server lists")
@@ -30,12 +31,15 @@ class LLMConfig(BaseModel):
     embedded_model: str | None = Field(None, description="GGUF file for the embedded server (default: SmolLM2-135M)")
     embedded_ctx: int = Field(8192, ge=512)
     embedded_threads: int | None = Field(None, ge=1)
+    hf_model: str | None = Field(None, description="transformers backend: a model folder or .gguf (default SmolLM2-135M)")
 
     def describe(self) -> str:
         if self.backend == "embedded":
             return "embedded SmolLM2-135M-Instruct (llama.cpp server on 127.0.0.1)"
         if self.backend == "replay":
             return f"replay of {self.replay_from}"
+        if self.backend == "transformers":
+            return f"local transformers model {self.hf_model or 'SmolLM2-135M-Instruct'}"
         return f"{self.model or '(server default model)'} at {self.base_url}"
 
 
@@ -90,11 +94,16 @@ def parse_llm_flag(value: str) -> dict[str, Any]:
     """--llm embedded | URL | replay:RUN_DIR  ->  llm config fields."""
     if value == "embedded":
         return {"backend": "embedded"}
+    if value == "transformers" or value.startswith("transformers:"):
+        path = value.partition(":")[2]
+        return {"backend": "transformers", **({"hf_model": path} if path else {})}
     if value.startswith("replay:"):
         return {"backend": "replay", "replay_from": value[len("replay:") :]}
     if value.startswith(("http://", "https://")):
         return {"backend": "openai", "base_url": value}
-    raise ConfigError(f"--llm {value!r}: use 'embedded', an http(s) URL of an OpenAI-compatible server, or replay:RUN_DIR")
+    raise ConfigError(
+        f"--llm {value!r}: use 'embedded', an http(s) URL of an OpenAI-compatible server, transformers[:MODEL] or replay:RUN_DIR"
+    )
 
 
 def _set_path(data: dict, dotted: str, value: Any) -> None:

@@ -75,6 +75,8 @@ def tabular_problem(cfg: SearchConfig) -> Problem:
             return ", ".join(f"{k} {row[k]:,}" for k in ("params", "flops") if row.get(k) is not None) or "cost unknown"
 
         context["cost_of"] = cost_of
+        context["cost_range"] = {k: (float(max(1, bench.columns[c].min())), float(max(2, bench.columns[c].max())))
+                                 for k, c in (("params", m.params), ("flops", m.flops)) if c}  # fmt: skip
     return Problem(
         space=bench.space, evaluator=TabularEvaluator(bench, cfg.fidelity), domain=bench.keys,
         objective={"metric": "accuracy" if m.higher_is_better else m.search, "unit": "%", "dataset": bench.spec.dataset},

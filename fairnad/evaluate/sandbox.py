@@ -355,7 +355,7 @@ class Sandbox:
                     res.startup_seconds = round(e["t"], 3)
             if e.get("event") == "checked":
                 res.metrics["params"] = e["params"]
-                res.metrics["structure"] = e.get("structure")
+                res.metrics.update({k: e.get(k) for k in ("structure", "depth", "width")})
         result = next((e for e in reversed(events) if e.get("event") == "result"), None)
         if killed is not None:
             res.category, res.error = killed

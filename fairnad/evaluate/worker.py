@@ -151,7 +151,8 @@ def main(job_path: str) -> int:
                 "evaluated (same parameter shapes and outputs)", traceback=None,
                 metrics={"params": params, "structure": structure})  # fmt: skip
         return 0
-    ch.send(event="checked", params=params, structure=structure, t=time.time() - T0)
+    depth, width = shape_descriptors(model)
+    ch.send(event="checked", params=params, structure=structure, depth=depth, width=width, t=time.time() - T0)
     if job.get("checks_only"):
         flops = _flops(model, in_shape, device)
         ch.send(event="result", status="complete", category=None, error=None, traceback=None,
@@ -196,6 +197,12 @@ def main(job_path: str) -> int:
             pass
     ch.send(event="result", status="complete", category=None, error=None, traceback=None, metrics=metrics)
     return 0
+
+
+def shape_descriptors(model) -> tuple[int, float]:
+    """Depth (layers with a weight matrix or kernel) and width (their mean output channels): LLMatic's descriptors."""
+    outs = [p.shape[0] for name, p in model.named_parameters() if name.endswith("weight") and p.dim() >= 2]
+    return len(outs), (float(sum(outs)) / len(outs) if outs else 0.0)
 
 
 def structure_hash(model, out) -> str:

@@ -26,6 +26,11 @@ class LazyBackend:
     def complete(self, messages: list[Message], **kw) -> Completion:
         return self._provider.backend(self._settings).complete(messages, **kw)
 
+    def tune_prompt(self, texts: list[str], **kw):
+        """Soft prompt tuning when the backend is a model fairnad can train, else None."""
+        backend = self._provider.backend(self._settings)
+        return backend.tune_prompt(texts, **kw) if getattr(backend, "trainable", False) else None
+
 
 class EmbeddedBackend:
     """The embedded server and its client; a server that died (OOM killer, a stray kill) is
@@ -84,6 +89,10 @@ class BackendProvider:
             self._servers.append(server)
             structured = "json_object_schema" if s["structured"] == "auto" else s["structured"]
             return EmbeddedBackend(server, {"structured": structured, **common})
+        if s["backend"] == "transformers":
+            from fairnad.llm.local_hf import LocalTransformers
+
+            return LocalTransformers(s.get("hf_model"), threads=s.get("embedded_threads"))
         if s["backend"] == "openai":
             if not s.get("base_url"):
                 raise LLMBadRequest("llm.base_url is not set: pass --llm http://HOST:PORT/v1")

@@ -146,6 +146,11 @@ class RecordingLLM:
             raise error
         return out
 
+    def tune_prompt(self, texts: list[str], **kw):
+        """Forwarded to the live backend when it can be trained (soft prompt tuning); else None."""
+        fn = getattr(self.live, "tune_prompt", None)
+        return fn(texts, **kw) if fn is not None else None
+
     def stats(self) -> dict[str, Any]:
         return {
             "calls": self.calls,

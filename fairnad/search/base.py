@@ -70,4 +70,4 @@ def create_strategy(name: str, params: dict[str, Any] | None = None) -> Strategy
 
 
 def _load_builtin() -> None:
-    from fairnad.search import fairnad, genius, random_search, regevo  # noqa: F401  (registration)
+    from fairnad.search import evoprompting, fairnad, genius, llmatic, random_search, regevo  # noqa: F401, I001

@@ -32,6 +32,7 @@ from fairnad.search.base import Strategy, StrategyConfig, register
 from fairnad.search.ideas import Idea, IdeaSpace
 from fairnad.search.pareto import front, improves_front, objectives, rank_and_crowding, tournament
 from fairnad.search.random_search import UnseenSampler
+from fairnad.search.common import ask_code, ask_genotype, cost_text, problem_text, starting_models, view
 from fairnad.space.candidate import Proposal
 from fairnad.space.code import extract_code, scale, shrink_to_budget
 
@@ -102,23 +103,13 @@ class FairNAD(Strategy):
             self.ideas = IdeaSpace.from_tree(tree, self.config.include_over_specific) if tree is not None else IdeaSpace({})
             self.contract = ctx.get("contract", "")
             self.budget = ctx.get("max_params")
-            seeds = list(ctx.get("initial", []))
-            init = []
-            for src in seeds:
-                init.append((src, {"op": "init", "from": "reference"}))
-                for kind in ("down", "up", "tune"):
-                    scaled = scale(src, kind, self.rng)
-                    if scaled is not None:
-                        init.append((scaled[0], {"op": "init", "from": f"reference scaled {kind}", "changes": scaled[1]}))
-            self.init = deque(init[: self.config.init_population])
         else:
             self.ideas = IdeaSpace.from_tabular(study.space)
             self.sampler = UnseenSampler(study, salt=6)
             self.option_cost = ctx.get("option_costs")
-            self.problem = render("genius/problem.j2", space=study.space.description, dataset=study.objective["dataset"],
-                                  metric=study.objective["metric"],
-                                  example=json.dumps(study.space.labels(study.space.format([0] * study.space.ndim))))  # fmt: skip
-            self.init = deque()
+            self.problem = problem_text(study)
+        self.init = deque(starting_models(study, self.config.init_population, self.rng,
+                                          None if self.open else self.sampler))  # fmt: skip
         self.init_left = self.config.init_population
 
     # -- ask --------------------------------------------------------------------------------------
@@ -139,13 +130,8 @@ class FairNAD(Strategy):
         done = study.completed()
         if self.init_left > 0:
             self.init_left -= 1
-            if self.open and self.init:
-                src, origin = self.init.popleft()
-                return Proposal(src, origin=origin)
-            if not self.open:
-                g = self.sampler.draw(study)
-                if g is not None:
-                    return Proposal(g, origin={"op": "init"})
+            if self.init:
+                return self.init.popleft()
         if not done:  # nothing to mutate yet
             if self.open:
                 return None if pending else self._no_parent(study)
@@ -295,28 +281,22 @@ class FairNAD(Strategy):
 
     # -- answers ----------------------------------------------------------------------------------
     def _code_answer(self, study, prompt: str, parent, origin) -> Proposal:
-        out = study.llm.complete(
-            [{"role": "system", "content": render("fairnad/system.j2")}, {"role": "user", "content": prompt}],
-            temperature=self.config.temperature, max_tokens=self.config.max_tokens,
-            seed=study.seed * 7919 + len(study.candidates), purpose=f"fairnad.{origin['op']}",
-        )  # fmt: skip
-        code = extract_code(out.text)
+        code, text = ask_code(study, prompt, system=render("fairnad/system.j2"), temperature=self.config.temperature,
+                              max_tokens=self.config.max_tokens, seed=study.seed * 7919 + len(study.candidates),
+                              purpose=f"fairnad.{origin['op']}")  # fmt: skip
         if code is None:
             self.llm_misses += 1
-            return Proposal(out.text[:200] or "(empty answer)", parents=[parent.trial], origin=origin,
+            return Proposal(text[:200] or "(empty answer)", parents=[parent.trial], origin=origin,
                             invalid_reason="the answer contained no code")  # fmt: skip
         self.llm_misses = 0
         return Proposal(code, parents=[parent.trial], origin=origin)
 
     def _tabular_answer(self, study, prompt: str, parent, origin, idea: Idea) -> Proposal:
         space = study.space
-        out = study.llm.complete(
-            [{"role": "system", "content": render("genius/system.j2")}, {"role": "user", "content": prompt}],
-            temperature=self.config.temperature, schema=space.answer_schema(200), max_tokens=200,
-            seed=study.seed * 7919 + len(study.candidates), purpose="fairnad.idea",
-        )  # fmt: skip
         try:
-            idx = list(space.parse(space.from_labels((out.parsed or {}).get("architecture"))))
+            idx = list(space.parse(ask_genotype(study, prompt, system=render("genius/system.j2"),
+                                                temperature=self.config.temperature,
+                                                seed=study.seed * 7919 + len(study.candidates), purpose="fairnad.idea")))
         except ValueError:
             idx, origin = list(space.parse(parent.genotype)), {**origin, "llm_answer": "unusable"}
         if idx[idea.position] != idea.option:  # the idea must be in the child
@@ -366,24 +346,8 @@ class FairNAD(Strategy):
             study.store.set_meta(fairnad_stats={"mutations": self.type_stats, "ideas": self.idea_stats})
 
     # -- prompt material ----------------------------------------------------------------------------
-    def _cost_text(self, m: dict) -> str:
-        p, f = m.get("params"), m.get("flops")
-        parts = []
-        if p is not None:
-            parts.append(f"{p / 1e6:.3f}M parameters")
-        if f is not None:
-            parts.append(f"{f / 1e6:.1f}M FLOPs")
-        return ", ".join(parts) or "unknown cost"
-
     def _parent_view(self, parent, study) -> dict[str, Any]:
-        m = parent.metrics
-        view = {"accuracy": m["accuracy"], "cost_text": self._cost_text(m)}
-        if self.open:
-            view["code"] = parent.genotype
-            view["curve"] = " ".join(f"{c['val_acc']:.1f}" for c in m.get("curves", [])[-8:])
-        else:
-            view["labels"] = json.dumps(study.space.labels(parent.genotype))
-        return view
+        return view(study, parent)
 
     def _feedback(self, study) -> dict[str, Any]:
         cfg = self.config
@@ -392,6 +356,6 @@ class FairNAD(Strategy):
         for c in fr:
             summary = study.space.describe(c.genotype) if self.open else json.dumps(study.space.labels(c.genotype))
             rows.append({"summary": summary or f"trial {c.trial}", "accuracy": c.metrics["accuracy"],
-                         "cost_text": self._cost_text(c.metrics)})  # fmt: skip
+                         "cost_text": cost_text(c.metrics)})  # fmt: skip
         ideas = sorted(self.idea_stats.values(), key=lambda s: (-s["tried"], s["name"]))[: cfg.ideas_in_prompt]
         return {"front": rows, "failures": list(self.failures), "ideas": ideas, "cost": cfg.cost}

@@ -18,6 +18,7 @@ import json
 
 from pydantic import Field
 
+from fairnad.llm import LLMOutputError
 from fairnad.prompts import render
 from fairnad.search.base import Strategy, StrategyConfig, register
 from fairnad.search.random_search import UnseenSampler
@@ -76,14 +77,21 @@ class Genius(Strategy):
             messages = messages + [{"role": "user", "content": self.pending}]
         seed = (study.seed * 1_000_003 + self._calls) % (2**31)
         self._calls += 1
-        out = study.llm.complete(
-            messages,
-            temperature=self.config.temperature,
-            schema=study.space.answer_schema(self.config.rationale_chars),
-            max_tokens=self.config.max_tokens,
-            seed=seed,
-            purpose="genius.propose",
-        )
+        try:
+            out = study.llm.complete(
+                messages,
+                temperature=self.config.temperature,
+                schema=study.space.answer_schema(self.config.rationale_chars),
+                max_tokens=self.config.max_tokens,
+                seed=seed,
+                purpose="genius.propose",
+            )
+        except LLMOutputError as err:  # no usable JSON even after repair: a refused proposal, told to the model
+            if self.pending is not None:
+                self.turns.append({"role": "user", "content": self.pending})
+            self.turns.append({"role": "assistant", "content": "(no usable answer)"})
+            self.pending = None
+            return [Proposal("(no usable answer)", origin={"op": "llm"}, invalid_reason=str(err))]
         if self.pending is not None:
             self.turns.append({"role": "user", "content": self.pending})
         self.turns.append({"role": "assistant", "content": out.text})

@@ -1,0 +1,169 @@
+"""LLMatic (Nasir et al., GECCO 2024): LLM code generation inside two cooperating quality-diversity
+archives, kept with pyribs.
+
+- The network archive is a grid over behaviour descriptors - depth-to-width ratio and FLOPs in
+  open spaces; params and FLOPs from the table in tabular spaces - and keeps the most accurate
+  network of each cell.
+- The prompt archive is a grid over (mutation instruction, temperature) and keeps each pair's
+  curiosity: +1 when the child it produced entered the network archive, 0 when it was valid but
+  did not, -0.5 when it failed. A child that beats its parent raises the pair's temperature
+  (explore); one that does not lowers it (exploit).
+Each step samples a (prompt, temperature) elite and a parent elite, then mutates (probability
+`mutation_prob`) or crosses two parents over, through the LLM.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from pydantic import Field
+from ribs.archives import GridArchive
+
+from fairnad.prompts import render
+from fairnad.search.base import Strategy, StrategyConfig, register
+from fairnad.search.common import ask_code, ask_genotype, is_open, problem_text, starting_models, unseen_variant, view
+from fairnad.space.candidate import Proposal
+
+INSTRUCTIONS = [
+    "Add a layer to make the network more accurate.",
+    "Remove a layer to make the network smaller without losing accuracy.",
+    "Make the network wider (more channels) to make it more accurate.",
+    "Make the network narrower (fewer channels) to make it cheaper.",
+    "Add a skip connection around some layers.",
+    "Change the activation functions to ones that may train better.",
+    "Add or change normalization layers.",
+    "Change the kernel sizes of some convolutions.",
+]
+
+
+class LLMaticConfig(StrategyConfig):
+    mutation_prob: float = Field(0.7, ge=0, le=1, description="else crossover of two parents")
+    init_population: int = Field(4, ge=1)
+    instructions: list[str] = Field(default_factory=lambda: list(INSTRUCTIONS), min_length=1)
+    grid: int = Field(10, ge=2, description="cells per descriptor of the network archive")
+    temperature: float = Field(0.7, ge=0.05, le=1.5, description="initial temperature of every prompt")
+    temperature_step: float = Field(0.1, gt=0)
+    temperature_bins: int = Field(10, ge=2)
+    max_tokens: int = Field(1500, ge=64)
+
+
+@register
+class LLMatic(Strategy):
+    name = "llmatic"
+    Config = LLMaticConfig
+    uses_llm = True
+    spaces = ("tabular", "open")
+    T_RANGE = (0.05, 1.55)
+
+    def __init__(self, config: LLMaticConfig) -> None:
+        super().__init__(config)
+        self._ready = False
+        self.curiosity: dict[tuple[int, float], float] = {}
+
+    def _setup(self, study) -> None:
+        self._ready = True
+        cfg = self.config
+        self.rng = study.rng(8)
+        self.open = is_open(study)
+        self.nets = GridArchive(solution_dim=1, dims=[cfg.grid, cfg.grid], ranges=[(0, 1), (0, 1)], seed=int(study.seed))
+        n = len(cfg.instructions)
+        self.prompts = GridArchive(solution_dim=1, dims=[n, cfg.temperature_bins], ranges=[(0, n), self.T_RANGE],
+                                   seed=int(study.seed) + 1)  # fmt: skip
+        for i in range(n):
+            self._put_prompt(i, cfg.temperature, 0.0)
+        self.init = starting_models(study, cfg.init_population, self.rng)
+        self.problem = None if self.open else problem_text(study)
+        self.by_trial: dict[int, Any] = {}
+
+    def _put_prompt(self, i: int, temperature: float, curiosity: float) -> None:
+        t = float(np.clip(temperature, self.T_RANGE[0] + 1e-6, self.T_RANGE[1] - 1e-6))
+        self.curiosity[(i, round(t, 4))] = curiosity
+        self.prompts.add(solution=np.array([[i]], float), objective=np.array([curiosity]),
+                         measures=np.array([[i + 0.5, t]]))  # fmt: skip
+
+    # -- descriptors ----------------------------------------------------------------------------
+    def descriptors(self, study, cand) -> np.ndarray:
+        m = cand.metrics
+        if self.open:
+            depth, width = m.get("depth") or 1, m.get("width") or 1.0
+            ratio = depth / max(width, 1e-6)
+            flops = m.get("flops") or 1
+            return np.array([ratio / (ratio + 0.1), np.clip((math.log10(flops) - 4) / 7, 0, 1)])
+        lo, hi = study.context.get("cost_range", {}).get("params", (1, 2)), study.context.get("cost_range", {}).get("flops", (1, 2))
+        p, f = m.get("params") or lo[0], m.get("flops") or hi[0]
+        norm = lambda v, r: float(np.clip((math.log(v) - math.log(r[0])) / max(1e-9, math.log(r[1]) - math.log(r[0])), 0, 1))  # noqa: E731
+        return np.array([norm(p, lo), norm(f, hi)])
+
+    # -- ask / tell ------------------------------------------------------------------------------
+    def ask(self, study) -> list[Proposal]:
+        if not self._ready:
+            self._setup(study)
+        if self.init:
+            return [self.init.pop(0)]
+        if self.nets.stats.num_elites == 0:
+            return starting_models(study, 1, self.rng) or []
+        el = self.prompts.sample_elites(1)
+        pi, temp = int(el["solution"][0][0]), float(el["measures"][0][1])
+        crossover = self.rng.random() > self.config.mutation_prob and self.nets.stats.num_elites >= 2
+        parents = [self.by_trial[int(t)] for t in self.nets.sample_elites(2 if crossover else 1)["solution"][:, 0]]
+        if crossover and parents[0].trial == parents[1].trial:
+            crossover, parents = False, parents[:1]
+        origin = {"op": "crossover" if crossover else "mutation", "prompt": pi, "temperature": round(temp, 3)}
+        seed = study.seed * 104729 + len(study.candidates)
+        views = [view(study, p) for p in parents]
+        instruction = self.config.instructions[pi]
+        if self.open:
+            if crossover:
+                prompt = render("llmatic/crossover_open.j2", contract=study.context.get("contract", ""), a=views[0], b=views[1])
+            else:
+                prompt = render("llmatic/mutate_open.j2", contract=study.context.get("contract", ""), parent=views[0],
+                                instruction=instruction)  # fmt: skip
+            code, text = ask_code(study, prompt, temperature=temp, max_tokens=self.config.max_tokens, seed=seed,
+                                  purpose=f"llmatic.{origin['op']}")  # fmt: skip
+            if code is None:
+                return [Proposal(text[:200] or "(empty)", [p.trial for p in parents], origin, "the answer contained no code")]
+            return [self._fresh(study, code, parents, origin)]
+        metric = study.objective["metric"]
+        if crossover:
+            prompt = render("llmatic/crossover_tabular.j2", problem=self.problem, a=views[0], b=views[1], metric=metric)
+        else:
+            prompt = render("llmatic/mutate_tabular.j2", problem=self.problem, parent=views[0], instruction=instruction,
+                            metric=metric)  # fmt: skip
+        try:
+            g = ask_genotype(study, prompt, temperature=temp, seed=seed, purpose=f"llmatic.{origin['op']}")
+        except ValueError as err:
+            return [Proposal(views[0]["labels"], [p.trial for p in parents], origin, str(err))]
+        return [self._fresh(study, g, parents, origin)]
+
+    def _fresh(self, study, genotype: str, parents, origin) -> Proposal:
+        """The LLM's child, or an unseen variant of it when it repeated an evaluated one (recorded)."""
+        if study.seen(genotype) is not None:
+            alt = unseen_variant(study, genotype, self.rng)
+            if alt is not None:
+                return Proposal(alt[0], [p.trial for p in parents], {**origin, "fallback": alt[1]})
+        return Proposal(genotype, [p.trial for p in parents], origin)
+
+    def tell(self, study, results) -> None:
+        for c in results:
+            entered = False
+            if c.ok:
+                self.by_trial[c.trial] = c
+                st = self.nets.add(solution=np.array([[c.trial]], float), objective=np.array([c.metrics["accuracy"]]),
+                                   measures=self.descriptors(study, c)[None, :])  # fmt: skip
+                entered = int(st["status"][0]) > 0
+            if "prompt" not in c.origin or c.status == "duplicate":
+                continue
+            pi, t = c.origin["prompt"], c.origin["temperature"]
+            delta = 1.0 if entered else (0.0 if c.ok else -0.5)
+            parent_best = max((self.by_trial[p].metrics["accuracy"] for p in c.parents if p in self.by_trial), default=0)
+            improved = c.ok and c.metrics["accuracy"] > parent_best
+            step = self.config.temperature_step
+            old = self.curiosity.get((pi, round(t, 4)), 0.0)
+            self._put_prompt(pi, t + step if improved else t - step, old + delta)
+        if results:
+            study.store.set_meta(llmatic_archives={
+                "networks": {"cells": int(self.nets.stats.num_elites), "qd_score": float(self.nets.stats.qd_score)},
+                "prompts": {"cells": int(self.prompts.stats.num_elites)},
+            })  # fmt: skip
