@@ -65,10 +65,11 @@ class LocalTransformers:
         self.tunings: list[dict] = []
 
     # -- generation -------------------------------------------------------------------------------
-    def _generate(self, messages, temperature, max_tokens, seed, stop) -> tuple[str, int, int, str]:
+    def _generate(self, messages, temperature, max_tokens, seed, stop, prefix: str = "") -> tuple[str, int, int, str]:
+        """Sample an answer; `prefix` starts the assistant's turn (the answer then begins with it)."""
         torch = self.torch
-        enc = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt",
-                                                 return_dict=True)  # fmt: skip
+        prompt = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False) + prefix
+        enc = self.tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
         if seed is not None:
             torch.manual_seed(seed)
         with torch.no_grad():
@@ -78,12 +79,100 @@ class LocalTransformers:
                 pad_token_id=self.tokenizer.eos_token_id,
             )  # fmt: skip
         new = out[0][enc["input_ids"].shape[1] :]
-        text = self.tokenizer.decode(new, skip_special_tokens=True)
+        text = prefix + self.tokenizer.decode(new, skip_special_tokens=True)
         reason = "length" if len(new) >= (max_tokens or 256) else "stop"
         for s in stop or []:
             if s and s in text:
                 text, reason = text[: text.index(s)], "stop"
         return text, int(enc["input_ids"].shape[1]), int(len(new)), reason
+
+    # -- schema-guided decoding for choice answers ----------------------------------------------
+    @staticmethod
+    def choice_positions(schema: dict | None) -> list[list] | None:
+        """The enum of each position when the schema's first property is a fixed-length array of
+        enums and the others are strings (the genotype answers of tabular spaces); else None."""
+        props = (schema or {}).get("properties") or {}
+        keys = list(props)
+        if not keys:
+            return None
+        items = props[keys[0]].get("prefixItems")
+        if not items or not all("enum" in it for it in items):
+            return None
+        if not all(props[k].get("type") == "string" for k in keys[1:]):
+            return None
+        return [list(it["enum"]) for it in items]
+
+    def _step(self, token: int, past):
+        torch = self.torch
+        out = self.base(input_ids=torch.tensor([[token]]), past_key_values=past, use_cache=True)
+        return out.logits[0, -1], out.past_key_values
+
+    def _pick(self, logits, allowed: list[int], temperature: float, gen) -> int:
+        torch = self.torch
+        sub = logits[allowed].float()
+        if temperature <= 0:
+            return allowed[int(sub.argmax())]
+        probs = torch.softmax(sub / temperature, dim=-1)
+        return allowed[int(torch.multinomial(probs, 1, generator=gen))]
+
+    def _guided(self, messages, schema: dict, positions: list[list], temperature: float, seed, max_tokens) -> tuple[str, int, int]:
+        """Decode a JSON answer whose choices can only be the schema's enum values: at each position
+        the model's own distribution, restricted to the tokens that continue a valid value, picks
+        the value (a token trie); string fields are then generated freely. Works with a tuned soft
+        prompt: the first pass goes through the peft model, the rest reuses its key/value cache."""
+        import json
+
+        torch = self.torch
+        keys = list(schema["properties"])
+        head = f'{{"{keys[0]}": ['
+        prompt = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False) + head
+        ids = self.tokenizer(prompt, return_tensors="pt", add_special_tokens=False)["input_ids"]
+        gen = torch.Generator().manual_seed(int(seed or 0))
+        n_out = 0
+        with torch.no_grad():
+            out = self.model(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=True)
+            logits, past = out.logits[0, -1], out.past_key_values
+            text = head
+
+            def force(s: str):
+                nonlocal logits, past, n_out
+                for t in self.tokenizer(s, add_special_tokens=False)["input_ids"]:
+                    logits, past = self._step(t, past)
+                    n_out += 1
+
+            for i, opts in enumerate(positions):
+                sep = ", " if i < len(positions) - 1 else "]"
+                seqs = [self.tokenizer(json.dumps(v) + sep, add_special_tokens=False)["input_ids"] for v in opts]
+                chosen: list[int] = []
+                while True:
+                    alive = [k for k, q in enumerate(seqs) if q[: len(chosen)] == chosen]
+                    done = [k for k in alive if len(seqs[k]) == len(chosen)]
+                    if done:
+                        break
+                    nxt = sorted({seqs[k][len(chosen)] for k in alive})
+                    tok = nxt[0] if len(nxt) == 1 else self._pick(logits, nxt, temperature, gen)
+                    chosen.append(tok)
+                    logits, past = self._step(tok, past)
+                    n_out += 1
+                text += json.dumps(opts[done[0]]) + sep
+            budget = max(8, (max_tokens or 64) // max(1, len(keys) - 1))
+            for k in keys[1:]:
+                lead = f', "{k}": "'
+                force(lead)
+                text += lead
+                piece = ""
+                for _ in range(budget):
+                    tok = self._pick(logits, list(range(logits.shape[0])), max(temperature, 0.3), gen)
+                    word = self.tokenizer.decode([tok])
+                    if tok == self.tokenizer.eos_token_id or '"' in word or "\n" in word:
+                        break
+                    piece += word
+                    logits, past = self._step(tok, past)
+                    n_out += 1
+                limit = schema["properties"][k].get("maxLength")
+                text += json.dumps(piece.strip()[:limit])[1:-1] + '"'
+            text += "}"
+        return text, int(ids.shape[1]), n_out
 
     def complete(self, messages: list[Message], *, temperature: float = 0.0, schema: dict | None = None,
                  max_tokens: int | None = None, seed: int | None = None, purpose: str = "",
@@ -96,10 +185,19 @@ class LocalTransformers:
             last["content"] = f"{last['content']}\n\n{schema_instructions(schema)}"
             msgs = msgs[:-1] + [last]
         attempts = 0
+        # No grammar here: starting the answer with the schema's first key keeps a small model on JSON
+        # (SmolLM2-135M otherwise answers in prose nearly every time).
+        keys = list((schema or {}).get("properties", {}))
+        prefix = f'{{"{keys[0]}":' if keys else ""
+        positions = self.choice_positions(schema)
         with self._lock:
             while True:
                 attempts += 1
-                text, tin, tout, reason = self._generate(msgs, temperature, max_tokens, seed, stop)
+                if positions is not None:
+                    text, tin, tout = self._guided(msgs, schema, positions, temperature, seed, max_tokens)
+                    reason = "stop"
+                else:
+                    text, tin, tout, reason = self._generate(msgs, temperature, max_tokens, seed, stop, prefix)
                 usage.tokens_in += tin
                 usage.tokens_out += tout
                 done = Completion(text, None, usage, time.perf_counter() - t0, self.name, reason, attempts)
