@@ -36,11 +36,13 @@ def _qwen_agent():
     os.environ.setdefault("QWEN_AGENT_DEFAULT_WORKSPACE", os.path.join(tempfile.gettempdir(), "fairnad-qwen-agent"))
     import logging
 
-    logging.getLogger("qwen_agent_logger").setLevel(logging.WARNING)  # its INFO lines would garble our progress bar
     from qwen_agent.agents import FnCallAgent
     from qwen_agent.llm.function_calling import BaseFnCallModel
     from qwen_agent.llm.schema import ASSISTANT, Message
     from qwen_agent.tools.base import BaseTool
+
+    # after the import: qwen-agent sets its logger to INFO when first imported; its lines would garble our progress bar
+    logging.getLogger("qwen_agent_logger").setLevel(logging.WARNING)
 
     return FnCallAgent, BaseFnCallModel, Message, ASSISTANT, BaseTool
 
