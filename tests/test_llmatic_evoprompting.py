@@ -172,6 +172,16 @@ def test_cli_bench_runs_both_strategies_and_replays(run_cli, tmp_path):
     a = [c.genotype for c in RS.open(run).candidates()]
     b = [c.genotype for c in RS.open(tmp_path / "again").candidates()]
     assert a == b
+    # a finished LLMatic run resumes to a larger budget: its archives are rebuilt from the store, the
+    # recorded answers are reused, and the earlier candidates stay as they were
+    lrun = tmp_path / "b" / "nas-bench-macro" / "llmatic" / "seed0"
+    before = RS.open(lrun, readonly=True).candidates()
+    more = run_cli("resume", str(lrun), "--budget", "9", "--json")
+    assert more.returncode == 0, more.stderr
+    assert json.loads(more.stdout)["evaluations"] == 9
+    after = RS.open(lrun, readonly=True).candidates()
+    assert [c.genotype for c in after[: len(before)]] == [c.genotype for c in before]
+    assert sum(c.counted for c in after) == 9
 
 
 # -- soft prompt tuning on a real local transformers model ------------------------------------------
