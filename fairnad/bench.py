@@ -177,7 +177,7 @@ def table(results: list[dict[str, Any]], budgets: list[int]) -> list[dict[str, A
                 accs = [r["trajectory"][k - 1]["accuracy"] for r in ok if r["trajectory"][k - 1]["accuracy"] is not None]
                 ranks = [r["trajectory"][k - 1]["rank"] for r in ok if r["trajectory"][k - 1]["rank"] is not None]
                 calls = [r["llm"]["calls"] for r in ok]
-                llm_made = [r["origins"].get("llm", 0) / max(1, r["evaluations"]) for r in ok]
+                llm_made = [r.get("llm_made", 0) / max(1, r["evaluations"]) for r in ok]
                 toks = [r["llm"]["tokens_in"] + r["llm"]["tokens_out"] for r in ok]
                 rows.append({
                     "benchmark": b, "strategy": strat, "budget": k, "runs": len(accs),

@@ -250,6 +250,28 @@ def execute(
     return summarize(store, problem.bench)
 
 
+# ops whose child is an LLM's answer (when no fallback replaced it and nothing was edited into it)
+_LLM_OPS = {"llm", "idea", "iterative", "mutation", "crossover", "evoprompt"}
+
+
+def made_by_llm(origin: dict[str, Any]) -> bool:
+    """Whether an LLM strategy's candidate is the model's own proposal, as the bench's 'share' counts it."""
+    if any(k in origin for k in ("fallback", "idea_enforced", "llm_answer")):
+        return False
+    op = origin.get("op")
+    return op in _LLM_OPS or (op == "pareto" and origin.get("via") == "llm")
+
+
+def _uses_llm(strategy: str | None) -> bool:
+    from fairnad.errors import ConfigError
+    from fairnad.search.base import strategy_class
+
+    try:
+        return bool(strategy and strategy_class(strategy).uses_llm)
+    except ConfigError:  # a strategy this version does not know (a run from a newer one): count nothing
+        return False
+
+
 def summarize(store: RunStore, bench: TabularBenchmark | None = None) -> dict[str, Any]:
     """The run as one JSON-able object (what `search --json` and `runs show --json` print)."""
     meta = store.meta()
@@ -260,11 +282,14 @@ def summarize(store: RunStore, bench: TabularBenchmark | None = None) -> dict[st
     best = max(done, key=lambda c: c.metrics["accuracy"]) if done else None
     statuses: dict[str, int] = {}
     origins: dict[str, int] = {}  # what produced the evaluated candidates: llm, fallback, mutation, random...
+    llm_strategy = _uses_llm(cfg.get("strategy"))
+    llm_made = 0
     for c in cands:
         statuses[c.status] = statuses.get(c.status, 0) + 1
         if c.counted:
             op = c.origin.get("op", "?")
             origins[op] = origins.get(op, 0) + 1
+            llm_made += llm_strategy and made_by_llm(c.origin)
     out: dict[str, Any] = {
         "run_dir": str(store.run_dir),
         "strategy": cfg.get("strategy"),
@@ -278,6 +303,7 @@ def summarize(store: RunStore, bench: TabularBenchmark | None = None) -> dict[st
         "proposals": len(cands),
         "statuses": statuses,
         "origins": origins,
+        "llm_made": llm_made,
         "best": None,
         "llm": store.llm_totals(),
         "seconds": meta.get("seconds"),

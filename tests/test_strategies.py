@@ -157,3 +157,27 @@ def test_genius_with_the_real_embedded_server(tmp_path, embedded_llm):
     assert len(calls) >= 4 and all(c["error"] is None for c in calls)
     assert all(json.loads(c["text"])["architecture"] for c in calls)  # schema-valid JSON every time
     assert {c.origin["op"] for c in study.candidates} <= {"llm", "fallback"}
+
+
+def test_llm_made_counts_only_the_models_own_proposals(tmp_path):
+    from fairnad.runs import made_by_llm, summarize
+
+    assert made_by_llm({"op": "llm"}) and made_by_llm({"op": "evoprompt", "round": 1})
+    assert made_by_llm({"op": "pareto", "via": "llm"}) and not made_by_llm({"op": "pareto", "via": "arguments"})
+    for replaced in ({"fallback": "random neighbour"}, {"idea_enforced": True}, {"llm_answer": "unusable"}):
+        assert not made_by_llm({"op": "idea", **replaced})
+    assert not made_by_llm({"op": "init"}) and not made_by_llm({"op": "fallback"})
+    # a GENIUS run whose model repeats itself: the repeats' replacements are not counted as the model's
+    b = load_benchmark("nas-bench-macro")
+    same = {"architecture": b.space.labels(b.space.format([0] * b.space.ndim)), "rationale": "again"}
+    study = make_study(tmp_path, budget=4, llm=ScriptedLLM([same] * 40))
+    study.optimize(create_strategy("genius", {"max_retries": 1}))
+    study.store.set_meta(config={"strategy": "genius", "benchmark": "nas-bench-macro"})
+    s = summarize(study.store, b)
+    assert s["evaluations"] == 4 and s["llm_made"] == 1  # only the first answer was new
+    assert sum(n for op, n in s["origins"].items() if op != "llm") == 3
+    # regularized evolution's "mutation" is not an LLM's, whatever its op is called
+    rs = make_study(tmp_path, budget=12, name="regevo")
+    rs.optimize(create_strategy("regevo", {"population": 4}))
+    rs.store.set_meta(config={"strategy": "regevo", "benchmark": "nas-bench-macro"})
+    assert summarize(rs.store, b)["llm_made"] == 0
