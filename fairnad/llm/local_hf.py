@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from fairnad.llm.base import Completion, LLMOutputError, LLMUnavailable, Message, Usage
-from fairnad.llm.structured import parse_json, schema_instructions, validate
+from fairnad.llm.structured import check_answer, schema_instructions
 
 
 def _default_model() -> tuple[str, str | None]:
@@ -203,11 +203,7 @@ class LocalTransformers:
                 done = Completion(text, None, usage, time.perf_counter() - t0, self.name, reason, attempts)
                 if schema is None:
                     return done
-                try:
-                    value = parse_json(text)
-                    why = validate(value, schema)
-                except ValueError as err:
-                    value, why = None, str(err)
+                value, why = check_answer(text, schema)
                 if not why:
                     done.parsed = value
                     return done

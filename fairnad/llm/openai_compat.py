@@ -21,7 +21,7 @@ from fairnad.llm.base import (
     Message,
     Usage,
 )
-from fairnad.llm.structured import parse_json, schema_instructions, validate
+from fairnad.llm.structured import check_answer, schema_instructions
 
 # In the order `auto` tries them. `json_object_schema` is llama-cpp-python's dialect
 # ({"type": "json_object", "schema": ...}), grammar-constrained like `json_schema`.
@@ -115,11 +115,7 @@ class OpenAICompatible:
             )
             if schema is None:
                 return done
-            try:
-                value = parse_json(text)
-                reason = validate(value, schema) or ""
-            except ValueError as err:
-                value, reason = None, str(err)
+            value, reason = check_answer(text, schema)
             if not reason:
                 done.parsed = value
                 return done

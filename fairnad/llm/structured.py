@@ -75,6 +75,15 @@ def validate(value: Any, schema: dict) -> str | None:
     return None
 
 
+def check_answer(text: str, schema: dict) -> tuple[Any, str]:
+    """(the parsed value, "") when `text` holds a schema-valid JSON value, else (value or None, the reason)."""
+    try:
+        value = parse_json(text)
+    except ValueError as err:
+        return None, str(err)
+    return value, validate(value, schema) or ""
+
+
 def schema_instructions(schema: dict) -> str:
     """Text appended to the prompt when the server cannot enforce the schema itself."""
     return (

@@ -86,6 +86,16 @@ def ask_genotype(study, prompt: str, *, temperature: float, seed: int, purpose: 
     return space.from_labels((out.parsed or {}).get("architecture"))
 
 
+def fresh_child(study, genotype: str, origin: dict[str, Any], rng) -> tuple[str, dict[str, Any]]:
+    """The LLM's child, or an unseen variant of it (recorded as `fallback` in the origin) when it
+    repeated an evaluated one and a variant exists."""
+    if study.seen(genotype) is not None:
+        alt = unseen_variant(study, genotype, rng)
+        if alt is not None:
+            return alt[0], {**origin, "fallback": alt[1]}
+    return genotype, origin
+
+
 def unseen_variant(study, genotype: str, rng) -> tuple[str, str] | None:
     """A not-yet-evaluated variant of `genotype` when an LLM repeats itself: a random unseen
     neighbour (tabular) or a scaled copy (open). Returns (genotype, how) or None."""

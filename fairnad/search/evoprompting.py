@@ -18,7 +18,7 @@ from pydantic import Field
 
 from fairnad.prompts import render
 from fairnad.search.base import Strategy, StrategyConfig, register
-from fairnad.search.common import ask_code, ask_genotype, is_open, problem_text, starting_models, unseen_variant, view
+from fairnad.search.common import ask_code, ask_genotype, fresh_child, is_open, problem_text, starting_models, view
 from fairnad.space.candidate import Proposal
 
 
@@ -104,10 +104,7 @@ class EvoPrompting(Strategy):
                                      purpose="evoprompting.child")  # fmt: skip
             except ValueError as err:
                 return [Proposal(examples[-1]["labels"], trials, origin, str(err))]
-        if study.seen(child) is not None:
-            alt = unseen_variant(study, child, self.rng)
-            if alt is not None:
-                child, origin = alt[0], {**origin, "fallback": alt[1]}
+        child, origin = fresh_child(study, child, origin, self.rng)
         return [Proposal(child, trials, origin)]
 
     def _select(self, study) -> None:

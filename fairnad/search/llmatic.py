@@ -23,7 +23,7 @@ from ribs.archives import GridArchive
 
 from fairnad.prompts import render
 from fairnad.search.base import Strategy, StrategyConfig, register
-from fairnad.search.common import ask_code, ask_genotype, is_open, problem_text, starting_models, unseen_variant, view
+from fairnad.search.common import ask_code, ask_genotype, fresh_child, is_open, problem_text, starting_models, view
 from fairnad.space.candidate import Proposal
 
 INSTRUCTIONS = [
@@ -138,12 +138,8 @@ class LLMatic(Strategy):
         return [self._fresh(study, g, parents, origin)]
 
     def _fresh(self, study, genotype: str, parents, origin) -> Proposal:
-        """The LLM's child, or an unseen variant of it when it repeated an evaluated one (recorded)."""
-        if study.seen(genotype) is not None:
-            alt = unseen_variant(study, genotype, self.rng)
-            if alt is not None:
-                return Proposal(alt[0], [p.trial for p in parents], {**origin, "fallback": alt[1]})
-        return Proposal(genotype, [p.trial for p in parents], origin)
+        child, origin = fresh_child(study, genotype, origin, self.rng)
+        return Proposal(child, [p.trial for p in parents], origin)
 
     def tell(self, study, results) -> None:
         for c in results:
