@@ -63,6 +63,8 @@ class OpenSpaceConfig(BaseModel):
     threads: int = Field(1, ge=1)
     isolation: Literal["auto", "namespaces", "limits"] = "auto"
     initial: list[str] = Field(default_factory=list, description="starting models: files or ref:NAME (default: references)")
+    keep_weights: int = Field(5, ge=-1, description="trained weights kept in <run>/weights: the N most accurate "
+                              "(0: none, -1: all)")  # fmt: skip
 
 
 class SearchConfig(BaseModel):

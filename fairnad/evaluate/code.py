@@ -6,8 +6,12 @@ the local pool or on a Ray node and gives the same result for the same seed.
 
 from __future__ import annotations
 
+import json
+import os
+import struct
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from fairnad.evaluate.base import Result
@@ -67,10 +71,10 @@ def run_request(req: EvalRequest, isolation: str = "auto", env: dict[str, str] |
         "dataset": {"name": spec.name, "path": str(prepare(req.dataset, req.data_dir)), "num_classes": spec.num_classes,
                     "input_shape": list(spec.input_shape), "augment": spec.augment},
         "train": req.recipe(), "seed": req.seed, "device": req.device, "max_params": req.max_params,
-        "model_args": req.model_args, "checks_only": req.checks_only, "save_weights": req.save_weights,
-        "known_structures": req.known_structures,
+        "model_args": req.model_args, "checks_only": req.checks_only,
+        "save_weights": req.save_weights and not req.checks_only, "known_structures": req.known_structures,
     }  # fmt: skip
-    return Sandbox(req.limits(), isolation=isolation).run(req.source, job, keep_workdir=req.save_weights, env=env)
+    return Sandbox(req.limits(), isolation=isolation).run(req.source, job, env=env)
 
 
 def to_result(sr: SandboxResult) -> Result:
@@ -85,14 +89,44 @@ def to_result(sr: SandboxResult) -> Result:
     return Result(sr.status, metrics=m, error=sr.error, category=sr.category, seconds=sr.seconds)
 
 
+def safetensors_metadata(path: str | Path) -> dict[str, str]:
+    """The string metadata in a safetensors file's header (read without loading the tensors)."""
+    with open(path, "rb") as f:
+        (n,) = struct.unpack("<Q", f.read(8))
+        if n > 100 * 2**20:
+            raise ValueError(f"{path}: not a safetensors file (header of {n} bytes)")
+        header = json.loads(f.read(n))
+    meta = header.get("__metadata__") if isinstance(header, dict) else None
+    return {str(k): str(v) for k, v in meta.items()} if isinstance(meta, dict) else {}
+
+
+def weights_accuracy(path: str | Path) -> float | None:
+    """The validation accuracy a weights file was saved with (its metadata), or None."""
+    try:
+        return float(safetensors_metadata(path)["val_acc"])
+    except (OSError, ValueError, KeyError, struct.error, json.JSONDecodeError):
+        return None
+
+
 class CodeEvaluator:
     """The evaluator of open-ended spaces: a candidate's genotype is its source code. It remembers the
-    networks it has evaluated, so a new file that builds one of them again is not trained twice."""
+    networks it has evaluated, so a new file that builds one of them again is not trained twice.
 
-    def __init__(self, base: EvalRequest, executor=None) -> None:
+    With a `weights_dir` (a run's `weights/` folder) the trained weights of every complete candidate
+    are written there as `trial-NNNN.safetensors` and the folder is pruned to the `keep_weights`
+    most accurate (by the validation accuracy in each file's metadata; -1 keeps all, 0 none)."""
+
+    def __init__(self, base: EvalRequest, executor=None, weights_dir: str | Path | None = None,
+                 keep_weights: int = 5) -> None:  # fmt: skip
         self.base = base
         self.executor = executor
         self.structures: set[str] = set()
+        self.weights_dir = Path(weights_dir) if weights_dir is not None else None
+        self.keep_weights = keep_weights
+
+    @property
+    def saves_weights(self) -> bool:
+        return self.weights_dir is not None and self.keep_weights != 0
 
     def observe(self, candidate: Candidate) -> None:
         """A candidate evaluated earlier (a resumed run replays them without evaluating)."""
@@ -105,6 +139,7 @@ class CodeEvaluator:
                              "known_structures": sorted(self.structures)})  # fmt: skip
         if fidelity is not None:
             req.epochs = int(fidelity)
+        req.save_weights = self.saves_weights and not req.checks_only
         return req
 
     def evaluate(self, candidate: Candidate, fidelity: str | None = None) -> Result:
@@ -116,11 +151,54 @@ class CodeEvaluator:
         t = time.time()
         srs = self.executor.map(reqs) if self.executor is not None else [run_request(r) for r in reqs]
         out = []
-        for sr in srs:
+        for cand, sr in zip(candidates, srs):
             res = to_result(sr)
             res.seconds = sr.seconds or round(time.time() - t, 3)
             s = sr.metrics.get("structure")
             if s and sr.status in ("complete", "failed"):
                 self.structures.add(s)
+            for key in ("weights", "weights_pruned"):  # only this evaluator says where weights are
+                res.metrics.pop(key, None)
+            if sr.weights is not None and sr.status == "complete" and self.saves_weights:
+                self._keep(cand.trial, sr.weights, res.metrics)
             out.append(res)
         return out
+
+    # -- trained weights ------------------------------------------------------------------------
+    def _keep(self, trial: int, data: bytes, metrics: dict[str, Any]) -> None:
+        assert self.weights_dir is not None
+        name = f"trial-{trial:04d}.safetensors"
+        path = self.weights_dir / name
+        tmp = path.with_name(f".{name}.{os.getpid()}.tmp")
+        try:
+            self.weights_dir.mkdir(parents=True, exist_ok=True)
+            tmp.write_bytes(data)
+            if weights_accuracy(tmp) is None:
+                tmp.unlink(missing_ok=True)
+                metrics["weights_error"] = "the weights file the worker returned has no readable header; not kept"
+                return
+            os.replace(tmp, path)  # atomic: a resumed trial replaces its file whole
+        except OSError as err:
+            tmp.unlink(missing_ok=True)
+            metrics["weights_error"] = f"could not write {path}: {err.strerror}"
+            return
+        metrics["weights"] = f"{self.weights_dir.name}/{name}"
+        if path in self.prune():
+            metrics.pop("weights")
+            metrics["weights_pruned"] = True  # trained, but not among the keep_weights most accurate
+
+    def prune(self) -> list[Path]:
+        """Remove all but the `keep_weights` most accurate weight files (earlier trial first on ties)."""
+        if self.weights_dir is None or self.keep_weights < 0 or not self.weights_dir.is_dir():
+            return []
+        acc = {p: weights_accuracy(p) for p in self.weights_dir.glob("trial-*.safetensors")}
+
+        def rank(p: Path) -> tuple[float, int]:  # most accurate first; unreadable files last
+            trial = p.stem.removeprefix("trial-")
+            return (-(acc[p] if acc[p] is not None else -1.0), int(trial) if trial.isdigit() else 1 << 62)
+
+        ranked = sorted(acc, key=rank)
+        removed = ranked[self.keep_weights :]
+        for p in removed:
+            p.unlink(missing_ok=True)
+        return removed

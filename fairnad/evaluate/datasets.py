@@ -84,12 +84,18 @@ def cache_dir() -> Path:
     return Path(os.environ.get("FAIRNAD_CACHE", Path.home() / ".cache" / "fairnad"))
 
 
+def cached_path(name: str, data_dir: str | Path | None = None) -> Path:
+    """Where `prepare` keeps (or will keep) the .npz of `name` built from `data_dir`."""
+    src = _source_dir(dataset_spec(name), data_dir)
+    key = hashlib.sha256(json.dumps([name, _fingerprint(src) if src else None, 1]).encode()).hexdigest()[:12]
+    return cache_dir() / "datasets" / f"{name}-{key}.npz"
+
+
 def prepare(name: str, data_dir: str | Path | None = None) -> Path:
     """The cached .npz of `name` (built on first use): x/y for train, val and test, plus meta."""
     spec = dataset_spec(name)
     src = _source_dir(spec, data_dir)
-    key = hashlib.sha256(json.dumps([name, _fingerprint(src) if src else None, 1]).encode()).hexdigest()[:12]
-    out = cache_dir() / "datasets" / f"{name}-{key}.npz"
+    out = cached_path(name, data_dir)
     if out.is_file():
         return out
     arrays = _BUILDERS[name](src)

@@ -16,6 +16,7 @@ import os
 import resource
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -44,6 +45,7 @@ class Limits:
     max_procs: int = 32  # processes in the tree (fork bombs)
     max_file_mb: int = 512  # largest file the candidate may write
     output_kb: int = 16  # stdout / stderr kept for feedback (the tail)
+    weights_mb: int = 256  # largest trained-weights file brought back (when weights are asked for)
 
 
 @dataclass
@@ -59,13 +61,18 @@ class SandboxResult:
     seconds: float = 0.0
     startup_seconds: float | None = None  # process start to first training step
     isolation: str = ""
-    workdir: str | None = None  # kept only when asked (e.g. for trained weights)
+    weights: bytes | None = None  # the trained weights (safetensors file) when asked for; plain bytes, so they
+    # come back from a Ray node as they do from a local process
     stages: dict[str, float] = field(default_factory=dict)  # seconds from process start to each stage
     started: float = 0.0  # wall-clock time stamps of the evaluation
     finished: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
+
+    def report(self) -> dict[str, Any]:
+        """As to_dict, without the weights' bytes (for JSON and for strategies)."""
+        return {k: v for k, v in self.__dict__.items() if k != "weights"}
 
 
 def _libc():
@@ -230,10 +237,11 @@ class Sandbox:
         self.isolation = isolation
 
     def run(
-        self, source: str, job: dict[str, Any], *, keep_workdir: bool = False, limits: Limits | None = None,
-        env: dict[str, str] | None = None,
+        self, source: str, job: dict[str, Any], *, limits: Limits | None = None, env: dict[str, str] | None = None,
     ) -> SandboxResult:  # fmt: skip
-        """Evaluate `source` (a candidate file's text) as `job` describes; never raises for its failures."""
+        """Evaluate `source` (a candidate file's text) as `job` describes; never raises for its failures.
+        With job["save_weights"], a complete result carries the trained weights' bytes. The work
+        directory is always removed."""
         lim = limits or self.limits
         t0 = time.time()
         try:
@@ -247,17 +255,19 @@ class Sandbox:
         work = Path(tempfile.mkdtemp(prefix="fairnad-sbx-"))
         try:
             (work / "candidate.py").write_text(source)
-            full_job = {**job, "source": str(work / "candidate.py"), "threads": lim.threads}
+            full_job = {**job, "source": str(work / "candidate.py"), "threads": lim.threads,
+                        "weights_file": str(work / WEIGHTS_FILE)}  # fmt: skip
             (work / "job.json").write_text(json.dumps(full_job))
             res = self._execute(work, lim, t0, env or {})
+            if job.get("save_weights") and res.status == "complete" and not res.metrics.get("weights_error"):
+                res.weights, problem = _read_weights(work / WEIGHTS_FILE, lim.weights_mb)
+                if problem:
+                    res.metrics["weights_error"] = problem
             res.started, res.finished = t0, time.time()
             res.seconds = round(res.finished - t0, 3)
-            if keep_workdir and res.status == "complete":
-                res.workdir = str(work)
             return res
         finally:
-            if not (keep_workdir and (work / "weights.pt").exists()):
-                shutil.rmtree(work, ignore_errors=True)
+            shutil.rmtree(work, ignore_errors=True)
 
     # -- the process --------------------------------------------------------------------------
     def _env(self, work: Path, lim: Limits, t0: float, fd: int) -> dict[str, str]:
@@ -372,6 +382,33 @@ class Sandbox:
         if res.curves and "curves" not in res.metrics:
             res.metrics["curves"] = res.curves
         return res
+
+
+WEIGHTS_FILE = "weights.safetensors"  # what the worker writes in its work directory
+
+
+def _read_weights(path: Path, max_mb: int) -> tuple[bytes | None, str | None]:
+    """The worker's weights file, read after the process tree is gone. The candidate could write in
+    the work directory too: only a plain file (no link, one name) within the size cap is read."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError as err:
+        return None, f"no weights file ({err.strerror})"
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
+            return None, "the weights file is not a plain file; not kept"
+        if st.st_size > max_mb * 2**20:
+            return None, f"the weights file has {st.st_size / 2**20:.0f} MB, over the {max_mb} MB cap; not kept"
+        with os.fdopen(fd, "rb") as f:
+            fd = -1
+            data = f.read(max_mb * 2**20 + 1)
+        if len(data) > max_mb * 2**20:
+            return None, f"the weights file is over the {max_mb} MB cap; not kept"
+        return data, None
+    finally:
+        if fd >= 0:
+            os.close(fd)
 
 
 def _read_events(fd: int, sink: list) -> None:
