@@ -243,3 +243,48 @@ def write_tables(rows: list[dict[str, Any]], out: Path, title: str) -> dict[str,
     (out / "bench.md").write_text("\n".join(lines) + "\n")
     (out / "bench.json").write_text(json.dumps(rows, indent=1))
     return {"markdown": str(out / "bench.md"), "csv": str(out / "bench.csv"), "json": str(out / "bench.json")}
+
+
+# -- the page ----------------------------------------------------------------------------------
+EXPECTATION_POINTS = 60  # budgets at which the random-search expectation curve is computed
+
+
+def curves(results: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
+    """benchmark -> strategy -> best-so-far mean and std over seeds after each evaluation."""
+    runs: dict[str, dict[str, list[list]]] = {}
+    for r in results:
+        if "error" in r:
+            continue
+        runs.setdefault(r["job"].benchmark, {}).setdefault(r["job"].strategy, []).append(
+            [p["accuracy"] for p in r["trajectory"]]
+        )
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for b, per in runs.items():
+        for s, trajs in per.items():
+            xs, mean, std = [], [], []
+            for k in range(1, max(map(len, trajs), default=0) + 1):
+                vals = [t[k - 1] for t in trajs if len(t) >= k and t[k - 1] is not None]
+                if vals:
+                    xs.append(k)
+                    mean.append(_mean(vals))
+                    std.append(_std(vals))
+            out.setdefault(b, {})[s] = {"x": xs, "mean": mean, "std": std, "seeds": len(trajs)}
+    return out
+
+
+def expectation_curve(benchmark: str, budget: int) -> dict[str, list]:
+    """The exact random-search expectation of the best reported accuracy at budgets 1..budget."""
+    bench = load_benchmark(benchmark)
+    step = max(1, budget // EXPECTATION_POINTS)
+    ks = sorted({*range(1, budget + 1, step), budget})
+    return {"x": ks, "mean": [bench.random_search_expectation(k, ranks=False)["mean"] for k in ks]}
+
+
+def write_page(results: list[dict[str, Any]], rows: list[dict[str, Any]], out: Path, title: str) -> str:
+    """bench.html: mean ± std bands across seeds per strategy, beside the random-search expectation."""
+    from fairnad.report.html import bench_page, render
+
+    cs = curves(results)
+    budget = max((len(r["trajectory"]) for r in results if "error" not in r), default=0)
+    exp = {b: expectation_curve(b, budget) for b in cs} if budget else {}
+    return str(render(out / "bench.html", bench_page(title, cs, exp, rows)))

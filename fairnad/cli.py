@@ -82,20 +82,27 @@ def _root(
 
 # -- search / resume ---------------------------------------------------------------------------
 def _progress_callback(progress: Progress, task, budget: int):
+    """Live line: budget used (the bar), best so far, share of valid evaluations, LLM calls and tokens."""
+
     def on_result(study, cand) -> None:
         best = study.best()
-        desc = f"{study.evaluations}/{budget}"
+        parts = []
         if best is not None:
             m = best.metrics
-            desc = f"best {m.get('test_accuracy', m['accuracy']):.2f}%"
-            if m.get("rank") is not None:
-                desc += f" rank {m['rank']}"
-            else:
-                desc += f" ({study.evaluations - len(study.completed())} failed)"
-        llm = study.llm.stats()["calls"] if study.llm is not None else 0
-        progress.update(task, completed=study.evaluations, description=f"{desc} · llm calls {llm}")
+            parts.append(f"best {m.get('test_accuracy', m['accuracy']):.2f}%"
+                         + (f" rank {m['rank']}" if m.get("rank") is not None else ""))  # fmt: skip
+        if study.evaluations:
+            parts.append(f"valid {100 * len(study.completed()) / study.evaluations:.0f}%")
+        if study.llm is not None:
+            st = study.llm.stats()
+            parts.append(f"llm {st['calls']} calls {_tokens(st['tokens_in'] + st['tokens_out'])} tok")
+        progress.update(task, completed=study.evaluations, description=" · ".join(parts))
 
     return on_result
+
+
+def _tokens(n: int) -> str:
+    return f"{n / 1e6:.1f}M" if n >= 1e6 else f"{n / 1e3:.1f}k" if n >= 1e3 else str(n)
 
 
 def _run_with_progress(handle, label: str) -> dict:
@@ -143,6 +150,7 @@ def _print_summary(s: dict) -> None:
     if llm["calls"]:
         t.add_row("LLM", f"{llm['calls']} calls, {llm['tokens_in']} tokens in, {llm['tokens_out']} out, {llm['seconds']:.1f}s")
     t.add_row("status", f"{s['status']}  ({s.get('seconds') or 0:.1f}s)")
+    t.add_row("report", f"fairnad report {s['run_dir']}")
     Console().print(t)
 
 
@@ -245,10 +253,10 @@ def bench(
     out: Optional[Path] = typer.Option(None, help="Output folder (default runs/bench-<time>); rerun to resume."),
     as_json: bool = JSON_OPT,
 ) -> None:
-    """Compare strategies on tabular benchmarks over seeds and budgets; writes bench.md/.csv/.json."""
+    """Compare strategies on tabular benchmarks over seeds and budgets; writes bench.md/.csv/.json/.html."""
     from datetime import datetime
 
-    from fairnad.bench import plan, run_grid, table, write_tables
+    from fairnad.bench import plan, run_grid, table, write_page, write_tables
     from fairnad.evaluate.tabular import list_benchmarks
 
     overrides: dict[str, Any] = {"llm.model": model}
@@ -273,7 +281,9 @@ def bench(
         results = run_grid(base, jobs, ks[-1], workers=workers, llm_servers=llm_servers,
                            on_progress=lambda n: progress.advance(task, n))  # fmt: skip
     rows = table(results, ks)
-    files = write_tables(rows, out, f"fairnad bench: {', '.join(strats)} on {len(names)} benchmarks, {seeds} seeds")
+    title = f"fairnad bench: {', '.join(strats)} on {len(names)} benchmarks, {seeds} seeds"
+    files = write_tables(rows, out, title)
+    files["html"] = write_page(results, rows, out, title)
     failures = [{"run_dir": str(r["job"].run_dir), "error": r["error"]} for r in results if "error" in r]
     if as_json:
         _emit_json({"out_dir": str(out), "files": files, "rows": rows, "failures": failures})
@@ -791,6 +801,77 @@ def runs_show(
             t.add_row(str(c.trial), c.genotype[:40], c.status, f"{acc:.2f}" if isinstance(acc, float) else "-",
                       str(c.metrics.get("rank", "-")), str(c.origin.get("op", "")), (c.error or "")[:60])  # fmt: skip
         Console().print(t)
+
+
+# -- report ------------------------------------------------------------------------------------
+@app.command("report")
+@handles_errors
+def report_cmd(
+    run_dirs: list[Path] = typer.Argument(..., help="A run folder, or several with --compare."),
+    compare: bool = typer.Option(False, "--compare", help="Overlay several runs on one page."),
+    out: Optional[Path] = typer.Option(None, "-o", "--out",
+                                       help="HTML file to write (default RUN/report.html, or compare.html)."),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """One self-contained HTML page (works offline): progress, Pareto front, lineage, ideas, failures, LLM use."""
+    from fairnad.report.html import write_compare_report, write_run_report
+    from fairnad.store import is_run_dir
+
+    for d in run_dirs:
+        if not is_run_dir(d):
+            raise ConfigError(f"{d} is not a run folder (no run.db in it); `fairnad runs` lists the runs")
+    if len(run_dirs) > 1 and not compare:
+        raise ConfigError(f"{len(run_dirs)} run folders given: add --compare to overlay them on one page")
+    if compare:
+        path = write_compare_report(run_dirs, out or Path("compare.html"))
+    else:
+        path = write_run_report(run_dirs[0], out or run_dirs[0] / "report.html")
+    if as_json:
+        _emit_json({"html": str(path), "runs": [str(d) for d in run_dirs]})
+    else:
+        err_console.print(f"wrote {path}")
+
+
+# -- export ------------------------------------------------------------------------------------
+@app.command("export")
+@handles_errors
+def export_cmd(
+    run_dir: Path = typer.Argument(..., help="A run folder."),
+    top: int = typer.Option(3, "--top", "-k", help="How many of the best candidates (by search accuracy)."),
+    out: Path = typer.Option(Path("exported"), "-o", "--out", help="Folder to write the files to (created)."),
+    prefix: str = typer.Option("fairnad", help="Model names are <prefix>_<dataset>_t<trial>."),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Export the best models of a run: <name>.py (timm-registered), <name>.safetensors, <name>.json."""
+    from rich.markup import escape
+
+    from fairnad.export import export_run
+
+    res = export_run(run_dir, out, top=top, prefix=prefix)
+    for note in res["notes"]:
+        err_console.print(f"[yellow]note:[/] {escape(note)}", soft_wrap=True)
+    for m in res["models"]:
+        if m.get("note"):  # e.g. why a model has no weights (the reason may quote the candidate's error)
+            err_console.print(f"[yellow]warning:[/] {m['name']}: {escape(m['note'])}", soft_wrap=True)
+    if as_json:
+        _emit_json(res)
+        return
+    t = Table("model", "trial", "val acc" if res["space"] == "open" else "search acc", "test acc", "files")
+    for m in res["models"]:
+        files = " ".join(Path(p).suffix for p in m["files"].values() if p)
+        t.add_row(m["name"], str(m["trial"]), _pct(m["accuracy"]), _pct(m["test_accuracy"]), files)
+    Console().print(t)
+    if res["space"] == "open":
+        first = res["models"][0]
+        err_console.print(f"wrote {len(res['models'])} models to {res['out']}; use one (that folder on sys.path) with: "
+                          f"import timm, {first['name']}; timm.create_model({first['name']!r}, "
+                          f"pretrained={first['files']['weights'] is not None})", soft_wrap=True)  # fmt: skip
+    else:
+        err_console.print(f"wrote {len(res['models'])} metrics files to {res['out']}")
+
+
+def _pct(v) -> str:
+    return f"{v:.2f}" if isinstance(v, (int, float)) else "-"
 
 
 # -- benchmarks --------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from fairnad.search.base import create_strategy
 from fairnad.search.study import Study
 from fairnad.space.candidate import Candidate
 from fairnad.store import RunStore, StoreError, is_run_dir
+from fairnad.versions import versions
 
 
 @dataclass
@@ -110,12 +111,12 @@ def open_problem(cfg: SearchConfig) -> Problem:
                        seed=cfg.seed, max_params=o.max_params, train=dict(o.train), timeout=o.timeout,
                        memory_mb=o.memory_mb, threads=o.threads)  # fmt: skip
     executor = make_executor(o.executor, o.workers, o.gpus, o.address, o.device, o.isolation)
-    evaluator = CodeEvaluator(base, executor)
+    evaluator = CodeEvaluator(base, executor, keep_weights=o.keep_weights)  # weights_dir: once the run folder exists
 
     def check_code(source: str, **extra) -> dict:
         req = EvalRequest(**{**base.to_dict(), "source": source, "checks_only": True,
                              "known_structures": sorted(evaluator.structures), **extra})  # fmt: skip
-        return run_request(req, o.isolation).to_dict()
+        return run_request(req, o.isolation).report()
 
     contract = render("contract.j2", dataset=o.dataset, input_shape=list(spec.input_shape),
                       num_classes=spec.num_classes, max_params=o.max_params)  # fmt: skip
@@ -130,6 +131,12 @@ def open_problem(cfg: SearchConfig) -> Problem:
 
 def make_problem(cfg: SearchConfig) -> Problem:
     return open_problem(cfg) if cfg.space == "open" else tabular_problem(cfg)
+
+
+def _attach_run_dir(problem: Problem, run_dir: Path) -> None:
+    """Trained weights go to <run_dir>/weights (open runs; tabular evaluators train nothing)."""
+    if hasattr(problem.evaluator, "weights_dir"):
+        problem.evaluator.weights_dir = Path(run_dir) / "weights"
 
 
 def open_benchmark(cfg: SearchConfig) -> TabularBenchmark:
@@ -193,6 +200,8 @@ def create_run(cfg: SearchConfig, run_dir: str | Path | None = None) -> RunHandl
         problem.close()
         raise
     (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+    store.set_meta(versions=versions())  # what the run was made with: shown by the report
+    _attach_run_dir(problem, store.run_dir)
     return RunHandle(cfg, store, problem)
 
 
@@ -205,7 +214,9 @@ def open_run(run_dir: str | Path, budget: int | None = None) -> RunHandle:
                 raise ConfigError(f"--budget {budget}: must be at least 1")
             cfg.budget = budget
             store.set_meta(config=cfg.model_dump(mode="json"))
-        return RunHandle(cfg, store, make_problem(cfg))
+        problem = make_problem(cfg)
+        _attach_run_dir(problem, store.run_dir)
+        return RunHandle(cfg, store, problem)
     except Exception:
         store.close()
         raise

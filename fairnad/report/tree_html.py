@@ -7,20 +7,14 @@ or an LLM answer cannot inject markup or script.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import jinja2
 
 from fairnad.knowledge.tree import AttributeTree
+from fairnad.report.html import safe_json
 
 _ENV = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"), autoescape=True)
-
-
-def safe_json(obj) -> str:
-    """JSON that is inert inside an HTML <script> element."""
-    return (json.dumps(obj, ensure_ascii=False).replace("<", "\\u003c").replace(">", "\\u003e")
-            .replace("&", "\\u0026").replace("\u2028", "\\u2028").replace("\u2029", "\\u2029"))  # fmt: skip
 
 
 def tree_payload(tree: AttributeTree) -> dict:
