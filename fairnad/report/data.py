@@ -38,9 +38,15 @@ def dominated(a: tuple[float, float], b: tuple[float, float]) -> bool:
 
 
 def pareto_front(points: dict[int, tuple[float, float]]) -> list[int]:
-    """Keys of the non-dominated (accuracy up, cost down) points, by ascending cost."""
-    keys = [k for k, p in points.items() if not any(dominated(p, q) for j, q in points.items() if j != k)]
-    return sorted(keys, key=lambda k: (points[k][1], -points[k][0]))
+    """Keys of the non-dominated (accuracy up, cost down) points, by ascending cost (one sweep)."""
+    out: list[int] = []
+    best = None
+    for k in sorted(points, key=lambda k: (points[k][1], -points[k][0])):
+        acc, cost = points[k]
+        if best is None or acc > best or (out and points[out[-1]] == (acc, cost)):
+            out.append(k)
+            best = acc if best is None else max(best, acc)
+    return out
 
 
 def active_seconds(store: RunStore, cands: list[Candidate]):
@@ -92,7 +98,7 @@ def run_payload(run_dir: str | Path) -> dict[str, Any]:
         tokens_before.append(tokens_before[-1] + (c.get("tokens_in") or 0) + (c.get("tokens_out") or 0))
 
     rows = []
-    seen_points: dict[int, tuple[float, float]] = {}
+    current_front: list[tuple[float, float]] = []  # the non-dominated points so far
     best_acc = None
     for c in cands:
         m = c.metrics
@@ -103,8 +109,9 @@ def run_payload(run_dir: str | Path) -> dict[str, Any]:
             best_acc = acc if improved_best else best_acc
             if cost is not None and m.get(cost) is not None:
                 p = (float(acc), float(m[cost]))
-                improved_front = not any(dominated(p, q) or q == p for q in seen_points.values())
-                seen_points[c.trial] = p
+                improved_front = not any(dominated(p, q) or q == p for q in current_front)
+                if improved_front:
+                    current_front = [q for q in current_front if not dominated(q, p)] + [p]
         ids = made_by.get(c.trial, [])
         prompt = None
         if ids:
