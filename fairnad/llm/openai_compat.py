@@ -157,13 +157,28 @@ class OpenAICompatible:
             last = dict(msgs[-1])
             last["content"] = f"{last['content']}\n\n{schema_instructions(schema)}"
             kwargs["messages"] = msgs[:-1] + [last]
-        return self._call(lambda: self._client.chat.completions.create(**kwargs))
+        return self._call(lambda: _has_choices(self._client.chat.completions.create(**kwargs)))
 
     def _call(self, fn):
-        try:
-            return fn()
-        except openai.APIError as err:
-            raise self._translate(err) from err
+        """One request. The SDK retries failed connections, timeouts, 429 and 5xx; an answer cut off
+        mid-body, or a 200 whose body is not a completion (not JSON, no choices), is retried here."""
+        for attempt in range(self.max_retries + 1):
+            try:
+                return fn()
+            except openai.APIConnectionError as err:
+                # (by name: the SDK's HTTP library is httpx or, in newer SDKs, its fork httpx2)
+                if type(err.__cause__).__name__ != "RemoteProtocolError" or attempt == self.max_retries:
+                    raise self._translate(err) from err
+                time.sleep(min(8.0, 0.5 * 2**attempt))
+            except openai.APIError as err:
+                raise self._translate(err) from err
+            except (ValueError, TypeError) as err:  # json.JSONDecodeError is a ValueError
+                if attempt == self.max_retries:
+                    raise LLMUnavailable(
+                        f"{self.base_url} answered with something that is not a completion after {self.max_retries} "
+                        f"retries ({type(err).__name__}: {str(err)[:100]}); check the server or proxy"
+                    ) from None
+                time.sleep(min(8.0, 0.5 * 2**attempt))
 
     def _translate(self, err: openai.APIError) -> Exception:
         """One line for the user that names the URL and what to do."""
@@ -191,6 +206,12 @@ class OpenAICompatible:
         if isinstance(err, openai.APIStatusError):
             return LLMBadRequest(f"{url} refused the request (HTTP {err.status_code}): {_short(err)}")
         return LLMUnavailable(f"{url}: {_short(err)}")
+
+
+def _has_choices(resp):
+    if not getattr(resp, "choices", None):
+        raise ValueError("the response has no choices")
+    return resp
 
 
 def _about_format(message: str) -> bool:
