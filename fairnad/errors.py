@@ -25,10 +25,17 @@ class RunPaused(FairnadError):
     exit_code = 3
 
 
+def one_line(text: str, limit: int | None = None) -> str:
+    """`text` fit for a one-line message: line breaks and other control characters (from a user's
+    key or value) shown as escapes, and at most `limit` characters."""
+    out = "".join(c if c.isprintable() or c == " " else repr(c)[1:-1] for c in str(text))
+    return out if limit is None or len(out) <= limit else out[: limit - 3] + "..."
+
+
 def describe_validation_error(source: str, err) -> str:
     """One line for a pydantic ValidationError: the file, the field path and what is wrong."""
     first = err.errors()[0]
-    where = ".".join(str(p) for p in first.get("loc", ())) or "(top level)"
+    where = ".".join(one_line(p, 80) for p in first.get("loc", ())) or "(top level)"
     more = len(err.errors()) - 1
     tail = f" (and {more} more problem{'s' if more > 1 else ''})" if more > 0 else ""
-    return f"{source}: {where}: {first.get('msg', 'invalid')}{tail}"
+    return f"{source}: {where}: {one_line(first.get('msg', 'invalid'), 300)}{tail}"

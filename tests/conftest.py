@@ -62,3 +62,15 @@ def run_cli(tmp_path):
         )  # fmt: skip
 
     return run
+
+
+def record_reliability(section: str, facts: dict) -> None:
+    """Add figures to $FAIRNAD_RELIABILITY_OUT (JSON), when set: benchmarks/reliability.py collects
+    what the reliability tests tried (fuzzed inputs, storage faults) for docs/reliability.md."""
+    out = os.environ.get("FAIRNAD_RELIABILITY_OUT")
+    if not out or not facts:
+        return
+    path = Path(out)
+    data = json.loads(path.read_text()) if path.is_file() else {}
+    data.setdefault(section, {}).update(dict(sorted(facts.items())))
+    path.write_text(json.dumps(data, indent=1) + "\n")

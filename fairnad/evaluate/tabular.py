@@ -137,14 +137,14 @@ class TabularBenchmark:
         tied = [self.keys[i] for i in np.flatnonzero(col == col.max())]
         return {"genotype": tied[0], **self.lookup(tied[0]), "tied": tied}
 
-    def random_search_expectation(self, k: int, fidelity: str | None = None) -> dict[str, float]:
+    def random_search_expectation(self, k: int, fidelity: str | None = None, ranks: bool = True) -> dict[str, float]:
         """Exact statistics of random search: k distinct entries uniformly, pick the best on the
-        search metric (ties uniformly), report its reported metric and rank."""
+        search metric (ties uniformly), report its reported metric and (if `ranks`) its rank."""
         n = len(self.keys)
         k = min(k, n)
         search = self.sign * self.columns[self.search_column(fidelity)]
         report = self.columns[self.report_column].astype(float)
-        ranks = np.array([self.rank(v) for v in report]) if n <= 20000 else None
+        ranks = np.array([self.rank(v) for v in report]) if ranks and n <= 20000 else None
         order = np.argsort(-search, kind="stable")
         s_sorted = search[order]
         prob = np.zeros(n)
@@ -256,12 +256,14 @@ def load_user_benchmark(table_path: str | Path, space_path: str | Path) -> Tabul
     for field, col in named.items():
         if col is not None and col not in columns:
             raise ConfigError(f"{table_path}: no column {col!r} ({field} in {space_path}); it has {sorted(columns)}")
-    for col in [m.search] + [f.search for f in spec.fidelities.values()]:
+    needed = [(m.search, "needs")] + [(f.search, "needs") for f in spec.fidelities.values()]
+    needed += [(m.report, "reports")] if m.report else []  # every evaluated genotype reports it
+    for col, why in needed:
         if columns[col].dtype.kind not in "fiu":
-            raise ConfigError(f"{table_path}: column {col!r} holds text, but the search needs numbers")
+            raise ConfigError(f"{table_path}: column {col!r} holds text, but the search {why} numbers")
         missing = [keys[i] for i in np.flatnonzero(np.isnan(columns[col]))[:3]]
         if missing:
-            raise ConfigError(f"{table_path}: entry {missing[0]!r} has no value for {col!r}, which the search needs")
+            raise ConfigError(f"{table_path}: entry {missing[0]!r} has no value for {col!r}, which the search {why}")
     return TabularBenchmark(spec, space, keys, columns)
 
 
@@ -270,13 +272,23 @@ def _read_table(path: Path, space: TabularSpace) -> tuple[list[str], dict[str, n
         raise ConfigError(f"{path}: benchmark file not found")
     rows: dict[str, dict[str, Any]] = {}
     if path.suffix.lower() == ".csv":
-        with open(path, newline="") as f:
-            reader = csv.DictReader(f)
-            if not reader.fieldnames or "genotype" not in reader.fieldnames:
-                raise ConfigError(f"{path}: a CSV table needs a 'genotype' column in its header line")
-            for line, rec in enumerate(reader, start=2):
-                g = (rec.pop("genotype") or "").strip()
-                rows[g] = {"__line": line, **rec}
+        try:  # utf-8-sig: spreadsheet programs start their CSV files with a byte-order mark
+            with open(path, newline="", encoding="utf-8-sig") as f:
+                reader = csv.DictReader(f)
+                if not reader.fieldnames or "genotype" not in reader.fieldnames:
+                    raise ConfigError(f"{path}: a CSV table needs a 'genotype' column in its header line")
+                for rec in reader:
+                    line = reader.line_num
+                    if None in rec:
+                        raise ConfigError(f"{path} (line {line}): more values than the header line has columns")
+                    g = (rec.pop("genotype") or "").strip()
+                    if g in rows:
+                        raise ConfigError(f"{path} (line {line}): genotype {g!r} is already on line {rows[g]['__line']}")
+                    rows[g] = {"__line": line, **rec}
+        except UnicodeDecodeError:
+            raise ConfigError(f"{path}: not a UTF-8 text file; expected a CSV table (or a JSON object)") from None
+        except csv.Error as err:
+            raise ConfigError(f"{path}: not a readable CSV table ({err})") from None
     else:
         try:
             raw = json.loads(path.read_text())
@@ -284,6 +296,10 @@ def _read_table(path: Path, space: TabularSpace) -> tuple[list[str], dict[str, n
             raise ConfigError(f"{path}: not valid JSON (line {err.lineno}, column {err.colno}: {err.msg})") from None
         except UnicodeDecodeError:
             raise ConfigError(f"{path}: not a text file; expected a JSON object or a .csv table") from None
+        except RecursionError:
+            raise ConfigError(f"{path}: nested too deeply; expected a JSON object of genotype -> metrics") from None
+        except ValueError as err:  # e.g. an integer with more digits than Python converts
+            raise ConfigError(f"{path}: not valid JSON ({' '.join(str(err).split())[:120]})") from None
         if not isinstance(raw, dict) or not all(isinstance(v, dict) for v in raw.values()):
             raise ConfigError(f"{path}: expected a JSON object mapping each genotype to an object of metrics")
         for g, rec in raw.items():
@@ -316,15 +332,23 @@ def _read_table(path: Path, space: TabularSpace) -> tuple[list[str], dict[str, n
             if v in (None, ""):
                 continue
             if isinstance(v, bool) or not _is_number(v):
-                raise ConfigError(f"{path}: entry {keys[i]!r}, column {c!r}: {v!r} is not a number")
+                what = "a finite number" if isinstance(v, int) and not isinstance(v, bool) else "a number"
+                raise ConfigError(f"{path}: entry {keys[i]!r}, column {c!r}: {_short(v)} is not {what}")
             arr[i] = float(v)
+            if math.isinf(arr[i]):
+                raise ConfigError(f"{path}: entry {keys[i]!r}, column {c!r}: {_short(v)} is not a finite number")
         columns[c] = arr
     return keys, columns
+
+
+def _short(v, n: int = 60) -> str:
+    text = repr(v)
+    return text if len(text) <= n else text[: n - 3] + "..."
 
 
 def _is_number(v) -> bool:
     try:
         float(v)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an integer too large for a float
         return False
     return True

@@ -12,7 +12,8 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from fairnad.errors import ConfigError
+from fairnad.errors import ConfigError, one_line
+from fairnad.files import check_yaml_values, yaml_problem, yaml_value_error
 
 SLUG = r"^[a-z0-9][a-z0-9-]*$"
 
@@ -92,7 +93,10 @@ def load_template(path: str | Path) -> Template:
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f":{mark.line + 1}" if mark else ""
-        raise ConfigError(f"{path}{where}: not valid YAML ({getattr(err, 'problem', None) or err})") from None
+        raise ConfigError(f"{path}{where}: not valid YAML ({yaml_problem(err)})") from None
+    except (ValueError, OverflowError, RecursionError) as err:
+        raise yaml_value_error(path, err) from None
+    check_yaml_values(data, path)
     if not isinstance(data, dict):
         raise ConfigError(f"{path}:1: a template is a mapping with name, description and levels")
     try:
@@ -102,6 +106,6 @@ def load_template(path: str | Path) -> Template:
         loc = tuple(e.get("loc", ()))
         target = _node_at(node, loc)
         line = target.start_mark.line + 1 if target is not None else 1
-        field = ".".join(str(p) for p in loc) or "(top level)"
-        msg = re.sub(r"^Value error, ", "", e.get("msg", "invalid"))
+        field = ".".join(one_line(p, 80) for p in loc) or "(top level)"
+        msg = one_line(re.sub(r"^Value error, ", "", e.get("msg", "invalid")), 300)
         raise ConfigError(f"{path}:{line}: {field}: {msg}") from None

@@ -13,6 +13,7 @@ from typing import Any
 import jsonschema
 
 _FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.S)
+MAX_REASON = 300  # characters of a validation reason (it goes back to the model, and into error lines)
 
 
 def _close_truncated(text: str) -> str:
@@ -62,6 +63,8 @@ def parse_json(text: str) -> Any:
             return json.loads(cand, strict=False)  # raw newlines inside strings are common
         except (json.JSONDecodeError, ValueError):
             continue
+        except RecursionError:  # "[[[[..." from a model stuck in a loop
+            raise ValueError("the JSON in the answer is nested too deeply") from None
     raise ValueError("no JSON value found in the answer")
 
 
@@ -71,7 +74,10 @@ def validate(value: Any, schema: dict) -> str | None:
         jsonschema.validate(value, schema)
     except jsonschema.ValidationError as err:
         where = "/".join(str(p) for p in err.absolute_path) or "the answer"
-        return f"{where}: {err.message}"
+        msg = " ".join(err.message.split())  # the message quotes the value: keep the reason one short line
+        return f"{where}: {msg if len(msg) <= MAX_REASON else msg[: MAX_REASON - 3] + '...'}"
+    except RecursionError:
+        return "the answer is nested too deeply"
     return None
 
 

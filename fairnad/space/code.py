@@ -18,6 +18,9 @@ import numpy as np
 WIDTH = re.compile(r"^(width|channels?|dims?|base|hidden|embed(_dim)?|filters|planes|c|features|init_channels)$")
 DEPTH = re.compile(r"^(depth|layers|num_layers|blocks|num_blocks|n|cells|stages|repeats)$")
 BUILDER = "build_model"
+# what parsing arbitrary text can raise: bad syntax, NUL bytes, and nesting deeper than the parser's
+# stack (a model's "-----...1" or "((((...": MemoryError / RecursionError from the parser itself)
+_UNPARSABLE = (SyntaxError, ValueError, MemoryError, RecursionError)
 
 
 def _strip_docstrings(tree: ast.AST) -> ast.AST:
@@ -35,12 +38,12 @@ def normalized(source: str) -> str:
     """Code with comments, docstrings and formatting removed (text normalised if it does not parse)."""
     try:
         return ast.unparse(_strip_docstrings(ast.parse(source)))
-    except (SyntaxError, ValueError):
+    except _UNPARSABLE:
         return re.sub(r"\s+", " ", source).strip()
 
 
 def code_key(source: str) -> str:
-    return hashlib.sha256(normalized(source).encode()).hexdigest()[:20]
+    return hashlib.sha256(normalized(source).encode("utf-8", "surrogatepass")).hexdigest()[:20]
 
 
 def extract_code(text: str) -> str | None:
@@ -75,7 +78,7 @@ def builder_defaults(source: str) -> dict[str, Any]:
 def _builder(source: str):
     try:
         tree = ast.parse(source)
-    except (SyntaxError, ValueError):
+    except _UNPARSABLE:
         return None
     return next((n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == BUILDER), None)
 

@@ -10,7 +10,7 @@ import json
 import time
 from typing import Any
 
-from fairnad.store.sqlite import SqliteStore
+from fairnad.store.sqlite import SqliteStore, _storable
 
 _BUILD_SCHEMA = """
 CREATE TABLE IF NOT EXISTS papers (
@@ -52,6 +52,7 @@ class BuildStore(SqliteStore):
     DB = "build.db"
     SCHEMA = _BUILD_SCHEMA
     KIND = "knowledge build"
+    CONTINUE = "run the same `fairnad knowledge build` again to continue it"
 
     def record_paper(self, paper: dict[str, Any], mentions: list[dict[str, Any]]) -> None:
         """The paper's outcome and all its mentions, atomically."""
@@ -59,7 +60,7 @@ class BuildStore(SqliteStore):
             c.execute("DELETE FROM mentions WHERE paper = ?", (paper["sha256"],))
             c.execute(
                 f"INSERT OR REPLACE INTO papers({', '.join(PAPER_COLS)}) VALUES ({', '.join('?' * len(PAPER_COLS))})",
-                (
+                _storable(
                     paper["sha256"], paper["path"], paper["name"], paper.get("title"), json.dumps(paper.get("authors", [])),
                     paper.get("year"), paper.get("pages"), paper["status"], paper.get("error"),
                     json.dumps(paper.get("stats", {})), paper.get("seconds"), time.time(),
@@ -68,9 +69,9 @@ class BuildStore(SqliteStore):
             c.executemany(
                 f"INSERT INTO mentions({', '.join(MENTION_COLS[1:])}) VALUES ({', '.join('?' * (len(MENTION_COLS) - 1))})",
                 [
-                    (paper["sha256"], m["category"], m.get("subcategory"), m["name"], m.get("description"), m.get("effect"),
-                     m.get("page"), m.get("quote"), int(bool(m.get("verified"))), m.get("reason"), m.get("offset"),
-                     m.get("length"))
+                    _storable(paper["sha256"], m["category"], m.get("subcategory"), m["name"], m.get("description"),
+                              m.get("effect"), m.get("page"), m.get("quote"), int(bool(m.get("verified"))), m.get("reason"),
+                              m.get("offset"), m.get("length"))
                     for m in mentions
                 ],
             )  # fmt: skip

@@ -7,14 +7,17 @@ file consistent across `kill -9`; an exclusive lock file keeps a second process 
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
+import re
 import sqlite3
 import threading
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from fairnad.errors import FairnadError, RunLockedError
 from fairnad.space.candidate import Candidate
@@ -83,6 +86,7 @@ class SqliteStore:
     DB = DB_NAME
     SCHEMA = ""
     KIND = "run"
+    CONTINUE = "continue it with `fairnad resume {dir}`"  # how a user picks up after a failed write
 
     def __init__(self, run_dir: Path, conn: sqlite3.Connection, lock_fd: int | None) -> None:
         self.run_dir = run_dir
@@ -102,19 +106,34 @@ class SqliteStore:
             run_dir.mkdir(parents=True, exist_ok=True)
         except OSError as err:
             raise StoreError(f"cannot create the run directory {run_dir}: {err.strerror}") from None
-        lock_fd = _acquire_lock(run_dir)
-        store = cls(run_dir, _connect(run_dir / cls.DB), lock_fd)
+        lock_fd = _acquire_lock(run_dir, creating=True)
+        if (run_dir / cls.DB).is_file():  # another process created it between our check and the lock
+            os.close(lock_fd)
+            raise StoreError(
+                f"{run_dir} already holds a {cls.KIND}; continue it with `fairnad resume {run_dir}` or pick another folder"
+            )
         try:
-            store._conn.executescript(_COMMON_SCHEMA + cls.SCHEMA)  # executescript manages its own transaction
-        except sqlite3.Error as err:
-            store.close()
-            raise StoreError(f"{run_dir / cls.DB}: cannot create the database ({err})") from None
+            store = cls(run_dir, _connect(run_dir / cls.DB), lock_fd)
+        except StoreError:
+            _remove_db(run_dir / cls.DB)
+            os.close(lock_fd)
+            raise
         from fairnad import __version__
 
-        store.set_meta(
-            schema_version=SCHEMA_VERSION, fairnad_version=__version__, created=time.time(), config=config,
-            status="created",
-        )  # fmt: skip
+        try:
+            try:
+                store._conn.executescript(_COMMON_SCHEMA + cls.SCHEMA)  # executescript manages its own transaction
+            except sqlite3.Error as err:
+                raise StoreError(f"{run_dir / cls.DB}: cannot create the database ({err})") from None
+            store.set_meta(
+                schema_version=SCHEMA_VERSION, fairnad_version=__version__, created=time.time(), config=config,
+                status="created",
+            )  # fmt: skip
+        except StoreError:  # (disk full, read-only...): leave no half-made database that blocks a retry
+            store._close_connection()
+            _remove_db(run_dir / cls.DB)
+            store.close()
+            raise
         return store
 
     @classmethod
@@ -123,9 +142,22 @@ class SqliteStore:
         if not (run_dir / cls.DB).is_file():
             raise StoreError(f"{run_dir} is not a {cls.KIND} folder (no {cls.DB} in it)")
         lock_fd = None if readonly else _acquire_lock(run_dir)
-        conn = _connect(run_dir / cls.DB, readonly=readonly)
+        try:
+            conn = _connect(run_dir / cls.DB, readonly=readonly)
+        except StoreError:
+            if lock_fd is not None:
+                os.close(lock_fd)
+            raise
         store = cls(run_dir, conn, lock_fd)
-        version = store.meta().get("schema_version")
+        try:
+            version = store.meta().get("schema_version")
+        except StoreError as err:
+            store.close()
+            if "no such table" in str(err):
+                raise StoreError(
+                    f"{run_dir / cls.DB} holds no {cls.KIND} (its creation was interrupted); delete {run_dir} and start again"
+                ) from None
+            raise
         if version != SCHEMA_VERSION:
             store.close()
             raise StoreError(f"{run_dir}/{cls.DB} has schema version {version}, this fairnad reads {SCHEMA_VERSION}")
@@ -133,12 +165,18 @@ class SqliteStore:
 
     def close(self) -> None:
         with self._mutex:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
+            self._close_connection()
             if self._lock_fd is not None:
                 os.close(self._lock_fd)
                 self._lock_fd = None
+
+    def _close_connection(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except sqlite3.Error:
+                pass
+            self._conn = None
 
     def __enter__(self):
         return self
@@ -169,7 +207,7 @@ class SqliteStore:
                 "INSERT INTO llm_calls(key, purpose, messages, params, text, parsed, model, tokens_in, tokens_out,"
                 " latency, finish_reason, attempts, error, replayed_from, created)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
+                _storable(
                     rec["key"], rec.get("purpose"), json.dumps(rec["messages"]), json.dumps(p), rec.get("text"),
                     json.dumps(rec.get("parsed")), rec.get("model"), rec.get("tokens_in"), rec.get("tokens_out"),
                     rec.get("latency"), rec.get("finish_reason"), rec.get("attempts"), rec.get("error"),
@@ -232,7 +270,7 @@ class RunStore(SqliteStore):
             cur = c.execute(
                 "INSERT INTO candidates(trial, genotype, parents, origin, status, metrics, error, counted, created,"
                 " finished) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
+                _storable(
                     cand.trial, cand.genotype, json.dumps(cand.parents), json.dumps(cand.origin), cand.status,
                     json.dumps(cand.metrics), cand.error, int(cand.counted), cand.created, cand.finished,
                 ),
@@ -244,7 +282,7 @@ class RunStore(SqliteStore):
         with self._tx() as c:
             c.execute(
                 "UPDATE candidates SET status = ?, metrics = ?, error = ?, counted = ?, finished = ? WHERE id = ?",
-                (cand.status, json.dumps(cand.metrics), cand.error, int(cand.counted), cand.finished, cand.id),
+                _storable(cand.status, json.dumps(cand.metrics), cand.error, int(cand.counted), cand.finished, cand.id),
             )
 
     def candidates(self) -> list[Candidate]:
@@ -272,7 +310,11 @@ class _Tx:
         if self.store._conn is None:
             self.store._mutex.release()
             raise StoreError(f"{self.store.run_dir}: the run store is closed")
-        self.store._conn.execute("BEGIN IMMEDIATE")
+        try:
+            self.store._conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as err:
+            self.store._mutex.release()
+            raise _write_error(self.store, err) from None
         return self.store._conn
 
     def __exit__(self, exc_type, exc, tb) -> bool:
@@ -288,17 +330,56 @@ class _Tx:
             except sqlite3.Error:
                 pass
             self.store._mutex.release()
-            raise StoreError(f"{self.store.run_dir / self.store.DB}: could not write ({err}); nothing was lost") from None
+            raise _write_error(self.store, err) from None
         self.store._mutex.release()
         if isinstance(exc, sqlite3.Error):
-            raise StoreError(f"{self.store.run_dir / self.store.DB}: could not write ({exc}); nothing was lost") from None
+            raise _write_error(self.store, exc) from None
         return False
+
+
+def _write_error(store: SqliteStore, err: sqlite3.Error) -> StoreError:
+    """One line: which file, why, that what was committed is safe, and how to go on."""
+    go_on = store.CONTINUE.format(dir=store.run_dir)
+    code = (getattr(err, "sqlite_errorcode", None) or 0) & 0xFF  # the primary code of an extended one
+    if code == sqlite3.SQLITE_FULL:
+        hint = f"free some disk space, then {go_on}"
+    elif code == sqlite3.SQLITE_READONLY:
+        hint = f"the folder is read-only now; make it writable, then {go_on}"
+    else:
+        hint = go_on
+    return StoreError(f"{store.run_dir / store.DB}: could not write ({err}); everything saved before is kept; {hint}")
+
+
+def _storable(*values: Any) -> tuple:
+    """SQL parameters with text SQLite can store (see `clean_text`)."""
+    return tuple(clean_text(v) if isinstance(v, str) else v for v in values)
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def clean_text(text: str) -> str:
+    """`text` as it is stored: lone surrogates (a file name that is not UTF-8, a broken escape in a
+    model's answer), which SQLite cannot hold as UTF-8, become U+FFFD instead of failing the write."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return _SURROGATE.sub("\ufffd", text)
+
+
+def _remove_db(path: Path) -> None:
+    for p in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        try:
+            p.unlink()
+        except OSError:
+            pass
 
 
 def _connect(path: Path, readonly: bool = False) -> sqlite3.Connection:
     try:
         if readonly:
-            conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None, check_same_thread=False)
+            return _connect_readonly(path)
         else:
             conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
             conn.execute("PRAGMA journal_mode=WAL")
@@ -309,12 +390,37 @@ def _connect(path: Path, readonly: bool = False) -> sqlite3.Connection:
         raise StoreError(f"{path}: cannot open the run database ({err})") from None
 
 
-def _acquire_lock(run_dir: Path) -> int:
+def _connect_readonly(path: Path) -> sqlite3.Connection:
+    """A read-only connection that also works where nothing can be written (a read-only mount, a
+    copy on read-only media): a WAL database closed cleanly has no -wal/-shm file, and SQLite cannot
+    create them there, so such a file is opened as immutable (nothing can change it anyway)."""
+    uri = f"file:{quote(os.fsencode(path.resolve()))}?mode=ro"  # quoted: "?", "#", "%", non-UTF-8 bytes in a name
+    conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+    try:
+        conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+    except sqlite3.OperationalError:
+        conn.close()
+        wal = path.with_name(path.name + "-wal")
+        if wal.exists() or os.access(path.parent, os.W_OK):
+            raise
+        conn = sqlite3.connect(f"{uri}&immutable=1", uri=True, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA foreign_keys=ON")
+    return conn
+
+
+def _acquire_lock(run_dir: Path, creating: bool = False) -> int:
     """An exclusive advisory lock held for the life of the process (released by the OS on kill -9)."""
     path = run_dir / LOCK_NAME
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as err:
+        if err.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+            if creating:
+                raise StoreError(f"cannot write in {run_dir} ({err.strerror}); pick a writable folder") from None
+            raise StoreError(
+                f"{run_dir} is read-only ({err.strerror}): it can still be read (e.g. `fairnad runs show`), "
+                "but to continue it, copy it to a writable folder first"
+            ) from None
         raise StoreError(f"cannot open {path}: {err.strerror}") from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
