@@ -15,6 +15,7 @@ from typing import Any, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -56,7 +57,7 @@ def handles_errors(fn):
             return fn(*args, **kwargs)
         except (FairnadError, LLMError) as err:
             code = getattr(err, "exit_code", 2 if isinstance(err, LLMBadRequest) else 3)
-            err_console.print(f"[bold red]error:[/] {err}", soft_wrap=True)
+            err_console.print(f"[bold red]error:[/] {escape(str(err))}", soft_wrap=True)
             if kwargs.get("as_json"):
                 _emit_json({"error": str(err), "kind": type(err).__name__, "exit_code": code})
             raise typer.Exit(code) from None
@@ -319,7 +320,10 @@ def _parse_kv(items: list[str], flag: str) -> dict[str, Any]:
         if "=" not in item:
             raise ConfigError(f"{flag} {item!r}: expected NAME=VALUE")
         k, v = item.split("=", 1)
-        out[k.strip()] = yaml.safe_load(v)
+        try:
+            out[k.strip()] = yaml.safe_load(v)
+        except (yaml.YAMLError, ValueError, RecursionError):  # not YAML: the text itself
+            out[k.strip()] = v
     return out
 
 
@@ -522,7 +526,7 @@ def _print_knowledge_summary(s: dict) -> None:
     t.add_row("time", f"{s['seconds']}s")
     Console().print(t)
     for sk in s["skipped"]:
-        err_console.print(f"[yellow]skipped:[/] {sk['reason']}")
+        err_console.print(f"[yellow]skipped:[/] {escape(str(sk['reason']))}", soft_wrap=True)
 
 
 def _run_knowledge(pdfs, template, out: Path, build_dir: Path, llm_flag, model, api_key_env, opts, extra_mentions=None,
@@ -532,6 +536,7 @@ def _run_knowledge(pdfs, template, out: Path, build_dir: Path, llm_flag, model, 
     from fairnad.knowledge.build import assemble, process_papers
     from fairnad.knowledge.embed import Embedder
     from fairnad.llm.provider import BackendProvider
+    from fairnad.store.sqlite import clean_text
 
     t0 = time.time()
     store = _open_build(build_dir, {"template": template.model_dump(), "out": str(out)})
@@ -562,7 +567,7 @@ def _run_knowledge(pdfs, template, out: Path, build_dir: Path, llm_flag, model, 
                 tree.export_graphml(out.with_suffix(".graphml"))
             store.add_event("tree_saved", tree=str(out), attributes=len(tree.attributes()))
             all_papers = store.papers()
-            wanted = {str(p) for p in pdfs}
+            wanted = {clean_text(str(p)) for p in pdfs}  # as stored (a non-UTF-8 name is stored cleaned)
             papers = [p for p in all_papers if p["path"] in wanted] or all_papers
             return _knowledge_summary(tree, report, papers, llm, t0, out)
     finally:
@@ -843,8 +848,6 @@ def export_cmd(
     as_json: bool = JSON_OPT,
 ) -> None:
     """Export the best models of a run: <name>.py (timm-registered), <name>.safetensors, <name>.json."""
-    from rich.markup import escape
-
     from fairnad.export import export_run
 
     res = export_run(run_dir, out, top=top, prefix=prefix)

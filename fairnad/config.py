@@ -127,7 +127,7 @@ def parse_set(items: list[str]) -> list[tuple[str, Any]]:
         key, raw = item.split("=", 1)
         try:
             value = yaml.safe_load(raw) if raw else None
-        except yaml.YAMLError:
+        except (yaml.YAMLError, ValueError, RecursionError):  # not YAML (or absurd YAML): the text itself
             value = raw
         out.append((key.strip(), value))
     return out

@@ -199,8 +199,15 @@ def create_run(cfg: SearchConfig, run_dir: str | Path | None = None) -> RunHandl
     except Exception:
         problem.close()
         raise
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
-    store.set_meta(versions=versions())  # what the run was made with: shown by the report
+    try:
+        (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+        store.set_meta(versions=versions())  # what the run was made with: shown by the report
+    except (OSError, StoreError) as err:
+        store.close()
+        problem.close()
+        if isinstance(err, StoreError):
+            raise
+        raise StoreError(f"{run_dir / 'config.yaml'}: cannot write ({err.strerror or err})") from None
     _attach_run_dir(problem, store.run_dir)
     return RunHandle(cfg, store, problem)
 
@@ -237,8 +244,10 @@ def execute(
     if on_result is not None:
         study.callbacks.append(on_result)
     t0 = time.time()
+    finished = False
     try:
         study.optimize(strategy)
+        finished = True
     except (LLMUnavailable, LLMBudgetExceeded, ReplayExhausted) as err:
         store.set_meta(status="paused")
         store.add_event("paused", reason=str(err), evaluations=study.evaluations)
@@ -249,16 +258,29 @@ def execute(
         raise
     finally:
         problem.close()
-        best = study.best()
-        if cfg.space == "open" and best is not None:  # the best model as a plain file, ready to use
-            (store.run_dir / "best_model.py").write_text(best.genotype)
-        elapsed = store.meta().get("seconds", 0.0) + (time.time() - t0)
-        store.set_meta(seconds=round(elapsed, 3))
-        store.add_event(
-            "session", seconds=round(time.time() - t0, 3), evaluations=study.evaluations,
-            llm=llm.stats() if llm is not None else None,
-        )  # fmt: skip
+        try:
+            _close_session(store, study, llm, t0, cfg.space == "open")
+        except StoreError:
+            if finished:  # else the error that stopped the run is the one to report
+                raise
     return summarize(store, problem.bench)
+
+
+def _close_session(store: RunStore, study: Study, llm: RecordingLLM | None, t0: float, open_space: bool) -> None:
+    """The session's bookkeeping: the best model as a plain file, time used, the session event."""
+    best = study.best()
+    if open_space and best is not None:  # the best model as a plain file, ready to use
+        path = store.run_dir / "best_model.py"
+        try:
+            path.write_text(best.genotype)
+        except OSError as err:
+            raise StoreError(f"{path}: cannot write ({err.strerror or err}); the run itself is saved") from None
+    elapsed = store.meta().get("seconds", 0.0) + (time.time() - t0)
+    store.set_meta(seconds=round(elapsed, 3))
+    store.add_event(
+        "session", seconds=round(time.time() - t0, 3), evaluations=study.evaluations,
+        llm=llm.stats() if llm is not None else None,
+    )  # fmt: skip
 
 
 # ops whose child is an LLM's answer (when no fallback replaced it and nothing was edited into it)
@@ -273,16 +295,6 @@ def made_by_llm(origin: dict[str, Any]) -> bool:
     return op in _LLM_OPS or (op == "pareto" and origin.get("via") == "llm")
 
 
-def _uses_llm(strategy: str | None) -> bool:
-    from fairnad.errors import ConfigError
-    from fairnad.search.base import strategy_class
-
-    try:
-        return bool(strategy and strategy_class(strategy).uses_llm)
-    except ConfigError:  # a strategy this version does not know (a run from a newer one): count nothing
-        return False
-
-
 def summarize(store: RunStore, bench: TabularBenchmark | None = None) -> dict[str, Any]:
     """The run as one JSON-able object (what `search --json` and `runs show --json` print)."""
     meta = store.meta()
@@ -293,7 +305,8 @@ def summarize(store: RunStore, bench: TabularBenchmark | None = None) -> dict[st
     best = max(done, key=lambda c: c.metrics["accuracy"]) if done else None
     statuses: dict[str, int] = {}
     origins: dict[str, int] = {}  # what produced the evaluated candidates: llm, fallback, mutation, random...
-    llm_strategy = _uses_llm(cfg.get("strategy"))
+    totals = store.llm_totals()
+    llm_strategy = totals["calls"] > 0  # (a strategy that asked nothing proposed nothing itself)
     llm_made = 0
     for c in cands:
         statuses[c.status] = statuses.get(c.status, 0) + 1
@@ -316,7 +329,7 @@ def summarize(store: RunStore, bench: TabularBenchmark | None = None) -> dict[st
         "origins": origins,
         "llm_made": llm_made,
         "best": None,
-        "llm": store.llm_totals(),
+        "llm": totals,
         "seconds": meta.get("seconds"),
     }
     if best is not None:

@@ -30,9 +30,13 @@ from typing import Any
 CATEGORIES = ("syntax", "import", "build", "shape", "budget", "timeout", "memory", "nan", "crash")
 
 # Inside new namespaces: make the whole file system read-only, then the work directory writable again.
+# Inside the new namespaces: every mount read-only, the work directory writable, then every
+# capability dropped (setpriv), or the candidate could simply remount / read-write again.
 _JAIL = (
-    'mount --make-rprivate / 2>/dev/null; mount -o bind,ro / / && mount --bind "$1" "$1" && '
-    'mount -o remount,bind,rw "$1" && cd "$1" && shift && exec "$@"'
+    'mount --make-rprivate / 2>/dev/null; mount -o bind,ro / / && '
+    'for m in $(awk \'{print $2}\' /proc/self/mounts); do mount -o remount,bind,ro "$m" 2>/dev/null; done; '
+    'mount --bind "$1" "$1" && mount -o remount,bind,rw "$1" && cd "$1" && shift && '
+    'exec setpriv --no-new-privs --inh-caps=-all --ambient-caps=-all --bounding-set=-all -- "$@"'
 )
 _KEEP_ENV = ("PATH", "LANG", "LC_ALL", "CUDA_VISIBLE_DEVICES", "LD_LIBRARY_PATH", "CUDA_HOME", "SYSTEMROOT")
 
@@ -85,7 +89,7 @@ def _libc():
 @lru_cache(maxsize=1)
 def namespaces_available() -> bool:
     """Probe once: can we make a network-less, read-only-root jail here?"""
-    if sys.platform != "linux" or shutil.which("unshare") is None or shutil.which("mount") is None:
+    if sys.platform != "linux" or any(shutil.which(t) is None for t in ("unshare", "mount", "setpriv", "awk")):
         return False
     probe = Path(tempfile.mkdtemp(prefix="fairnad-probe-"))
     outside = probe.parent / f"{probe.name}-outside"
@@ -246,7 +250,7 @@ class Sandbox:
         t0 = time.time()
         try:
             compile(source, "candidate.py", "exec")  # syntax is checked here, without running anything
-        except (SyntaxError, ValueError) as err:
+        except (SyntaxError, ValueError, MemoryError, RecursionError) as err:  # (absurdly nested code: the last two)
             line = getattr(err, "lineno", None)
             where = f" (line {line})" if line else ""
             text = (getattr(err, "text", "") or "").rstrip()
@@ -283,7 +287,6 @@ class Sandbox:
 
     def _preexec(self, lim: Limits, cgroup: "PidsCgroup | None"):
         libc = _libc()
-        limits_only = self.isolation == "limits"
 
         def setup() -> None:  # runs in the child, between fork and exec
             if cgroup is not None:
