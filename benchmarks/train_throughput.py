@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from fairnad.evaluate.train import DeviceData, TrainConfig, make_optimizer, train
+from fairnad.evaluate.train import DeviceData, TrainConfig, train
 
 ROOT = Path(__file__).resolve().parent.parent
 

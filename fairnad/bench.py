@@ -24,9 +24,9 @@ from fairnad.errors import FairnadError
 from fairnad.evaluate.tabular import load_benchmark
 from fairnad.llm import LLMError
 from fairnad.llm.provider import BackendProvider
-from fairnad.runs import RunHandle, create_run, execute, open_benchmark, open_run, summarize
+from fairnad.runs import RunHandle, create_run, execute, open_run, summarize
 from fairnad.search.base import strategy_class
-from fairnad.store import RunStore, is_run_dir
+from fairnad.store import is_run_dir
 
 
 @dataclass

@@ -11,8 +11,6 @@ import re
 from collections import Counter
 from typing import Any
 
-import numpy as np
-
 from fairnad.knowledge.embed import Embedder
 from fairnad.knowledge.extract import category_query
 from fairnad.knowledge.template import Template
