@@ -107,7 +107,7 @@ def run_campaign(first: list[str], again: list[str], cwd: Path, db: Path, *, kil
         proc = subprocess.Popen([sys.executable, "-m", "fairnad", *args], cwd=cwd, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE, text=True, env=full_env, start_new_session=True)  # fmt: skip
         out.starts += 1
-        args = again
+        args = again if db.is_file() else first  # killed before it made its database: start it again
         if out.kills >= kills:
             break
         by_rows = rng.random() < 0.7

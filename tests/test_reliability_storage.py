@@ -219,14 +219,22 @@ def test_text_sqlite_cannot_hold_is_stored_not_fatal(tmp_path):
         assert st.llm_calls()[0]["text"] == "half an emoji \ufffd"
 
 
-def test_an_interrupted_creation_is_named_on_open(tmp_path):
+@pytest.mark.parametrize("stage", ["empty file", "tables, no meta"])
+def test_an_interrupted_creation_is_named_on_open_and_created_again(tmp_path, stage):
     (tmp_path / "r").mkdir()
-    sqlite3.connect(tmp_path / "r" / "run.db").close()  # an empty file: creation stopped before the tables
+    with sqlite3.connect(tmp_path / "r" / "run.db") as c:  # creation killed before the tables, or before its meta
+        if stage != "empty file":
+            c.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
     from fairnad.store import StoreError
 
     for _ in range(2):  # the same answer twice: the first attempt let go of the run's lock
-        with pytest.raises(StoreError, match=r"run.db holds no run \(its creation was interrupted\); delete .* and start"):
+        with pytest.raises(StoreError, match=r"run.db holds no run yet \(its creation was interrupted, nothing was "
+                                             r"done\); start it again with the command that created it"):
             RunStore.open(tmp_path / "r")
+    with RunStore.create(tmp_path / "r", {"again": True}) as st:  # the same command again: a fresh run
+        assert st.meta()["config"] == {"again": True}
+    with pytest.raises(StoreError, match="already holds a run"):  # a real run is never replaced
+        RunStore.create(tmp_path / "r", {"third": True})
 
 
 # -- two processes on one run ----------------------------------------------------------------------

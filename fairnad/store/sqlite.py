@@ -98,20 +98,22 @@ class SqliteStore:
     @classmethod
     def create(cls, run_dir: str | Path, config: dict[str, Any]):
         run_dir = Path(run_dir)
-        if (run_dir / cls.DB).is_file():
-            raise StoreError(
-                f"{run_dir} already holds a {cls.KIND}; continue it with `fairnad resume {run_dir}` or pick another folder"
-            )
+        db = run_dir / cls.DB
+        taken = StoreError(
+            f"{run_dir} already holds a {cls.KIND}; continue it with `fairnad resume {run_dir}` or pick another folder"
+        )
+        if db.is_file() and not _half_created(db):
+            raise taken
         try:
             run_dir.mkdir(parents=True, exist_ok=True)
         except OSError as err:
             raise StoreError(f"cannot create the run directory {run_dir}: {err.strerror}") from None
         lock_fd = _acquire_lock(run_dir, creating=True)
-        if (run_dir / cls.DB).is_file():  # another process created it between our check and the lock
-            os.close(lock_fd)
-            raise StoreError(
-                f"{run_dir} already holds a {cls.KIND}; continue it with `fairnad resume {run_dir}` or pick another folder"
-            )
+        if db.is_file():
+            if not _half_created(db):  # another process created it between our check and the lock
+                os.close(lock_fd)
+                raise taken
+            _remove_db(db)  # a creation killed half-way (nothing was done yet): start it again
         try:
             store = cls(run_dir, _connect(run_dir / cls.DB), lock_fd)
         except StoreError:
@@ -149,15 +151,20 @@ class SqliteStore:
                 os.close(lock_fd)
             raise
         store = cls(run_dir, conn, lock_fd)
+        interrupted = StoreError(
+            f"{run_dir / cls.DB} holds no {cls.KIND} yet (its creation was interrupted, nothing was done); "
+            "start it again with the command that created it"
+        )
         try:
             version = store.meta().get("schema_version")
         except StoreError as err:
             store.close()
             if "no such table" in str(err):
-                raise StoreError(
-                    f"{run_dir / cls.DB} holds no {cls.KIND} (its creation was interrupted); delete {run_dir} and start again"
-                ) from None
+                raise interrupted from None
             raise
+        if version is None:
+            store.close()
+            raise interrupted
         if version != SCHEMA_VERSION:
             store.close()
             raise StoreError(f"{run_dir}/{cls.DB} has schema version {version}, this fairnad reads {SCHEMA_VERSION}")
@@ -366,6 +373,22 @@ def clean_text(text: str) -> str:
         return text
     except UnicodeEncodeError:
         return _SURROGATE.sub("\ufffd", text)
+
+
+def _half_created(db: Path) -> bool:
+    """Whether a database file is a creation that was interrupted (killed before its meta was written)."""
+    try:
+        conn = _connect_readonly(db)
+    except (StoreError, sqlite3.Error, OSError):
+        return False
+    try:
+        return not conn.execute("SELECT 1 FROM meta WHERE key = 'schema_version'").fetchall()
+    except sqlite3.OperationalError as err:
+        return "no such table" in str(err)
+    except sqlite3.DatabaseError:
+        return False  # not a database we made: leave it alone
+    finally:
+        conn.close()
 
 
 def _remove_db(path: Path) -> None:
