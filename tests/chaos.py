@@ -101,13 +101,13 @@ def run_campaign(first: list[str], again: list[str], cwd: Path, db: Path, *, kil
     out = Campaign()
     t0 = time.monotonic()
     snapshot: list[tuple] = []
-    args = first
     full_env = {**os.environ, **(env or {})}
     while True:
+        # the first start, or a restart after a kill that came before the database was made
+        args = again if out.starts and db.is_file() else first
         proc = subprocess.Popen([sys.executable, "-m", "fairnad", *args], cwd=cwd, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE, text=True, env=full_env, start_new_session=True)  # fmt: skip
         out.starts += 1
-        args = again if db.is_file() else first  # killed before it made its database: start it again
         if out.kills >= kills:
             break
         by_rows = rng.random() < 0.7
