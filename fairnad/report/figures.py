@@ -44,7 +44,7 @@ def best_so_far(runs: list[dict[str, Any]], x: str) -> go.Figure:
             name=text(run["name"]), customdata=[p["trial"] for p in pts],
             hovertemplate=f"{labels[x]} %{{x}}<br>best %{{y:.3f}}% (trial %{{customdata}})<extra></extra>",
         ))  # fmt: skip
-    fig.update_layout(**_layout(f"Best so far against {labels[x]}", labels[x], "best accuracy (%)",
+    fig.update_layout(**_layout(f"Best so far against {labels[x]}", labels[x], "accuracy of the best (%)",
                                 showlegend=len(runs) > 1))  # fmt: skip
     return fig
 

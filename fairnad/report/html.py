@@ -19,6 +19,8 @@ from fairnad.versions import versions
 
 _ENV = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"), autoescape=True)
 TOP = 15  # candidates in the "top candidates" table
+PROGRESS_NOTE = ("The best so far is chosen by the search metric (validation accuracy, or the table's search "
+                 "column); the curves show its reported accuracy (test accuracy where the run has it).")
 
 
 def safe_json(obj) -> str:
@@ -104,9 +106,9 @@ def run_page(run: dict[str, Any]) -> dict[str, Any]:
                  _pct(g["best"])] for g in gs]  # fmt: skip
 
     sections = [
-        {"id": "progress", "title": "Progress", "figures": [_fig(F.best_so_far([run], x)) for x in
-                                                            ("evaluations", "tokens", "time")
-                                                            if x != "tokens" or llm["calls"]]},  # fmt: skip
+        {"id": "progress", "title": "Progress", "note": PROGRESS_NOTE,
+         "figures": [_fig(F.best_so_far([run], x)) for x in ("evaluations", "tokens", "time")
+                     if x != "tokens" or llm["calls"]]},  # fmt: skip
         {"id": "pareto", "title": "Accuracy against cost", "figures": [_fig(F.accuracy_vs_cost([run]))] if cost else [],
          "note": None if cost else "Candidates report no parameters or FLOPs."},
         {"id": "lineage", "title": "Lineage", "figures": [_fig(F.lineage(run), clickable=True)],
@@ -170,9 +172,9 @@ def compare_page(runs: list[dict[str, Any]]) -> dict[str, Any]:
                                                                 "best accuracy", "best rank", "LLM calls",
                                                                 "LLM tokens", "active seconds", "folder"],
                                                     "rows": rows}]},  # fmt: skip
-        {"id": "progress", "title": "Progress", "figures": [_fig(F.best_so_far(runs, x)) for x in
-                                                            ("evaluations", "tokens", "time")
-                                                            if x != "tokens" or any_llm]},  # fmt: skip
+        {"id": "progress", "title": "Progress", "note": PROGRESS_NOTE,
+         "figures": [_fig(F.best_so_far(runs, x)) for x in ("evaluations", "tokens", "time")
+                     if x != "tokens" or any_llm]},  # fmt: skip
     ]
     if any(r["cost"] for r in runs):
         sections.append({"id": "pareto", "title": "Accuracy against cost", "figures": [_fig(F.accuracy_vs_cost(runs))]})
