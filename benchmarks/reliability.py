@@ -23,7 +23,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from chaos import Campaign, finished_candidates, query, run_campaign  # noqa: E402
+from chaos import Campaign, comparable_tree, finished_candidates, query, run_campaign  # noqa: E402
 from faultproxy import FAULTS, FaultProxy  # noqa: E402
 
 COUNTED = "SELECT COUNT(*) FROM candidates WHERE status != 'running'"
@@ -105,14 +105,7 @@ def _knowledge(work: Path, kills: int, rng) -> dict:
     again = [*build, "--out", "knowledge/c.json", "--llm", "replay:runs/knowledge-ref"]
     c = run_campaign(again, again, work, work / "runs" / "knowledge-c" / "build.db", kills=max(3, kills // 5), rng=rng,
                      progress_sql="SELECT COUNT(*) FROM llm_calls", max_step=2, max_delay=4.0)  # fmt: skip
-
-    def tree(p):
-        g = json.loads(p.read_text())
-        for k in ("built", "created", "name", "build_dir"):
-            g["graph"].pop(k, None)
-        return g
-
-    eq = tree(work / "knowledge" / "c.json") == tree(work / "knowledge" / "ref.json")
+    eq = comparable_tree(work / "knowledge" / "c.json") == comparable_tree(work / "knowledge" / "ref.json")
     return row("knowledge build, recorded answers (4 papers)", c, eq, 4)
 
 

@@ -20,7 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from fairnad import __version__
-from fairnad.config import load_config, parse_llm_flag
+from fairnad.config import load_config, parse_llm_flag, parse_value
 from fairnad.errors import ConfigError, FairnadError
 from fairnad.llm import LLMBadRequest, LLMError
 
@@ -313,17 +313,12 @@ def _model_source(arg: str) -> tuple[str, str]:
 
 
 def _parse_kv(items: list[str], flag: str) -> dict[str, Any]:
-    import yaml
-
     out = {}
     for item in items:
         if "=" not in item:
             raise ConfigError(f"{flag} {item!r}: expected NAME=VALUE")
         k, v = item.split("=", 1)
-        try:
-            out[k.strip()] = yaml.safe_load(v)
-        except (yaml.YAMLError, ValueError, RecursionError):  # not YAML: the text itself
-            out[k.strip()] = v
+        out[k.strip()] = parse_value(v)
     return out
 
 

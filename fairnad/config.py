@@ -125,12 +125,17 @@ def parse_set(items: list[str]) -> list[tuple[str, Any]]:
         if "=" not in item:
             raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. strategies.genius.temperature=0")
         key, raw = item.split("=", 1)
-        try:
-            value = yaml.safe_load(raw) if raw else None
-        except (yaml.YAMLError, ValueError, RecursionError):  # not YAML (or absurd YAML): the text itself
-            value = raw
-        out.append((key.strip(), value))
+        out.append((key.strip(), parse_value(raw)))
     return out
+
+
+def parse_value(raw: str) -> Any:
+    """A command-line VALUE read as YAML (numbers, lists, booleans...); text that YAML cannot read
+    (or reads into something absurd) is kept as the text itself."""
+    try:
+        return yaml.safe_load(raw) if raw else None
+    except (yaml.YAMLError, ValueError, RecursionError):
+        return raw
 
 
 def load_config(

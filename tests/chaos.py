@@ -46,6 +46,14 @@ def untimed(value):
     return value
 
 
+def comparable_tree(path: Path) -> dict:
+    """A knowledge tree file without when, where and under which name it was built."""
+    tree = json.loads(Path(path).read_text())
+    for k in ("built", "created", "name", "build_dir"):
+        tree.get("graph", {}).pop(k, None)
+    return tree
+
+
 def finished_candidates(db: Path) -> list[tuple]:
     rows = query(db, "SELECT trial, genotype, parents, origin, status, metrics, error, counted FROM candidates "
                      "WHERE status != 'running' ORDER BY trial")  # fmt: skip

@@ -3,20 +3,15 @@ server: transient faults are retried and the run finishes; a server that stays d
 refusing pauses the run cleanly (exit 3, a resume hint) and nothing done is lost."""
 
 import json
-import sqlite3
 
 import pytest
 
+from chaos import query
 from faultproxy import FaultProxy
 
 pytestmark = [pytest.mark.llm, pytest.mark.slow]
 
 SEARCH = ["search", "-b", "nas-bench-macro", "-s", "genius", "-n", "6", "--seed", "3"]
-
-
-def _rows(db, sql):
-    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as c:
-        return c.execute(sql).fetchall()
 
 
 def test_transient_faults_are_retried_and_the_run_finishes(run_cli, tmp_path, embedded_server):
@@ -31,7 +26,7 @@ def test_transient_faults_are_retried_and_the_run_finishes(run_cli, tmp_path, em
     # every scheduled fault was met (the run made enough calls) and none reached the user
     assert sum(injected.values()) == sum(f is not None for f in schedule), injected
     assert "Traceback" not in p.stderr
-    done = _rows(tmp_path / "r" / "run.db", "SELECT genotype FROM candidates WHERE status = 'complete'")
+    done = query(tmp_path / "r" / "run.db", "SELECT genotype FROM candidates WHERE status = 'complete'")
     assert len(done) == len(set(done)) == 6
 
 
@@ -45,9 +40,9 @@ def test_a_server_that_stays_down_pauses_the_run_and_resume_finishes_it(run_cli,
     assert p.returncode == 3, p.stderr
     assert "kept answering 429" in p.stderr and "fairnad resume g" in p.stderr
     assert len(p.stderr.strip().splitlines()[-1]) < 400  # one line, not a traceback
-    assert _rows(db, "SELECT value FROM meta WHERE key = 'status'") == [('"paused"',)]
-    first = _rows(db, "SELECT trial, genotype, status, metrics FROM candidates WHERE status != 'running' ORDER BY trial")
-    calls = _rows(db, "SELECT seq, key, text FROM llm_calls WHERE error IS NULL ORDER BY seq")
+    assert query(db, "SELECT value FROM meta WHERE key = 'status'") == [('"paused"',)]
+    first = query(db, "SELECT trial, genotype, status, metrics FROM candidates WHERE status != 'running' ORDER BY trial")
+    calls = query(db, "SELECT seq, key, text FROM llm_calls WHERE error IS NULL ORDER BY seq")
     assert first and calls
 
     # 2. it comes back, answers once, then dies mid-run (stops listening): paused again
@@ -55,7 +50,7 @@ def test_a_server_that_stays_down_pauses_the_run_and_resume_finishes_it(run_cli,
         p = run_cli("resume", "g", *[], timeout=600)
     assert p.returncode == 3, p.stderr
     assert "is the server running?" in p.stderr and "fairnad resume g" in p.stderr
-    second = _rows(db, "SELECT trial, genotype, status, metrics FROM candidates WHERE status != 'running' ORDER BY trial")
+    second = query(db, "SELECT trial, genotype, status, metrics FROM candidates WHERE status != 'running' ORDER BY trial")
     assert second[: len(first)] == first  # nothing done was lost or changed
 
     # 3. back for good: the run finishes, with every earlier evaluation and answer kept as it was
@@ -64,8 +59,8 @@ def test_a_server_that_stays_down_pauses_the_run_and_resume_finishes_it(run_cli,
     assert p.returncode == 0, p.stderr
     out = json.loads(p.stdout)
     assert out["evaluations"] == 6 and out["status"] == "finished"
-    final = _rows(db, "SELECT trial, genotype, status, metrics FROM candidates WHERE status != 'running' ORDER BY trial")
+    final = query(db, "SELECT trial, genotype, status, metrics FROM candidates WHERE status != 'running' ORDER BY trial")
     assert final[: len(second)] == second
-    assert _rows(db, "SELECT seq, key, text FROM llm_calls WHERE error IS NULL ORDER BY seq")[: len(calls)] == calls
-    counted = _rows(db, "SELECT genotype FROM candidates WHERE counted = 1")
+    assert query(db, "SELECT seq, key, text FROM llm_calls WHERE error IS NULL ORDER BY seq")[: len(calls)] == calls
+    counted = query(db, "SELECT genotype FROM candidates WHERE counted = 1")
     assert len(counted) == len(set(counted)) == 6

@@ -29,7 +29,6 @@ from typing import Any
 
 CATEGORIES = ("syntax", "import", "build", "shape", "budget", "timeout", "memory", "nan", "crash")
 
-# Inside new namespaces: make the whole file system read-only, then the work directory writable again.
 # Inside the new namespaces: every mount read-only, the work directory writable, then every
 # capability dropped (setpriv), or the candidate could simply remount / read-write again.
 _JAIL = (

@@ -9,9 +9,11 @@ import bisect
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
 from fairnad.runs import made_by_llm, summarize
+from fairnad.search.pareto import front
 from fairnad.space.candidate import Candidate
 from fairnad.store import RunStore
 
@@ -35,18 +37,6 @@ def cost_key(cands: list[Candidate]) -> str | None:
 def dominated(a: tuple[float, float], b: tuple[float, float]) -> bool:
     """Whether (accuracy, cost) b dominates a: at least as accurate and as cheap, better in one."""
     return b[0] >= a[0] and b[1] <= a[1] and (b[0] > a[0] or b[1] < a[1])
-
-
-def pareto_front(points: dict[int, tuple[float, float]]) -> list[int]:
-    """Keys of the non-dominated (accuracy up, cost down) points, by ascending cost (one sweep)."""
-    out: list[int] = []
-    best = None
-    for k in sorted(points, key=lambda k: (points[k][1], -points[k][0])):
-        acc, cost = points[k]
-        if best is None or acc > best or (out and points[out[-1]] == (acc, cost)):
-            out.append(k)
-            best = acc if best is None else max(best, acc)
-    return out
 
 
 def active_seconds(store: RunStore, cands: list[Candidate]):
@@ -83,7 +73,7 @@ def run_payload(run_dir: str | Path) -> dict[str, Any]:
         events = store.events()
     cfg = meta.get("config", {})
     cost = cost_key(cands)
-    llm_strategy = summary["llm"]["calls"] > 0 or summary.get("llm_made", 0) > 0
+    llm_strategy = summary["llm"]["calls"] > 0  # as summarize decides it
 
     # the LLM calls made while a candidate was being proposed: those after the previous admission
     call_times = [c["created"] for c in calls]
@@ -139,16 +129,16 @@ def run_payload(run_dir: str | Path) -> dict[str, Any]:
             "time": round(elapsed(c.finished), 3) if c.finished else None,
         })  # fmt: skip
 
-    points = {r["trial"]: (r["accuracy"], float(r[cost])) for r in rows
-              if cost and r["accuracy"] is not None and r.get(cost) is not None}  # fmt: skip
+    priced = [c for c in cands if c.ok and cost and c.metrics.get(cost) is not None]
+    trajectory = summary.pop("trajectory")  # (shown as "progress", with tokens and time)
     return {
         "run_dir": str(run_dir),
         "name": Path(run_dir).resolve().name,
         "summary": summary,
         "cost": cost,
         "candidates": rows,
-        "front": pareto_front(points),
-        "progress": progress(rows),
+        "front": [c.trial for c in front(priced, cost, np.random.default_rng(0))] if priced else [],
+        "progress": progress(rows, trajectory),
         "mutations": group_stats(rows, "op"),
         "ideas": group_stats([r for r in rows if r["idea"]], "idea", extra="idea_category"),
         "failures": failure_stats(rows),
@@ -162,21 +152,14 @@ def run_payload(run_dir: str | Path) -> dict[str, Any]:
     }
 
 
-def progress(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Best-so-far (by the search metric) after each counted evaluation, with tokens and time used."""
-    out, best = [], None
-    for r in rows:
-        if not r["counted"]:
-            continue
-        if r["accuracy"] is not None and (best is None or r["accuracy"] > best["accuracy"]):
-            best = r
-        out.append({
-            "evaluations": len(out) + 1, "tokens": r["tokens"], "time": r["time"],
-            "best": None if best is None else (best["test_accuracy"] if best["test_accuracy"] is not None
-                                               else best["accuracy"]),
-            "best_search": None if best is None else best["accuracy"], "trial": None if best is None else best["trial"],
-        })  # fmt: skip
-    return out
+def progress(rows: list[dict[str, Any]], trajectory: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The run's best-so-far trajectory (`runs.best_so_far`: one point per counted evaluation), with
+    the tokens and active time used by then and the best's search accuracy."""
+    counted = [r for r in rows if r["counted"]]
+    by_trial = {r["trial"]: r for r in rows}
+    return [{"evaluations": p["evaluations"], "tokens": r["tokens"], "time": r["time"], "best": p["accuracy"],
+             "best_search": None if p["trial"] is None else by_trial[p["trial"]]["accuracy"], "trial": p["trial"]}
+            for p, r in zip(trajectory, counted)]  # fmt: skip
 
 
 def group_stats(rows: list[dict[str, Any]], key: str, extra: str | None = None) -> list[dict[str, Any]]:

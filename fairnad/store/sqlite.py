@@ -99,9 +99,7 @@ class SqliteStore:
     def create(cls, run_dir: str | Path, config: dict[str, Any]):
         run_dir = Path(run_dir)
         db = run_dir / cls.DB
-        taken = StoreError(
-            f"{run_dir} already holds a {cls.KIND}; continue it with `fairnad resume {run_dir}` or pick another folder"
-        )
+        taken = StoreError(f"{run_dir} already holds a {cls.KIND}; {cls.CONTINUE.format(dir=run_dir)} or pick another folder")
         if db.is_file() and not _half_created(db):
             raise taken
         try:
