@@ -168,7 +168,8 @@ def table(results: list[dict[str, Any]], budgets: list[int]) -> list[dict[str, A
             rows.append({
                 "benchmark": b, "strategy": "random (exact expectation)", "budget": k, "runs": None,
                 "acc_mean": exp["mean"], "acc_std": exp["std"], "rank_mean": exp.get("rank_mean"), "rank_std": None,
-                "rank_median": exp.get("rank_median"), "failed": 0, "llm_calls": None, "llm_tokens": None,
+                "rank_median": exp.get("rank_median"), "failed": 0, "probes": None, "llm_calls": None,
+                "llm_tokens": None,
             })  # fmt: skip
             for (gb, strat), rs in groups.items():
                 if gb != b:
@@ -179,10 +180,11 @@ def table(results: list[dict[str, Any]], budgets: list[int]) -> list[dict[str, A
                 calls = [r["llm"]["calls"] for r in ok]
                 llm_made = [r.get("llm_made", 0) / max(1, r["evaluations"]) for r in ok]
                 toks = [r["llm"]["tokens_in"] + r["llm"]["tokens_out"] for r in ok]
+                probes = [r.get("probes", 0) for r in ok]
                 rows.append({
                     "benchmark": b, "strategy": strat, "budget": k, "runs": len(accs),
                     "acc_mean": _mean(accs), "acc_std": _std(accs), "rank_mean": _mean(ranks), "rank_std": _std(ranks),
-                    "rank_median": _median(ranks), "failed": len(rs) - len(ok),
+                    "rank_median": _median(ranks), "failed": len(rs) - len(ok), "probes": _mean(probes) if ok else None,
                     "llm_calls": _mean(calls) if any(calls) else None, "llm_tokens": _mean(toks) if any(toks) else None,
                     "llm_share": _mean(llm_made) if any(calls) else None,
                 })  # fmt: skip
@@ -211,7 +213,7 @@ def _median(xs):
 def write_tables(rows: list[dict[str, Any]], out: Path, title: str) -> dict[str, str]:
     out.mkdir(parents=True, exist_ok=True)
     cols = ["benchmark", "strategy", "budget", "runs", "acc_mean", "acc_std", "rank_mean", "rank_std", "rank_median",
-            "failed", "llm_calls", "llm_tokens", "llm_share"]  # fmt: skip
+            "failed", "probes", "llm_calls", "llm_tokens", "llm_share"]  # fmt: skip
     with open(out / "bench.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=cols)
         w.writeheader()
@@ -221,7 +223,7 @@ def write_tables(rows: list[dict[str, Any]], out: Path, title: str) -> dict[str,
              ""]  # fmt: skip
     budgets = sorted({r["budget"] for r in rows})
     head = "| benchmark | strategy | " + " | ".join(f"acc @{k} | rank @{k}" for k in budgets)
-    lines += [head + " | LLM calls/run | evals proposed by the LLM |", "|" + "---|" * (2 + 2 * len(budgets) + 2)]
+    lines += [head + " | probes/run | LLM calls/run | evals proposed by the LLM |", "|" + "---|" * (2 + 2 * len(budgets) + 3)]
     keyed: dict[tuple[str, str], dict[int, dict]] = {}
     for r in rows:
         keyed.setdefault((r["benchmark"], r["strategy"]), {})[r["budget"]] = r
@@ -237,9 +239,10 @@ def write_tables(rows: list[dict[str, Any]], out: Path, title: str) -> dict[str,
             cells.append(f"{r['rank_mean']:.0f}{rs}" if r["rank_mean"] is not None else "-")
         anyr = next(iter(per.values()))
         calls = f"{anyr['llm_calls']:.0f}" if anyr.get("llm_calls") else "-"
+        probes = f"{anyr['probes']:.0f}" if anyr.get("probes") is not None else "-"
         share = f"{100 * anyr['llm_share']:.0f}%" if anyr.get("llm_share") is not None else "-"
         fail = f" ({anyr['failed']} failed)" if anyr.get("failed") else ""
-        lines.append(f"| {b} | {s}{fail} | " + " | ".join(cells) + f" | {calls} | {share} |")
+        lines.append(f"| {b} | {s}{fail} | " + " | ".join(cells) + f" | {probes} | {calls} | {share} |")
     (out / "bench.md").write_text("\n".join(lines) + "\n")
     (out / "bench.json").write_text(json.dumps(rows, indent=1))
     return {"markdown": str(out / "bench.md"), "csv": str(out / "bench.csv"), "json": str(out / "bench.json")}

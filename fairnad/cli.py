@@ -94,6 +94,8 @@ def _progress_callback(progress: Progress, task, budget: int):
                          + (f" rank {m['rank']}" if m.get("rank") is not None else ""))  # fmt: skip
         if study.evaluations:
             parts.append(f"valid {100 * len(study.completed()) / study.evaluations:.0f}%")
+        if study.probes:
+            parts.append(f"probes {study.probes}")
         if study.llm is not None:
             st = study.llm.stats()
             parts.append(f"llm {st['calls']} calls {_tokens(st['tokens_in'] + st['tokens_out'])} tok")
@@ -130,11 +132,19 @@ def _print_summary(s: dict) -> None:
     t.add_column()
     t.add_row("run", s["run_dir"])
     t.add_row("strategy", f"{s['strategy']} on {s['benchmark']} (seed {s['seed']})")
-    t.add_row("evaluations", f"{s['evaluations']} of {s['budget']}  ({s['proposals']} proposals: {s['statuses']})")
+    t.add_row("evaluations", f"{s['evaluations']} of {s['budget']}  ({s['proposals']} proposals: "
+                             f"{_statuses_text(s['statuses'])})")  # fmt: skip
+    if s.get("probes"):
+        t.add_row("probes", f"{s['probes']} (build and shape checks before an evaluation, stored in the run)")
+    for i, r in enumerate(s.get("children") or []):
+        t.add_row("children" if i == 0 else "", f"{r['origin']}{' (LLM-written)' if r['by_llm'] else ''}: "
+                  f"{r['proposed']} proposed, {r['trained']} trained, {r['improved_front']} improved the front, "
+                  f"{r['improved_best']} the best")  # fmt: skip
     b = s.get("best")
     if b:
+        by = f" ({b['origin']}, {'written by the LLM' if b.get('by_llm') else 'not written by the LLM'})" if b.get("origin") else ""
         if s.get("space") == "open":
-            t.add_row("best model", f"trial {b['trial']}: {s['run_dir']}/best_model.py")
+            t.add_row("best model", f"trial {b['trial']}{by}: {s['run_dir']}/best_model.py")
         else:
             t.add_row("best genotype", b["genotype"] + (f"  {b['arch']}" if b.get("arch") else ""))
             if b.get("description"):
@@ -153,6 +163,15 @@ def _print_summary(s: dict) -> None:
     t.add_row("status", f"{s['status']}  ({s.get('seconds') or 0:.1f}s)")
     t.add_row("report", f"fairnad report {s['run_dir']}")
     Console().print(t)
+
+
+_STATUS_WORDS = {"complete": "evaluated", "failed": "failed", "invalid": "refused (no usable model)",
+                 "duplicate": "duplicates", "running": "in flight"}
+
+
+def _statuses_text(statuses: dict[str, int]) -> str:
+    """{'complete': 7, 'invalid': 4} -> '7 evaluated, 4 refused (no usable model)'."""
+    return ", ".join(f"{n} {_STATUS_WORDS.get(k, k)}" for k, n in sorted(statuses.items(), key=lambda kv: -kv[1])) or "none"
 
 
 def _report(summary: dict, as_json: bool) -> None:
@@ -446,6 +465,36 @@ def models_cmd(as_json: bool = JSON_OPT) -> None:
     for r in rows:
         t.add_row(r["name"], ", ".join(r["datasets"]), ", ".join(f"{k}={v}" for k, v in r["scale"].items()), r["summary"])
     Console().print(t)
+
+
+@app.command("llms")
+@handles_errors
+def llms_cmd(
+    assemble: bool = typer.Option(False, "--assemble", help="Assemble every installed chunked model into the cache now."),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """List the embedded models (use them as --llm embedded:NAME): installed or not, size, licence, speed."""
+    from fairnad.llm import models
+
+    if assemble:
+        for row in models.listing():
+            if not row["missing_packages"] and not row["assembled"]:
+                err_console.print(f"assembling {row['name']} into {models.home()} ...")
+                models.resolve(row["name"])
+    rows = models.listing()
+    if as_json:
+        _emit_json({"models": rows, "default": models.DEFAULT_MODEL, "cache": str(models.home())})
+        return
+    t = Table("name", "installed", "size", "licence", "tokens/s", "what")
+    t.columns[0].no_wrap = True
+    for r in rows:
+        sp = r["speed"]
+        speed = f"{sp['tokens_per_s']:.0f} ({sp['out_tokens_per_s']:.0f} out), {sp['measured'][:10]}" if sp else "not yet"
+        inst = "yes" if r["installed"] else f"no: {r['install']}"
+        t.add_row(r["name"] + (" (default)" if r["default"] else ""), inst,
+                  f"{r['size'] / 1e9:.2f} GB" if r["size"] else "-", r["licence"], speed, r["notes"])  # fmt: skip
+    Console().print(t)
+    err_console.print(f"model cache: {models.home()} (FAIRNAD_HOME); tokens/s: in + out per second of the last run here")
 
 
 # -- knowledge ---------------------------------------------------------------------------------
@@ -795,11 +844,12 @@ def runs_show(
         return
     _print_summary(s)
     if candidates:
-        t = Table("trial", "genotype", "status", "accuracy", "rank", "origin", "error")
+        t = Table("trial", "genotype", "status", "accuracy", "rank", "origin", "LLM calls", "error")
         for c in cands:
             acc = c.metrics.get("test_accuracy", c.metrics.get("accuracy"))
+            calls = ",".join(str(x) for x in c.origin.get("llm_calls") or []) or "-"
             t.add_row(str(c.trial), c.genotype[:40], c.status, f"{acc:.2f}" if isinstance(acc, float) else "-",
-                      str(c.metrics.get("rank", "-")), str(c.origin.get("op", "")), (c.error or "")[:60])  # fmt: skip
+                      str(c.metrics.get("rank", "-")), str(c.origin.get("op", "")), calls, (c.error or "")[:60])  # fmt: skip
         Console().print(t)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -16,7 +17,8 @@ class LLMConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     backend: Literal["embedded", "openai", "replay", "transformers"] = Field(
-        "embedded", description="embedded: the bundled SmolLM2-135M server; openai: any OpenAI-compatible URL; "
+        "embedded", description="embedded: a bundled model on a local llama.cpp server (`fairnad llms`); openai: any "
+        "OpenAI-compatible URL; "
         "transformers: a local model fairnad loads (and can prompt-tune)"
     )
     base_url: str | None = Field(None, description="e.g. http://127.0.0.1:8000/v1 (vLLM), http://127.0.0.1:11434/v1")
@@ -28,14 +30,20 @@ class LLMConfig(BaseModel):
     structured: str = Field("auto", description="auto | json_schema | json_object_schema | json_object | prompt")
     max_calls: int | None = Field(None, ge=1, description="cap on LLM calls per run")
     max_tokens: int | None = Field(None, ge=1, description="cap on LLM tokens (in + out) per run")
-    embedded_model: str | None = Field(None, description="GGUF file for the embedded server (default: SmolLM2-135M)")
+    embedded_model: str | None = Field(default_factory=lambda: default_embedded_model(), description="embedded model: "
+                                       "a name from `fairnad llms` or a .gguf file (default: $FAIRNAD_EMBEDDED_MODEL, "
+                                       "else qwen2.5-coder-1.5b); recorded in the run, so a resume uses the same")
     embedded_ctx: int = Field(8192, ge=512)
     embedded_threads: int | None = Field(None, ge=1)
     hf_model: str | None = Field(None, description="transformers backend: a model folder or .gguf (default SmolLM2-135M)")
 
     def describe(self) -> str:
         if self.backend == "embedded":
-            return "embedded SmolLM2-135M-Instruct (llama.cpp server on 127.0.0.1)"
+            from fairnad.llm.models import CATALOGUE
+
+            name = self.embedded_model or default_embedded_model()
+            title = CATALOGUE[name].title if name in CATALOGUE else name
+            return f"embedded {title} (llama.cpp server on 127.0.0.1)"
         if self.backend == "replay":
             return f"replay of {self.replay_from}"
         if self.backend == "transformers":
@@ -79,6 +87,8 @@ class SearchConfig(BaseModel):
     budget: int = Field(10, ge=1, description="evaluations")
     seed: int = 0
     max_seconds: float | None = Field(None, gt=0, description="wall-clock budget of this session")
+    max_probes: int | None = Field(None, ge=0, description="cap on probes (a strategy's cheap checks before it spends "
+                                   "an evaluation); past it, strategies go on without checking")
     open: OpenSpaceConfig = Field(default_factory=OpenSpaceConfig)
     knowledge: str | None = Field(None, description="attribute tree of ideas (default: the template's own examples)")
     strategies: dict[str, dict[str, Any]] = Field(default_factory=dict, description="per-strategy settings")
@@ -92,10 +102,27 @@ class SearchConfig(BaseModel):
         return Path(self.benchmark_file).stem if self.benchmark_file else self.benchmark
 
 
+def default_embedded_model() -> str:
+    """The embedded model when none is named: $FAIRNAD_EMBEDDED_MODEL (a name or .gguf path), else the default."""
+    from fairnad.llm.models import DEFAULT_MODEL
+
+    return os.environ.get("FAIRNAD_EMBEDDED_MODEL") or DEFAULT_MODEL
+
+
 def parse_llm_flag(value: str) -> dict[str, Any]:
-    """--llm embedded | URL | replay:RUN_DIR  ->  llm config fields."""
-    if value == "embedded":
+    """--llm embedded[:NAME|:FILE.gguf] | URL | transformers[:MODEL] | replay:RUN_DIR  ->  llm config fields."""
+    if value == "embedded":  # (on resume: the run's own embedded model)
         return {"backend": "embedded"}
+    if value.startswith("embedded:"):
+        from fairnad.llm.models import CATALOGUE
+
+        name = value.partition(":")[2].strip()
+        if name not in CATALOGUE and "/" not in name and not name.endswith(".gguf"):
+            raise ConfigError(f"--llm {value!r}: unknown embedded model {name!r}; use one of {', '.join(CATALOGUE)} "
+                              "or embedded:/path/to/model.gguf (see `fairnad llms`)")  # fmt: skip
+        if name not in CATALOGUE:  # a file: absolute, so a resume from another folder finds it
+            name = str(Path(name).expanduser().resolve())
+        return {"backend": "embedded", "embedded_model": name}
     if value == "transformers" or value.startswith("transformers:"):
         path = value.partition(":")[2]
         return {"backend": "transformers", **({"hf_model": path} if path else {})}
@@ -104,7 +131,7 @@ def parse_llm_flag(value: str) -> dict[str, Any]:
     if value.startswith(("http://", "https://")):
         return {"backend": "openai", "base_url": value}
     raise ConfigError(
-        f"--llm {value!r}: use 'embedded', an http(s) URL of an OpenAI-compatible server, transformers[:MODEL] or replay:RUN_DIR"
+        f"--llm {value!r}: use 'embedded[:NAME]', an http(s) URL of an OpenAI-compatible server, transformers[:MODEL] or replay:RUN_DIR"
     )
 
 

@@ -24,6 +24,7 @@ from fairnad.llm.provider import BackendProvider
 from fairnad.search.base import create_strategy
 from fairnad.search.study import Study
 from fairnad.space.candidate import Candidate
+from fairnad.space.code import own_frames
 from fairnad.store import RunStore, StoreError, is_run_dir
 from fairnad.versions import versions
 
@@ -113,16 +114,22 @@ def open_problem(cfg: SearchConfig) -> Problem:
     executor = make_executor(o.executor, o.workers, o.gpus, o.address, o.device, o.isolation)
     evaluator = CodeEvaluator(base, executor, keep_weights=o.keep_weights)  # weights_dir: once the run folder exists
 
-    def check_code(source: str, **extra) -> dict:
-        req = EvalRequest(**{**base.to_dict(), "source": source, "checks_only": True,
-                             "known_structures": sorted(evaluator.structures), **extra})  # fmt: skip
-        return run_request(req, o.isolation).report()
+    def probe(source: str, **extra) -> dict:
+        """A sandbox run reduced to what a strategy may read: the same for the same code on every run
+        (no paths, no timings), so stored probes answer a resume or replay exactly."""
+        r = run_request(EvalRequest(**{**base.to_dict(), "source": source, "checks_only": True, **extra}),
+                        o.isolation).report()  # fmt: skip
+        m = r.get("metrics") or {}
+        return {"status": r["status"], "category": r.get("category"), "error": r.get("error"),
+                "traceback": own_frames(r.get("traceback") or "")[-1500:] or None,
+                **{k: m.get(k) for k in ("params", "flops", "val_acc")}}  # fmt: skip
 
     contract = render("contract.j2", dataset=o.dataset, input_shape=list(spec.input_shape),
                       num_classes=spec.num_classes, max_params=o.max_params)  # fmt: skip
     context = {
         "knowledge": load_knowledge(cfg), "contract": contract, "initial": initial, "max_params": o.max_params,
-        "check_code": check_code, "train_quick": lambda src: check_code(src, checks_only=False, epochs=1),
+        # through Study.probe: stored and counted. check: builds, output shape, params/FLOPs; train: one epoch
+        "probes": {"check": probe, "train": lambda src: probe(src, checks_only=False, epochs=1)},
     }  # fmt: skip
     return Problem(space=CodeSpace(o.dataset), evaluator=evaluator, domain=None,
                    objective={"metric": "validation accuracy", "unit": "%", "dataset": o.dataset},
@@ -239,10 +246,12 @@ def execute(
     study = Study(
         space=problem.space, evaluator=problem.evaluator, store=store, budget=cfg.budget, seed=cfg.seed, llm=llm,
         domain=problem.domain, fidelity=cfg.fidelity if problem.bench is not None else None,
-        max_seconds=cfg.max_seconds, objective=problem.objective, context=problem.context,
+        max_seconds=cfg.max_seconds, objective=problem.objective, context=problem.context, max_probes=cfg.max_probes,
     )  # fmt: skip
     if on_result is not None:
         study.callbacks.append(on_result)
+    if cfg.space == "open":
+        _log_sandbox(store, cfg.open.isolation)
     t0 = time.time()
     finished = False
     try:
@@ -266,6 +275,20 @@ def execute(
     return summarize(store, problem.bench)
 
 
+def _log_sandbox(store: RunStore, isolation: str) -> None:
+    """What generated code can see, in the run log (`runs show`): a user on a machine without
+    namespaces learns that candidates run with limits only."""
+    from fairnad.evaluate.sandbox import jail_paths, namespaces_available
+
+    jailed = isolation == "namespaces" or (isolation == "auto" and namespaces_available())
+    if jailed:
+        store.add_event("sandbox", isolation="namespaces", readable=jail_paths(), network=False)
+    else:
+        store.add_event("sandbox", isolation="limits", readable="everything this user can read", network=True,
+                        note="Linux namespaces are unavailable or switched off (open.isolation): candidates run "
+                             "with rlimits, a watchdog and a stripped environment only")  # fmt: skip
+
+
 def _close_session(store: RunStore, study: Study, llm: RecordingLLM | None, t0: float, open_space: bool) -> None:
     """The session's bookkeeping: the best model as a plain file, time used, the session event."""
     best = study.best()
@@ -284,7 +307,7 @@ def _close_session(store: RunStore, study: Study, llm: RecordingLLM | None, t0: 
 
 
 # ops whose child is an LLM's answer (when no fallback replaced it and nothing was edited into it)
-_LLM_OPS = {"llm", "idea", "iterative", "mutation", "crossover", "evoprompt"}
+_LLM_OPS = {"llm", "idea", "iterative", "mutation", "crossover", "evoprompt", "fresh"}
 
 
 def made_by_llm(origin: dict[str, Any]) -> bool:
@@ -324,6 +347,7 @@ def summarize(store: RunStore, bench: TabularBenchmark | None = None) -> dict[st
         "status": meta.get("status"),
         "budget": cfg.get("budget"),
         "evaluations": len(counted),
+        "probes": len(store.probes()),  # cheap checks strategies ran before spending evaluations
         "proposals": len(cands),
         "statuses": statuses,
         "origins": origins,
@@ -345,8 +369,42 @@ def summarize(store: RunStore, bench: TabularBenchmark | None = None) -> dict[st
         if bench is not None:
             out["best"]["description"] = bench.space.describe(best.genotype)
             out["table_size"] = len(bench)
+    if best is not None:
+        out["best"]["origin"] = origin_label(best.origin)
+        out["best"]["by_llm"] = bool(llm_strategy and made_by_llm(best.origin))
+    out["children"] = children_table(cands, llm_strategy)
     out["trajectory"] = best_so_far(cands)
     return out
+
+
+def origin_label(origin: dict[str, Any]) -> str:
+    """What made a candidate, in words a table can group by: idea, pareto (llm), pareto (arguments)..."""
+    op = origin.get("op", "?")
+    return f"{op} ({origin['via']})" if origin.get("via") else op
+
+
+def children_table(cands: list[Candidate], llm_strategy: bool = True) -> list[dict[str, Any]]:
+    """Per origin: proposed, trained (evaluated without failing), improved the best so far, improved the
+    Pareto front of accuracy and parameters (non-dominated by everything completed before it), and
+    whether the LLM wrote those children. Refused proposals (duplicates, no code) count as proposed."""
+    from fairnad.search.pareto import improves_front
+
+    rows: dict[str, dict[str, Any]] = {}
+    done: list[Candidate] = []
+    best = None
+    for c in cands:
+        r = rows.setdefault(origin_label(c.origin), {"origin": origin_label(c.origin), "by_llm": False, "proposed": 0,
+                                                     "trained": 0, "improved_best": 0, "improved_front": 0})  # fmt: skip
+        r["proposed"] += 1
+        r["by_llm"] = r["by_llm"] or bool(llm_strategy and made_by_llm(c.origin))
+        if c.ok:
+            r["trained"] += 1
+            r["improved_front"] += int(improves_front(c, done, "params"))
+            if best is None or c.metrics["accuracy"] > best:
+                r["improved_best"] += int(best is not None)
+                best = c.metrics["accuracy"]
+            done.append(c)
+    return sorted(rows.values(), key=lambda r: (not r["by_llm"], r["origin"]))
 
 
 def best_so_far(cands: list[Candidate]) -> list[dict[str, Any]]:

@@ -11,26 +11,48 @@ from pathlib import Path
 import pytest
 
 from fairnad.llm import Completion, EmbeddedServer, OpenAICompatible, Usage
-from fairnad.llm.embedded import MODEL_ALIAS
+from fairnad.llm.models import DEFAULT_MODEL
 
 ROOT = Path(__file__).resolve().parent.parent
 # Tests run two workers on two cores: every embedded server (also those the CLI starts in a
 # subprocess) gets one thread, or their spinning threads would starve each other.
 os.environ.setdefault("FAIRNAD_LLM_THREADS", "1")
+# Plumbing tests (a run pauses, resumes, records, replays) do not depend on what the model writes, so a
+# search that names no model gets SmolLM2-135M (fast). A test that claims LLM behaviour (a child trains,
+# an attribute is found) names the default model, DEFAULT_MODEL (Qwen2.5-Coder-1.5B), explicitly:
+# `--llm embedded:qwen2.5-coder-1.5b`, or the `architect_server` fixture.
+PLUMBING_MODEL = "smollm2-135m"
+os.environ.setdefault("FAIRNAD_EMBEDDED_MODEL", PLUMBING_MODEL)
+ARCHITECT = DEFAULT_MODEL
 SHARED = ROOT.parent / "shared"
 
 
 @pytest.fixture(scope="session")
 def embedded_server(tmp_path_factory):
-    """The real SmolLM2-135M llama.cpp server on a free loopback port (one per test worker)."""
+    """The real SmolLM2-135M llama.cpp server on a free loopback port (one per test worker): plumbing."""
     log = tmp_path_factory.mktemp("llm") / "server.log"
-    with EmbeddedServer(threads=1, log_path=log) as server:
+    with EmbeddedServer(PLUMBING_MODEL, threads=1, log_path=log) as server:
         yield server
 
 
 @pytest.fixture(scope="session")
 def embedded_llm(embedded_server):
-    return OpenAICompatible(embedded_server.base_url, MODEL_ALIAS, structured="json_object_schema", timeout=120)
+    return OpenAICompatible(embedded_server.base_url, embedded_server.alias, structured="json_object_schema", timeout=120)
+
+
+@pytest.fixture(scope="session")
+def architect_server(tmp_path_factory):
+    """The default embedded model (Qwen2.5-Coder-1.5B) on a free loopback port: for tests that claim
+    what the model does. Two threads: tests that use it are few and mostly alone on the cores."""
+    log = tmp_path_factory.mktemp("llm") / "architect.log"
+    with EmbeddedServer(ARCHITECT, threads=2, log_path=log) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def architect_llm(architect_server):
+    return OpenAICompatible(architect_server.base_url, architect_server.alias, structured="json_object_schema",
+                            timeout=600)  # fmt: skip
 
 
 class ScriptedLLM:

@@ -66,7 +66,7 @@ def test_user_benchmark_files_from_the_cli(run_cli):
         (["-c", "typo.yaml"], "typo.yaml: budgett: Extra inputs are not permitted"),
         (["--set", "strategies.regevo.population=1", "-s", "regevo"], "strategies.regevo: population: Input should be"),
         (["--benchmark-file", "t.csv"], "--benchmark-file and --space-file go together"),
-        (["--llm", "ftp://x"], "--llm 'ftp://x': use 'embedded', an http(s) URL"),
+        (["--llm", "ftp://x"], "--llm 'ftp://x': use 'embedded[:NAME]', an http(s) URL"),
         (["--fidelity", "12"], "benchmark nas-bench-macro has no fidelity '12' (available: none)"),
     ],
 )

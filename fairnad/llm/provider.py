@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from fairnad.llm.base import Completion, LLMBadRequest, LLMUnavailable, Message
-from fairnad.llm.embedded import MODEL_ALIAS, EmbeddedServer
+from fairnad.llm import models
+from fairnad.llm.embedded import EmbeddedServer
 from fairnad.llm.openai_compat import OpenAICompatible
 
 
@@ -41,9 +42,22 @@ class EmbeddedBackend:
         self._kwargs = client_kwargs
         self._lock = threading.Lock()
         self.restarts = 0
-        self.client = OpenAICompatible(server.base_url, MODEL_ALIAS, **client_kwargs)
+        self.client = OpenAICompatible(server.base_url, server.alias, **client_kwargs)
+        self.used = {"tokens_in": 0, "tokens_out": 0, "seconds": 0.0, "calls": 0}  # for `fairnad llms`
 
     def complete(self, messages: list[Message], **kw) -> Completion:
+        out = self._complete(messages, **kw)
+        with self._lock:
+            self.used["calls"] += 1
+            self.used["tokens_in"] += out.usage.tokens_in
+            self.used["tokens_out"] += out.usage.tokens_out
+            self.used["seconds"] += out.latency
+        return out
+
+    def record_speed(self) -> None:
+        models.record_speed(self.server.alias, **self.used)
+
+    def _complete(self, messages: list[Message], **kw) -> Completion:
         try:
             return self.client.complete(messages, **kw)
         except LLMUnavailable:
@@ -54,7 +68,7 @@ class EmbeddedBackend:
                     self.server.stop()
                     self.server.start()
                     self.restarts += 1
-                    self.client = OpenAICompatible(self.server.base_url, MODEL_ALIAS, **self._kwargs)
+                    self.client = OpenAICompatible(self.server.base_url, self.server.alias, **self._kwargs)
             return self.client.complete(messages, **kw)
 
 
@@ -102,6 +116,9 @@ class BackendProvider:
 
     def close(self) -> None:
         with self._lock:
+            for backend in self._backends.values():
+                if isinstance(backend, EmbeddedBackend):
+                    backend.record_speed()
             for server in self._servers:
                 server.stop()
             self._servers.clear()

@@ -60,6 +60,15 @@ class RecordingLLM:
             self.usage.tokens_out += r.get("tokens_out") or 0
             self.latency += r.get("latency") or 0.0
         self._replayed_calls = self.calls
+        self.trail: list[int | None] = []  # seq of every answered call, in order (None: the sink gave none)
+
+    def mark(self) -> int:
+        """A position in the trail: `since(mark)` lists the calls answered after it."""
+        return len(self.trail)
+
+    def since(self, mark: int) -> list[int]:
+        """The stored seq of each call answered since `mark`: what made a proposal."""
+        return [s for s in self.trail[mark:] if s is not None]
 
     @property
     def replaying(self) -> bool:
@@ -87,13 +96,16 @@ class RecordingLLM:
                         "code or data changed since it was recorded"
                     )
                 self._pos += 1
+                self.trail.append(rec.get("seq"))
                 return _completion(rec)
             hit = self._cache.get(key)
             if hit is not None:
                 self.cache_hits += 1
+                seq = None
                 if self.sink is not None:
-                    self.sink({**hit, "tokens_in": 0, "tokens_out": 0, "latency": 0.0, "replayed_from": "cache",
-                               "created": time.time()})  # fmt: skip
+                    seq = self.sink({**hit, "tokens_in": 0, "tokens_out": 0, "latency": 0.0, "replayed_from": "cache",
+                                     "created": time.time()})  # fmt: skip
+                self.trail.append(seq)
                 return _completion(hit)
             if self.live is None:
                 if self._cache:
@@ -140,8 +152,9 @@ class RecordingLLM:
                 "created": started,
                 "replayed_from": getattr(self.live, "source", None),
             }
-            if self.sink is not None:
-                self.sink(record)
+            seq = self.sink(record) if self.sink is not None else None
+            if error is None:
+                self.trail.append(seq)
         if error is not None:
             raise error
         return out

@@ -75,13 +75,18 @@ def run_payload(run_dir: str | Path) -> dict[str, Any]:
     cost = cost_key(cands)
     llm_strategy = summary["llm"]["calls"] > 0  # as summarize decides it
 
-    # the LLM calls made while a candidate was being proposed: those after the previous admission
+    # the LLM calls that made each candidate: the seqs its origin records (runs from before that was
+    # recorded: the calls after the previous admission, by time)
     call_times = [c["created"] for c in calls]
+    index_of = {c["seq"]: i for i, c in enumerate(calls)}
     prev_t = float("-inf")
     made_by: dict[int, list[int]] = {}
     for c in cands:
-        lo, hi = bisect.bisect_right(call_times, prev_t), bisect.bisect_right(call_times, c.created)
-        made_by[c.trial] = list(range(lo, hi))
+        if isinstance(c.origin.get("llm_calls"), list):
+            made_by[c.trial] = [index_of[s] for s in c.origin["llm_calls"] if s in index_of]
+        else:
+            lo, hi = bisect.bisect_right(call_times, prev_t), bisect.bisect_right(call_times, c.created)
+            made_by[c.trial] = list(range(lo, hi))
         prev_t = c.created
     tokens_before = [0]
     for c in calls:

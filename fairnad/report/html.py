@@ -88,6 +88,7 @@ def run_page(run: dict[str, Any]) -> dict[str, Any]:
     summary = [
         ["run", run["run_dir"]], ["strategy", f"{s['strategy']} on {s['benchmark']} (seed {s['seed']})"],
         ["status", s.get("status")], ["evaluations", f"{s['evaluations']} of {s['budget']} ({s['proposals']} proposals)"],
+        ["probes", f"{s.get('probes', 0)} (build and shape checks and quick trainings, stored in the run)"],
         ["valid", f"{valid} of {s['evaluations']}" + (f" ({100 * valid / s['evaluations']:.0f}%)" if s["evaluations"] else "")],
         ["best", None if not s["best"] else f"{s['best']['accuracy']:.3f}% (trial {s['best']['trial']})"],
         ["LLM", f"{llm['calls']} calls, {llm['tokens_in']:,} tokens in, {llm['tokens_out']:,} out, "

@@ -30,6 +30,16 @@ class AgentRun:
     tool_calls: list[dict[str, Any]] = field(default_factory=list)
     final_text: str = ""
     error: str | None = None
+    abort: BaseException | None = None  # a failure that is not the candidate's: re-raised to the run
+
+
+# Failures that are not the child's (the LLM is down, a cap is reached, a replay ran out, the store
+# failed): they stop the agent and reach the run, which pauses; they are never a child's failure.
+def _passes_through(err: BaseException) -> bool:
+    from fairnad.errors import FairnadError
+    from fairnad.llm import LLMBudgetExceeded, LLMUnavailable, ReplayExhausted
+
+    return isinstance(err, (LLMUnavailable, LLMBudgetExceeded, ReplayExhausted, FairnadError, KeyboardInterrupt))
 
 
 def _qwen_agent():
@@ -57,7 +67,7 @@ def run_agent(
 
     class RecordedChat(BaseFnCallModel):
         def _chat_no_stream(self, messages, generate_cfg):
-            if run.turns >= max_turns or done():
+            if run.turns >= max_turns or done() or run.abort is not None:
                 return [Message(role=ASSISTANT, content="Finished.")]
             run.turns += 1
             msgs = []
@@ -86,7 +96,14 @@ def run_agent(
                 except Exception as err:  # noqa: BLE001 - a malformed call is feedback for the model
                     result = f"Error: the arguments are not valid JSON for {spec.name} ({err})"
                 else:
-                    result = spec.fn(args)
+                    try:
+                        result = spec.fn(args)
+                    except BaseException as err:  # qwen-agent turns a tool's exception into text: keep ours
+                        if _passes_through(err):
+                            run.abort = err
+                            result = "Stopped."
+                        else:
+                            raise
                 run.tool_calls.append({"tool": spec.name, "result": result[:500]})
                 return result
 
@@ -96,10 +113,14 @@ def run_agent(
     agent = FnCallAgent(function_list=[make_tool(t) for t in tools], llm=chat, system_message=system)
     try:
         for _ in agent.run([{"role": "user", "content": task}]):
-            if done():
+            if done() or run.abort is not None:
                 break
-    except Exception as err:  # noqa: BLE001 - the agent's failure is a mutation failure, with its reason
+    except Exception as err:  # noqa: BLE001 - the agent's own failure is a mutation failure, with its reason
+        if _passes_through(err):
+            raise
         run.error = f"{type(err).__name__}: {str(err)[:300]}"
+    if run.abort is not None:
+        raise run.abort
     return run
 
 

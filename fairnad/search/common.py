@@ -4,12 +4,14 @@ the LLM for a model file or a genotype, and describing a candidate in a prompt."
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from fairnad.prompts import render
 from fairnad.search.random_search import UnseenSampler
 from fairnad.space.candidate import Proposal
-from fairnad.space.code import extract_code, scale
+from fairnad.space.code import BUILDER, add_missing_imports, code_blocks, defined_names, extract_code, scale
+from fairnad.space.edits import EditError, apply_edits, has_edits, merge_definitions, parse_edits
 
 
 def is_open(study) -> bool:
@@ -59,27 +61,99 @@ def view(study, cand) -> dict[str, Any]:
     if is_open(study):
         v["code"] = cand.genotype
         v["curve"] = " ".join(f"{c['val_acc']:.1f}" for c in m.get("curves", [])[-8:])
+        v["shapes"] = "; ".join(m.get("shapes") or [])  # output shapes of its outer modules, batch of 2
     else:
         v["labels"] = json.dumps(study.space.labels(cand.genotype))
     return v
 
 
 def ask_code(study, prompt: str, *, temperature: float, max_tokens: int, seed: int, purpose: str,
-             system: str | None = None) -> tuple[str | None, str]:  # fmt: skip
-    """(the model file in the answer or None, the answer's text)."""
+             system: str | None = None, parent: str | None = None,
+             check: Callable[[str], str | None] | None = None, repairs: int = 0,
+             ) -> tuple[str | None, str, dict[str, Any]]:  # fmt: skip
+    """(the child's code or None, the answer's text or why it has no code, how it was written).
+
+    With a `parent`, every answer is read as a change of it (space/edits.py): SEARCH/REPLACE blocks are
+    applied exactly; otherwise the classes and functions in its code blocks replace the parent's of
+    the same name (a whole file replaces them all). A change that cannot be applied is sent back once
+    with the reason. With `check` (code -> what is wrong, or None), a child that fails it is sent back
+    up to `repairs` times with the error, in the same conversation (FairNAD's iterative refinement);
+    the fix is read as a change of that child. The third item goes into the child's origin:
+    {"answer": "edits" | "definitions" | "file", "reasked": .., "repaired": n, "check_failures": [..]}."""
     msgs = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
-    out = study.llm.complete(msgs, temperature=temperature, max_tokens=max_tokens, seed=seed, purpose=purpose)
-    return extract_code(out.text), out.text
+    info: dict[str, Any] = {}
+    reasks, calls, base = 1, 0, parent
+    while True:
+        out = study.llm.complete(msgs, temperature=temperature, max_tokens=max_tokens, seed=seed + 7 * calls,
+                                 purpose=purpose)  # fmt: skip
+        calls += 1
+        try:
+            code, how = change_of(base, out.text) if base is not None else (extract_code(out.text), {"answer": "file"})
+            if code is None:
+                raise EditError("the answer has no code")
+        except EditError as err:
+            info["edit_error"] = str(err)
+            if reasks == 0:
+                return None, f"the change could not be applied ({err})" if base is not None else out.text, info
+            reasks -= 1
+            info["reasked"] = True
+            msgs = msgs + [
+                {"role": "assistant", "content": out.text},
+                {"role": "user", "content": f"That change cannot be applied: {err}. Answer again: SEARCH lines must be "
+                                            "copied exactly from the parent file; code blocks must hold complete "
+                                            "classes or functions."},
+            ]  # fmt: skip
+            continue
+        code, how = _with_imports(code, how)
+        info.update({k: v for k, v in how.items() if k != "imports_added"})
+        if how.get("imports_added"):
+            info["imports_added"] = sorted(set(info.get("imports_added", [])) | set(how["imports_added"]))
+        problem = check(code) if check is not None and info.get("repaired", 0) < repairs else None
+        if problem is None:
+            return code, out.text, info
+        info["repaired"] = info.get("repaired", 0) + 1
+        info.setdefault("check_failures", []).append(problem.splitlines()[0][:160])
+        base = code
+        msgs = msgs + [
+            {"role": "assistant", "content": out.text},
+            {"role": "user", "content": f"That model fails its check:\n{problem}\nFix it: answer with the corrected "
+                                        "classes and functions, each written out in full."},
+        ]  # fmt: skip
 
 
-def ask_genotype(study, prompt: str, *, temperature: float, seed: int, purpose: str, system: str | None = None) -> str:
+def change_of(parent: str, answer: str) -> tuple[str, dict[str, Any]]:
+    """The child an answer describes as a change of `parent`, and how it was read; EditError if none."""
+    if has_edits(answer):
+        edits = parse_edits(answer)
+        return apply_edits(parent, edits), {"answer": "edits", "edits": len(edits)}
+    blocks = code_blocks(answer)
+    if not blocks:
+        raise EditError("the answer has no code block and no SEARCH/REPLACE block")
+    child, replaced, added = parent, set(), []
+    for block in blocks:
+        child, how = merge_definitions(child, block)
+        replaced.update(how["replaced"])
+        added += [n for n in how["added"] if n not in added]
+    whole = BUILDER in replaced and not (defined_names(parent) - replaced)
+    return child, {"answer": "file" if whole else "definitions", "replaced": sorted(replaced), "added": added}
+
+
+def _with_imports(code: str, info: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """A retyped file often loses `import torch`: add the standard imports it uses (recorded in the origin)."""
+    code, added = add_missing_imports(code)
+    return code, ({**info, "imports_added": added} if added else info)
+
+
+def ask_genotype(study, prompt: str, *, temperature: float, seed: int, purpose: str, system: str | None = None,
+                 rationale_first: bool = True) -> str:
     """A genotype from a schema-constrained answer; ValueError with the reason when it is unusable."""
     from fairnad.llm import LLMOutputError
 
     space = study.space
     msgs = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
     try:
-        out = study.llm.complete(msgs, temperature=temperature, schema=space.answer_schema(200), max_tokens=200,
+        out = study.llm.complete(msgs, temperature=temperature, schema=space.answer_schema(200, rationale_first),
+                                 max_tokens=300,
                                  seed=seed, purpose=purpose)  # fmt: skip
     except LLMOutputError as err:  # no usable JSON even after repair and retries: a failed proposal, not a failed run
         raise ValueError(str(err)) from None

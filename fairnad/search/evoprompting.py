@@ -91,7 +91,7 @@ class EvoPrompting(Strategy):
         if self.open:
             prompt = render("evoprompting/open.j2", contract=study.context.get("contract", ""), examples=examples,
                             target=target)  # fmt: skip
-            code, text = ask_code(study, prompt, temperature=self.config.temperature, max_tokens=self.config.max_tokens,
+            code, text, _ = ask_code(study, prompt, temperature=self.config.temperature, max_tokens=self.config.max_tokens,
                                   seed=seed, purpose="evoprompting.child")  # fmt: skip
             if code is None:
                 return [Proposal(text[:200] or "(empty)", trials, origin, "the answer contained no code")]

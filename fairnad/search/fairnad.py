@@ -32,9 +32,10 @@ from fairnad.search.base import Strategy, StrategyConfig, register
 from fairnad.search.ideas import Idea, IdeaSpace
 from fairnad.search.pareto import front, improves_front, objectives, rank_and_crowding, tournament
 from fairnad.search.random_search import UnseenSampler
-from fairnad.search.common import ask_code, ask_genotype, cost_text, problem_text, starting_models, view
+from fairnad.search.common import ask_code, ask_genotype, change_of, cost_text, problem_text, starting_models, view
 from fairnad.space.candidate import Proposal
-from fairnad.space.code import extract_code, scale, shrink_to_budget
+from fairnad.space.code import add_missing_imports, own_frames, scale, shrink_to_budget
+from fairnad.space.edits import EditError
 
 MUTATIONS = ("idea", "pareto", "iterative")
 
@@ -46,7 +47,14 @@ class FairNADConfig(StrategyConfig):
     cost: Literal["params", "flops"] = "params"
     temperature: float = Field(0.7, ge=0, le=2)
     max_tokens: int = Field(1500, ge=64, description="per code answer (tabular answers use 200)")
+    code_answer: Literal["definitions", "edits", "file"] = Field(
+        "definitions", description="what a code child's prompt asks for: the changed classes and functions "
+        "(merged into the parent by name), SEARCH/REPLACE edits, or the whole file; every form is accepted")
     agent_turns: int = Field(3, ge=1)
+    fresh_tries: int = Field(3, ge=0, description="open spaces: when every starting model fails, fresh models asked "
+                             "of the LLM before the run stops")
+    repairs: int = Field(1, ge=0, description="open spaces: an LLM-written child that fails its build/shape check "
+                         "(a probe) goes back to the model with the error this many times before it is evaluated")
     failures_in_prompt: int = Field(3, ge=0)
     front_in_prompt: int = Field(5, ge=0)
     ideas_in_prompt: int = Field(8, ge=0)
@@ -90,6 +98,7 @@ class FairNAD(Strategy):
         self.failures: deque = deque(maxlen=max(1, config.failures_in_prompt))
         self.queue: deque = deque()  # children waiting (budget retries)
         self.llm_misses = 0
+        self.fresh_left = config.fresh_tries
         self._ready = False
 
     # -- setup ------------------------------------------------------------------------------------
@@ -118,9 +127,13 @@ class FairNAD(Strategy):
             self._setup(study)
         out = []
         for _ in range(self.config.batch):
+            mark = study.llm_mark()
             p = self._one(study, pending=out)
             if p is None:
                 break
+            calls = study.llm_calls_since(mark)
+            if calls:  # the calls that made this child, not its batch-mates
+                p.origin = {**p.origin, "llm_calls": calls}
             out.append(p)
         return out
 
@@ -150,7 +163,27 @@ class FairNAD(Strategy):
         return self._pareto(study, parent, done, rank)
 
     def _no_parent(self, study) -> Proposal | None:
-        return None
+        """Every starting model failed: ask the LLM for a fresh model from the contract, with their
+        failures as feedback, `fresh_tries` times; then stop, naming the failures."""
+        if self.fresh_left <= 0:
+            from fairnad.search.study import StrategyStalled
+
+            fails = "; ".join(f"trial {c.trial} {c.metrics.get('failure') or c.status}: {(c.error or '')[:70]}"
+                              for c in study.candidates[-4:])  # fmt: skip
+            raise StrategyStalled(
+                f"fairnad: no starting model trained and {self.config.fresh_tries} fresh models from the LLM failed "
+                f"too ({fails}); check the starting models (open.initial), the dataset and the open.* limits"
+            )
+        self.fresh_left -= 1
+        prompt = render("fairnad/fresh_open.j2", contract=self.contract, fb=self._feedback(study))
+        code, text, how = ask_code(study, prompt, system=render("fairnad/system.j2"), temperature=self.config.temperature,
+                                   max_tokens=self.config.max_tokens, seed=study.seed * 7919 + len(study.candidates),
+                                   purpose="fairnad.fresh", check=lambda c: self._check(study, c),
+                                   repairs=self.config.repairs)  # fmt: skip
+        origin = {"op": "fresh", **how}
+        if code is None:
+            return Proposal(text[:200] or "(empty answer)", origin=origin, invalid_reason="the answer contained no code")
+        return Proposal(code, origin=origin)
 
     # -- the three mutation types -------------------------------------------------------------------
     def _idea(self, study, parent) -> Proposal:
@@ -159,7 +192,7 @@ class FairNAD(Strategy):
         fb = self._feedback(study)
         if self.open:
             prompt = render("fairnad/idea_open.j2", contract=self.contract, parent=self._parent_view(parent, study),
-                            idea=idea, fb=fb)  # fmt: skip
+                            idea=idea, fb=fb, form=self.config.code_answer)  # fmt: skip
             return self._code_answer(study, prompt, parent, origin)
         prompt = render("fairnad/idea_tabular.j2", problem=self.problem, parent=self._parent_view(parent, study),
                         idea=idea, fb=fb, metric=study.objective["metric"])  # fmt: skip
@@ -182,7 +215,7 @@ class FairNAD(Strategy):
             if scaled is not None and study.seen(scaled[0]) is None:
                 return Proposal(scaled[0], parents=[parent.trial], origin={**origin, "via": "arguments", "changes": scaled[1]})
             prompt = render("fairnad/pareto_open.j2", contract=self.contract, parent=self._parent_view(parent, study),
-                            action=action, fb=self._feedback(study))  # fmt: skip
+                            action=action, fb=self._feedback(study), form=self.config.code_answer)  # fmt: skip
             return self._code_answer(study, prompt, parent, {**origin, "via": "llm"})
         return self._pareto_tabular(study, parent, action, origin)
 
@@ -213,28 +246,48 @@ class FairNAD(Strategy):
     def _iterative(self, study, parent) -> Proposal:
         origin = {"op": "iterative"}
         fb = self._feedback(study)
-        state: dict[str, Any] = {"passed": None, "last": None}
+        state: dict[str, Any] = {"passed": None, "last": None, "current": parent.genotype}
         if self.open:
-            check, quick = study.context.get("check_code"), study.context.get("train_quick")
+            def as_model(args) -> tuple[str | None, str]:
+                """The tool's code argument as a whole model: the definitions it gives, merged into the
+                model the agent is working on (a whole file replaces it all)."""
+                raw = args.get("code") or ""
+                try:
+                    code, _ = change_of(state["current"], f"```python\n{raw}\n```")
+                except EditError as err:
+                    return None, f"FAILED: {err}"
+                code, _ = add_missing_imports(code)
+                return code, ""
 
             def check_model(args):
-                code = args.get("code") or ""
-                state["last"] = code
-                r = check(code)
-                if r["status"] == "complete" and study.seen(code) is None:
-                    state["passed"] = code
-                    return f"PASSED: builds, {r['metrics'].get('params')} parameters, {r['metrics'].get('flops')} FLOPs. It is new."
-                if r["status"] == "duplicate" or study.seen(code) is not None:
+                code, problem = as_model(args)
+                if code is None:
+                    return problem
+                state["last"] = state["current"] = code
+                if study.seen(code) is not None:
                     return "FAILED: this network was already evaluated; change it."
+                r = study.probe("check", code)
+                if r is None:
+                    state["passed"] = code  # no checks left (max_probes): the evaluation will tell
+                    return "No checks are left; the model will be evaluated as it is."
+                if r["status"] == "complete":
+                    state["passed"] = code
+                    return f"PASSED: builds, {r.get('params')} parameters, {r.get('flops')} FLOPs. It is new."
                 return f"FAILED ({r['category']}): {r['error']}\n{(r.get('traceback') or '')[-800:]}"
 
             def train_quick(args):
-                r = quick(args.get("code") or "")
+                code, problem = as_model(args)
+                if code is None:
+                    return problem
+                r = study.probe("train", code)
+                if r is None:
+                    return "No quick trainings are left."
                 if r["status"] == "complete":
-                    return f"after one epoch: {r['metrics'].get('val_acc')}% validation accuracy"
+                    return f"after one epoch: {r.get('val_acc')}% validation accuracy"
                 return f"FAILED ({r['category']}): {r['error']}"
 
-            code_arg = {"type": "object", "properties": {"code": {"type": "string", "description": "the complete Python file"}},
+            code_arg = {"type": "object", "properties": {"code": {"type": "string", "description": "the classes and functions "
+                        "you change or add, each complete (the rest of the current model is kept), or the whole file"}},
                         "required": ["code"]}  # fmt: skip
             tools = [Tool("check_model", "Build the model file in the sandbox: PASSED with params and FLOPs, or the error.",
                           code_arg, check_model),
@@ -273,21 +326,28 @@ class FairNAD(Strategy):
             return Proposal(state["passed"], parents=[parent.trial], origin=origin)
         self.llm_misses += 1
         last = state["last"] if self.open else None
-        if self.open and (last or extract_code(run.final_text)):
-            return Proposal(last or extract_code(run.final_text), parents=[parent.trial], origin={**origin, "passed": False})
+        if self.open and last is None:
+            try:
+                last = add_missing_imports(change_of(parent.genotype, run.final_text)[0])[0]
+            except EditError:
+                pass
+        if last is not None:
+            return Proposal(last, parents=[parent.trial], origin={**origin, "passed": False})
         return Proposal(run.final_text[:200] or "(no answer)", parents=[parent.trial], origin=origin,
                         invalid_reason=f"the agent produced no new valid model in {run.turns} turns"
                                        + (f" ({run.error})" if run.error else ""))  # fmt: skip
 
     # -- answers ----------------------------------------------------------------------------------
     def _code_answer(self, study, prompt: str, parent, origin) -> Proposal:
-        code, text = ask_code(study, prompt, system=render("fairnad/system.j2"), temperature=self.config.temperature,
-                              max_tokens=self.config.max_tokens, seed=study.seed * 7919 + len(study.candidates),
-                              purpose=f"fairnad.{origin['op']}")  # fmt: skip
+        code, text, how = ask_code(study, prompt, system=render("fairnad/system.j2"), temperature=self.config.temperature,
+                                   max_tokens=self.config.max_tokens, seed=study.seed * 7919 + len(study.candidates),
+                                   purpose=f"fairnad.{origin['op']}", parent=parent.genotype,
+                                   check=lambda code: self._check(study, code), repairs=self.config.repairs)  # fmt: skip
+        origin = {**origin, **how}
         if code is None:
             self.llm_misses += 1
             return Proposal(text[:200] or "(empty answer)", parents=[parent.trial], origin=origin,
-                            invalid_reason="the answer contained no code")  # fmt: skip
+                            invalid_reason=text if how.get("edit_error") else "the answer contained no code")  # fmt: skip
         self.llm_misses = 0
         return Proposal(code, parents=[parent.trial], origin=origin)
 
@@ -314,6 +374,16 @@ class FairNAD(Strategy):
             self.llm_misses = 0
         return Proposal(child, parents=[parent.trial], origin=origin)
 
+    def _check(self, study, code: str) -> str | None:
+        """What is wrong with an LLM-written child before it costs an evaluation (a stored probe), or None.
+        Over the parameter budget is left to the deterministic downscale retry."""
+        if study.seen(code) is not None:
+            return "this network was already evaluated; change it"
+        r = study.probe("check", code)
+        if r is None or r["status"] == "complete" or r["category"] == "budget":
+            return None
+        return f"{r['category']}: {r['error']}" + (f"\n{r['traceback'][-800:]}" if r.get("traceback") else "")
+
     # -- tell -------------------------------------------------------------------------------------
     def tell(self, study, results) -> None:
         for c in results:
@@ -332,7 +402,7 @@ class FairNAD(Strategy):
             if not c.ok:
                 self.failures.append({
                     "op": op, "idea": (c.origin.get("idea") or {}).get("name"), "category": c.metrics.get("failure", "failed"),
-                    "error": (c.error or "")[:300], "traceback": (c.metrics.get("traceback") or "")[-600:],
+                    "error": (c.error or "")[:300], "traceback": own_frames(c.metrics.get("traceback") or "")[-600:],
                 })  # fmt: skip
                 budget = study.context.get("max_params")
                 attempt = c.origin.get("attempt", 0) + 1

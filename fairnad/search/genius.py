@@ -29,8 +29,10 @@ class GeniusConfig(StrategyConfig):
     temperature: float = Field(1.0, ge=0.0, le=2.0, description="the paper ran 0 and 1")
     max_retries: int = Field(1, ge=0, description="unusable answers in a row retried before a fallback")
     history_turns: int = Field(16, ge=2, description="most exchanges kept in the conversation")
-    max_tokens: int = Field(200, ge=16, description="per answer")
+    max_tokens: int = Field(300, ge=16, description="per answer")
     rationale_chars: int = Field(200, ge=0)
+    rationale_first: bool = Field(True, description="the answer's rationale before its architecture (the model "
+                                  "reasons, then commits); false: the paper's order")
 
 
 @register
@@ -81,7 +83,7 @@ class Genius(Strategy):
             out = study.llm.complete(
                 messages,
                 temperature=self.config.temperature,
-                schema=study.space.answer_schema(self.config.rationale_chars),
+                schema=study.space.answer_schema(self.config.rationale_chars, self.config.rationale_first),
                 max_tokens=self.config.max_tokens,
                 seed=seed,
                 purpose="genius.propose",

@@ -15,7 +15,7 @@ Each step samples a (prompt, temperature) elite and a parent elite, then mutates
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field
@@ -47,6 +47,9 @@ class LLMaticConfig(StrategyConfig):
     temperature_step: float = Field(0.1, gt=0)
     temperature_bins: int = Field(10, ge=2)
     max_tokens: int = Field(1500, ge=64)
+    code_answer: Literal["definitions", "edits", "file"] = Field(
+        "definitions", description="what a mutation's prompt asks for: changed definitions, SEARCH/REPLACE edits or "
+        "the whole file (every form is accepted)")
 
 
 @register
@@ -119,11 +122,14 @@ class LLMatic(Strategy):
                 prompt = render("llmatic/crossover_open.j2", contract=study.context.get("contract", ""), a=views[0], b=views[1])
             else:
                 prompt = render("llmatic/mutate_open.j2", contract=study.context.get("contract", ""), parent=views[0],
-                                instruction=instruction)  # fmt: skip
-            code, text = ask_code(study, prompt, temperature=temp, max_tokens=self.config.max_tokens, seed=seed,
-                                  purpose=f"llmatic.{origin['op']}")  # fmt: skip
+                                instruction=instruction, form=self.config.code_answer)  # fmt: skip
+            code, text, how = ask_code(study, prompt, temperature=temp, max_tokens=self.config.max_tokens, seed=seed,
+                                       purpose=f"llmatic.{origin['op']}",
+                                       parent=None if crossover else parents[0].genotype)  # fmt: skip
+            origin = {**origin, **how}
             if code is None:
-                return [Proposal(text[:200] or "(empty)", [p.trial for p in parents], origin, "the answer contained no code")]
+                return [Proposal(text[:200] or "(empty)", [p.trial for p in parents], origin,
+                                 text if how.get("edit_error") else "the answer contained no code")]
             return [self._fresh(study, code, parents, origin)]
         metric = study.objective["metric"]
         if crossover:

@@ -46,6 +46,7 @@ class Study:
         objective: dict[str, Any] | None = None,
         max_rejections: int = 50,
         context: dict[str, Any] | None = None,
+        max_probes: int | None = None,
     ) -> None:
         self.space = space
         self.evaluator = evaluator
@@ -65,6 +66,48 @@ class Study:
         self._stored = {c.trial: c for c in store.candidates()}
         self.callbacks: list[Callable[[Study, Candidate], None]] = []
         self.started = time.time()
+        self._probes = {p["key"]: p["result"] for p in store.probes()}  # answered from the store on resume
+        self.probes_run = 0  # probes this session actually ran
+        self.max_probes = max_probes
+
+    def llm_mark(self) -> int | None:
+        """For a strategy that proposes several children at once: mark before each child, then
+        `llm_calls_since(mark)` into its origin["llm_calls"] (the report and export read that)."""
+        return self.llm.mark() if hasattr(self.llm, "mark") else None
+
+    def llm_calls_since(self, mark: int | None) -> list[int]:
+        return self.llm.since(mark) if mark is not None else []
+
+    # -- probes -------------------------------------------------------------------------------
+    @property
+    def probes(self) -> int:
+        """Probes of this run, all sessions: distinct checks that were run (repeats are answered free)."""
+        return len(self._probes)
+
+    def probe(self, kind: str, genotype: str) -> dict[str, Any] | None:
+        """A cheap check a strategy (or its agent) asks for before spending an evaluation, e.g. `check`
+        (builds, right output shape, params, FLOPs) or `train` (one quick epoch). It goes through the
+        run like an evaluation: stored, counted (`probes`), and answered from the store when the run
+        already asked it, so a resume or replay gets the same answer without running anything. The
+        problem supplies the probe functions (context["probes"]); the result is plain JSON. None once
+        the run's probe cap (max_probes) is reached: the strategy goes on without the check."""
+        key = f"{kind}:{self.key(genotype)}"
+        if key in self._probes:
+            return self._probes[key]
+        if self.max_probes is not None and len(self._probes) >= self.max_probes:
+            if not getattr(self, "_cap_logged", False):
+                self._cap_logged = True
+                self.store.add_event("probe_cap_reached", probes=len(self._probes))
+            return None
+        fn = (self.context.get("probes") or {}).get(kind)
+        if fn is None:
+            raise FairnadError(f"this problem offers no {kind!r} probe")
+        t0 = time.time()
+        result = fn(genotype)
+        self.store.add_probe(kind, key, genotype, result, round(time.time() - t0, 3))
+        self._probes[key] = result
+        self.probes_run += 1
+        return result
 
     # -- what strategies read ---------------------------------------------------------------
     @property
@@ -112,7 +155,12 @@ class Study:
             if self.max_seconds is not None and time.time() - self.started > self.max_seconds:
                 self.store.add_event("time_budget_reached", seconds=self.max_seconds)
                 break
+            mark = self.llm.mark() if hasattr(self.llm, "mark") else None
             proposals = strategy.ask(self)
+            if mark is not None and len(proposals) == 1 and "llm_calls" not in proposals[0].origin:
+                calls = self.llm.since(mark)  # one proposal: every call made while asking for it
+                if calls:
+                    proposals[0].origin["llm_calls"] = calls
             if not proposals:
                 raise StrategyStalled(f"strategy {strategy.name} proposed nothing with {self.remaining} evaluations left")
             results = self._run_batch(proposals)

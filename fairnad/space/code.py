@@ -46,11 +46,25 @@ def code_key(source: str) -> str:
     return hashlib.sha256(normalized(source).encode("utf-8", "surrogatepass")).hexdigest()[:20]
 
 
+def code_blocks(text: str) -> list[str]:
+    """The fenced code blocks of an answer, in order (an unclosed last block runs to the end)."""
+    blocks = re.findall(r"```(?:python|py)?[ \t]*\n(.*?)(?:```|$)", text, re.S)
+    return [b.strip("\n") for b in blocks if b.strip()]
+
+
+def defined_names(source: str) -> set[str]:
+    """Names of the top-level classes and functions of a file."""
+    try:
+        tree = ast.parse(source)
+    except _UNPARSABLE:
+        return set()
+    return {n.name for n in tree.body if isinstance(n, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))}
+
+
 def extract_code(text: str) -> str | None:
     """The Python file in an LLM answer: the fenced block that defines build_model (else the longest
     fenced block, else the whole answer if it looks like code)."""
-    blocks = re.findall(r"```(?:python|py)?[ \t]*\n(.*?)(?:```|$)", text, re.S)
-    blocks = [b.strip("\n") for b in blocks if b.strip()]
+    blocks = code_blocks(text)
     with_builder = [b for b in blocks if f"def {BUILDER}" in b]
     if with_builder:
         return max(with_builder, key=len)
@@ -59,6 +73,61 @@ def extract_code(text: str) -> str | None:
     if f"def {BUILDER}" in text or re.search(r"^\s*(import|from|class|def)\s", text, re.M):
         return text.strip()
     return None
+
+
+# the imports a model file most often forgets when a small model retypes it
+_COMMON_IMPORTS = {"torch": "import torch", "nn": "from torch import nn", "F": "import torch.nn.functional as F",
+                   "math": "import math"}  # fmt: skip
+
+
+def add_missing_imports(source: str) -> tuple[str, list[str]]:
+    """The file with `import torch` / `from torch import nn` / `import torch.nn.functional as F` /
+    `import math` added at the top when it uses the name but never binds it; (source, lines added).
+    Only these four names: anything else that is undefined stays the candidate's error."""
+    try:
+        tree = ast.parse(source)
+    except _UNPARSABLE:
+        return source, []
+    bound: set[str] = set()
+    used: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            bound.update((a.asname or a.name).split(".")[0] for a in node.names)
+        elif isinstance(node, (ast.FunctionDef, ast.ClassDef, ast.AsyncFunctionDef)):
+            bound.add(node.name)
+        elif isinstance(node, ast.arg):
+            bound.add(node.arg)
+        elif isinstance(node, ast.Name):
+            (bound if isinstance(node.ctx, ast.Store) else used).add(node.id)
+    added = [line for name, line in _COMMON_IMPORTS.items() if name in used and name not in bound]
+    if not added:
+        return source, []
+    at = 0  # after the module docstring and any `from __future__` import, which must come first
+    for node in tree.body:
+        if (isinstance(node, ast.ImportFrom) and node.module == "__future__") or (
+            isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)
+            and at == 0 and node is tree.body[0]
+        ):  # fmt: skip
+            at = node.end_lineno
+        else:
+            break
+    lines = source.split("\n")
+    return "\n".join(lines[:at] + added + lines[at:]), added
+
+
+def own_frames(tb: str) -> str:
+    """A traceback as a prompt shows it: the candidate's own frames (File "candidate.py") and the error,
+    without the torch library frames between them, which a model cannot change."""
+    lines = tb.rstrip("\n").split("\n")
+    out, keep = [], True
+    for line in lines:
+        if line.startswith("  File "):
+            keep = '"candidate.py"' in line
+        elif not line.startswith(" "):
+            keep = True  # the exception line(s)
+        if keep:
+            out.append(line)
+    return "\n".join(out) + ("\n" if out else "")
 
 
 def builder_defaults(source: str) -> dict[str, Any]:
@@ -187,6 +256,32 @@ class CodeSpace:
         return code_key(genotype)
 
     def describe(self, genotype: str) -> str:
-        m = re.search(r'^\s*"""(.+?)(?:"""|$)', genotype, re.S)
-        first = (m.group(1) if m else genotype).strip().splitlines()[0] if genotype.strip() else ""
-        return first[:160]
+        return summary(genotype)
+
+
+def summary(source: str, limit: int = 160) -> str:
+    """One line that tells models apart in a prompt, read from the code without running it: the
+    torch.nn layers it builds (how often each appears in the text) and build_model's knobs, e.g.
+    "Conv1d, BatchNorm1d, GELU, Linear; width=32, depth=4, kernel_size=5"."""
+    try:
+        tree = ast.parse(source)
+    except _UNPARSABLE:
+        return (source.strip().splitlines() or [""])[0][:limit]
+    counts: dict[str, int] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            f = node.func
+            name = f.attr if isinstance(f, ast.Attribute) else f.id if isinstance(f, ast.Name) else None
+            base = f.value.id if isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name) else None
+            if name and name[:1].isupper() and (base in ("nn", "torch") or name in _NN_LAYERS):
+                counts[name] = counts.get(name, 0) + 1
+    layers = ", ".join(f"{k} x{v}" if v > 1 else k for k, v in counts.items() if k not in ("Sequential", "ModuleList"))
+    knobs = ", ".join(f"{k}={v}" for k, v in builder_defaults(source).items() if k not in ("num_classes", "in_chans"))
+    text = "; ".join(x for x in (layers or "no torch.nn layers", knobs) if x)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+# layer classes named without the `nn.` prefix (from torch.nn import Conv1d, ...)
+_NN_LAYERS = {"Conv1d", "Conv2d", "Linear", "BatchNorm1d", "BatchNorm2d", "LayerNorm", "GroupNorm", "ReLU", "GELU",
+              "SiLU", "Dropout", "MaxPool1d", "MaxPool2d", "AvgPool1d", "AvgPool2d", "AdaptiveAvgPool1d",
+              "AdaptiveAvgPool2d", "MultiheadAttention", "Embedding", "Identity", "Flatten"}  # fmt: skip

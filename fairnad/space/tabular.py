@@ -159,21 +159,17 @@ class TabularSpace:
         return out
 
     # -- the LLM's answer -----------------------------------------------------------------------
-    def answer_schema(self, rationale_chars: int = 300) -> dict:
-        """JSON schema of an answer: one label per position (grammar-enforced where the server can)."""
+    def answer_schema(self, rationale_chars: int = 300, rationale_first: bool = True) -> dict:
+        """JSON schema of an answer: one label per position (grammar-enforced where the server can).
+        A constrained decoder writes the properties in this order: with the rationale first, the
+        model reasons before it commits to the architecture."""
         items = [{"enum": [o.label for o in opts]} for opts in self.options]
+        arch = {"type": "array", "prefixItems": items, "items": False, "minItems": self.ndim, "maxItems": self.ndim}
+        why = {"type": "string", "maxLength": rationale_chars}
+        order = ["rationale", "architecture"] if rationale_first else ["architecture", "rationale"]
         return {
             "type": "object",
-            "properties": {
-                "architecture": {
-                    "type": "array",
-                    "prefixItems": items,
-                    "items": False,
-                    "minItems": self.ndim,
-                    "maxItems": self.ndim,
-                },
-                "rationale": {"type": "string", "maxLength": rationale_chars},
-            },
-            "required": ["architecture", "rationale"],
+            "properties": {k: {"architecture": arch, "rationale": why}[k] for k in order},
+            "required": order,
             "additionalProperties": False,
         }

@@ -68,6 +68,15 @@ CREATE TABLE IF NOT EXISTS candidates (
     created REAL NOT NULL,
     finished REAL
 );
+CREATE TABLE IF NOT EXISTS probes (
+    seq INTEGER PRIMARY KEY,
+    kind TEXT NOT NULL,
+    key TEXT NOT NULL,
+    genotype TEXT NOT NULL,
+    result TEXT NOT NULL,
+    seconds REAL,
+    created REAL NOT NULL
+);
 """
 
 
@@ -166,6 +175,12 @@ class SqliteStore:
         if version != SCHEMA_VERSION:
             store.close()
             raise StoreError(f"{run_dir}/{cls.DB} has schema version {version}, this fairnad reads {SCHEMA_VERSION}")
+        if not readonly and cls.SCHEMA:  # tables added since the run was made (CREATE ... IF NOT EXISTS)
+            try:
+                store._conn.executescript(cls.SCHEMA)
+            except sqlite3.Error as err:
+                store.close()
+                raise StoreError(f"{run_dir / cls.DB}: cannot update its tables ({err})") from None
         return store
 
     def close(self) -> None:
@@ -205,10 +220,11 @@ class SqliteStore:
         return {k: json.loads(v) for k, v in rows}
 
     # -- llm calls --------------------------------------------------------------------------
-    def add_llm_call(self, rec: dict[str, Any]) -> None:
+    def add_llm_call(self, rec: dict[str, Any]) -> int:
+        """Store one call; returns its seq (what a candidate's origin["llm_calls"] lists)."""
         p = rec.get("params", {})
         with self._tx() as c:
-            c.execute(
+            cur = c.execute(
                 "INSERT INTO llm_calls(key, purpose, messages, params, text, parsed, model, tokens_in, tokens_out,"
                 " latency, finish_reason, attempts, error, replayed_from, created)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -219,6 +235,7 @@ class SqliteStore:
                     rec.get("replayed_from"), rec.get("created") or time.time(),
                 ),
             )  # fmt: skip
+            return cur.lastrowid
 
     def llm_calls(self) -> list[dict[str, Any]]:
         rows = self._query(
@@ -302,6 +319,23 @@ class RunStore(SqliteStore):
             )
             for r in rows
         ]  # fmt: skip
+
+
+    # -- probes: the cheap checks strategies ask for before spending an evaluation ----------------
+    def add_probe(self, kind: str, key: str, genotype: str, result: dict[str, Any], seconds: float) -> None:
+        with self._tx() as c:
+            c.execute("INSERT INTO probes(kind, key, genotype, result, seconds, created) VALUES (?, ?, ?, ?, ?, ?)",
+                      _storable(kind, key, genotype, json.dumps(result), seconds, time.time()))  # fmt: skip
+
+    def probes(self) -> list[dict[str, Any]]:
+        try:
+            rows = self._query("SELECT seq, kind, key, genotype, result, seconds FROM probes ORDER BY seq")
+        except StoreError as err:  # a run made before probes existed, opened read-only
+            if "no such table" in str(err):
+                return []
+            raise
+        return [{"seq": r[0], "kind": r[1], "key": r[2], "genotype": r[3], "result": json.loads(r[4]), "seconds": r[5]}
+                for r in rows]  # fmt: skip
 
 
 class _Tx:

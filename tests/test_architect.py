@@ -1,0 +1,128 @@
+"""The default embedded model as an architect: LLM-written children are checked by a probe that goes
+through the run (stored, counted, answered from the store on resume), sent back once with the error,
+and - with the real Qwen2.5-Coder-1.5B - train."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import pytest
+
+from fairnad.config import SearchConfig
+from fairnad.llm import RecordingLLM
+from fairnad.runs import make_problem
+from fairnad.search.base import create_strategy
+from fairnad.search.study import Study
+from fairnad.space.reference import reference
+from fairnad.store import RunStore
+
+from conftest import ARCHITECT, ScriptedLLM
+
+PARENT = reference("mnist1d-cnn").source()
+BLOCK = PARENT[PARENT.index("class ConvBlock1d"):PARENT.index("class Mnist1dCNN")]
+
+
+def _open_study(tmp_path, budget, llm, name="open"):
+    problem = make_problem(SearchConfig(space="open", open={"dataset": "mnist1d", "epochs": 1}))
+    store = RunStore.create(tmp_path / name, {"t": 1}) if not (tmp_path / name).exists() else RunStore.open(tmp_path / name)
+    study = Study(space=problem.space, evaluator=problem.evaluator, store=store, budget=budget, seed=0,
+                  llm=RecordingLLM(llm, sink=store.add_llm_call, recorded=store.llm_calls()), domain=None,
+                  objective=problem.objective, context=problem.context)  # fmt: skip
+    return study, problem
+
+
+def _fenced(code: str) -> str:
+    return f"Here is the change.\n```python\n{code}```"
+
+
+@pytest.mark.slow
+def test_a_child_that_fails_its_check_is_repaired_through_a_stored_probe(tmp_path):
+    broken = BLOCK.replace("return self.act(self.bn(self.conv(x)))", "return self.act(self.bn(self.conv(x))) + x")
+    fixed = BLOCK.replace("self.act = nn.GELU()", "self.act = nn.SiLU()")
+    llm = ScriptedLLM([_fenced(broken), _fenced(fixed)])
+    study, problem = _open_study(tmp_path, budget=2, llm=llm)
+    try:
+        study.optimize(create_strategy("fairnad", {"disable": ["pareto", "iterative"], "init_population": 1}))
+    finally:
+        problem.close()
+    child = study.candidates[1]
+    assert child.origin["op"] == "idea" and child.origin["repaired"] == 1 and child.ok
+    assert child.origin["check_failures"][0].startswith("shape: RuntimeError")
+    assert "nn.SiLU()" in child.genotype and "+ x" not in child.genotype  # the fix is a change of the broken child
+    repair = llm.requests[1][-1]["content"]
+    assert repair.startswith("That model fails its check:\nshape: RuntimeError") and 'File "candidate.py"' in repair
+    assert "/tmp/" not in repair and "site-packages" not in repair  # no random paths, no library frames
+    probes = study.store.probes()
+    # one probe: the repaired child is not probed again (no repair is left; its evaluation tells)
+    assert [p["kind"] for p in probes] == ["check"] and probes[0]["result"]["category"] == "shape"
+    assert study.probes == 1 and probes[0]["genotype"].count("+ x") == 1
+
+
+@pytest.mark.slow
+def test_stored_probes_answer_a_resume_without_running(tmp_path):
+    broken = BLOCK.replace("return self.act(self.bn(self.conv(x)))", "return self.act(self.bn(self.conv(x))) + x")
+    fixed = BLOCK.replace("self.act = nn.GELU()", "self.act = nn.SiLU()")
+    strategy = {"disable": ["pareto", "iterative"], "init_population": 1}
+    study, problem = _open_study(tmp_path, budget=2, llm=ScriptedLLM([_fenced(broken), _fenced(fixed)]))
+    try:
+        study.optimize(create_strategy("fairnad", strategy))
+        first = [(c.genotype, c.status) for c in study.candidates]
+    finally:
+        problem.close()
+        study.store.close()
+    # the same run again, resumed: the LLM answers come from the recording, the probes from the store
+    study, problem = _open_study(tmp_path, budget=2, llm=ScriptedLLM([]))
+    try:
+        study.probe_fn_calls = 0
+        real = problem.context["probes"]["check"]
+
+        def counting(src):
+            study.probe_fn_calls += 1
+            return real(src)
+
+        problem.context["probes"]["check"] = counting
+        study.optimize(create_strategy("fairnad", strategy))
+        assert [(c.genotype, c.status) for c in study.candidates] == first
+        assert study.probe_fn_calls == 0 and study.probes_run == 0 and study.probes == 1
+    finally:
+        problem.close()
+
+
+@pytest.mark.llm
+@pytest.mark.slow
+def test_the_default_model_writes_children_that_train(run_cli, tmp_path):
+    """With Qwen2.5-Coder-1.5B (named explicitly: the tests' plumbing default is the 135M model),
+    idea mutations of the reference CNN: at least one LLM-written child trains."""
+    p = run_cli("search", "--space", "open", "--dataset", "mnist1d", "-s", "fairnad", "-n", "6", "--epochs", "2",
+                "--llm", f"embedded:{ARCHITECT}", "--set", "strategies.fairnad.disable=[pareto, iterative]",
+                "--set", "strategies.fairnad.init_population=2", "--run-dir", "r", "--json",
+                env={"FAIRNAD_LLM_THREADS": "2"}, timeout=1800)  # fmt: skip
+    assert p.returncode == 0, p.stderr[-2000:]
+    s = json.loads(p.stdout)
+    assert s["llm"]["calls"] >= 4
+    idea = next(r for r in s["children"] if r["origin"] == "idea")
+    assert idea["by_llm"] and idea["proposed"] == 4
+    assert idea["trained"] >= 1, s["children"]
+    with sqlite3.connect(tmp_path / "r" / "run.db") as db:
+        models = {m for (m,) in db.execute("select distinct model from llm_calls")}
+        trained = db.execute("select genotype from candidates where status = 'complete' and "
+                             "json_extract(origin, '$.op') = 'idea'").fetchall()  # fmt: skip
+    assert models == {ARCHITECT}  # the answers came from the default model, not the plumbing one
+    assert all(g != PARENT for (g,) in trained)
+
+
+@pytest.mark.slow
+def test_past_the_probe_cap_children_go_unchecked_to_their_evaluation(tmp_path):
+    broken = BLOCK.replace("return self.act(self.bn(self.conv(x)))", "return self.act(self.bn(self.conv(x))) + x")
+    llm = ScriptedLLM([_fenced(broken)])
+    study, problem = _open_study(tmp_path, budget=2, llm=llm)
+    study.max_probes = 0
+    try:
+        study.optimize(create_strategy("fairnad", {"disable": ["pareto", "iterative"], "init_population": 1}))
+    finally:
+        problem.close()
+    child = study.candidates[1]
+    assert "repaired" not in child.origin and child.status == "failed" and child.metrics["failure"] == "shape"
+    assert study.probes == 0 and len(llm.requests) == 1
+    assert [e["kind"] for e in study.store.events()].count("probe_cap_reached") == 1

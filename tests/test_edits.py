@@ -1,0 +1,136 @@
+"""SEARCH/REPLACE edits against a parent file: exact application, and the reasons a bad edit is refused."""
+
+from __future__ import annotations
+
+import pytest
+
+from fairnad.space.code import summary
+from fairnad.space.edits import EditError, apply_edits, has_edits, parse_edits
+from fairnad.space.reference import reference
+
+PARENT = reference("mnist1d-cnn").source()
+
+
+def block(search: str, replace: str) -> str:
+    return f"<<<<<<< SEARCH\n{search}\n=======\n{replace}\n>>>>>>> REPLACE"
+
+
+def test_an_edit_replaces_exactly_the_searched_lines():
+    answer = "Swap GELU for SiLU.\n```python\n" + block("        self.act = nn.GELU()", "        self.act = nn.SiLU()") + "\n```"
+    assert has_edits(answer)
+    child = apply_edits(PARENT, parse_edits(answer))
+    assert "nn.SiLU()" in child and "nn.GELU()" not in child
+    # everything else is the parent's, byte for byte
+    assert child.replace("nn.SiLU()", "nn.GELU()") == PARENT.rstrip("\n") + "\n"
+
+
+def test_several_blocks_apply_in_order_and_may_add_lines():
+    answer = "\n".join([
+        block("        self.bn = nn.BatchNorm1d(cout)", "        self.bn = nn.BatchNorm1d(cout)\n        self.drop = nn.Dropout(0.1)"),
+        "",
+        block("        return self.act(self.bn(self.conv(x)))", "        return self.drop(self.act(self.bn(self.conv(x))))"),
+    ])  # fmt: skip
+    child = apply_edits(PARENT, parse_edits(answer))
+    assert "self.drop = nn.Dropout(0.1)" in child and "return self.drop(self.act(" in child
+    compile(child, "child.py", "exec")
+
+
+def test_trailing_whitespace_and_blank_edges_do_not_matter():
+    answer = block("\n        self.act = nn.GELU()   \n", "        self.act = nn.ReLU()")
+    assert "nn.ReLU()" in apply_edits(PARENT, parse_edits(answer))
+
+
+@pytest.mark.parametrize(
+    "answer, reason",
+    [
+        (block("        self.act = nn.Tanh()", "x"), "not in the parent"),
+        (block("    def forward(self, x: torch.Tensor) -> torch.Tensor:", "x"), "occurs 2 times"),
+        (block("", "x"), "SEARCH is empty"),
+        ("Here is the code: nothing to apply", "no SEARCH/REPLACE block"),
+        # the right first line but different lines after it: the reason says where it is
+        (block("        self.act = nn.GELU()\n        self.extra = 1", "x"), "its first line is at line"),
+        # indentation is meaning in Python: a SEARCH with other indentation is not in the parent
+        (block("self.act = nn.GELU()", "x"), "not in the parent"),
+    ],
+)
+def test_an_edit_that_does_not_apply_is_refused_with_its_reason(answer, reason):
+    with pytest.raises(EditError, match=reason):
+        apply_edits(PARENT, parse_edits(answer))
+
+
+def test_a_later_block_that_fails_names_itself():
+    answer = block("        self.act = nn.GELU()", "        self.act = nn.ReLU()") + "\n" + block("nope", "x")
+    with pytest.raises(EditError, match="block 2 of 2"):
+        apply_edits(PARENT, parse_edits(answer))
+
+
+def test_a_whole_file_is_not_taken_for_edits():
+    assert not has_edits("```python\n" + PARENT + "\n```")
+
+
+def test_summary_names_layers_and_knobs_not_the_first_line():
+    s = summary(PARENT)
+    assert not s.startswith(("import", '"""'))
+    assert "Conv1d" in s and "Linear" in s and "width=32" in s and "depth=4" in s
+    assert len(summary("import torch\n" * 400)) <= 160
+    assert summary("def (broken") == "def (broken"
+
+
+# -- asking for a child: the edit form, the one re-ask, the whole-file form --------------------------
+class _Study:
+    def __init__(self, answers):
+        from conftest import ScriptedLLM
+
+        self.llm = ScriptedLLM(answers)
+
+
+def _ask(study):
+    from fairnad.search.common import ask_code
+
+    return ask_code(study, "change it", temperature=0.0, max_tokens=100, seed=1, purpose="t", parent=PARENT)
+
+
+def test_a_failed_edit_is_asked_again_once_with_its_reason():
+    good = block("        self.act = nn.GELU()", "        self.act = nn.SiLU()")
+    study = _Study([block("        self.act = nn.Tanh()", "x"), good])
+    code, _, how = _ask(study)
+    assert "nn.SiLU()" in code and how == {"answer": "edits", "edits": 1, "reasked": True,
+                                           "edit_error": how["edit_error"]}  # fmt: skip
+    reask = study.llm.requests[1][-1]["content"]
+    assert "the SEARCH text is not in the parent" in reask and "copied exactly" in reask
+    study = _Study([block("nope", "x"), block("still nope", "x")])
+    code, text, how = _ask(study)
+    assert code is None and "the change could not be applied" in text and len(study.llm.requests) == 2
+
+
+def test_a_whole_file_is_accepted_and_a_lost_import_is_kept():
+    retyped = PARENT.replace("import torch\n", "").replace("nn.GELU()", "nn.ReLU()")
+    code, _, how = _ask(_Study(["Here it is:\n```python\n" + retyped + "```"]))
+    assert how["answer"] == "file"
+    compile(code, "c.py", "exec")
+    assert "import torch\n" in code and "nn.ReLU()" in code and "nn.GELU()" not in code
+
+
+def test_a_changed_class_alone_is_merged_into_the_parent():
+    block_ = PARENT[PARENT.index("class ConvBlock1d"):PARENT.index("class Mnist1dCNN")].replace(
+        "self.act = nn.GELU()", "self.act = nn.GELU()\n        self.se = SqueezeExcite(cout)").replace(
+        "return self.act(self.bn(self.conv(x)))", "return self.se(self.act(self.bn(self.conv(x))))")
+    se = ("class SqueezeExcite(nn.Module):\n    def __init__(self, c):\n        super().__init__()\n"
+          "        self.fc = nn.Linear(c, c)\n\n    def forward(self, x):\n"
+          "        return x * torch.sigmoid(self.fc(x.mean(-1))).unsqueeze(-1)\n")
+    code, _, how = _ask(_Study([f"I add squeeze-and-excitation.\n```python\n{se}\n{block_}```"]))
+    assert how == {"answer": "definitions", "replaced": ["ConvBlock1d"], "added": ["SqueezeExcite"]}
+    assert code.index("class SqueezeExcite") < code.index("class ConvBlock1d") < code.index("def build_model")
+    assert code.count("class ConvBlock1d") == 1 and code.startswith('"""A 1-D CNN')
+    ns: dict = {}
+    exec(compile(code, "child.py", "exec"), ns)  # (our own test fixture's code, not generated code)
+    import torch
+
+    assert ns["build_model"]()(torch.zeros(2, 1, 40)).shape == (2, 10)
+
+
+def test_code_without_definitions_is_refused():
+    study = _Study(["```python\nmodel = build_model()\nprint(model)\n```", "no code at all"])
+    code, text, how = _ask(study)
+    assert code is None and "no code block" in text and "no code block" in how["edit_error"]
+    assert len(study.llm.requests) == 2 and "defines no class or function" in study.llm.requests[1][-1]["content"]
