@@ -89,27 +89,52 @@ def test_stored_probes_answer_a_resume_without_running(tmp_path):
         problem.close()
 
 
+SIMPLE_IDEAS = """name: simple
+description: a few everyday design ideas
+levels:
+  - id: operation
+    name: Operation level
+    categories:
+      - id: activation
+        name: Activation
+        description: Non-linear functions between layers.
+        examples: [Swish / SiLU, ReLU6]
+      - id: regularization
+        name: Regularization
+        description: What keeps a network from overfitting.
+        examples: [dropout before the classifier]
+"""
+
+
 @pytest.mark.llm
 @pytest.mark.slow
 def test_the_default_model_writes_children_that_train(run_cli, tmp_path):
-    """With Qwen2.5-Coder-1.5B (named explicitly: the tests' plumbing default is the 135M model),
-    idea mutations of the reference CNN: at least one LLM-written child trains."""
-    p = run_cli("search", "--space", "open", "--dataset", "mnist1d", "-s", "fairnad", "-n", "6", "--epochs", "2",
-                "--llm", f"embedded:{ARCHITECT}", "--set", "strategies.fairnad.disable=[pareto, iterative]",
-                "--set", "strategies.fairnad.init_population=2", "--run-dir", "r", "--json",
-                env={"FAIRNAD_LLM_THREADS": "2"}, timeout=1800)  # fmt: skip
+    """With Qwen2.5-Coder-1.5B (named explicitly: the tests' plumbing default is the 135M model), idea
+    mutations of the reference CNN with everyday ideas: LLM-written children train, and differ from
+    their parent. (How often they train is measured by benchmarks/llm_children.py: about a third of
+    the harder ideas' children; here at least one of three.)"""
+    from fairnad.knowledge.template import load_template
+    from fairnad.knowledge.tree import AttributeTree
+
+    (tmp_path / "simple.yaml").write_text(SIMPLE_IDEAS)
+    AttributeTree.from_template(load_template(tmp_path / "simple.yaml")).save(tmp_path / "ideas.json")
+    p = run_cli("search", "--space", "open", "--dataset", "mnist1d", "-s", "fairnad", "-n", "5", "--epochs", "2",
+                "--llm", f"embedded:{ARCHITECT}", "--knowledge", "ideas.json",
+                "--set", "strategies.fairnad.disable=[pareto, iterative]",
+                "--set", "strategies.fairnad.init_population=2", "--run-dir", "r", "--json", timeout=2400)  # fmt: skip
     assert p.returncode == 0, p.stderr[-2000:]
     s = json.loads(p.stdout)
-    assert s["llm"]["calls"] >= 4
     idea = next(r for r in s["children"] if r["origin"] == "idea")
-    assert idea["by_llm"] and idea["proposed"] == 4
+    assert idea["by_llm"] and idea["proposed"] >= 3
     assert idea["trained"] >= 1, s["children"]
     with sqlite3.connect(tmp_path / "r" / "run.db") as db:
         models = {m for (m,) in db.execute("select distinct model from llm_calls")}
-        trained = db.execute("select genotype from candidates where status = 'complete' and "
-                             "json_extract(origin, '$.op') = 'idea'").fetchall()  # fmt: skip
+        rows = db.execute("select genotype, parents from candidates where status = 'complete' and "
+                          "json_extract(origin, '$.op') = 'idea'").fetchall()  # fmt: skip
+        parents = {t: g for t, g in db.execute("select trial, genotype from candidates")}
     assert models == {ARCHITECT}  # the answers came from the default model, not the plumbing one
-    assert all(g != PARENT for (g,) in trained)
+    for genotype, ps in rows:
+        assert genotype != parents[json.loads(ps)[0]]
 
 
 @pytest.mark.slow

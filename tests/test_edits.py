@@ -134,3 +134,28 @@ def test_code_without_definitions_is_refused():
     code, text, how = _ask(study)
     assert code is None and "no code block" in text and "no code block" in how["edit_error"]
     assert len(study.llm.requests) == 2 and "defines no class or function" in study.llm.requests[1][-1]["content"]
+
+
+def test_a_renamed_network_leaves_no_dead_classes_behind():
+    new = ("class Tiny(nn.Module):\n    def __init__(self, num_classes):\n        super().__init__()\n"
+           "        self.fc = nn.Linear(40, num_classes)\n\n    def forward(self, x):\n        return self.fc(x.flatten(1))\n\n\n"
+           "def build_model(num_classes: int = 10, in_chans: int = 1, width: int = 32):\n    return Tiny(num_classes)\n")
+    code, _, how = _ask(_Study([f"```python\n{new}```"]))
+    assert "class Tiny" in code and "class Mnist1dCNN" not in code and "class ConvBlock1d" not in code
+    assert code.startswith('"""A 1-D CNN') and "import torch" in code  # the parent's header and imports stay
+    compile(code, "c.py", "exec")
+
+
+def test_a_class_written_without_its_forward_keeps_the_parents():
+    init_only = ("class ConvBlock1d(nn.Module):\n    def __init__(self, cin: int, cout: int, stride: int, kernel_size: int = 5):\n"
+                 "        super().__init__()\n        self.conv = nn.Conv1d(cin, cout, kernel_size, stride=stride, "
+                 "padding=kernel_size // 2, bias=False)\n        self.bn = nn.BatchNorm1d(cout)\n        self.act = nn.SiLU()\n")
+    code, _, how = _ask(_Study([f"```python\n{init_only}```"]))
+    assert how["replaced"] == ["ConvBlock1d"] and "nn.SiLU()" in code
+    block_ = code[code.index("class ConvBlock1d"):code.index("class Mnist1dCNN")]
+    assert "def forward(self, x: torch.Tensor)" in block_  # the parent's forward, kept
+    ns: dict = {}
+    exec(compile(code, "child.py", "exec"), ns)  # (our own test fixture's code, not generated code)
+    import torch
+
+    assert ns["build_model"]()(torch.zeros(2, 1, 40)).shape == (2, 10)

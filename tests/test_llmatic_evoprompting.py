@@ -190,7 +190,7 @@ def test_evoprompting_tunes_a_soft_prompt_on_a_local_transformers_model(run_cli,
     proc = run_cli("search", "-b", "nb201-cifar100", "-s", "evoprompting", "-n", "7", "--llm", "transformers",
                    "--set", "strategies.evoprompting.init_population=3", "--set", "strategies.evoprompting.children=2",
                    "--set", "strategies.evoprompting.tuning_steps=3", "--run-dir", "t", "--json",
-                   env={"FAIRNAD_LLM_THREADS": "1"})  # fmt: skip
+                   env={"FAIRNAD_LLM_THREADS": "1"}, timeout=1500)  # fmt: skip  (~2 min alone, far more beside other tests)
     assert proc.returncode == 0, proc.stderr
     store = RunStore.open(tmp_path / "t")
     # no grammar on this backend: the answers are decoded within the schema's choices, so every one parses

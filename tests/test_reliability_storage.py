@@ -297,11 +297,14 @@ while True:
     if d == os.path.dirname(d):
         break
     d = os.path.dirname(d)
-for v in os.environ.values():  # paths in the environment (PYTHONPATH, HOME, anything)
-    for part in v.split(os.pathsep):
+for v in os.environ.values():  # paths in the environment (PYTHONPATH, HOME, anything), 6 levels down
+    for part in v.split(os.pathsep):  # (os.walk without following links: /usr/bin/X11 -> . loops forever)
         if os.path.isdir(part):
-            for p in glob.glob(os.path.join(part, "**", "run.db"), recursive=True)[:50]:
-                look(p)
+            for root, dirs, files in os.walk(part):
+                if root.count(os.sep) - part.count(os.sep) >= 6:
+                    dirs[:] = []
+                if "run.db" in files:
+                    look(os.path.join(root, "run.db"))
 for pid in os.listdir("/proc"):  # other processes: the parent's cwd and open files
     if pid.isdigit() and int(pid) != os.getpid():
         for link in [f"/proc/{{pid}}/cwd"] + glob.glob(f"/proc/{{pid}}/fd/*"):
@@ -384,9 +387,10 @@ def test_a_candidate_cannot_tamper_with_the_run_database(tmp_path, live_run):
     r = run_request(_req(_hunt(tmp_path, db) + "\n" + GOOD), "namespaces")
     report = _after_attack(store, db, snapshot, r)
     assert r.status == "complete", r.error  # judged like any candidate: its model is fine
-    assert os.path.realpath(db) in report["found"]  # it can see the database (a read-only view), it cannot change it
-    assert report["tried"] and not [k for k, v in report["tried"].items() if v == "done"], report["tried"]
-    assert any("Read-only file system" in v for v in report["tried"].values())
+    # the run is not in the candidate's root at all (not in its cwd's parents, the environment's
+    # paths, /proc of the parent, the temporary folder): nothing to find, so nothing to change
+    assert os.path.realpath(db) not in report["found"] and not any("run.db" in f for f in report["found"]), report
+    assert not [k for k, v in report["tried"].items() if v == "done"], report["tried"]
     FACTS["tamper_attempts_refused"] = len(report["tried"])
 
 
@@ -396,7 +400,9 @@ def test_a_candidate_that_tampers_and_fails_is_categorised(tmp_path, live_run):
     src = f"import sqlite3\nc = sqlite3.connect({str(db)!r})\nc.execute('DELETE FROM candidates')\nc.commit()\n" + GOOD
     r = run_request(_req(src), "namespaces")
     _after_attack(store, db, snapshot, r)
-    assert (r.status, r.category) == ("failed", "import") and "attempt to write a readonly database" in r.error
+    # the database's folder is not in the candidate's root (older sandboxes: a read-only view of it)
+    assert (r.status, r.category) == ("failed", "import") and (
+        "unable to open database file" in r.error or "attempt to write a readonly database" in r.error)
 
 
 @pytest.mark.slow

@@ -67,6 +67,9 @@ def view(study, cand) -> dict[str, Any]:
     return v
 
 
+REPAIR_TEMPERATURE = 0.2
+
+
 def ask_code(study, prompt: str, *, temperature: float, max_tokens: int, seed: int, purpose: str,
              system: str | None = None, parent: str | None = None,
              check: Callable[[str], str | None] | None = None, repairs: int = 0,
@@ -84,8 +87,9 @@ def ask_code(study, prompt: str, *, temperature: float, max_tokens: int, seed: i
     info: dict[str, Any] = {}
     reasks, calls, base = 1, 0, parent
     while True:
-        out = study.llm.complete(msgs, temperature=temperature, max_tokens=max_tokens, seed=seed + 7 * calls,
-                                 purpose=purpose)  # fmt: skip
+        # a repair is a fix, not an exploration: asked cold (a small model's hot repairs wander off)
+        temp = min(temperature, REPAIR_TEMPERATURE) if info.get("repaired") else temperature
+        out = study.llm.complete(msgs, temperature=temp, max_tokens=max_tokens, seed=seed + 7 * calls, purpose=purpose)
         calls += 1
         try:
             code, how = change_of(base, out.text) if base is not None else (extract_code(out.text), {"answer": "file"})

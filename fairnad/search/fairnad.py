@@ -48,7 +48,7 @@ class FairNADConfig(StrategyConfig):
     temperature: float = Field(0.7, ge=0, le=2)
     max_tokens: int = Field(1500, ge=64, description="per code answer (tabular answers use 200)")
     code_answer: Literal["definitions", "edits", "file"] = Field(
-        "definitions", description="what a code child's prompt asks for: the changed classes and functions "
+        "file", description="what a code child's prompt asks for: the changed classes and functions "
         "(merged into the parent by name), SEARCH/REPLACE edits, or the whole file; every form is accepted")
     agent_turns: int = Field(3, ge=1)
     fresh_tries: int = Field(3, ge=0, description="open spaces: when every starting model fails, fresh models asked "

@@ -48,7 +48,7 @@ class LLMaticConfig(StrategyConfig):
     temperature_bins: int = Field(10, ge=2)
     max_tokens: int = Field(1500, ge=64)
     code_answer: Literal["definitions", "edits", "file"] = Field(
-        "definitions", description="what a mutation's prompt asks for: changed definitions, SEARCH/REPLACE edits or "
+        "file", description="what a mutation's prompt asks for: changed definitions, SEARCH/REPLACE edits or "
         "the whole file (every form is accepted)")
 
 

@@ -80,6 +80,25 @@ def apply_edits(source: str, edits: list[Edit]) -> str:
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
+def _keep_methods(lines: list[str], new, old, old_lines: list[str]) -> list[str]:
+    """A class written again without some of its methods (a model that rewrote `__init__` only) keeps
+    the parent's other methods, re-indented to the new class's body."""
+    import ast
+
+    have = {n.name for n in new.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
+    missing = [n for n in old.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.name not in have]
+    if not missing or not new.body:
+        return lines
+    shift = new.body[0].col_offset - missing[0].col_offset
+    out = list(lines)
+    for m in missing:
+        start = min([m.lineno] + [d.lineno for d in m.decorator_list]) - 1
+        block = old_lines[start : m.end_lineno]
+        out.append("")
+        out.extend((" " * shift + ln) if shift >= 0 else ln[min(-shift, len(ln) - len(ln.lstrip())):] for ln in block)
+    return out
+
+
 def _literal(node) -> bool:
     import ast
 
@@ -139,7 +158,10 @@ def merge_definitions(parent: str, fragment: str) -> tuple[str, dict[str, list[s
         if target is None and isinstance(node, (ast.Assign, ast.AnnAssign)) and not _literal(node.value):
             continue  # `model = build_model()`: a usage example, not a definition (nothing runs on import)
         if target is not None:
-            replace[ptree.body.index(target)] = text(node, flines)
+            lines = text(node, flines)
+            if isinstance(node, ast.ClassDef) and isinstance(target, ast.ClassDef):
+                lines = _keep_methods(lines, node, target, plines)
+            replace[ptree.body.index(target)] = lines
         else:
             added.append((ns[0], text(node, flines)))
     if not replace and not added:
@@ -169,5 +191,44 @@ def merge_definitions(parent: str, fragment: str) -> tuple[str, dict[str, list[s
     out.extend(plines[cursor:])
     if last_import < 0 and new_imports:
         out = new_imports + out
-    child = "\n".join(out).rstrip("\n") + "\n"
+    child = prune_unused("\n".join(out).rstrip("\n") + "\n")
     return child, {"replaced": sorted(n for i in replace for n in names(ptree.body[i])), "added": [n for n, _ in added]}
+
+
+def prune_unused(source: str, root: str = "build_model") -> str:
+    """The file without top-level classes and functions that `root` no longer reaches (directly or
+    through others): a merged answer that renamed the network leaves the parent's old classes behind,
+    and they would pile up over generations. Unchanged when `root` is missing or nothing is unused."""
+    import ast
+
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError, MemoryError, RecursionError):
+        return source
+    defs = {n.name: n for n in tree.body if isinstance(n, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))}
+    if root not in defs:
+        return source
+    used_by = {name: {x.id for x in ast.walk(node) if isinstance(x, ast.Name)} |
+               {x.attr for x in ast.walk(node) if isinstance(x, ast.Attribute)} for name, node in defs.items()}  # fmt: skip
+    # module-level statements (assignments, decorators, calls) keep what they mention alive too
+    for node in tree.body:
+        if node.__class__ not in (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef):
+            used_by.setdefault("<module>", set()).update(x.id for x in ast.walk(node) if isinstance(x, ast.Name))
+    alive, todo = set(), [root, "<module>"]
+    while todo:
+        name = todo.pop()
+        if name in alive:
+            continue
+        alive.add(name)
+        todo.extend(n for n in used_by.get(name, ()) if n in defs and n not in alive)
+    dead = [node for name, node in defs.items() if name not in alive]
+    if not dead:
+        return source
+    lines = source.split("\n")
+    for node in sorted(dead, key=lambda n: n.lineno, reverse=True):
+        start = min([node.lineno] + [d.lineno for d in node.decorator_list]) - 1
+        end = node.end_lineno
+        while end < len(lines) and not lines[end].strip():  # and the blank lines after it
+            end += 1
+        del lines[start:end]
+    return "\n".join(lines).rstrip("\n") + "\n"
