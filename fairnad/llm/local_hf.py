@@ -180,6 +180,7 @@ class LocalTransformers:
         t0 = time.perf_counter()
         usage = Usage()
         msgs = list(messages)
+        schema = _choices_first(schema)
         if schema is not None:
             last = dict(msgs[-1])
             last["content"] = f"{last['content']}\n\n{schema_instructions(schema)}"
@@ -251,3 +252,17 @@ class LocalTransformers:
                "trainable_parameters": int(sum(p.numel() for p in params))}  # fmt: skip
         self.tunings.append(row)
         return row
+
+
+def _choices_first(schema: dict | None) -> dict | None:
+    """The schema with its fixed-length enum array (a genotype) as the first property: this backend's
+    guided decoder writes the choices first, then the free-text fields (a rationale-first schema
+    would otherwise fall back to unguided JSON, which a 135M model rarely gets right)."""
+    props = (schema or {}).get("properties") or {}
+    first = next((k for k, v in props.items() if isinstance(v, dict) and v.get("prefixItems")), None)
+    if first is None or next(iter(props)) == first:
+        return schema
+    order = [first] + [k for k in props if k != first]
+    return {**schema, "properties": {k: props[k] for k in order},
+            **({"required": [k for k in order if k in schema["required"]]} if "required" in schema else {})}
+
