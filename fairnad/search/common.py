@@ -92,8 +92,11 @@ def ask_code(study, prompt: str, *, temperature: float, max_tokens: int, seed: i
         out = study.llm.complete(msgs, temperature=temp, max_tokens=max_tokens, seed=seed + 7 * calls, purpose=purpose)
         calls += 1
         try:
-            code, how = change_of(base, out.text) if base is not None else (extract_code(out.text), {"answer": "file"})
-            if code is None:
+            if base is not None:
+                code, how = child_of(base, out.text)
+            elif (code := extract_code(out.text)) is not None:
+                code, how = _with_imports(code, {"answer": "file"})
+            else:
                 raise EditError("the answer has no code")
         except EditError as err:
             info["edit_error"] = str(err)
@@ -108,7 +111,6 @@ def ask_code(study, prompt: str, *, temperature: float, max_tokens: int, seed: i
                                             "classes or functions."},
             ]  # fmt: skip
             continue
-        code, how = _with_imports(code, how)
         info.update({k: v for k, v in how.items() if k != "imports_added"})
         if how.get("imports_added"):
             info["imports_added"] = sorted(set(info.get("imports_added", [])) | set(how["imports_added"]))
@@ -140,6 +142,11 @@ def change_of(parent: str, answer: str) -> tuple[str, dict[str, Any]]:
         added += [n for n in how["added"] if n not in added]
     whole = BUILDER in replaced and not (defined_names(parent) - replaced)
     return child, {"answer": "file" if whole else "definitions", "replaced": sorted(replaced), "added": added}
+
+
+def child_of(parent: str, answer: str) -> tuple[str, dict[str, Any]]:
+    """`change_of`, then the standard imports the child uses but lost restored: a whole child file."""
+    return _with_imports(*change_of(parent, answer))
 
 
 def _with_imports(code: str, info: dict[str, Any]) -> tuple[str, dict[str, Any]]:

@@ -32,9 +32,9 @@ from fairnad.search.base import Strategy, StrategyConfig, register
 from fairnad.search.ideas import Idea, IdeaSpace
 from fairnad.search.pareto import front, improves_front, objectives, rank_and_crowding, tournament
 from fairnad.search.random_search import UnseenSampler
-from fairnad.search.common import ask_code, ask_genotype, change_of, cost_text, problem_text, starting_models, view
+from fairnad.search.common import ask_code, ask_genotype, child_of, cost_text, problem_text, starting_models, view
 from fairnad.space.candidate import Proposal
-from fairnad.space.code import add_missing_imports, own_frames, scale, shrink_to_budget
+from fairnad.space.code import own_frames, scale, shrink_to_budget
 from fairnad.space.edits import EditError
 
 MUTATIONS = ("idea", "pareto", "iterative")
@@ -253,11 +253,9 @@ class FairNAD(Strategy):
                 model the agent is working on (a whole file replaces it all)."""
                 raw = args.get("code") or ""
                 try:
-                    code, _ = change_of(state["current"], f"```python\n{raw}\n```")
+                    return child_of(state["current"], f"```python\n{raw}\n```")[0], ""
                 except EditError as err:
                     return None, f"FAILED: {err}"
-                code, _ = add_missing_imports(code)
-                return code, ""
 
             def check_model(args):
                 code, problem = as_model(args)
@@ -328,7 +326,7 @@ class FairNAD(Strategy):
         last = state["last"] if self.open else None
         if self.open and last is None:
             try:
-                last = add_missing_imports(change_of(parent.genotype, run.final_text)[0])[0]
+                last = child_of(parent.genotype, run.final_text)[0]
             except EditError:
                 pass
         if last is not None:

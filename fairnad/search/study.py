@@ -69,6 +69,7 @@ class Study:
         self._probes = {p["key"]: p["result"] for p in store.probes()}  # answered from the store on resume
         self.probes_run = 0  # probes this session actually ran
         self.max_probes = max_probes
+        self._cap_logged = False
 
     def llm_mark(self) -> int | None:
         """For a strategy that proposes several children at once: mark before each child, then
@@ -95,7 +96,7 @@ class Study:
         if key in self._probes:
             return self._probes[key]
         if self.max_probes is not None and len(self._probes) >= self.max_probes:
-            if not getattr(self, "_cap_logged", False):
+            if not self._cap_logged:
                 self._cap_logged = True
                 self.store.add_event("probe_cap_reached", probes=len(self._probes))
             return None
@@ -155,10 +156,10 @@ class Study:
             if self.max_seconds is not None and time.time() - self.started > self.max_seconds:
                 self.store.add_event("time_budget_reached", seconds=self.max_seconds)
                 break
-            mark = self.llm.mark() if hasattr(self.llm, "mark") else None
+            mark = self.llm_mark()
             proposals = strategy.ask(self)
-            if mark is not None and len(proposals) == 1 and "llm_calls" not in proposals[0].origin:
-                calls = self.llm.since(mark)  # one proposal: every call made while asking for it
+            if len(proposals) == 1 and "llm_calls" not in proposals[0].origin:
+                calls = self.llm_calls_since(mark)  # one proposal: every call made while asking for it
                 if calls:
                     proposals[0].origin["llm_calls"] = calls
             if not proposals:
