@@ -1,5 +1,5 @@
 # Two entry points (see README): `make demo` and `make test`. Both set up .venv first.
-.PHONY: setup demo test
+.PHONY: setup demo test tree
 
 setup:
 	@bash scripts/setup.sh
@@ -9,3 +9,7 @@ demo: setup
 
 test: setup
 	.venv/bin/python -m pytest -n 2
+
+# the shipped attribute tree from ../shared/papers with the default embedded model (resumable)
+tree: setup
+	bash scripts/build_shipped_tree.sh

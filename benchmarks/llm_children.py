@@ -59,11 +59,12 @@ def main() -> None:
         print(f"   failures: {dict(fails)}", flush=True)
     llm = [r for s in results for r in s["children"] if r["by_llm"]]
     proposed, trained, front = (sum(r[k] for r in llm) for k in ("proposed", "trained", "improved_front"))
+    walls = ", ".join(f"{s['wall_s'] / 60:.1f}" for s in results)
     print(f"\nLLM-written children over {len(results)} seeds: {trained}/{proposed} trained "
           f"({100 * trained / max(1, proposed):.0f}%), {front}/{trained} of those improved the front "
           f"({100 * front / max(1, trained):.0f}%); best model LLM-written in "
           f"{sum(s['best']['by_llm'] for s in results)}/{len(results)} seeds; wall "
-          f"{', '.join(f'{s['wall_s'] / 60:.1f}' for s in results)} min")
+          f"{walls} min")
     (out / "summary.json").write_text(json.dumps(results, indent=1, default=str))
 
 

@@ -35,7 +35,7 @@ def main() -> None:
     idea = Idea("se", "squeeze-and-excitation", "attention", "Attention mechanisms")
     prompt = render("fairnad/idea_open.j2", contract=contract, parent=parent, idea=idea, form="definitions",
                     fb={"front": [], "failures": [], "ideas": [], "cost": "params"})  # fmt: skip
-    print(f"| model | threads | server start s | prompt tokens | prompt tok/s | out tok/s | all tok/s (in + out per s) |")
+    print("| model | threads | server start s | prompt tokens | prompt tok/s | out tok/s | all tok/s (in + out per s) |")
     print("|---|---|---|---|---|---|---|")
     for name in args.models.split(","):
         t0 = time.time()

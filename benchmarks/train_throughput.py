@@ -97,7 +97,7 @@ def fairnad_trainer(arrays, device, batch, steps, warmup, augment, graph=True) -
     def first():
         timings["t0"] = time.perf_counter()
 
-    res = train(model, data, cfg, on_epoch=lambda row: timings.setdefault("t1", time.perf_counter()),
+    train(model, data, cfg, on_epoch=lambda row: timings.setdefault("t1", time.perf_counter()),
                 on_first_step=first)  # fmt: skip
     # the epoch callback fires after the validation pass: time it separately and take it out
     t_val = time.perf_counter()

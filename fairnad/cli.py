@@ -199,7 +199,8 @@ def search(
     epochs: Optional[int] = typer.Option(None, help="Open space: proxy training epochs per candidate."),
     workers: Optional[int] = typer.Option(None, help="Open space: evaluations in parallel."),
     max_params: Optional[int] = typer.Option(None, help="Open space: parameter budget (default 1.5M)."),
-    knowledge: Optional[Path] = typer.Option(None, help="Attribute tree of ideas (default: the template's examples)."),
+    knowledge: Optional[Path] = typer.Option(None, help="Attribute tree of ideas: a tree file, papers13 (the tree "
+                                             "built from 13 papers, default) or template (the template's examples)."),
     benchmark_file: Optional[Path] = typer.Option(None, help="Your own table (JSON or CSV), with --space-file."),
     space_file: Optional[Path] = typer.Option(None, help="YAML description of the space of --benchmark-file."),
     strategy: Optional[str] = typer.Option(None, "--strategy", "-s", help="genius, regevo, random, ..."),
@@ -535,6 +536,10 @@ def _knowledge_summary(tree, report, papers, llm, t0, out) -> dict:
 
     done = [p for p in papers if p["status"] == "done"]
     agg = {k: sum(p.get("stats", {}).get(k, 0) for p in done) for k in ("proposed", "verified", "rejected", "failed_calls")}
+    rejections: dict[str, int] = {}
+    for p in done:
+        for why, n in p.get("stats", {}).get("rejections", {}).items():
+            rejections[why] = rejections.get(why, 0) + n
     parse_s = sum(p.get("stats", {}).get("parse_seconds", 0) for p in done)
     pages = sum(p.get("pages") or 0 for p in done)
     stats = tree.stats()
@@ -542,6 +547,7 @@ def _knowledge_summary(tree, report, papers, llm, t0, out) -> dict:
         "tree": str(out), "papers": len(done),
         "skipped": [{"path": p["path"], "reason": p.get("error")} for p in papers if p["status"] == "skipped"],
         "attributes": {**agg, "consolidated": len(tree.attributes()), "merged": report.get("merged", 0)},
+        "rejections": rejections,
         "categories": {"filled": len(stats["categories"]) - len(stats["empty_categories"]),
                        "empty": stats["empty_categories"]},
         "pages_per_second": round(pages / parse_s, 2) if parse_s else None,
@@ -558,8 +564,10 @@ def _print_knowledge_summary(s: dict) -> None:
     t.add_row("tree", s["tree"])
     t.add_row("papers", f"{s['papers']} read" + (f", {len(s['skipped'])} skipped" if s["skipped"] else ""))
     a = s["attributes"]
-    t.add_row("attributes", f"{a['proposed']} proposed, {a['verified']} verified (quote found), {a['rejected']} rejected; "
-                            f"{a['consolidated']} after merging")  # fmt: skip
+    t.add_row("attributes", f"{a['proposed']} proposed, {a['verified']} accepted (grounded and supported), "
+                            f"{a['rejected']} rejected; {a['consolidated']} after merging")  # fmt: skip
+    if s.get("rejections"):
+        t.add_row("rejected for", ", ".join(f"{n} {why}" for why, n in sorted(s["rejections"].items(), key=lambda x: -x[1])))
     c = s["categories"]
     t.add_row("categories", f"{c['filled']} filled" + (f"; empty: {', '.join(c['empty'])}" if c["empty"] else ""))
     if s.get("pages_per_second"):
@@ -628,8 +636,8 @@ def knowledge_build(
     llm: Optional[str] = typer.Option(None, help="embedded | http(s)://HOST:PORT/v1 | replay:BUILD_DIR"),
     model: Optional[str] = typer.Option(None, help="Model name at the --llm server."),
     api_key_env: Optional[str] = typer.Option(None, help="Environment variable with the API key."),
-    passages: int = typer.Option(3, help="Passages per category and paper given to the LLM."),
-    max_items: int = typer.Option(5, help="Attributes per category and paper, at most."),
+    sentences: int = typer.Option(5, help="Sentences closest to each category; their union is shown, numbered, once per paper."),
+    max_items: int = typer.Option(4, help="Attributes per category and paper, at most."),
     max_pages: int = typer.Option(200, help="Pages read per paper, at most."),
     confirm_duplicates: Optional[bool] = typer.Option(None, "--confirm-duplicates/--no-confirm-duplicates",
                                                       help="Ask the LLM about near-duplicates (default: with your own server)."),
@@ -645,7 +653,7 @@ def knowledge_build(
     pdfs = find_pdfs(papers)
     if not pdfs:
         raise ConfigError(f"{papers}: no .pdf files in this folder")
-    opts = BuildOptions(passages=passages, max_items=max_items, max_pages=max_pages, confirm_duplicates=confirm_duplicates)
+    opts = BuildOptions(sentences=sentences, max_items=max_items, max_pages=max_pages, confirm_duplicates=confirm_duplicates)
     s = _run_knowledge(pdfs, template, out, build_dir or _build_dir_for(out), llm, model, api_key_env, opts)
     _emit_json(s) if as_json else _print_knowledge_summary(s)
 
@@ -749,23 +757,50 @@ def knowledge_search(
 
 @knowledge_app.command("stats")
 @handles_errors
-def knowledge_stats(tree_path: Path = typer.Argument(..., help="A tree file."), as_json: bool = JSON_OPT) -> None:
-    """Frequency per category, and the bias that fair (uniform per category) sampling removes."""
+def knowledge_stats(
+    tree_path: Path = typer.Argument(..., help="A tree file."),
+    ideas: int = typer.Option(6, help="Ideas plotted per category (FairNAD's Figure 2); 0 for none."),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Frequency per category and per idea, beside the fair (uniform per category) sampling FairNAD uses."""
     from fairnad.knowledge.tree import AttributeTree
 
-    st = AttributeTree.load(tree_path).stats()
+    tree = AttributeTree.load(tree_path)
+    st = tree.stats()
+    shares = tree.idea_shares()
     if as_json:
-        _emit_json(st)
+        _emit_json({**st, "ideas": shares})
         return
-    t = Table("category", "ideas", "mentions", "papers", "share if sampled by frequency", "fair share", "bias")
+    peak = max([r["share_by_frequency"] for r in st["categories"]] + [r["share_fair"] for r in st["categories"]] + [1e-9])
+    t = Table("category", "ideas", "mentions", "papers", "by frequency", "fair", "bias", "plot (| fair share)")
     for r in st["categories"]:
         t.add_row(r["category"], str(r["attributes"]), str(r["mentions"]), str(r["papers"]),
                   f"{100 * r['share_by_frequency']:.1f}%", f"{100 * r['share_fair']:.1f}%",
-                  f"{r['bias']:.2f}x" if r["bias"] is not None else "-")  # fmt: skip
+                  f"{r['bias']:.2f}x" if r["bias"] is not None else "-",
+                  _bar(r["share_by_frequency"] / peak, r["share_fair"] / peak))  # fmt: skip
     Console().print(t)
+    if ideas > 0 and shares:
+        peak = max(max(i["share_by_frequency"], i["share_fair"]) for c in shares for i in c["ideas"])
+        p = Table("idea", "papers", "by frequency", "fair", "plot (| fair share)", title="How often each idea appears")
+        for c in shares:
+            p.add_row(f"[bold]{escape(c['name'])}[/]", "", "", "", "")
+            for i in c["ideas"][:ideas]:
+                p.add_row(f"  {escape(i['name'])}", str(i["frequency"]), f"{100 * i['share_by_frequency']:.1f}%",
+                          f"{100 * i['share_fair']:.1f}%", _bar(i["share_by_frequency"] / peak, i["share_fair"] / peak))  # fmt: skip
+            if len(c["ideas"]) > ideas:
+                p.add_row(f"  [dim]... {len(c['ideas']) - ideas} more[/]", "", "", "", "")
+        Console().print(p)
     Console().print(f"{st['attributes']} ideas, {st['mentions']} mentions in {st['papers']} papers. Sampling ideas by "
                     f"frequency would be {st['total_variation_from_fair']:.2f} (total variation) from fair sampling; "
                     f"the most mentioned category is {st['most_to_least_frequent']}x the least.")  # fmt: skip
+
+
+def _bar(value: float, fair: float, width: int = 24) -> str:
+    """A text bar of `value` (0..1 of the width) with a | where the fair share is."""
+    cells = ["[blue]█[/]" if i < round(value * width) else " " for i in range(width)]
+    f = min(width - 1, round(fair * width))
+    cells[f] = "[bold red]|[/]"
+    return "".join(cells)
 
 
 @knowledge_app.command("browse")

@@ -90,7 +90,8 @@ class SearchConfig(BaseModel):
     max_probes: int | None = Field(None, ge=0, description="cap on probes (a strategy's cheap checks before it spends "
                                    "an evaluation); past it, strategies go on without checking")
     open: OpenSpaceConfig = Field(default_factory=OpenSpaceConfig)
-    knowledge: str | None = Field(None, description="attribute tree of ideas (default: the template's own examples)")
+    knowledge: str | None = Field(None, description="attribute tree of ideas: a tree file, or 'papers13' (the tree built "
+                                  "from 13 architecture papers, the default) or 'template' (the template's own examples)")
     strategies: dict[str, dict[str, Any]] = Field(default_factory=dict, description="per-strategy settings")
     llm: LLMConfig = Field(default_factory=LLMConfig)
     runs_dir: str = "runs"

@@ -47,17 +47,31 @@ class Problem:
             self.executor.close()
 
 
+SHIPPED_TREES = {"papers13": "papers13.json", "template": "template.json"}  # --knowledge NAME
+
+
+def shipped_tree(name: str) -> Path | None:
+    """A tree that ships with fairnad (knowledge/ in a checkout, fairnad/_knowledge in a wheel)."""
+    here = Path(__file__).resolve().parent
+    for root in (here / "_knowledge", here.parent / "knowledge"):
+        if (root / SHIPPED_TREES[name]).is_file():
+            return root / SHIPPED_TREES[name]
+    return None
+
+
 def load_knowledge(cfg: SearchConfig):
-    """The attribute tree of ideas: --knowledge, else knowledge/template.json, else the template's examples."""
+    """The attribute tree of ideas: --knowledge FILE or a shipped tree's name; by default the tree built
+    from the 13 papers (papers13), else the template's own examples."""
     from fairnad.knowledge.template import load_template
     from fairnad.knowledge.tree import AttributeTree
     from fairnad.prompts import templates_dir
 
-    if cfg.knowledge:
+    if cfg.knowledge and cfg.knowledge not in SHIPPED_TREES:
         return AttributeTree.load(cfg.knowledge)
-    shipped = Path(__file__).resolve().parent.parent / "knowledge" / "template.json"
-    if shipped.is_file():
-        return AttributeTree.load(shipped)
+    for name in [cfg.knowledge] if cfg.knowledge else ["papers13", "template"]:
+        path = shipped_tree(name)
+        if path is not None:
+            return AttributeTree.load(path)
     return AttributeTree.from_template(load_template(templates_dir() / "fairnad.yaml"))
 
 

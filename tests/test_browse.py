@@ -18,9 +18,14 @@ EVIL = '<img src=x onerror="window.__pwned=1">'
 BREAKOUT = '</script><script>window.__pwned=2</script>'
 
 
-def _m(paper, name, category, quote, sub="general"):
+def _m(paper, name, category, quote, sub="general", sentence=None):
+    """A mention whose span `quote` sits inside its evidence `sentence` (at page offset 100 + its place)."""
+    sentence = sentence or quote
+    at = sentence.index(quote)
     return {"paper": paper, "title": f"Paper {paper.upper()}", "category": category, "subcategory": sub, "name": name,
-            "description": f"about {name}", "effect": "performance", "page": 3, "quote": quote, "offset": 0, "length": 5}
+            "description": f"about {name}", "effect": "performance", "page": 3, "quote": quote, "offset": 100 + at,
+            "length": len(quote), "evidence": sentence, "evidence_offset": 100,
+            "alignment": "exact" if sentence != quote else "sentence"}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +34,8 @@ def page_file(tmp_path_factory):
     mentions = [
         _m("a", "depthwise separable convolution", "operation/feature-extraction", "factorizes a standard convolution", "convolution"),
         _m("b", "self-attention", "operation/feature-extraction", "attention weighs every token against every other", "attention"),
-        _m("a", "batch normalization", "operation/normalization", "normalizes each channel over the batch"),
+        _m("a", "batch normalization", "operation/normalization", "normalizes each channel over the batch",
+           sentence="Batch normalization normalizes each channel over the batch before every ReLU."),
         _m("b", EVIL, "block/recalibration", BREAKOUT),
     ]  # fmt: skip
     out = consolidate(mentions, t, Embedder())
@@ -59,6 +65,20 @@ def test_search_box_filters_and_quotes_are_shown(page_file):
         page.select_option("#paper", "")
         page.select_option("#category", "operation/normalization")
         assert page.locator(".attr:not(.hidden) .name").all_inner_texts() == ["batch normalization"]
+        assert problems == []
+
+
+def test_evidence_is_its_sentence_with_the_span_highlighted_and_the_bias_plot_is_drawn(page_file):
+    with page_for(page_file) as (page, problems):
+        page.select_option("#category", "operation/normalization")
+        quote = page.locator(".attr:not(.hidden) blockquote")
+        assert "Batch normalization normalizes each channel over the batch before every ReLU." in quote.inner_text()
+        assert quote.locator("mark").inner_text() == "normalizes each channel over the batch"
+        assert "Paper A, page 3" in page.locator(".attr:not(.hidden) .where").inner_text()
+        page.click("#bias summary")
+        rows = page.locator("#bias .row")
+        assert rows.count() == 4  # one bar per idea, each beside its fair share
+        assert page.locator("#bias .fair").count() == 4 and page.locator("#bias .cat").count() == 3
         assert problems == []
 
 

@@ -45,6 +45,9 @@ def test_hyphenation_and_ligatures_are_repaired():
 
     assert _join_lines(["a deep archi-", "tecture works"]) == "a deep architecture works"
     assert _join_lines(["state-of-the-", "Art"]) == "state-of-the- Art"
+    # a break inside a compound keeps its hyphen (DenseNet, SENet, ViT and Swin break "state-of-the-art" so)
+    assert _join_lines(["the current state-of-", "the-art results"]) == "the current state-of-the-art results"
+    assert _join_lines(["previous state-of-the-", "art by far"]) == "previous state-of-the-art by far"
 
 
 @pytest.mark.parametrize(

@@ -40,6 +40,37 @@ def test_build_with_the_embedded_model_then_inspect(run_cli, tmp_path):
     assert (tmp_path / html["html"]).read_text().startswith("<!DOCTYPE html>")
 
 
+@pytest.mark.llm
+@pytest.mark.slow
+def test_a_two_paper_build_with_the_default_model_stores_spans_at_their_offsets(run_cli, tmp_path, architect_server):
+    """The default embedded model (Qwen2.5-Coder-1.5B), through the CLI: what it finds is grounded."""
+    from fairnad.ingest.pdf import parse_pdf
+    from fairnad.knowledge.evidence import span_is_at_its_offsets
+    from fairnad.knowledge.tree import AttributeTree
+
+    papers = tmp_path / "papers"
+    make_paper(papers / "residual.pdf")
+    make_paper(papers / "attention.pdf", title="Attention Everywhere", body=[
+        ("1 Method", True),
+        ("We normalize each token with layer normalization before the attention and the MLP. Layer normalization "
+         "keeps the scale of the residual stream stable during training. Every block uses multi-head "
+         "self-attention followed by a two-layer MLP with a GELU activation.", False)])  # fmt: skip
+    (tmp_path / "mini.yaml").write_text(MINI)
+    p = run_cli("knowledge", "build", "papers", "--template", "mini.yaml", "--out", "knowledge/t.json", "--llm",
+                architect_server.base_url, "--model", architect_server.alias, "--json", timeout=1200)  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    s = json.loads(p.stdout)
+    assert s["papers"] == 2 and s["llm"]["calls"] == 4  # papers x categories
+    assert s["attributes"]["verified"] >= 1, s
+    tree = AttributeTree.load(tmp_path / "knowledge" / "t.json")
+    docs = {n: parse_pdf(papers / f"{n}.pdf") for n in ("residual", "attention")}
+    sources = [x for a in tree.attributes() for x in a["sources"]]
+    assert sources and all(
+        span_is_at_its_offsets(docs[x["paper"]], x["page"], x["offset"], x["offset"] + x["length"], x["quote"]) for x in sources
+    )  # fmt: skip
+    assert all(x["evidence"] and x["alignment"] == "sentence" for x in sources)
+
+
 def test_knowledge_cli_errors(run_cli, tmp_path):
     (tmp_path / "bad.yaml").write_text(MINI.replace("examples: [batch normalization, layer normalization]", "examples: []"))
     (tmp_path / "papers").mkdir()

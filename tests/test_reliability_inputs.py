@@ -396,8 +396,8 @@ def _valid_answer(name: str, draw) -> object:
         labels = [o.label for o in (opts[draw(st.integers(0, len(opts) - 1))] for opts in space.options)]
         return {"architecture": labels, "rationale": draw(st.text(max_size=30))}
     if name == "knowledge.extract":
-        item = {"name": "batch normalization", "subcategory": "normalization", "description": "normalises",
-                "effect": "performance", "page": 1, "quote": "followed by batch normalization and a ReLU"}  # fmt: skip
+        item = {"sentence": draw(st.sampled_from([1, 2, 3])), "name": "batch normalization",
+                "subcategory": "normalization", "description": "normalises", "effect": "performance"}  # fmt: skip
         return {"attributes": [item] * draw(st.integers(0, 3))}
     return {"same": draw(st.booleans())}
 
@@ -689,7 +689,7 @@ def test_knowledge_build_over_good_and_broken_papers(run_cli, tmp_path, good_pdf
     with open(os.fsencode(papers) + b"/caf\xe9.pdf", "wb") as f:  # a Latin-1 file name: not valid UTF-8
         f.write(b"a text file, not a paper\n" * 20)
     (tmp_path / "mini.yaml").write_text(MINI)
-    opts = BuildOptions(max_pages=20, max_items=5, passages=3)
+    opts = BuildOptions(max_pages=20, max_items=5, sentences=3)
 
     # the answers: one build of the two good papers with a scripted model, recorded in its build.db
     rec = BuildStore.create(tmp_path / "recorded", {})
@@ -698,7 +698,7 @@ def test_knowledge_build_over_good_and_broken_papers(run_cli, tmp_path, good_pdf
     rec.close()
 
     p = run_cli("knowledge", "build", "papers", "--template", "mini.yaml", "--out", "knowledge/t.json", "--max-pages",
-                "20", "--llm", "replay:recorded")  # fmt: skip
+                "20", "--max-items", "5", "--sentences", "3", "--llm", "replay:recorded")  # fmt: skip
     assert p.returncode == 0, p.stderr
     out = " ".join(p.stdout.split())
     assert "papers 2 read, 6 skipped" in out and "LLM 0 calls (4 from cache)" in out  # all answers recorded

@@ -81,14 +81,17 @@ def normalize(text: str) -> str:
 
 
 def _join_lines(lines: list[str]) -> str:
-    """Join a block's lines, repairing 'archi-' + 'tecture' breaks that PyMuPDF left."""
+    """Join a block's lines, repairing 'archi-' + 'tecture' breaks that PyMuPDF left. A break inside a
+    compound ('state-of-' + 'the-art', 'state-of-the-' + 'art') keeps its hyphen: the word before the
+    break or the one after it already has one."""
     out = ""
     for line in lines:
         line = line.strip()
         if not line:
             continue
         if out.endswith("-") and len(out) > 1 and out[-2].isalpha() and line[:1].islower():
-            out = out[:-1] + line
+            before, after = out[:-1].rsplit(" ", 1)[-1], line.split(" ", 1)[0]
+            out = out + line if "-" in before or "-" in after else out[:-1] + line
         else:
             out = f"{out} {line}" if out else line
     return out

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from fairnad.ingest.pdf import PaperError, parse_pdf
-from fairnad.knowledge.consolidate import consolidate
+from fairnad.knowledge.consolidate import MERGE_AT, SOURCE_KEYS, consolidate
 from fairnad.knowledge.embed import Embedder
 from fairnad.knowledge.extract import extract_paper
 from fairnad.knowledge.template import Template
@@ -26,12 +26,12 @@ from fairnad.store import BuildStore
 
 @dataclass
 class BuildOptions:
-    passages: int = 3
-    max_items: int = 5
+    sentences: int = 5  # closest sentences per category; their union is shown once per paper
+    max_items: int = 4
     max_pages: int = 200
     temperature: float = 0.0
     confirm_duplicates: bool = False  # ask the LLM about near-duplicates (only worth it with a capable model)
-    merge_at: float = 0.85
+    merge_at: float = MERGE_AT
 
 
 @dataclass
@@ -83,7 +83,7 @@ def process_papers(
             continue
         parse_s = time.time() - t0
         note(path.name, "extracting")
-        res = extract_paper(doc, template, llm, embedder, passages=opts.passages, max_items=opts.max_items,
+        res = extract_paper(doc, template, llm, embedder, sentences_per_category=opts.sentences, max_items=opts.max_items,
                             temperature=opts.temperature,
                             on_category=lambda lv, c: note(path.name, f"extracting {lv.id}/{c.id}"))  # fmt: skip
         stats = {**res.stats, "parse_seconds": round(parse_s, 3), "pages_per_second": round(len(doc.pages) / max(parse_s, 1e-9), 2),
@@ -123,6 +123,5 @@ def mentions_from_tree(tree: AttributeTree) -> list[dict]:
         for s in a["sources"]:
             out.append({"paper": s["paper"], "title": s.get("title"), "category": a["category"],
                         "subcategory": a.get("subcategory"), "name": a["name"], "description": a.get("description"),
-                        "effect": a.get("effect"), "page": s.get("page"), "quote": s.get("quote"),
-                        "offset": s.get("offset"), "length": s.get("length")})  # fmt: skip
+                        "effect": a.get("effect"), **{k: s.get(k) for k in SOURCE_KEYS if k not in ("paper", "title")}})  # fmt: skip
     return out

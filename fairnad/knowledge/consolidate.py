@@ -1,8 +1,12 @@
 """Consolidation: merge near-duplicate attributes across papers, one category per attribute, flag
 over-specific ones (modules of a single model), and list the categories left empty.
 
-Duplicates are found by sentence-embedding similarity of their names; pairs in the uncertain band
-are confirmed by the LLM when it is capable enough to be asked (not the 135M embedded model).
+Two names are one idea when their content words are the same ("SE block", "SE module"), or when their
+sentence embeddings are close (`merge_at`) and neither name is the other plus a qualifier: "depthwise
+convolution" and "depthwise separable convolution" are close (cosine 0.89) but different ideas. The
+rule and its threshold are chosen on a labelled set of pairs (knowledge/labels/merge_pairs.yaml,
+benchmarks/knowledge_thresholds.py). Pairs in the uncertain band are confirmed by the LLM when it is
+capable enough to be asked.
 """
 
 from __future__ import annotations
@@ -11,29 +15,41 @@ import re
 from collections import Counter
 from typing import Any
 
+import networkx as nx
+
 from fairnad.knowledge.embed import Embedder
 from fairnad.knowledge.extract import category_query
+from fairnad.knowledge.names import name_key, slug
 from fairnad.knowledge.template import Template
 
 MODEL_NAME = re.compile(r"[A-Z][a-z]+[A-Z]\w*|\w*(?:Net|net|Former|former)\b|\b[vV]\d\b|\w+-\d+\b")
+# camel-case names that are general operations, not models: ReLU, GeLU, PReLU, LayerNorm, MaxPool, DropPath
+GENERAL_OP = re.compile(r"(?i)^(?:p|leaky|hard|re|ge|si|se)?(?:re|ge|si|e|se)?lu\d*$|norm$|pool(?:ing)?$|"
+                        r"^drop(?:path|block|connect|out)$|^softmax$|^conv\d*d?$")  # fmt: skip
+MERGE_AT = 0.85  # chosen on knowledge/labels/merge_pairs.yaml (benchmarks/knowledge_thresholds.py)
+# what a tree keeps of each mention: where the span is, its text, the sentence around it, how it was found
+SOURCE_KEYS = ("paper", "title", "page", "quote", "offset", "length", "evidence", "evidence_offset", "alignment")
 
 
-def slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:60] or "attribute"
+def same_idea(a: str, b: str, cosine: float, merge_at: float = MERGE_AT) -> bool:
+    """Are two attribute names one idea? Same content words, or close embeddings without one name
+    being the other plus a qualifier (a qualifier makes a different, narrower idea)."""
+    ka, kb = name_key(a), name_key(b)
+    if ka == kb:
+        return True
+    return cosine >= merge_at and not (ka < kb or kb < ka)
 
 
-class _Union:
-    def __init__(self, n: int) -> None:
-        self.parent = list(range(n))
-
-    def find(self, i: int) -> int:
-        while self.parent[i] != i:
-            self.parent[i] = self.parent[self.parent[i]]
-            i = self.parent[i]
-        return i
-
-    def union(self, i: int, j: int) -> None:
-        self.parent[self.find(i)] = self.find(j)
+def _components(n: int, pairs) -> list[int]:
+    """A component id per item, from the pairs that join them (networkx connected components)."""
+    g = nx.Graph()
+    g.add_nodes_from(range(n))
+    g.add_edges_from(pairs)
+    comp = [0] * n
+    for k, nodes in enumerate(nx.connected_components(g)):
+        for i in nodes:
+            comp[i] = k
+    return comp
 
 
 def _confirm(llm, a: str, b: str) -> bool:
@@ -52,9 +68,9 @@ def _majority(values: list[str]) -> str:
 
 def over_specific(name: str, titles: list[str]) -> str | None:
     """Why an attribute looks like one model's module rather than a general idea, or None."""
-    m = MODEL_NAME.search(name)
-    if m:
-        return f"named after a model ({m.group(0)!r})"
+    for m in MODEL_NAME.finditer(name):
+        if not GENERAL_OP.search(m.group(0)):
+            return f"named after a model ({m.group(0)!r})"
     words = {w.lower() for t in titles for w in re.findall(r"[A-Za-z][A-Za-z0-9-]{3,}", t)}
     generic = {"network", "networks", "neural", "deep", "learning", "convolutional", "image", "recognition", "model",
                "models", "efficient", "design", "transformer", "transformers", "residual", "convolutions", "scaling",
@@ -71,7 +87,7 @@ def consolidate(
     embedder: Embedder,
     *,
     llm=None,
-    merge_at: float = 0.85,
+    merge_at: float = MERGE_AT,
     ask_from: float = 0.72,
 ) -> dict[str, Any]:
     """Verified mentions (each with paper, title, category, name, ...) -> attributes and a report."""
@@ -79,23 +95,24 @@ def consolidate(
     if not names:
         return {"attributes": [], "empty_categories": [f"{lv.id}/{c.id}" for lv, c in template.categories()],
                 "merged": 0, "confirmations": 0}  # fmt: skip
+    written = {m["name"].lower(): m["name"] for m in mentions if m.get("name")}  # case tells "LayerNorm"'s words
     vecs = embedder.encode(names)
     sim = vecs @ vecs.T
-    uf = _Union(len(names))
-    confirmations = 0
+    pairs, confirmations = [], 0
     for i in range(len(names)):
         for j in range(i + 1, len(names)):
-            if sim[i, j] >= merge_at:
-                uf.union(i, j)
-            elif llm is not None and sim[i, j] >= ask_from and uf.find(i) != uf.find(j):
+            if same_idea(written[names[i]], written[names[j]], float(sim[i, j]), merge_at):
+                pairs.append((i, j))
+            elif llm is not None and sim[i, j] >= ask_from:
                 confirmations += 1
                 if _confirm(llm, names[i], names[j]):
-                    uf.union(i, j)
+                    pairs.append((i, j))
+    comp = _components(len(names), pairs)
     index = {n: i for i, n in enumerate(names)}
     clusters: dict[int, list[dict]] = {}
     for m in mentions:
         if m.get("name"):
-            clusters.setdefault(uf.find(index[m["name"].lower()]), []).append(m)
+            clusters.setdefault(comp[index[m["name"].lower()]], []).append(m)
     cats = template.categories()
     cat_paths = [f"{lv.id}/{c.id}" for lv, c in cats]
     cat_vecs = embedder.encode([category_query(lv, c) for lv, c in cats])
@@ -125,8 +142,7 @@ def consolidate(
             "effect": effect, "aliases": sorted({m["name"] for m in group} - {name}),
             "frequency": len(papers), "mentions": len(group),
             "over_specific": over_specific(name, titles) if len(papers) == 1 else None,
-            "sources": [{"paper": m["paper"], "title": m.get("title"), "page": m.get("page"), "quote": m.get("quote"),
-                         "offset": m.get("offset"), "length": m.get("length")} for m in group],
+            "sources": [{k: m.get(k) for k in SOURCE_KEYS} for m in group],
         })  # fmt: skip
     _merge_subcategories(attributes, embedder)
     filled = {a["category"] for a in attributes}
@@ -147,17 +163,12 @@ def _merge_subcategories(attributes: list[dict], embedder: Embedder, at: float =
         if len(subs) < 2:
             continue
         v = embedder.encode(subs)
-        uf = _Union(len(subs))
         s = v @ v.T
-        for i in range(len(subs)):
-            for j in range(i + 1, len(subs)):
-                if s[i, j] >= at:
-                    uf.union(i, j)
+        comp = _components(len(subs), [(i, j) for i in range(len(subs)) for j in range(i + 1, len(subs)) if s[i, j] >= at])
         counts = Counter(a["subcategory"] for a in group)
         canon = {}
         for i, sub in enumerate(subs):
-            root = uf.find(i)
-            members = [subs[k] for k in range(len(subs)) if uf.find(k) == root]
+            members = [subs[k] for k in range(len(subs)) if comp[k] == comp[i]]
             canon[sub] = max(members, key=lambda x: (counts[x], -len(x)))
         for a in group:
             a["subcategory"] = canon[a["subcategory"]]

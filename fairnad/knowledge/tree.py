@@ -16,7 +16,7 @@ from typing import Any
 import networkx as nx
 
 from fairnad.errors import ConfigError
-from fairnad.knowledge.consolidate import slug
+from fairnad.knowledge.names import slug
 from fairnad.knowledge.template import Template
 
 FORMAT = "fairnad-attribute-tree"
@@ -130,6 +130,22 @@ class AttributeTree:
             "most_to_least_frequent": round(max(shares) / min(shares), 2) if shares and min(shares) > 0 else None,
             "total_variation_from_fair": round(tv, 4),
         }  # fmt: skip
+
+    def idea_shares(self) -> list[dict[str, Any]]:
+        """FairNAD's Figure 2 per category: each idea's share of all mentions (how often an LLM reading
+        papers would name it, and what sampling by frequency would give it) beside its fair share
+        (uniform over non-empty categories, then over the category's ideas)."""
+        groups = {p: attrs for p, attrs in self.by_category().items() if attrs}
+        total = sum(a["mentions"] for attrs in groups.values() for a in attrs) or 1
+        names = {c["path"]: c["name"] for c in self.categories()}
+        out = []
+        for path, attrs in groups.items():
+            fair = 1.0 / len(groups) / len(attrs)
+            ideas = [{"name": a["name"], "frequency": a["frequency"], "mentions": a["mentions"],
+                      "share_by_frequency": round(a["mentions"] / total, 4), "share_fair": round(fair, 4)}
+                     for a in sorted(attrs, key=lambda a: (-a["mentions"], a["name"]))]  # fmt: skip
+            out.append({"category": path, "name": names.get(path, path), "ideas": ideas})
+        return out
 
     def search(self, query: str, limit: int = 50) -> list[dict]:
         q = query.lower().strip()

@@ -32,8 +32,7 @@ def tree_payload(tree: AttributeTree) -> dict:
                         "name": a["name"], "description": a.get("description") or "", "effect": a.get("effect") or "",
                         "frequency": a.get("frequency", 0), "aliases": list(a.get("aliases") or []),
                         "subcategory": a.get("subcategory") or "", "over_specific": a.get("over_specific") or "",
-                        "sources": [{"paper": x.get("paper"), "title": x.get("title"), "page": x.get("page"),
-                                     "quote": x.get("quote")} for x in a.get("sources", [])],
+                        "sources": [_source(x) for x in a.get("sources", [])],
                     } for a in sorted(attrs, key=lambda a: (-a.get("frequency", 0), a["name"]))],
                 })  # fmt: skip
             cats.append({"name": g.nodes[c]["name"], "path": g.nodes[c]["path"],
@@ -46,7 +45,18 @@ def tree_payload(tree: AttributeTree) -> dict:
         "subtitle": f"{n} ideas from {len(papers)} papers" if papers else f"{n} ideas (from the template, no papers)",
         "papers": [{"name": p.get("name"), "title": p.get("title")} for p in papers],
         "levels": levels,
+        "bias": tree.idea_shares() if papers else [],
     }
+
+
+def _source(x: dict) -> dict:
+    """A source as the page shows it: its sentence, with the span's place in it to highlight."""
+    quote, sentence = x.get("quote") or "", x.get("evidence") or ""
+    at = (x["offset"] - x["evidence_offset"]) if sentence and x.get("offset") is not None and x.get("evidence_offset") is not None else -1
+    if not (0 <= at and sentence[at : at + len(quote)] == quote):  # an older tree: the quote alone
+        sentence, at = quote, 0
+    return {"paper": x.get("paper"), "title": x.get("title"), "page": x.get("page"), "quote": quote,
+            "sentence": sentence, "mark": [at, at + len(quote)], "alignment": x.get("alignment") or ""}
 
 
 def write_tree_html(tree: AttributeTree, out: str | Path) -> Path:

@@ -40,12 +40,16 @@ CREATE TABLE IF NOT EXISTS mentions (
     verified INTEGER NOT NULL,
     reason TEXT,
     offset INTEGER,
-    length INTEGER
+    length INTEGER,
+    extra TEXT NOT NULL DEFAULT '{}'
 );
 """
 
+# where a mention's evidence is beyond its span: alignment, evidence sentence, its offset, support
+EXTRA_KEYS = ("alignment", "evidence", "evidence_offset", "support", "asked_category", "cited")
+
 PAPER_COLS = "sha256 path name title authors year pages status error stats seconds finished".split()
-MENTION_COLS = "id paper category subcategory name description effect page quote verified reason offset length".split()
+MENTION_COLS = "id paper category subcategory name description effect page quote verified reason offset length extra".split()
 
 
 class BuildStore(SqliteStore):
@@ -53,6 +57,7 @@ class BuildStore(SqliteStore):
     SCHEMA = _BUILD_SCHEMA
     KIND = "knowledge build"
     CONTINUE = "run the same `fairnad knowledge build` again to continue it"
+    ADDED_COLUMNS = {"mentions": [("extra", "TEXT NOT NULL DEFAULT '{}'")]}  # builds made before grounding
 
     def record_paper(self, paper: dict[str, Any], mentions: list[dict[str, Any]]) -> None:
         """The paper's outcome and all its mentions, atomically."""
@@ -71,7 +76,8 @@ class BuildStore(SqliteStore):
                 [
                     _storable(paper["sha256"], m["category"], m.get("subcategory"), m["name"], m.get("description"),
                               m.get("effect"), m.get("page"), m.get("quote"), int(bool(m.get("verified"))), m.get("reason"),
-                              m.get("offset"), m.get("length"))
+                              m.get("offset"), m.get("length"),
+                              json.dumps({k: m[k] for k in EXTRA_KEYS if m.get(k) is not None}))
                     for m in mentions
                 ],
             )  # fmt: skip
@@ -90,4 +96,9 @@ class BuildStore(SqliteStore):
     def mentions(self, verified_only: bool = True) -> list[dict[str, Any]]:
         where = "WHERE verified = 1" if verified_only else ""
         rows = self._query(f"SELECT {', '.join(MENTION_COLS)} FROM mentions {where} ORDER BY id")
-        return [dict(zip(MENTION_COLS, r)) for r in rows]
+        out = []
+        for r in rows:
+            d = dict(zip(MENTION_COLS, r))
+            d.update(json.loads(d.pop("extra") or "{}"))
+            out.append(d)
+        return out

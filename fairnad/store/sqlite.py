@@ -94,6 +94,7 @@ class SqliteStore:
 
     DB = DB_NAME
     SCHEMA = ""
+    ADDED_COLUMNS: dict[str, list[tuple[str, str]]] = {}  # table -> (column, declaration) added after release
     KIND = "run"
     CONTINUE = "continue it with `fairnad resume {dir}`"  # how a user picks up after a failed write
 
@@ -175,9 +176,14 @@ class SqliteStore:
         if version != SCHEMA_VERSION:
             store.close()
             raise StoreError(f"{run_dir}/{cls.DB} has schema version {version}, this fairnad reads {SCHEMA_VERSION}")
-        if not readonly and cls.SCHEMA:  # tables added since the run was made (CREATE ... IF NOT EXISTS)
+        if not readonly and cls.SCHEMA:  # tables and columns added since the run was made
             try:
                 store._conn.executescript(cls.SCHEMA)
+                for table, columns in cls.ADDED_COLUMNS.items():
+                    have = {row[1] for row in store._conn.execute(f"PRAGMA table_info({table})")}
+                    for name, decl in columns:
+                        if name not in have:
+                            store._conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {decl}")
             except sqlite3.Error as err:
                 store.close()
                 raise StoreError(f"{run_dir / cls.DB}: cannot update its tables ({err})") from None

@@ -1,0 +1,131 @@
+"""How good is a built attribute tree? (issue targets; docs/knowledge.md)
+
+- spans: every stored source re-checked against the paper's text (page, offsets, text);
+- recall against the hand-written answer key (knowledge/labels/answer_key.yaml): exact (same content
+  words) and by the packaged embedding model at cosine >= 0.6;
+- precision: a random sample of accepted attributes written to a YAML file for labelling by hand;
+  with --labels (that file, labelled) the precision is computed;
+- the build's own figures when --build is given: calls, tokens, proposals, rejections by reason.
+
+    python benchmarks/knowledge_quality.py --tree knowledge/papers13.json --papers ../shared/papers \\
+        [--build runs/knowledge-papers13] [--sample 50 --seed 0 --sample-out sample.yaml] [--labels sample.yaml]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+from collections import Counter
+from pathlib import Path
+
+import yaml
+
+from fairnad.ingest.pdf import parse_pdf
+from fairnad.knowledge.embed import Embedder
+from fairnad.knowledge.evidence import span_is_at_its_offsets
+from fairnad.knowledge.names import name_key
+from fairnad.knowledge.tree import AttributeTree
+
+KEY = Path(__file__).resolve().parents[1] / "knowledge" / "labels" / "answer_key.yaml"
+MATCH_AT = 0.6
+
+
+def check_spans(tree: AttributeTree, papers: Path) -> dict:
+    docs, bad, checked = {}, [], 0
+    for a in tree.attributes():
+        for s in a["sources"]:
+            if s.get("offset") is None:
+                continue
+            if s["paper"] not in docs:
+                pdf = papers / f"{s['paper']}.pdf"
+                docs[s["paper"]] = parse_pdf(pdf) if pdf.is_file() else None
+            doc = docs[s["paper"]]
+            checked += 1
+            if doc is None or not span_is_at_its_offsets(doc, s["page"], s["offset"], s["offset"] + s["length"], s["quote"]):
+                bad.append(f"{a['name']} ({s['paper']} p.{s.get('page')})")
+    return {"checked": checked, "not_at_offsets": len(bad), "examples": bad[:5]}
+
+
+def recall(tree: AttributeTree, key: dict, emb: Embedder) -> dict:
+    out = {}
+    for paper, items in key.items():
+        names = sorted({n for a in tree.attributes() if any(s["paper"] == paper for s in a["sources"])
+                        for n in [a["name"], *a.get("aliases", [])]})  # fmt: skip
+        wanted = [x[0] for x in items]
+        exact = [w for w in wanted if any(name_key(w) == name_key(n) for n in names)]
+        if names:
+            sim = emb.encode([w.lower() for w in wanted]) @ emb.encode([n.lower() for n in names]).T
+            near = [w for w, row in zip(wanted, sim) if row.max() >= MATCH_AT]
+        else:
+            near = []
+        out[paper] = {"key": len(wanted), "attributes": len(names), "exact": len(exact), "cosine": len(near),
+                      "missed": [w for w in wanted if w not in near]}  # fmt: skip
+    tot = {k: sum(v[k] for v in out.values()) for k in ("key", "exact", "cosine")}
+    return {"papers": out, "recall_exact": round(tot["exact"] / tot["key"], 3), "recall_cosine": round(tot["cosine"] / tot["key"], 3),
+            "key_size": tot["key"]}  # fmt: skip
+
+
+def sample(tree: AttributeTree, n: int, seed: int) -> list[dict]:
+    pairs = [(a, s) for a in tree.attributes() for s in a["sources"]]
+    rng = random.Random(seed)
+    chosen = rng.sample(sorted({a["name"] for a, _ in pairs}), min(n, len({a["name"] for a, _ in pairs})))
+    out = []
+    for name in chosen:
+        a, s = next((a, s) for a, s in pairs if a["name"] == name)
+        out.append({"name": a["name"], "category": a["category"], "description": a.get("description"),
+                    "paper": s["paper"], "page": s.get("page"), "span": s.get("quote"), "sentence": s.get("evidence"),
+                    "real": None, "category_right": None, "supported": None})  # fmt: skip
+    return out
+
+
+def build_figures(build: Path) -> dict:
+    from fairnad.store import BuildStore
+
+    with BuildStore.open(build, readonly=True) as st:
+        papers = [p for p in st.papers() if p["status"] == "done"]
+        calls = st.llm_calls()
+        reasons = Counter(m["reason"] for m in st.mentions(verified_only=False) if not m["verified"])
+        align = Counter(m.get("alignment") for m in st.mentions(verified_only=True))
+    return {
+        "papers": len(papers), "seconds": round(sum(p.get("seconds") or 0 for p in papers), 1),
+        "calls": len(calls), "tokens_in": sum(c.get("tokens_in") or 0 for c in calls),
+        "tokens_out": sum(c.get("tokens_out") or 0 for c in calls),
+        "proposed": sum(p["stats"].get("proposed", 0) for p in papers),
+        "accepted": sum(p["stats"].get("verified", 0) for p in papers),
+        "rejected": dict(reasons.most_common()), "alignment": dict(align),
+    }  # fmt: skip
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--tree", type=Path, required=True)
+    ap.add_argument("--papers", type=Path, required=True)
+    ap.add_argument("--build", type=Path)
+    ap.add_argument("--key", type=Path, default=KEY)
+    ap.add_argument("--sample", type=int, default=50)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--sample-out", type=Path)
+    ap.add_argument("--labels", type=Path, help="the sample file with real/category_right/supported filled in")
+    args = ap.parse_args()
+    tree = AttributeTree.load(args.tree)
+    st = tree.stats()
+    res = {"attributes": st["attributes"], "categories_with_2_or_more": sum(r["attributes"] >= 2 for r in st["categories"]),
+           "categories": {r["category"]: r["attributes"] for r in st["categories"]},
+           "spans": check_spans(tree, args.papers), "recall": recall(tree, yaml.safe_load(args.key.read_text()), Embedder())}  # fmt: skip
+    if args.build:
+        res["build"] = build_figures(args.build)
+    if args.sample_out:
+        args.sample_out.write_text(yaml.safe_dump(sample(tree, args.sample, args.seed), sort_keys=False, allow_unicode=True, width=140))
+    if args.labels:
+        rows = yaml.safe_load(args.labels.read_text())
+        done = [r for r in rows if r.get("real") is not None]
+        good = [r for r in done if r["real"] and r["category_right"] and r["supported"]]
+        res["precision"] = {"labelled": len(done), "correct": len(good), "precision": round(len(good) / max(1, len(done)), 3),
+                            "real": sum(bool(r["real"]) for r in done), "category_right": sum(bool(r["category_right"]) for r in done),
+                            "supported": sum(bool(r["supported"]) for r in done)}  # fmt: skip
+    print(json.dumps(res, indent=1))
+
+
+if __name__ == "__main__":
+    main()

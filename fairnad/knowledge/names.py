@@ -1,0 +1,41 @@
+"""What an attribute's name says: its content words (shared by two phrasings of one idea) and its slug."""
+
+from __future__ import annotations
+
+import re
+
+# words that name the kind of thing, not the idea: "ReLU activation" is "ReLU", "SE block" is "SE module"
+GENERIC_WORDS = {"a", "an", "the", "of", "for", "with", "and", "in", "to", "via", "based", "using", "use", "block",
+                 "blocks", "layer", "layers", "module", "modules", "unit", "units", "operation", "operations",
+                 "operator", "mechanism", "structure", "design", "connection", "connections", "function",
+                 "activation", "method", "technique", "strategy", "approach", "network", "wise", "connectivity",
+                 "regularization", "regularizer", "hyperparameter", "parameter"}  # fmt: skip
+
+def slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:60] or "attribute"
+
+
+def _stem(word: str) -> str:
+    w = word.lower().replace("isation", "ization").replace("normalization", "norm").replace("normalisation", "norm")
+    return w[:-1] if len(w) > 3 and w.endswith("s") and not w.endswith("ss") else w
+
+
+def name_key(name: str) -> frozenset[str]:
+    """The content words of a name, stemmed: what two phrasings of one idea share."""
+    words = re.findall(r"[a-z0-9]+", re.sub(r"([a-z])([A-Z][a-z])", r"\1 \2", name).lower())  # LayerNorm
+    stems = [_stem(w) for w in words]
+    # "layer" says nothing in "ReLU layer", but is the idea in "layer normalization"
+    keep = [s for i, (w, s) in enumerate(zip(words, stems))
+            if w not in GENERIC_WORDS or (w in ("layer", "layers") and stems[i + 1 : i + 2] == ["norm"])]  # fmt: skip
+    return frozenset(keep) or frozenset(stems)
+
+
+# words that only say which part of a network a name is about: a name made of them alone ("macro design",
+# "feature fusion", "activation", "downsampling") names a category, not a design idea
+VAGUE_WORDS = {"feature", "extraction", "fusion", "aggregation", "design", "macro", "micro", "architecture",
+               "architectural", "model", "network", "convolutional", "neural", "deep", "level", "input", "encoding",
+               "downsampling", "scaling", "norm", "activation", "head", "stage", "operator", "wise", "efficient"}  # fmt: skip
+
+
+def is_vague(name: str) -> bool:
+    return name_key(name) <= VAGUE_WORDS

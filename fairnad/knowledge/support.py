@@ -1,0 +1,73 @@
+"""Is an attribute supported by its evidence sentence? A found sentence is not a supported attribute:
+a small model attaches real sentences to ideas the paper does not have (the prompt's examples,
+listed back). Two signals, with thresholds chosen on a labelled set of model proposals
+(knowledge/labels/support.yaml, benchmarks/knowledge_thresholds.py --support):
+
+- coverage: the share of the name's content words that the sentence contains (stems and
+  abbreviations such as "conv" for "convolution" count);
+- similarity: the embedding cosine between "name: description" and the sentence.
+
+An attribute is supported when the sentence has every content word of its name, or when it has some
+of them and the meaning is close. Otherwise it is rejected, with the reason.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from fairnad.knowledge.names import name_key
+
+COVERAGE_AT = 0.5  # some of the name's words must be in the sentence ...
+SIMILAR_AT = 0.6  # ... and the meaning close, unless all of them are
+
+
+@dataclass(frozen=True)
+class Support:
+    ok: bool
+    coverage: float
+    similarity: float
+    missing: tuple[str, ...]
+
+    @property
+    def reason(self) -> str:
+        if self.ok:
+            return ""
+        if self.coverage == 0:
+            return "name not in its sentence"
+        return "name only partly in its sentence"
+
+
+def _words(text: str) -> set[str]:
+    t = re.sub(r"(\d)\s*[x×]\s*(\d)", r"\1x\2", text)  # "3 × 3" is "3x3"
+    t = re.sub(r"([a-z])([A-Z][a-z])", r"\1 \2", t)
+    return {w[:-1] if len(w) > 3 and w.endswith("s") and not w.endswith("ss") else w for w in re.findall(r"[a-z0-9]+", t.lower())}
+
+
+def _found(word: str, words: set[str]) -> bool:
+    if word in words:
+        return True
+    if len(word) < 4:
+        return False
+    for w in words:  # a stem or an abbreviation: "conv" / "convolution", "normalize" / "normalization"
+        n = min(len(w), len(word))
+        if n >= 4 and w[:n] == word[:n] and (n >= 5 or n == min(len(w), len(word))):
+            return True
+    return False
+
+
+def coverage(name: str, sentence: str) -> tuple[float, tuple[str, ...]]:
+    """Share of the name's content words in the sentence, and the ones missing."""
+    key = sorted(name_key(name))
+    if not key:
+        return 0.0, ()
+    words = _words(sentence)
+    missing = tuple(k for k in key if not _found(k, words))
+    return 1 - len(missing) / len(key), missing
+
+
+def check_support(name: str, sentence: str, similarity: float,
+                  coverage_at: float = COVERAGE_AT, similar_at: float = SIMILAR_AT) -> Support:  # fmt: skip
+    cov, missing = coverage(name, sentence)
+    ok = cov == 1.0 or (cov >= coverage_at and similarity >= similar_at)
+    return Support(ok, round(cov, 3), round(similarity, 3), missing)
