@@ -75,7 +75,7 @@ def sample(tree: AttributeTree, n: int, seed: int) -> list[dict]:
         a, s = next((a, s) for a, s in pairs if a["name"] == name)
         out.append({"name": a["name"], "category": a["category"], "description": a.get("description"),
                     "paper": s["paper"], "page": s.get("page"), "span": s.get("quote"), "sentence": s.get("evidence"),
-                    "real": None, "category_right": None, "supported": None})  # fmt: skip
+                    "real": None, "supported": None})  # fmt: skip
     return out
 
 
@@ -106,7 +106,7 @@ def main() -> None:
     ap.add_argument("--sample", type=int, default=50)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--sample-out", type=Path)
-    ap.add_argument("--labels", type=Path, help="the sample file with real/category_right/supported filled in")
+    ap.add_argument("--labels", type=Path, help="hand labels (knowledge/labels/precision_papers13.yaml's format)")
     args = ap.parse_args()
     tree = AttributeTree.load(args.tree)
     st = tree.stats()
@@ -117,13 +117,17 @@ def main() -> None:
         res["build"] = build_figures(args.build)
     if args.sample_out:
         args.sample_out.write_text(yaml.safe_dump(sample(tree, args.sample, args.seed), sort_keys=False, allow_unicode=True, width=140))
-    if args.labels:
-        rows = yaml.safe_load(args.labels.read_text())
-        done = [r for r in rows if r.get("real") is not None]
-        good = [r for r in done if r["real"] and r["category_right"] and r["supported"]]
-        res["precision"] = {"labelled": len(done), "correct": len(good), "precision": round(len(good) / max(1, len(done)), 3),
-                            "real": sum(bool(r["real"]) for r in done), "category_right": sum(bool(r["category_right"]) for r in done),
-                            "supported": sum(bool(r["supported"]) for r in done)}  # fmt: skip
+    if args.labels:  # hand labels by attribute name: real, supported, the right category
+        labels = {(r["name"], r["paper"]): r for r in yaml.safe_load(args.labels.read_text())}
+        got = []
+        for a in tree.attributes():
+            r = next((labels[(a["name"], s["paper"])] for s in a["sources"] if (a["name"], s["paper"]) in labels), None)
+            if r is not None:
+                got.append((r["real"], r["supported"], r["category"] == a["category"]))
+        res["precision"] = {"labelled": len(got), "correct": sum(all(g) for g in got),
+                            "precision": round(sum(all(g) for g in got) / max(1, len(got)), 3),
+                            "real": sum(g[0] for g in got), "supported": sum(g[1] for g in got),
+                            "right_category": sum(g[0] and g[2] for g in got)}  # fmt: skip
     print(json.dumps(res, indent=1))
 
 

@@ -1,7 +1,7 @@
 """The reliability campaign behind docs/reliability.md: many kill -9s, injected LLM faults, fuzzed
 inputs. Prints a markdown table and writes the figures as JSON.
 
-    python benchmarks/reliability.py [--kills 50] [--out reliability.json] [--parts regevo,genius,...]
+    python benchmarks/reliability.py [--kills 50] [--out reliability.json] [--parts regevo,genius,fairnad,...]
 
 It uses the same harnesses as the tests (tests/chaos.py, tests/faultproxy.py), with more kills and
 faults, in a temporary folder; the embedded LLM server is started once for the LLM parts.
@@ -49,6 +49,9 @@ def kill_campaigns(work: Path, kills: int, rng, parts: set[str]) -> list[dict]:
         out.append(_regevo(work, kills, rng))
     if "genius" in parts:
         out += _genius(work, kills, rng)
+    for strategy in ("fairnad", "llmatic", "evoprompting"):
+        if strategy in parts:
+            out.append(_llm_tabular(work, kills, rng, strategy))
     if "open" in parts:
         out.append(_open(work, kills, rng))
     if "knowledge" in parts:
@@ -82,15 +85,27 @@ def _genius(work: Path, kills: int, rng) -> list[dict]:
     return out
 
 
+def _llm_tabular(work: Path, kills: int, rng, strategy: str) -> dict:
+    """An LLM strategy on a table, recorded live, then replayed from its answers under kills."""
+    args = ["search", "-b", "nas-bench-macro", "-s", strategy, "-n", "20", "--seed", "3"]
+    cli(*args, "--run-dir", f"{strategy}-ref", cwd=work, check=True)
+    c = run_campaign([*args, "--run-dir", strategy, "--llm", f"replay:{strategy}-ref"], ["resume", strategy], work,
+                     work / strategy / "run.db", kills=max(5, kills // 4), rng=rng, progress_sql=COUNTED, max_step=2)  # fmt: skip
+    eq = finished_candidates(work / strategy / "run.db") == finished_candidates(work / f"{strategy}-ref" / "run.db")
+    return row(f"tabular {strategy}, recorded answers (20 evaluations)", c, eq, 20)
+
+
 def _open(work: Path, kills: int, rng) -> dict:
+    """Open-ended FairNAD with all three mutation types (idea, pareto, the iterative agent), recorded
+    live, then replayed from its answers under kills: trainings, probes and agent turns are killed."""
     args = ["search", "--space", "open", "--dataset", "mnist1d", "--strategy", "fairnad", "--budget", "8", "--epochs",
-            "1", "--set", "strategies.fairnad.disable=[idea, iterative]", "--set",
-            "strategies.fairnad.init_population=3"]  # fmt: skip
+            "1", "--set", "strategies.fairnad.init_population=3"]  # fmt: skip
     cli(*args, "--run-dir", "open-ref", cwd=work, check=True)
-    c = run_campaign([*args, "--run-dir", "open"], ["resume", "open"], work, work / "open" / "run.db",
-                     kills=max(3, kills // 5), rng=rng, progress_sql=COUNTED, max_step=1, max_delay=10)  # fmt: skip
+    c = run_campaign([*args, "--run-dir", "open", "--llm", "replay:open-ref"], ["resume", "open"], work,
+                     work / "open" / "run.db", kills=max(3, kills // 5), rng=rng, progress_sql=COUNTED, max_step=1,
+                     max_delay=10)  # fmt: skip
     eq = finished_candidates(work / "open" / "run.db") == finished_candidates(work / "open-ref" / "run.db")
-    return row("open-ended FairNAD, MNIST-1D (8 trainings)", c, eq, 8)
+    return row("open-ended FairNAD, all mutation types, recorded answers (8 trainings)", c, eq, 8)
 
 
 def _knowledge(work: Path, kills: int, rng) -> dict:
@@ -109,24 +124,27 @@ def _knowledge(work: Path, kills: int, rng) -> dict:
     return row("knowledge build, recorded answers (4 papers)", c, eq, 4)
 
 
-def fault_campaign(work: Path, per_kind: int, rng) -> dict:
+def fault_campaign(work: Path, per_kind: int, rng, strategies: list[str]) -> dict:
     """Every transient fault `per_kind` times, in a random order, during one GENIUS run; then a
     server that dies, and one that keeps answering 429: paused, resumed, finished."""
     from fairnad.llm import EmbeddedServer
 
-    kinds = [f for f in FAULTS if f != "down"] * per_kind
-    rng.shuffle(kinds)
-    schedule: list = []
-    for f in kinds:
-        schedule += [f, None]
     res: dict = {}
     with EmbeddedServer(threads=2) as srv:
-        with FaultProxy(srv.base_url, schedule, slow_s=5) as px:
-            p = cli("search", "-b", "nas-bench-macro", "-s", "genius", "-n", str(len(kinds)), "--llm", px.base_url,
-                    "--run-dir", "faults", "--set", "llm.timeout=3", "--set", "llm.max_retries=3", "--json", cwd=work)  # fmt: skip
-            res["transient"] = {"injected": dict(px.injected), "left_unused": len(px.schedule), "exit": p.returncode,
-                                "stderr": p.stderr[-600:] if p.returncode else "",
-                                "evaluations": json.loads(p.stdout)["evaluations"] if p.returncode == 0 else None}  # fmt: skip
+        for strategy in strategies:
+            kinds = [f for f in FAULTS if f != "down"] * per_kind
+            rng.shuffle(kinds)
+            schedule: list = []
+            for f in kinds:
+                schedule += [f, None]
+            with FaultProxy(srv.base_url, schedule, slow_s=5) as px:
+                p = cli("search", "-b", "nas-bench-macro", "-s", strategy, "-n", str(len(kinds)), "--llm", px.base_url,
+                        "--run-dir", f"faults-{strategy}", "--set", "llm.timeout=3", "--set", "llm.max_retries=3",
+                        "--json", cwd=work)  # fmt: skip
+                res[f"transient {strategy}"] = {
+                    "injected": dict(px.injected), "left_unused": len(px.schedule), "exit": p.returncode,
+                    "stderr": p.stderr[-600:] if p.returncode else "",
+                    "evaluations": json.loads(p.stdout)["evaluations"] if p.returncode == 0 else None}  # fmt: skip
         db = work / "outage" / "run.db"
         pauses, injected = 0, 0
         with FaultProxy(srv.base_url, [None] * 6 + ["500"] * 40) as px:
@@ -164,10 +182,13 @@ def main() -> None:
     ap.add_argument("--kills", type=int, default=50)
     ap.add_argument("--faults-per-kind", type=int, default=3)
     ap.add_argument("--out", type=Path, default=Path("reliability.json"))
-    ap.add_argument("--parts", default="regevo,genius,open,knowledge,faults,fuzz",
-                    help="comma-separated: regevo, genius, open, knowledge, faults, fuzz")
+    ap.add_argument("--parts", default="regevo,genius,fairnad,llmatic,evoprompting,open,knowledge,faults,fuzz",
+                    help="comma-separated: regevo, genius, fairnad, llmatic, evoprompting, open, knowledge, faults, "
+                         "fuzz (faults run for each LLM strategy named)")
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args()
+    # kill-safety and fault handling do not depend on the model's quality: the small model keeps it short
+    os.environ.setdefault("FAIRNAD_EMBEDDED_MODEL", "smollm2-135m")
     rng = np.random.default_rng(a.seed)
     t0 = time.time()
     with tempfile.TemporaryDirectory(prefix="fairnad-reliability-") as tmp:
@@ -175,7 +196,8 @@ def main() -> None:
         parts = set(a.parts.split(","))
         result = {"kills": kill_campaigns(work, a.kills, rng, parts)}
         if "faults" in parts:
-            result["faults"] = fault_campaign(work, a.faults_per_kind, rng)
+            strategies = [x for x in ("genius", "fairnad", "llmatic", "evoprompting") if x in parts] or ["genius"]
+            result["faults"] = fault_campaign(work, a.faults_per_kind, rng, strategies)
         if "fuzz" in parts:
             result["fuzz"] = fuzz_counts(work)
     result["seconds"] = round(time.time() - t0, 1)

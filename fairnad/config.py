@@ -91,7 +91,7 @@ class SearchConfig(BaseModel):
                                    "an evaluation); past it, strategies go on without checking")
     open: OpenSpaceConfig = Field(default_factory=OpenSpaceConfig)
     knowledge: str | None = Field(None, description="attribute tree of ideas: a tree file, or 'papers13' (the tree built "
-                                  "from 13 architecture papers, the default) or 'template' (the template's own examples)")
+                                  "from 13 architecture papers) or 'template' (the template's own examples, the default)")
     strategies: dict[str, dict[str, Any]] = Field(default_factory=dict, description="per-strategy settings")
     llm: LLMConfig = Field(default_factory=LLMConfig)
     runs_dir: str = "runs"

@@ -60,15 +60,15 @@ def shipped_tree(name: str) -> Path | None:
 
 
 def load_knowledge(cfg: SearchConfig):
-    """The attribute tree of ideas: --knowledge FILE or a shipped tree's name; by default the tree built
-    from the 13 papers (papers13), else the template's own examples."""
+    """The attribute tree of ideas: --knowledge FILE or a shipped tree's name (papers13: built from 13
+    papers; template: the template's own examples, the default until papers13 is shown to help)."""
     from fairnad.knowledge.template import load_template
     from fairnad.knowledge.tree import AttributeTree
     from fairnad.prompts import templates_dir
 
     if cfg.knowledge and cfg.knowledge not in SHIPPED_TREES:
         return AttributeTree.load(cfg.knowledge)
-    for name in [cfg.knowledge] if cfg.knowledge else ["papers13", "template"]:
+    for name in [cfg.knowledge or "template"]:
         path = shipped_tree(name)
         if path is not None:
             return AttributeTree.load(path)

@@ -324,3 +324,24 @@ def test_a_build_made_before_grounding_opens_and_gains_the_evidence_column(tmp_p
                           "evidence": "a x b", "evidence_offset": 1}])  # fmt: skip
         (m,) = st.mentions()
     assert m["alignment"] == "sentence" and m["evidence"] == "a x b" and m["evidence_offset"] == 1
+
+
+def test_the_shipped_trees_are_chosen_by_name_and_every_span_is_at_its_offsets():
+    """knowledge/papers13.json: built from ../shared/papers with the default model; each of its sources
+    is a sentence of its paper at the stored page and offsets (checked against the PDFs when present)."""
+    from fairnad.config import SearchConfig
+    from fairnad.knowledge.evidence import span_is_at_its_offsets
+    from fairnad.runs import load_knowledge
+
+    papers13 = load_knowledge(SearchConfig.model_validate({"knowledge": "papers13"}))
+    assert len(papers13.papers) == 13 and len(papers13.attributes()) >= 40
+    assert load_knowledge(SearchConfig.model_validate({})).g.graph.get("source") == "template"
+    folder = ROOT.parent / "shared" / "papers"
+    if not folder.is_dir():
+        pytest.skip("../shared/papers is not here")
+    docs = {}
+    for a in papers13.attributes():
+        for s in a["sources"]:
+            doc = docs.setdefault(s["paper"], parse_pdf(folder / f"{s['paper']}.pdf"))
+            assert span_is_at_its_offsets(doc, s["page"], s["offset"], s["offset"] + s["length"], s["quote"])
+            assert s["evidence"] and doc.pages[s["page"] - 1].text[s["evidence_offset"]:].startswith(s["evidence"])

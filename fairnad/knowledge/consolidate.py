@@ -16,9 +16,9 @@ from collections import Counter
 from typing import Any
 
 import networkx as nx
+import numpy as np
 
 from fairnad.knowledge.embed import Embedder
-from fairnad.knowledge.extract import category_query
 from fairnad.knowledge.names import name_key, slug
 from fairnad.knowledge.template import Template
 
@@ -115,17 +115,18 @@ def consolidate(
             clusters.setdefault(comp[index[m["name"].lower()]], []).append(m)
     cats = template.categories()
     cat_paths = [f"{lv.id}/{c.id}" for lv, c in cats]
-    cat_vecs = embedder.encode([category_query(lv, c) for lv, c in cats])
+    examples = [(f"{lv.id}/{c.id}", x) for lv, c in cats for x in [c.name, *c.examples]]
+    example_cats, example_vecs = [p for p, _ in examples], embedder.encode([x.lower() for _, x in examples])
     attributes, used_ids = [], set()
     for group in clusters.values():
         name = _majority([m["name"] for m in group])
         by_cat = Counter(m["category"] for m in group)
-        top = max(by_cat.values())
-        tied = [c for c, n in by_cat.items() if n == top]
-        if len(tied) > 1:  # inconsistent categorisation: the category whose description fits the name best
-            nv = vecs[index[name.lower()]]
-            tied = [max(tied, key=lambda c: float(cat_vecs[cat_paths.index(c)] @ nv) if c in cat_paths else -1)]
-        category = tied[0]
+        top, n_top = by_cat.most_common(1)[0]
+        if n_top >= 3 and n_top >= 2 * len(group) / 3 and top in cat_paths:  # the mentions agree
+            category = top
+        else:  # a small model lists one idea under every category it is asked about: the category of the
+            # template example closest to the name ("self-attention" -> the example "self-attention (...)")
+            category = example_cats[int(np.argmax(example_vecs @ vecs[index[name.lower()]]))]
         effects = {m.get("effect") for m in group if m.get("effect")}
         effect = "both" if {"performance", "efficiency"} <= effects or "both" in effects else (effects.pop() if effects else "")
         papers = sorted({m["paper"] for m in group})
@@ -136,7 +137,7 @@ def consolidate(
         used_ids.add(aid)
         attributes.append({
             "id": aid, "name": name, "category": category,
-            "recategorized": len(by_cat) > 1,
+            "recategorized": len(by_cat) > 1 or category not in by_cat,
             "subcategory": _majority([m.get("subcategory") or "" for m in group if m["category"] == category]) or "general",
             "description": next((m["description"] for m in group if m["name"] == name and m.get("description")), ""),
             "effect": effect, "aliases": sorted({m["name"] for m in group} - {name}),

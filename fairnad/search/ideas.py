@@ -56,7 +56,8 @@ class IdeaSpace:
             cats.setdefault(a["category"], []).append(Idea(
                 id=a["key"], name=a["name"], category=a["category"], category_name=names.get(a["category"], a["category"]),
                 description=a.get("description") or "",
-                sources=[{k: s.get(k) for k in ("title", "paper", "page", "quote")} for s in a["sources"][:2]],
+                sources=[{**{k: s.get(k) for k in ("title", "paper", "page")}, "quote": s.get("evidence") or s.get("quote")}
+                         for s in a["sources"][:2]],  # the whole evidence sentence, not only its span
             ))  # fmt: skip
         return cls(cats)
 
