@@ -78,7 +78,8 @@ def test_evidence_is_its_sentence_with_the_span_highlighted_and_the_bias_plot_is
         page.click("#bias summary")
         rows = page.locator("#bias .row")
         assert rows.count() == 4  # one bar per idea, each beside its fair share
-        assert page.locator("#bias .fair").count() == 4 and page.locator("#bias .cat").count() == 3
+        assert page.locator("#bias .fair").count() == 4
+        assert page.locator("#bias .cat").count() == page.locator("details.category:has(.attr)").count() >= 2
         assert problems == []
 
 
