@@ -39,7 +39,7 @@ def test_a_server_that_stays_down_pauses_the_run_and_resume_finishes_it(run_cli,
         p = run_cli(*SEARCH, "--llm", px.base_url, "--run-dir", "g", *retries)
         port = px.port
     assert p.returncode == 3, p.stderr
-    assert "kept answering 429" in p.stderr and "fairnad resume g" in p.stderr
+    assert "the last answer was HTTP 429" in p.stderr and "fairnad resume g" in p.stderr
     assert len(p.stderr.strip().splitlines()[-1]) < 400  # one line, not a traceback
     assert query(db, "SELECT value FROM meta WHERE key = 'status'") == [('"paused"',)]
     first = query(db, "SELECT trial, genotype, status, metrics FROM candidates WHERE status != 'running' ORDER BY trial")

@@ -194,9 +194,10 @@ class OpenAICompatible:
             # some servers answer 500, not 400, to a response_format they do not know
             return LLMBadRequest(f"{url} refused the response_format: {_short(err)}")
         if isinstance(err, openai.RateLimitError):
-            return LLMUnavailable(f"{url} kept answering 429 (rate limited) after {n} retries")
+            # the SDK retried: earlier attempts may have failed otherwise (timeouts), only the last is known
+            return LLMUnavailable(f"{url} gave up after {n} retries; the last answer was HTTP 429 (rate limited)")
         if isinstance(err, openai.InternalServerError):
-            return LLMUnavailable(f"{url} kept failing with HTTP {err.status_code} after {n} retries")
+            return LLMUnavailable(f"{url} gave up after {n} retries; the last answer was HTTP {err.status_code}")
         if isinstance(err, openai.AuthenticationError):
             return LLMBadRequest(f"{url} refused the API key (HTTP 401); set it in the variable llm.api_key_env names")
         if isinstance(err, openai.NotFoundError):
