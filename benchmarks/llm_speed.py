@@ -31,7 +31,7 @@ def main() -> None:
     spec = dataset_spec("mnist1d")
     contract = render("contract.j2", dataset="mnist1d", input_shape=list(spec.input_shape), num_classes=10,
                       max_params=1_500_000)  # fmt: skip
-    parent = {"code": reference("mnist1d-cnn").source(), "accuracy": 95.0, "cost_text": "0.037M parameters", "curve": ""}
+    parent = {"code": reference("mnist1d-cnn").source(), "accuracy": 95.0, "cost_text": "0.037M parameters", "curve": "", "shapes": ""}
     idea = Idea("se", "squeeze-and-excitation", "attention", "Attention mechanisms")
     prompt = render("fairnad/idea_open.j2", contract=contract, parent=parent, idea=idea, form="definitions",
                     fb={"front": [], "failures": [], "ideas": [], "cost": "params"})  # fmt: skip
