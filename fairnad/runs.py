@@ -68,10 +68,9 @@ def load_knowledge(cfg: SearchConfig):
 
     if cfg.knowledge and cfg.knowledge not in SHIPPED_TREES:
         return AttributeTree.load(cfg.knowledge)
-    for name in [cfg.knowledge or "template"]:
-        path = shipped_tree(name)
-        if path is not None:
-            return AttributeTree.load(path)
+    path = shipped_tree(cfg.knowledge or "template")
+    if path is not None:
+        return AttributeTree.load(path)
     return AttributeTree.from_template(load_template(templates_dir() / "fairnad.yaml"))
 
 

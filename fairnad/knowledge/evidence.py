@@ -11,7 +11,7 @@ references section (the parser sets it apart), so a citation never serves as evi
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from functools import lru_cache
 
 from fairnad.ingest.pdf import Document, normalize
@@ -43,9 +43,6 @@ class Span:
     sentence: str
     sentence_start: int
     score: float = 100.0
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 @lru_cache(maxsize=1)

@@ -15,7 +15,7 @@ about as often as its headline ones.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -81,11 +81,18 @@ class PaperResult:
 def _stating_sentence(name: str, claim_vec: np.ndarray, shown: dict[int, Sentence], vecs: np.ndarray):
     """The shown sentence that supports `name` with the closest meaning to the claim, with its support."""
     best = None
-    for (n, s), v in zip(shown.items(), vecs):
+    for s, v in zip(shown.values(), vecs):
         sup = check_support(name, s.text, float(claim_vec @ v))
         if sup.ok and (best is None or (sup.coverage, sup.similarity) > (best[1].coverage, best[1].similarity)):
             best = (s, sup)
     return best
+
+
+def _sentence_vec(item: dict, span: Span, shown_vecs: np.ndarray, embedder: Embedder) -> np.ndarray:
+    """The embedding of the span's sentence: already computed when the item cites a shown sentence."""
+    if span.alignment == "sentence":
+        return shown_vecs[item["sentence"] - 1]
+    return embedder.encode([span.sentence])[0]
 
 
 def ground(item: dict, shown: dict[int, Sentence], doc: Document, sentences: list[Sentence]) -> Span | None:
@@ -146,17 +153,15 @@ def extract_paper(
             stats["proposed"] += 1
             name = normalize(str(it.get("name", "")))
             span = ground(it, shown, doc, sentences)
-            sup = check_support(name, span.sentence, float(cv @ embedder.encode([span.sentence])[0])) if span else None
+            sup = check_support(name, span.sentence, float(cv @ _sentence_vec(it, span, shown_vecs, embedder))) if span else None
             if span is not None and span.alignment == "sentence" and not sup.ok:
                 # a small model's sentence number is a noisy pointer (often off by one, or 1 when unsure):
                 # the shown sentence that states the claim best is taken, if one does
                 better = _stating_sentence(name, cv, shown, shown_vecs)
                 if better is not None:
-                    span, sup = cite(better[0]), better[1]
-                    span = Span(**{**span.as_dict(), "alignment": "resolved"})
-            category = f"{level.id}/{cat.id}"
+                    span, sup = replace(cite(better[0]), alignment="resolved"), better[1]
             m = {
-                "category": category, "asked_category": f"{level.id}/{cat.id}",
+                "category": f"{level.id}/{cat.id}",
                 "subcategory": normalize(str(it.get("subcategory", ""))) or "general", "name": name,
                 "description": normalize(str(it.get("description", ""))), "effect": it.get("effect"),
                 "page": span.page if span else it.get("page"), "quote": span.text if span else normalize(str(it.get("quote", ""))),

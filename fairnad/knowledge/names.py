@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 # words that name the kind of thing, not the idea: "ReLU activation" is "ReLU", "SE block" is "SE module"
 GENERIC_WORDS = {"a", "an", "the", "of", "for", "with", "and", "in", "to", "via", "based", "using", "use", "block",
@@ -20,6 +21,7 @@ def _stem(word: str) -> str:
     return w[:-1] if len(w) > 3 and w.endswith("s") and not w.endswith("ss") else w
 
 
+@lru_cache(maxsize=8192)  # consolidation compares every pair of names
 def name_key(name: str) -> frozenset[str]:
     """The content words of a name, stemmed: what two phrasings of one idea share."""
     words = re.findall(r"[a-z0-9]+", re.sub(r"([a-z])([A-Z][a-z])", r"\1 \2", name).lower())  # LayerNorm

@@ -46,7 +46,7 @@ CREATE TABLE IF NOT EXISTS mentions (
 """
 
 # where a mention's evidence is beyond its span: alignment, evidence sentence, its offset, support
-EXTRA_KEYS = ("alignment", "evidence", "evidence_offset", "support", "asked_category", "cited")
+EXTRA_KEYS = ("alignment", "evidence", "evidence_offset", "support", "cited")
 
 PAPER_COLS = "sha256 path name title authors year pages status error stats seconds finished".split()
 MENTION_COLS = "id paper category subcategory name description effect page quote verified reason offset length extra".split()
