@@ -55,13 +55,14 @@ def main() -> None:
               f"({s['best']['origin']}, {'LLM' if s['best']['by_llm'] else 'not LLM'})", flush=True)
         for r in s["children"]:
             print(f"   {r['origin']:22} {'LLM' if r['by_llm'] else '   '}  proposed {r['proposed']:3}  trained "
-                  f"{r['trained']:3}  improved front {r['improved_front']:3}  best {r['improved_best']:3}")
+                  f"{r['trained']:3} (sizes inferred {r.get('sizes_inferred', 0)})  improved front {r['improved_front']:3}  best {r['improved_best']:3}")
         print(f"   failures: {dict(fails)}", flush=True)
     llm = [r for s in results for r in s["children"] if r["by_llm"]]
-    proposed, trained, front = (sum(r[k] for r in llm) for k in ("proposed", "trained", "improved_front"))
+    proposed, trained, front, inferred = (sum(r.get(k, 0) for r in llm)
+                                          for k in ("proposed", "trained", "improved_front", "sizes_inferred"))
     walls = ", ".join(f"{s['wall_s'] / 60:.1f}" for s in results)
     print(f"\nLLM-written children over {len(results)} seeds: {trained}/{proposed} trained "
-          f"({100 * trained / max(1, proposed):.0f}%), {front}/{trained} of those improved the front "
+          f"({100 * trained / max(1, proposed):.0f}%; {inferred} of them with input sizes inferred), {front}/{trained} of those improved the front "
           f"({100 * front / max(1, trained):.0f}%); best model LLM-written in "
           f"{sum(s['best']['by_llm'] for s in results)}/{len(results)} seeds; wall "
           f"{walls} min")

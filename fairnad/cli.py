@@ -138,7 +138,9 @@ def _print_summary(s: dict) -> None:
         t.add_row("probes", f"{s['probes']} (build and shape checks before an evaluation, stored in the run)")
     for i, r in enumerate(s.get("children") or []):
         t.add_row("children" if i == 0 else "", f"{r['origin']}{' (LLM-written)' if r['by_llm'] else ''}: "
-                  f"{r['proposed']} proposed, {r['trained']} trained, {r['improved_front']} improved the front, "
+                  f"{r['proposed']} proposed, {r['trained']} trained"
+                  f"{' (' + str(r['sizes_inferred']) + ' with input sizes inferred)' if r.get('sizes_inferred') else ''}, "
+                  f"{r['improved_front']} improved the front, "
                   f"{r['improved_best']} the best")  # fmt: skip
     b = s.get("best")
     if b:

@@ -397,7 +397,8 @@ def origin_label(origin: dict[str, Any]) -> str:
 
 
 def children_table(cands: list[Candidate], llm_strategy: bool = True) -> list[dict[str, Any]]:
-    """Per origin: proposed, trained (evaluated without failing), improved the best so far, improved the
+    """Per origin: proposed, trained (evaluated without failing; of those, how many trained once their
+    layers' input sizes were inferred from the data), improved the best so far, improved the
     Pareto front of accuracy and parameters (non-dominated by everything completed before it), and
     whether the LLM wrote those children. Refused proposals (duplicates, no code) count as proposed."""
     from fairnad.search.pareto import improves_front
@@ -407,11 +408,13 @@ def children_table(cands: list[Candidate], llm_strategy: bool = True) -> list[di
     best = None
     for c in cands:
         r = rows.setdefault(origin_label(c.origin), {"origin": origin_label(c.origin), "by_llm": False, "proposed": 0,
-                                                     "trained": 0, "improved_best": 0, "improved_front": 0})  # fmt: skip
+                                                     "trained": 0, "sizes_inferred": 0, "improved_best": 0,
+                                                     "improved_front": 0})  # fmt: skip
         r["proposed"] += 1
         r["by_llm"] = r["by_llm"] or bool(llm_strategy and made_by_llm(c.origin))
         if c.ok:
             r["trained"] += 1
+            r["sizes_inferred"] += int(bool(c.origin.get("inferred_sizes")))
             r["improved_front"] += int(improves_front(c, done, "params"))
             if best is None or c.metrics["accuracy"] > best:
                 r["improved_best"] += int(best is not None)

@@ -54,9 +54,50 @@ def test_a_child_that_fails_its_check_is_repaired_through_a_stored_probe(tmp_pat
     assert repair.startswith("That model fails its check:\nshape: RuntimeError") and 'File "candidate.py"' in repair
     assert "/tmp/" not in repair and "site-packages" not in repair  # no random paths, no library frames
     probes = study.store.probes()
-    # one probe: the repaired child is not probed again (no repair is left; its evaluation tells)
-    assert [p["kind"] for p in probes] == ["check"] and probes[0]["result"]["category"] == "shape"
-    assert study.probes == 1 and probes[0]["genotype"].count("+ x") == 1
+    # the broken child, its inferred-sizes heal (a residual of other width is no input size: still a
+    # shape error), and the repaired child, which passes
+    assert [p["kind"] for p in probes] == ["check"] * 3
+    assert [p["result"]["category"] for p in probes] == ["shape", "shape", None]
+    assert "nn.LazyConv1d" in probes[1]["genotype"] and "inferred_sizes" not in child.origin
+    assert study.probes == 3 and probes[0]["genotype"].count("+ x") == 1
+
+
+# a child with SiLU (a new network) whose head was written for twice the channels that arrive
+WRONG_HEAD = PARENT.replace("self.head = nn.Linear(c, num_classes)", "self.head = nn.Linear(c * 2, num_classes)").replace(
+    "self.act = nn.GELU()", "self.act = nn.SiLU()")
+
+
+@pytest.mark.slow
+def test_a_wrong_input_size_is_inferred_from_the_data_without_a_call(tmp_path):
+    """The commonest failure of a small model's child, a head whose in_features does not match what
+    arrives, is fixed by lazy layers (nn.LazyLinear...) and the child trains; no repair call is made."""
+    llm = ScriptedLLM([_fenced(WRONG_HEAD)])
+    study, problem = _open_study(tmp_path, budget=2, llm=llm)
+    try:
+        study.optimize(create_strategy("fairnad", {"disable": ["pareto", "iterative"], "init_population": 1}))
+    finally:
+        problem.close()
+    parent, child = study.candidates[:2]
+    assert len(llm.requests) == 1 and "repaired" not in child.origin
+    assert child.origin["inferred_sizes"] == 3 and child.origin["check_failures"][0].startswith("shape: RuntimeError")
+    assert child.ok and "nn.LazyLinear(num_classes)" in child.genotype
+    # materialised before counting: the same layers as the parent, so the same parameters
+    assert child.metrics["params"] == parent.metrics["params"]
+
+
+@pytest.mark.slow
+def test_inferring_sizes_can_be_switched_off(tmp_path):
+    fixed = WRONG_HEAD.replace("nn.Linear(c * 2, num_classes)", "nn.Linear(c, num_classes)")
+    llm = ScriptedLLM([_fenced(WRONG_HEAD), _fenced(fixed)])
+    study, problem = _open_study(tmp_path, budget=2, llm=llm)
+    try:
+        study.optimize(create_strategy("fairnad", {"disable": ["pareto", "iterative"], "init_population": 1,
+                                                   "infer_sizes": False}))  # fmt: skip
+    finally:
+        problem.close()
+    child = study.candidates[1]
+    assert len(llm.requests) == 2 and child.origin["repaired"] == 1 and "inferred_sizes" not in child.origin
+    assert "Lazy" not in child.genotype and child.ok
 
 
 @pytest.mark.slow
@@ -84,7 +125,7 @@ def test_stored_probes_answer_a_resume_without_running(tmp_path):
         problem.context["probes"]["check"] = counting
         study.optimize(create_strategy("fairnad", strategy))
         assert [(c.genotype, c.status) for c in study.candidates] == first
-        assert study.probe_fn_calls == 0 and study.probes_run == 0 and study.probes == 1
+        assert study.probe_fn_calls == 0 and study.probes_run == 0 and study.probes == 3
     finally:
         problem.close()
 

@@ -159,3 +159,42 @@ def test_a_class_written_without_its_forward_keeps_the_parents():
     import torch
 
     assert ns["build_model"]()(torch.zeros(2, 1, 40)).shape == (2, 10)
+
+
+def test_inferred_input_sizes_keep_the_layers_and_their_outputs():
+    import torch
+
+    from fairnad.space.code import infer_input_sizes
+
+    src = """import torch
+from torch import nn
+from torch.nn import Linear
+
+
+class Net(nn.Module):
+    def __init__(self, c=8, num_classes=10):
+        super().__init__()
+        self.conv = nn.Conv1d(1, c, 3, padding=1)
+        self.bn = nn.BatchNorm1d(num_features=c)
+        self.dw = torch.nn.Conv1d(c, c, 3, groups=c, padding=1)
+        self.head = Linear(c * 3, num_classes)  # wrong: c arrives
+        self.extra = nn.Conv1d(*[c, c, 1])  # the input size cannot be told: left alone
+
+    def forward(self, x):
+        return self.head(self.dw(self.bn(self.conv(x))).mean(-1))
+
+
+def build_model(num_classes=10, in_chans=1):
+    return Net(num_classes=num_classes)
+"""
+    code, changed = infer_input_sizes(src)
+    assert changed == 4
+    assert "nn.LazyConv1d(c, 3, padding=1)" in code and "nn.LazyBatchNorm1d()" in code
+    assert "torch.nn.LazyConv1d(c, 3, groups=c, padding=1)" in code and "torch.nn.LazyLinear(num_classes)" in code
+    assert "nn.Conv1d(*[c, c, 1])" in code
+    ns: dict = {}
+    exec(compile(code, "candidate.py", "exec"), ns)
+    model = ns["build_model"]()
+    assert model(torch.randn(2, 1, 40)).shape == (2, 10)
+    assert infer_input_sizes("import torch\nx = torch.zeros(3)\n") is None
+    assert infer_input_sizes("def broken(:\n") is None

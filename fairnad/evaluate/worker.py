@@ -170,11 +170,19 @@ def main(job_path: str) -> int:
         fail(ch, "build", message=f"build_model returned {type(model).__name__}, not a torch.nn.Module")
         return 0
 
-    # 3. parameter budget (before touching the device: a 100M-parameter model fails here, cheaply)
-    params = count_params(model)
+    # 3. parameter budget (before touching the device: a 100M-parameter model fails here, cheaply);
+    # lazy layers (nn.LazyLinear, ...) have no size before the first batch: counted after step 4
     max_params = job.get("max_params")
-    if max_params is not None and params > max_params:
-        fail(ch, "budget", message=f"{params:,} parameters, over the budget of {int(max_params):,}", params=params)
+
+    def over_budget(params: int) -> bool:
+        if max_params is not None and params > max_params:
+            fail(ch, "budget", message=f"{params:,} parameters, over the budget of {int(max_params):,}", params=params)
+            return True
+        return False
+
+    lazy = any(isinstance(p, torch.nn.parameter.UninitializedParameter) for p in model.parameters())
+    params = None if lazy else count_params(model)
+    if params is not None and over_budget(params):
         return 0
 
     # 4. forward shape
@@ -202,6 +210,10 @@ def main(job_path: str) -> int:
         message = "".join(traceback.format_exception_only(type(exc), exc)).strip()
         fail(ch, "shape", exc, message=f"{message}\n{where}" if where else None, params=params)
         return 0
+    if params is None:
+        params = count_params(model)
+        if over_budget(params):
+            return 0
     # the same network (whatever its code looks like) built from the same seed gives the same
     # parameters and the same outputs: a duplicate of a model already evaluated is not trained again
     structure = structure_hash(model, out, probe)

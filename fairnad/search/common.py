@@ -73,6 +73,7 @@ REPAIR_TEMPERATURE = 0.2
 def ask_code(study, prompt: str, *, temperature: float, max_tokens: int, seed: int, purpose: str,
              system: str | None = None, parent: str | None = None,
              check: Callable[[str], str | None] | None = None, repairs: int = 0,
+             heal: Callable[[str], tuple[str, int] | None] | None = None,
              ) -> tuple[str | None, str, dict[str, Any]]:  # fmt: skip
     """(the child's code or None, the answer's text or why it has no code, how it was written).
 
@@ -81,8 +82,10 @@ def ask_code(study, prompt: str, *, temperature: float, max_tokens: int, seed: i
     the same name (a whole file replaces them all). A change that cannot be applied is sent back once
     with the reason. With `check` (code -> what is wrong, or None), a child that fails it is sent back
     up to `repairs` times with the error, in the same conversation (FairNAD's iterative refinement);
-    the fix is read as a change of that child. The third item goes into the child's origin:
-    {"answer": "edits" | "definitions" | "file", "reasked": .., "repaired": n, "check_failures": [..]}."""
+    the fix is read as a change of that child. With `heal` (code -> (healed code, changes) or None), a
+    child that fails on a shape is first healed without a call, and kept if the heal passes the check.
+    The third item goes into the child's origin: {"answer": "edits" | "definitions" | "file",
+    "reasked": .., "repaired": n, "check_failures": [..], "inferred_sizes": n}."""
     msgs = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
     info: dict[str, Any] = {}
     reasks, calls, base = 1, 0, parent
@@ -114,11 +117,16 @@ def ask_code(study, prompt: str, *, temperature: float, max_tokens: int, seed: i
         info.update({k: v for k, v in how.items() if k != "imports_added"})
         if how.get("imports_added"):
             info["imports_added"] = sorted(set(info.get("imports_added", [])) | set(how["imports_added"]))
-        problem = check(code) if check is not None and info.get("repaired", 0) < repairs else None
+        problem = check(code) if check is not None and (heal is not None or info.get("repaired", 0) < repairs) else None
         if problem is None:
             return code, out.text, info
-        info["repaired"] = info.get("repaired", 0) + 1
         info.setdefault("check_failures", []).append(problem.splitlines()[0][:160])
+        if heal is not None and problem.startswith("shape") and (healed := heal(code)) is not None:
+            if check(healed[0]) is None:
+                return healed[0], out.text, {**info, "inferred_sizes": healed[1]}
+        if info.get("repaired", 0) >= repairs:
+            return code, out.text, info  # its evaluation records the failure
+        info["repaired"] = info.get("repaired", 0) + 1
         base = code
         msgs = msgs + [
             {"role": "assistant", "content": out.text},

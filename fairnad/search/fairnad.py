@@ -34,7 +34,7 @@ from fairnad.search.pareto import front, improves_front, objectives, rank_and_cr
 from fairnad.search.random_search import UnseenSampler
 from fairnad.search.common import ask_code, ask_genotype, child_of, cost_text, problem_text, starting_models, view
 from fairnad.space.candidate import Proposal
-from fairnad.space.code import own_frames, scale, shrink_to_budget
+from fairnad.space.code import infer_input_sizes, own_frames, scale, shrink_to_budget
 from fairnad.space.edits import EditError
 
 MUTATIONS = ("idea", "pareto", "iterative")
@@ -55,6 +55,9 @@ class FairNADConfig(StrategyConfig):
                              "of the LLM before the run stops")
     repairs: int = Field(1, ge=0, description="open spaces: an LLM-written child that fails its build/shape check "
                          "(a probe) goes back to the model with the error this many times before it is evaluated")
+    infer_sizes: bool = Field(True, description="open spaces: an LLM-written child that fails on a shape gets its "
+                              "layers' input sizes from the data (nn.LazyLinear, ...) before it is sent back to the "
+                              "model; recorded as `inferred_sizes` in its origin")
     failures_in_prompt: int = Field(3, ge=0)
     front_in_prompt: int = Field(5, ge=0)
     ideas_in_prompt: int = Field(8, ge=0)
@@ -179,7 +182,7 @@ class FairNAD(Strategy):
         code, text, how = ask_code(study, prompt, system=render("fairnad/system.j2"), temperature=self.config.temperature,
                                    max_tokens=self.config.max_tokens, seed=study.seed * 7919 + len(study.candidates),
                                    purpose="fairnad.fresh", check=lambda c: self._check(study, c),
-                                   repairs=self.config.repairs)  # fmt: skip
+                                   repairs=self.config.repairs, heal=self._heal)  # fmt: skip
         origin = {"op": "fresh", **how}
         if code is None:
             return Proposal(text[:200] or "(empty answer)", origin=origin, invalid_reason="the answer contained no code")
@@ -268,6 +271,14 @@ class FairNAD(Strategy):
                 if r is None:
                     state["passed"] = code  # no checks left (max_probes): the evaluation will tell
                     return "No checks are left; the model will be evaluated as it is."
+                if r["status"] != "complete" and r["category"] == "shape" and self._heal is not None:
+                    healed = self._heal(code)
+                    if healed is not None and study.seen(healed[0]) is None:
+                        r2 = study.probe("check", healed[0])
+                        if r2 is not None and r2["status"] == "complete":
+                            code, r = healed[0], r2
+                            state["last"] = state["current"] = code
+                            origin["inferred_sizes"] = healed[1]
                 if r["status"] == "complete":
                     state["passed"] = code
                     return f"PASSED: builds, {r.get('params')} parameters, {r.get('flops')} FLOPs. It is new."
@@ -340,7 +351,8 @@ class FairNAD(Strategy):
         code, text, how = ask_code(study, prompt, system=render("fairnad/system.j2"), temperature=self.config.temperature,
                                    max_tokens=self.config.max_tokens, seed=study.seed * 7919 + len(study.candidates),
                                    purpose=f"fairnad.{origin['op']}", parent=parent.genotype,
-                                   check=lambda code: self._check(study, code), repairs=self.config.repairs)  # fmt: skip
+                                   check=lambda code: self._check(study, code), repairs=self.config.repairs,
+                                   heal=self._heal)  # fmt: skip
         origin = {**origin, **how}
         if code is None:
             self.llm_misses += 1
@@ -371,6 +383,10 @@ class FairNAD(Strategy):
         else:
             self.llm_misses = 0
         return Proposal(child, parents=[parent.trial], origin=origin)
+
+    @property
+    def _heal(self):
+        return infer_input_sizes if self.config.infer_sizes else None
 
     def _check(self, study, code: str) -> str | None:
         """What is wrong with an LLM-written child before it costs an evaluation (a stored probe), or None.

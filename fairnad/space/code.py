@@ -285,3 +285,56 @@ def summary(source: str, limit: int = 160) -> str:
 _NN_LAYERS = {"Conv1d", "Conv2d", "Linear", "BatchNorm1d", "BatchNorm2d", "LayerNorm", "GroupNorm", "ReLU", "GELU",
               "SiLU", "Dropout", "MaxPool1d", "MaxPool2d", "AvgPool1d", "AvgPool2d", "AdaptiveAvgPool1d",
               "AdaptiveAvgPool2d", "MultiheadAttention", "Embedding", "Identity", "Flatten"}  # fmt: skip
+
+
+# -- inferred input sizes: the commonest shape error a small model writes, fixed without a call ----
+# layer -> (its lazy twin, the keyword of the input size it stops taking)
+_LAZY = {"Linear": ("LazyLinear", "in_features"), "Conv1d": ("LazyConv1d", "in_channels"),
+         "Conv2d": ("LazyConv2d", "in_channels"), "Conv3d": ("LazyConv3d", "in_channels"),
+         "ConvTranspose1d": ("LazyConvTranspose1d", "in_channels"),
+         "ConvTranspose2d": ("LazyConvTranspose2d", "in_channels"),
+         "BatchNorm1d": ("LazyBatchNorm1d", "num_features"), "BatchNorm2d": ("LazyBatchNorm2d", "num_features"),
+         "InstanceNorm1d": ("LazyInstanceNorm1d", "num_features"),
+         "InstanceNorm2d": ("LazyInstanceNorm2d", "num_features")}  # fmt: skip
+
+
+def infer_input_sizes(source: str) -> tuple[str, int] | None:
+    """The model with every torch.nn layer that takes its input size (Linear, ConvNd, BatchNormNd, ...)
+    turned into its lazy twin (nn.LazyLinear, ...), which reads that size from the first batch.
+
+    Most of the children a 1.5B model writes that fail, fail on one number: a head's in_features or
+    a block's in_channels that does not match what arrives (docs/performance.md). The layers, their
+    outputs and so the network are the model's own; only the input sizes it got wrong are taken from
+    the data, the way a person would fix them. Returns (code, layers changed), or None when nothing
+    changes. The worker materialises lazy layers with one forward pass before counting parameters."""
+    try:
+        tree = ast.parse(source)
+    except _UNPARSABLE:
+        return None
+    changed = 0
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        f = node.func
+        if isinstance(f, ast.Attribute) and f.attr in _LAZY and (
+            (isinstance(f.value, ast.Name) and f.value.id == "nn") or (isinstance(f.value, ast.Attribute) and f.value.attr == "nn")
+        ):  # fmt: skip
+            layer = f.attr
+        elif isinstance(f, ast.Name) and f.id in _LAZY:
+            layer = f.id
+        else:
+            continue
+        lazy, kw = _LAZY[layer]
+        if any(k.arg == kw for k in node.keywords):
+            node.keywords = [k for k in node.keywords if k.arg != kw]
+        elif node.args and not isinstance(node.args[0], ast.Starred) and not any(k.arg is None for k in node.keywords):
+            node.args = node.args[1:]
+        else:  # *args / **kwargs: which value is the input size cannot be told; the layer stays
+            continue
+        nn_ = f.value if isinstance(f, ast.Attribute) else ast.Attribute(ast.Name("torch", ast.Load()), "nn", ast.Load())
+        node.func = ast.Attribute(nn_, lazy, ast.Load())
+        changed += 1
+    if not changed:
+        return None
+    code, _ = add_missing_imports(ast.unparse(tree) + "\n")
+    return code, changed
