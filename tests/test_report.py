@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from fairnad.evaluate.tabular import load_benchmark
-from fairnad.report.data import dominated, run_payload
+from fairnad.report.data import run_payload
 from fairnad.report.html import write_run_report
 from fairnad.search.base import create_strategy
 
@@ -43,6 +43,9 @@ def test_payload_of_a_genius_run(tmp_path):
     assert prog[-1]["tokens"] == sum(c["tokens_in"] + c["tokens_out"] for c in calls)
 
     # the Pareto front: nothing dominates a front member, and a front member dominates every other
+    def dominated(a, b):  # (accuracy, params) b dominates a: written out here, apart from fairnad.pareto
+        return b[0] >= a[0] and b[1] <= a[1] and b != a
+
     done = {t: (r["accuracy"], r["params"]) for t, r in rows.items() if r["accuracy"] is not None}
     front = set(p["front"])
     assert front and front <= set(done)

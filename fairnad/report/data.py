@@ -13,7 +13,7 @@ import numpy as np
 import yaml
 
 from fairnad.runs import made_by_llm, summarize
-from fairnad.search.pareto import front
+from fairnad.pareto import as_objectives, dominates, improves, nondominated
 from fairnad.space.candidate import Candidate
 from fairnad.store import RunStore
 
@@ -32,11 +32,6 @@ def cost_key(cands: list[Candidate]) -> str | None:
         if any(c.ok and c.metrics.get(key) is not None for c in cands):
             return key
     return None
-
-
-def dominated(a: tuple[float, float], b: tuple[float, float]) -> bool:
-    """Whether (accuracy, cost) b dominates a: at least as accurate and as cheap, better in one."""
-    return b[0] >= a[0] and b[1] <= a[1] and (b[0] > a[0] or b[1] < a[1])
 
 
 def active_seconds(store: RunStore, cands: list[Candidate]):
@@ -93,7 +88,7 @@ def run_payload(run_dir: str | Path) -> dict[str, Any]:
         tokens_before.append(tokens_before[-1] + (c.get("tokens_in") or 0) + (c.get("tokens_out") or 0))
 
     rows = []
-    current_front: list[tuple[float, float]] = []  # the non-dominated points so far
+    current_front: list[np.ndarray] = []  # the non-dominated points so far, as minimised objectives
     best_acc = None
     for c in cands:
         m = c.metrics
@@ -103,10 +98,10 @@ def run_payload(run_dir: str | Path) -> dict[str, Any]:
             improved_best = best_acc is None or acc > best_acc
             best_acc = acc if improved_best else best_acc
             if cost is not None and m.get(cost) is not None:
-                p = (float(acc), float(m[cost]))
-                improved_front = not any(dominated(p, q) or q == p for q in current_front)
+                p = as_objectives([(float(acc), float(m[cost]))])[0]
+                improved_front = improves(p, current_front)
                 if improved_front:
-                    current_front = [q for q in current_front if not dominated(q, p)] + [p]
+                    current_front = [q for q in current_front if not dominates(p, q)] + [p]
         ids = made_by.get(c.trial, [])
         prompt = None
         if ids:
@@ -142,7 +137,9 @@ def run_payload(run_dir: str | Path) -> dict[str, Any]:
         "summary": summary,
         "cost": cost,
         "candidates": rows,
-        "front": [c.trial for c in front(priced, cost, np.random.default_rng(0))] if priced else [],
+        "front": [priced[i].trial for i in sorted(nondominated(as_objectives([(c.metrics["accuracy"], c.metrics[cost])
+                                                                              for c in priced])),
+                                                   key=lambda i: priced[i].metrics[cost])],
         "progress": progress(rows, trajectory),
         "mutations": group_stats(rows, "op"),
         "ideas": group_stats([r for r in rows if r["idea"]], "idea", extra="idea_category"),

@@ -8,17 +8,13 @@ from pymoo.core.population import Population
 from pymoo.core.problem import Problem
 from pymoo.operators.survival.rank_and_crowding import RankAndCrowding
 
+from fairnad.pareto import as_objectives, improves, nondominated
 from fairnad.space.candidate import Candidate
 
 
 def objectives(cands: list[Candidate], cost: str = "params") -> np.ndarray:
-    """(-accuracy, cost) per candidate; a missing cost counts as the worst."""
-    acc = np.array([c.metrics["accuracy"] for c in cands], float)
-    costs = np.array([c.metrics.get(cost) if c.metrics.get(cost) is not None else np.nan for c in cands], float)
-    if np.isnan(costs).all():
-        costs = np.zeros(len(cands))
-    costs = np.where(np.isnan(costs), np.nanmax(costs) * 10 + 1, costs)
-    return np.column_stack([-acc, costs])
+    """(-accuracy, cost) per candidate; a missing cost counts as the worst (fairnad.pareto)."""
+    return as_objectives([(c.metrics["accuracy"], c.metrics.get(cost)) for c in cands])
 
 
 def rank_and_crowding(F: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -53,21 +49,15 @@ def tournament(rank: np.ndarray, crowd: np.ndarray, rng: np.random.Generator, n:
     return out
 
 
-def front(cands: list[Candidate], cost: str, rng: np.random.Generator) -> list[Candidate]:
+def front(cands: list[Candidate], cost: str, rng: np.random.Generator | None = None) -> list[Candidate]:
     """The completed candidates on the Pareto front, by ascending cost."""
-    if not cands:
-        return []
-    rank, _ = rank_and_crowding(objectives(cands, cost), rng)
-    return sorted((c for c, r in zip(cands, rank) if r == 0), key=lambda c: c.metrics.get(cost) or 0)
+    on = nondominated(objectives(cands, cost)) if cands else []
+    return sorted((cands[i] for i in on), key=lambda c: c.metrics.get(cost) or 0)
 
 
 def improves_front(new: Candidate, before: list[Candidate], cost: str) -> bool:
-    """Is `new` non-dominated by every candidate completed before it?"""
+    """Does `new` join the front of the candidates completed before it (fairnad.pareto's rule)?"""
     if not new.ok:
         return False
-    f = objectives([new], cost)[0]
-    for c in before:
-        g = objectives([c], cost)[0]
-        if (g <= f).all() and (g < f).any():
-            return False
-    return True
+    F = objectives([new, *[c for c in before if c.ok]], cost)
+    return improves(F[0], F[1:])

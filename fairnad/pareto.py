@@ -1,0 +1,46 @@
+"""Pareto dominance of models on (accuracy, cost): one rule for the search, the run summaries and the
+report, so a child "improves the front" in the same cases wherever it is counted.
+
+Objectives are minimised as pymoo has them, (-accuracy, cost); pymoo's Dominator decides dominance.
+A point equal to one already on the front adds nothing: it does not improve the front. A missing
+cost counts as the worst cost seen (a model whose size is unknown wins nothing by it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+from pymoo.util.dominator import Dominator
+from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
+
+
+def as_objectives(points: Sequence[tuple[float, float | None]]) -> np.ndarray:
+    """(accuracy, cost) pairs as rows of minimised objectives (-accuracy, cost)."""
+    if not len(points):
+        return np.zeros((0, 2))
+    acc = np.array([p[0] for p in points], float)
+    cost = np.array([np.nan if p[1] is None else p[1] for p in points], float)
+    if np.isnan(cost).all():
+        cost = np.zeros(len(points))
+    cost = np.where(np.isnan(cost), np.nanmax(cost) * 10 + 1, cost)
+    return np.column_stack([-acc, cost])
+
+
+def dominates(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether objective row `a` dominates `b` (no worse in both, better in one)."""
+    return Dominator.get_relation(np.asarray(a, float), np.asarray(b, float)) == 1
+
+
+def improves(point: np.ndarray, others: Iterable[np.ndarray]) -> bool:
+    """Whether `point` would join the front of `others`: nothing dominates it and nothing equals it."""
+    p = np.asarray(point, float)
+    return not any(dominates(q, p) or np.array_equal(q, p) for q in others)
+
+
+def nondominated(F: np.ndarray) -> np.ndarray:
+    """Indices of the rows of F on the Pareto front (equal rows all stay)."""
+    F = np.asarray(F, float)
+    if len(F) == 0:
+        return np.zeros(0, int)
+    return np.asarray(NonDominatedSorting().do(F, only_non_dominated_front=True), int)
