@@ -30,6 +30,11 @@ from conftest import ScriptedLLM
         ('{"a": [1, 2,', {"a": [1, 2]}),
         ('{"a": 1,}', {"a": 1}),
         ('{"r": "line one\nline two"}', {"r": "line one\nline two"}),
+        # a trailing-comma fix must not edit text inside strings (the hand-written repair did)
+        ('{"r": "a, }", "b": [1, 2,],}', {"r": "a, }", "b": [1, 2]}),
+        ("{'a': 1, b: 'two'}", {"a": 1, "b": "two"}),  # single quotes, a bare key
+        ('{"a": 1} and then {"a": 2}', {"a": 1}),  # the first value is the answer
+        ('{"a": [1, 2} trailing', {"a": [1, 2]}),
     ],
 )
 def test_parse_json_repairs(text, value):

@@ -10,62 +10,49 @@ import json
 import re
 from typing import Any
 
+import json_repair
 import jsonschema
 
 _FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.S)
 MAX_REASON = 300  # characters of a validation reason (it goes back to the model, and into error lines)
 
 
-def _close_truncated(text: str) -> str:
-    """Close strings, arrays and objects left open by a truncated answer."""
-    stack: list[str] = []
-    in_str = esc = False
-    for ch in text:
-        if in_str:
-            if esc:
-                esc = False
-            elif ch == "\\":
-                esc = True
-            elif ch == '"':
-                in_str = False
-            continue
-        if ch == '"':
-            in_str = True
-        elif ch in "{[":
-            stack.append("}" if ch == "{" else "]")
-        elif ch in "}]" and stack:
-            stack.pop()
-    out = text + ('"' if in_str else "")
-    out = re.sub(r"[,:]\s*$", "", out.rstrip())
-    return out + "".join(reversed(stack))
+_DECODER = json.JSONDecoder(strict=False)  # raw newlines inside strings are common
 
 
 def _candidates(text: str):
+    """Where a JSON value may start: the whole answer, each code fence, the first brace or bracket."""
     yield text
     for m in _FENCE.finditer(text):
-        yield m.group(1)
+        yield m.group(1).strip()
     start = min((i for i in (text.find("{"), text.find("[")) if i >= 0), default=-1)
     if start >= 0:
-        chunk = text[start:]
-        yield chunk
-        for end in range(len(chunk), 0, -1):  # longest balanced prefix ending in } or ]
-            if chunk[end - 1] in "}]":
-                yield chunk[:end]
-                break
-        yield _close_truncated(chunk)
+        yield text[start:]
 
 
 def parse_json(text: str) -> Any:
-    """The first JSON value found in `text` (code fences, prose around it and truncation tolerated)."""
-    for cand in _candidates(text.strip()):
-        cand = re.sub(r",\s*([}\]])", r"\1", cand)  # trailing commas
-        try:
-            return json.loads(cand, strict=False)  # raw newlines inside strings are common
-        except (json.JSONDecodeError, ValueError):
-            continue
-        except RecursionError:  # "[[[[..." from a model stuck in a loop
-            raise ValueError("the JSON in the answer is nested too deeply") from None
-    raise ValueError("no JSON value found in the answer")
+    """The first JSON value found in `text`: as it stands (prose after it ignored), else repaired by
+    json-repair (truncation, trailing commas, unquoted or single-quoted parts, code fences, prose)."""
+    text = text.strip()
+    try:
+        for cand in _candidates(text):
+            try:
+                return _DECODER.raw_decode(cand)[0]
+            except ValueError:
+                continue
+        start = min((i for i in (text.find("{"), text.find("[")) if i >= 0), default=-1)
+        if start < 0:
+            raise ValueError("no JSON value found in the answer")
+        fenced = [m.group(1) for m in _FENCE.finditer(text) if "{" in m.group(1) or "[" in m.group(1)]
+        chunk = (fenced[0] if fenced else text[start:]).strip()
+        value = json_repair.loads(chunk)
+    except RecursionError:  # "[[[[..." from a model stuck in a loop
+        raise ValueError("the JSON in the answer is nested too deeply") from None
+    if chunk.startswith("{") and isinstance(value, list) and value and isinstance(value[0], dict):
+        value = value[0]  # several objects one after another: the first is the answer
+    if value == "" or (not isinstance(value, (dict, list))):
+        raise ValueError("no JSON value found in the answer")
+    return value
 
 
 def validate(value: Any, schema: dict) -> str | None:
