@@ -21,7 +21,7 @@ from rich.table import Table
 
 from fairnad import __version__
 from fairnad.config import load_config, parse_llm_flag, parse_value
-from fairnad.errors import ConfigError, FairnadError
+from fairnad.errors import ConfigError, FairnadError, one_line
 from fairnad.llm import LLMBadRequest, LLMError
 
 os.environ.setdefault("PYMUPDF_SUGGEST_LAYOUT_ANALYZER", "0")
@@ -988,6 +988,42 @@ def benchmarks(as_json: bool = JSON_OPT) -> None:
         t.add_row(r["name"], str(r["size"]), r["search_metric"], r["report_metric"], o["genotype"] + ties,
                   f"{o['accuracy']:.4f}", "yes" if r["has_params"] else "no")  # fmt: skip
     Console().print(t)
+
+
+# -- strategies --------------------------------------------------------------------------------
+@app.command("strategies")
+@handles_errors
+def strategies_cmd(as_json: bool = JSON_OPT) -> None:
+    """List the search strategies, built-in and installed as plug-ins (entry points in the group
+    fairnad.strategies; docs/strategies.md): where each comes from, whether it asks an LLM, the spaces
+    it searches, its settings (--set strategies.NAME.FIELD=VALUE); broken plug-ins with the reason."""
+    from fairnad.search.base import strategy_infos
+
+    rows = [i.describe() for i in strategy_infos()]
+    if as_json:
+        _emit_json({"strategies": rows})
+        return
+    t = Table("name", "from", "LLM", "spaces", "settings (defaults)", "what")
+    for c in t.columns[:5]:
+        c.no_wrap = True
+    for r in rows:
+        if r["status"] != "ok":
+            t.add_row(f"[red]{escape(r['name'])}[/]", escape(r["source"]), "-", "-", "-",
+                      f"[red]broken:[/] {escape(r['error'] or '')}")  # fmt: skip
+            continue
+        settings = "\n".join(_setting_text(f) for f in r["settings"]) or "-"
+        t.add_row(escape(r["name"]), escape(r["source"]), "yes" if r["uses_llm"] else "no",
+                  ", ".join(r["spaces"]), escape(settings), escape(r["description"]))  # fmt: skip
+    Console().print(t)
+    broken = [r for r in rows if r["status"] != "ok"]
+    if broken:
+        err_console.print(f"{len(broken)} broken plug-in(s): the others work; fix or uninstall the package named")
+
+
+def _setting_text(f: dict) -> str:
+    if f["required"]:
+        return f"{f['name']} (required)"
+    return f"{f['name']}={one_line(json.dumps(f['default'], default=str), 24)}"
 
 
 def main() -> None:

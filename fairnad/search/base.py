@@ -1,22 +1,46 @@
 """The strategy interface and registry: one file per strategy, `ask` proposes, `tell` learns.
 
 A strategy holds only its own state, seeded from the study; everything it reads about the world
-(space, history, LLM) comes from the study. Register with `@register` and build with
-`create_strategy(name, params, study_seed)`, the way timm builds models.
+(space, history, LLM) comes from the study. Build one with `create_strategy(name, params)`.
+
+Where strategies come from:
+- built-in: the `BUILTIN` table below (also declared as entry points in fairnad's pyproject, so an
+  installed fairnad looks like any plug-in; the table is what a source checkout that was not
+  reinstalled relies on, and a test keeps the two equal);
+- installed: any distribution's entry point in the group `fairnad.strategies`, `NAME = module:Class`
+  (docs/strategies.md). A plug-in is imported only when it is asked for by name or when all
+  strategies are listed; one that cannot be imported, is not a Strategy, or takes a built-in's name
+  is reported as broken (`fairnad strategies`) and never breaks the others.
 """
 
 from __future__ import annotations
 
+import inspect
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from importlib import import_module, metadata
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from fairnad.errors import ConfigError, describe_validation_error
+from fairnad.errors import ConfigError, describe_validation_error, one_line
 from fairnad.space.candidate import Candidate, Proposal
 
 if TYPE_CHECKING:
     from fairnad.search.study import Study
+
+GROUP = "fairnad.strategies"
+KNOWN_SPACES = ("tabular", "open")
+
+# name -> "module:Class"; mirrored in pyproject.toml [project.entry-points."fairnad.strategies"]
+BUILTIN: dict[str, str] = {
+    "random": "fairnad.search.random_search:RandomSearch",
+    "regevo": "fairnad.search.regevo:RegularizedEvolution",
+    "genius": "fairnad.search.genius:Genius",
+    "fairnad": "fairnad.search.fairnad:FairNAD",
+    "llmatic": "fairnad.search.llmatic:LLMatic",
+    "evoprompting": "fairnad.search.evoprompting:EvoPrompting",
+}
 
 
 class StrategyConfig(BaseModel):
@@ -40,24 +64,85 @@ class Strategy(ABC):
         """Learn from the stored outcome of each proposal, in order (including refused ones)."""
 
 
-REGISTRY: dict[str, type[Strategy]] = {}
+REGISTRY: dict[str, type[Strategy]] = {}  # the strategies loaded so far: built-ins, then plug-ins asked for
 
 
 def register(cls: type[Strategy]) -> type[Strategy]:
+    """Put a strategy class in the registry (built-ins do; plug-ins need not, their entry point is enough)."""
+    builtin = BUILTIN.get(cls.name)
+    if builtin is not None and builtin != _target(cls):
+        raise ConfigError(f"strategy name {cls.name!r} is taken by a built-in strategy; choose another name")
     REGISTRY[cls.name] = cls
     return cls
 
 
+@dataclass
+class StrategyInfo:
+    """One strategy as `fairnad strategies` shows it: where it comes from and whether it loads."""
+
+    name: str
+    target: str  # module:Class
+    distribution: str | None = None  # None for a built-in
+    version: str | None = None
+    cls: type[Strategy] | None = None
+    error: str | None = None  # why a plug-in is broken (one line)
+
+    @property
+    def builtin(self) -> bool:
+        return self.distribution is None
+
+    @property
+    def source(self) -> str:
+        return "built-in" if self.builtin else f"{self.distribution} {self.version or ''}".strip()
+
+    @property
+    def ok(self) -> bool:
+        return self.cls is not None and self.error is None
+
+    def describe(self) -> dict[str, Any]:
+        """A JSON-ready row: name, source, uses_llm, spaces, description, settings (or the error)."""
+        row: dict[str, Any] = {
+            "name": self.name, "status": "ok" if self.ok else "broken", "source": self.source,
+            "builtin": self.builtin, "distribution": self.distribution, "version": self.version,
+            "entry_point": self.target, "error": self.error,
+        }  # fmt: skip
+        if self.ok:
+            cls = self.cls
+            row.update(uses_llm=bool(cls.uses_llm), spaces=list(cls.spaces), description=describe_class(cls),
+                       settings=describe_settings(cls.Config))  # fmt: skip
+        else:
+            row.update(uses_llm=None, spaces=[], description="", settings=[])
+        return row
+
+
 def list_strategies() -> list[str]:
+    """Names of every strategy that can run: built-in and installed (broken plug-ins left out)."""
+    return sorted(i.name for i in strategy_infos() if i.ok)
+
+
+def strategy_infos() -> list[StrategyInfo]:
+    """Every built-in and installed strategy, each plug-in imported (and checked) once; broken ones
+    carry their reason. Built-ins first, then plug-ins by name."""
     _load_builtin()
-    return sorted(REGISTRY)
+    infos = [StrategyInfo(name, BUILTIN[name], cls=REGISTRY[name]) for name in BUILTIN]
+    return infos + sorted((_load_plugin(i) for i in _plugin_entries()), key=lambda i: (i.name, i.source))
 
 
 def strategy_class(name: str) -> type[Strategy]:
     _load_builtin()
-    if name not in REGISTRY:
-        raise ConfigError(f"unknown strategy {name!r}; available: {', '.join(sorted(REGISTRY))}")
-    return REGISTRY[name]
+    if name in REGISTRY:
+        return REGISTRY[name]
+    found = [i for i in _plugin_entries() if i.name == name]
+    if not found:
+        raise ConfigError(f"unknown strategy {name!r}; available: {', '.join(list_strategies())} "
+                          "(`fairnad strategies` lists them, with broken plug-ins)")  # fmt: skip
+    info = _load_plugin(found[0])
+    if not info.ok:
+        raise ConfigError(
+            f"strategy {name!r} from package {info.source} (entry point {name} = {info.target} in group {GROUP}) "
+            f"is broken: {info.error}; fix or reinstall that package, or remove it (pip uninstall {info.distribution})"
+        )
+    return info.cls
 
 
 def create_strategy(name: str, params: dict[str, Any] | None = None) -> Strategy:
@@ -69,5 +154,122 @@ def create_strategy(name: str, params: dict[str, Any] | None = None) -> Strategy
     return cls(cfg)
 
 
+# -- descriptions ----------------------------------------------------------------------------
+def describe_class(cls: type) -> str:
+    """The first paragraph of the class docstring, else of its module's, as one line."""
+    doc = cls.__dict__.get("__doc__") or getattr(inspect.getmodule(cls), "__doc__", None) or ""
+    para = inspect.cleandoc(doc).split("\n\n")[0]
+    return one_line(" ".join(para.split()), 300)
+
+
+def describe_settings(config: type[BaseModel]) -> list[dict[str, Any]]:
+    """The strategy's settings (`strategies.NAME.FIELD`): name, type, default, description."""
+    out = []
+    for fname, f in config.model_fields.items():
+        required = f.is_required()
+        default = None if required else f.get_default(call_default_factory=True)
+        ann = f.annotation
+        typ = ann.__name__ if isinstance(ann, type) else str(ann).replace("typing.", "")
+        out.append({"name": fname, "type": typ, "required": required, "default": default,
+                    "description": f.description or ""})  # fmt: skip
+    return out
+
+
+# -- loading ---------------------------------------------------------------------------------
+def _target(cls: type) -> str:
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
 def _load_builtin() -> None:
-    from fairnad.search import evoprompting, fairnad, genius, llmatic, random_search, regevo  # noqa: F401, I001
+    if all(n in REGISTRY for n in BUILTIN):
+        return
+    for name, target in BUILTIN.items():
+        module, _, attr = target.partition(":")
+        REGISTRY[name] = getattr(import_module(module), attr)
+
+
+_LOADED: dict[tuple[str, str, str | None], StrategyInfo] = {}
+
+
+def _plugin_entries() -> list[StrategyInfo]:
+    """The installed entry points of the group (not yet imported), fairnad's own left out. A name
+    clash with a built-in, or a second distribution declaring a name, makes an entry broken."""
+    out: list[StrategyInfo] = []
+    seen: dict[str, StrategyInfo] = {}
+    for ep in metadata.entry_points(group=GROUP):
+        dist = ep.dist.name if ep.dist is not None else None
+        if _is_fairnad(dist):
+            continue  # the built-ins, declared in our own pyproject: BUILTIN is their truth
+        info = StrategyInfo(ep.name, ep.value, distribution=dist or "(unknown package)",
+                            version=ep.dist.version if ep.dist is not None else None)  # fmt: skip
+        if ep.name in BUILTIN:
+            info.error = f"name clash with the built-in strategy {ep.name!r}; rename the entry point"
+        elif ep.name in seen:
+            info.error = f"name also declared by {seen[ep.name].source}; rename one of the entry points"
+        else:
+            seen[ep.name] = info
+        out.append(info)
+    return out
+
+
+def _is_fairnad(dist: str | None) -> bool:
+    return dist is not None and dist.lower().replace("_", "-") == "fairnad"
+
+
+def _load_plugin(info: StrategyInfo) -> StrategyInfo:
+    """Import and check one plug-in (once per process). Anything a plug-in's import registers
+    itself is taken back out of REGISTRY: only a checked entry point is added."""
+    if info.error is not None:
+        return info
+    key = (info.name, info.target, info.distribution)
+    if key in _LOADED:
+        return _LOADED[key]
+    before = dict(REGISTRY)
+    try:
+        cls = _import_target(info.target)
+        problem = _check_class(info.name, cls)
+    except (Exception, SystemExit) as err:  # a plug-in's import must never take fairnad down
+        cls, problem = None, f"cannot import {info.target}: {type(err).__name__}: {_first_line(err)}"
+    finally:
+        REGISTRY.clear()
+        REGISTRY.update(before)
+    if problem is None:
+        if not isinstance(getattr(cls, "name", None), str):
+            cls.name = info.name  # the entry point names it
+        REGISTRY[info.name] = cls
+        info.cls = cls
+    else:
+        info.error = problem
+    _LOADED[key] = info
+    return info
+
+
+def _import_target(target: str) -> Any:
+    module, _, attr = target.partition(":")
+    obj = import_module(module.strip())
+    for part in attr.strip().split(".") if attr.strip() else []:
+        obj = getattr(obj, part)
+    return obj
+
+
+def _check_class(ep_name: str, cls: Any) -> str | None:
+    """Why `cls` cannot serve as the strategy `ep_name`, or None."""
+    if not (inspect.isclass(cls) and issubclass(cls, Strategy)):
+        return f"{one_line(repr(cls), 80)} is not a subclass of fairnad.search.base.Strategy"
+    if inspect.isabstract(cls):
+        missing = ", ".join(sorted(cls.__abstractmethods__))
+        return f"{cls.__qualname__} does not implement {missing}"
+    name = getattr(cls, "name", None)
+    if isinstance(name, str) and name != ep_name:
+        return f"{cls.__qualname__}.name is {name!r} but its entry point is named {ep_name!r}; make them equal"
+    if not (inspect.isclass(cls.Config) and issubclass(cls.Config, BaseModel)):
+        return f"{cls.__qualname__}.Config is not a pydantic model (subclass StrategyConfig)"
+    spaces = cls.spaces
+    if isinstance(spaces, str) or not spaces or any(s not in KNOWN_SPACES for s in spaces):
+        return f"{cls.__qualname__}.spaces is {spaces!r}; expected a tuple of {', '.join(KNOWN_SPACES)}"
+    return None
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return one_line(text[0] if text else "", 200)
