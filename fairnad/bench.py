@@ -219,7 +219,8 @@ def write_tables(rows: list[dict[str, Any]], out: Path, title: str) -> dict[str,
         w.writeheader()
         w.writerows({c: r.get(c) for c in cols} for r in rows)
     lines = [f"# {title}", "", "Best reported accuracy (%) and its rank (1 = best in the table), mean ± std over seeds.",
-             "The last column is the share of evaluated candidates the LLM itself proposed (the rest are fallbacks).",
+             "The last column is the share of evaluated candidates the LLM itself proposed (the rest: starting models, "
+             "algorithmic steps, and fallbacks that replaced an unusable or repeated answer).",
              ""]  # fmt: skip
     budgets = sorted({r["budget"] for r in rows})
     head = "| benchmark | strategy | " + " | ".join(f"acc @{k} | rank @{k}" for k in budgets)

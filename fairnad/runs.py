@@ -319,16 +319,27 @@ def _close_session(store: RunStore, study: Study, llm: RecordingLLM | None, t0: 
     )  # fmt: skip
 
 
-# ops whose child is an LLM's answer (when no fallback replaced it and nothing was edited into it)
-_LLM_OPS = {"llm", "idea", "iterative", "mutation", "crossover", "evoprompt", "fresh"}
-
-
 def made_by_llm(origin: dict[str, Any]) -> bool:
-    """Whether an LLM strategy's candidate is the model's own proposal, as the bench's 'share' counts it."""
+    """Whether a candidate is the model's own proposal, as the bench's 'share' counts it: what the
+    strategy said when it made it (origin["source"] == "llm"; the vocabulary is in space/candidate.py).
+    Origins stored before `source` existed are read by the legacy rule below."""
+    if "source" in origin:
+        return origin["source"] == "llm"
+    return _legacy_made_by_llm(origin)
+
+
+# LEGACY: origins stored before proposals carried `source` are classified by op name, as they were
+# then: the child is the LLM's answer unless a fallback replaced it or an idea was edited into it.
+# Their "mutation" may be regevo's: the callers count it only in runs that asked the LLM anything.
+# New runs never reach this rule; do not add ops to it.
+_LEGACY_LLM_OPS = {"llm", "idea", "iterative", "mutation", "crossover", "evoprompt", "fresh"}
+
+
+def _legacy_made_by_llm(origin: dict[str, Any]) -> bool:
     if any(k in origin for k in ("fallback", "idea_enforced", "llm_answer")):
         return False
     op = origin.get("op")
-    return op in _LLM_OPS or (op == "pareto" and origin.get("via") == "llm")
+    return op in _LEGACY_LLM_OPS or (op == "pareto" and origin.get("via") == "llm")
 
 
 def summarize(store: RunStore, bench: TabularBenchmark | None = None) -> dict[str, Any]:
@@ -341,6 +352,7 @@ def summarize(store: RunStore, bench: TabularBenchmark | None = None) -> dict[st
     best = max(done, key=lambda c: c.metrics["accuracy"]) if done else None
     statuses: dict[str, int] = {}
     origins: dict[str, int] = {}  # what produced the evaluated candidates: llm, fallback, mutation, random...
+    sources: dict[str, int] = {}  # who made them: llm, algorithm, fallback, init ("?": a run from before sources)
     totals = store.llm_totals()
     llm_strategy = totals["calls"] > 0  # (a strategy that asked nothing proposed nothing itself)
     llm_made = 0
@@ -349,6 +361,8 @@ def summarize(store: RunStore, bench: TabularBenchmark | None = None) -> dict[st
         if c.counted:
             op = c.origin.get("op", "?")
             origins[op] = origins.get(op, 0) + 1
+            src = c.origin.get("source", "?")
+            sources[src] = sources.get(src, 0) + 1
             llm_made += llm_strategy and made_by_llm(c.origin)
     out: dict[str, Any] = {
         "run_dir": str(store.run_dir),
@@ -364,6 +378,7 @@ def summarize(store: RunStore, bench: TabularBenchmark | None = None) -> dict[st
         "proposals": len(cands),
         "statuses": statuses,
         "origins": origins,
+        "sources": sources,
         "llm_made": llm_made,
         "best": None,
         "llm": totals,

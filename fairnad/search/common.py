@@ -23,18 +23,18 @@ def starting_models(study, n: int, rng, sampler: UnseenSampler | None = None) ->
     out: list[Proposal] = []
     if is_open(study):
         for src in study.context.get("initial", []):
-            out.append(Proposal(src, origin={"op": "init", "from": "reference"}))
+            out.append(Proposal(src, origin={"op": "init", "from": "reference"}, source="init"))
             for kind in ("down", "up", "tune"):
                 scaled = scale(src, kind, rng)
                 if scaled is not None:
                     out.append(Proposal(scaled[0], origin={"op": "init", "from": f"reference scaled {kind}",
-                                                           "changes": scaled[1]}))  # fmt: skip
+                                                           "changes": scaled[1]}, source="init"))  # fmt: skip
         return out[:n]
     sampler = sampler or UnseenSampler(study, salt=6)
     for _ in range(n):
         g = sampler.draw(study)
         if g is not None:
-            out.append(Proposal(g, origin={"op": "init"}))
+            out.append(Proposal(g, origin={"op": "init"}, source="init"))
     return out
 
 
@@ -180,13 +180,13 @@ def ask_genotype(study, prompt: str, *, temperature: float, seed: int, purpose: 
 
 
 def fresh_child(study, genotype: str, origin: dict[str, Any], rng) -> tuple[str, dict[str, Any]]:
-    """The LLM's child, or an unseen variant of it (recorded as `fallback` in the origin) when it
-    repeated an evaluated one and a variant exists."""
+    """The LLM's child (source "llm"), or an unseen variant of it when it repeated an evaluated one and
+    a variant exists (source "fallback", how in `fallback`)."""
     if study.seen(genotype) is not None:
         alt = unseen_variant(study, genotype, rng)
         if alt is not None:
-            return alt[0], {**origin, "fallback": alt[1]}
-    return genotype, origin
+            return alt[0], {**origin, "source": "fallback", "fallback": alt[1]}
+    return genotype, {**origin, "source": "llm"}
 
 
 def unseen_variant(study, genotype: str, rng) -> tuple[str, str] | None:

@@ -85,7 +85,7 @@ class EvoPrompting(Strategy):
             self.rng.shuffle(middle)
             order = middle + [best]
         examples = [view(study, p) for p in order]
-        origin = {"op": "evoprompt", "round": self.round}
+        origin = {"op": "evoprompt", "source": "llm", "round": self.round}  # fresh_child: "fallback" for a repeat
         seed = study.seed * 130363 + len(study.candidates)
         trials = [p.trial for p in parents]
         if self.open:

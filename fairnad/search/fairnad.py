@@ -152,7 +152,7 @@ class FairNAD(Strategy):
             if self.open:
                 return None if pending else self._no_parent(study)
             g = self.sampler.draw(study)
-            return Proposal(g, origin={"op": "init"}) if g is not None else None
+            return Proposal(g, origin={"op": "init"}, source="init") if g is not None else None
         op = self.ops[int(self.rng.choice(len(self.ops), p=self.op_p))]
         if self.llm_misses >= 3 and "pareto" in self.ops:
             op, self.llm_misses = "pareto", 0  # the LLM keeps failing: take a step that needs none
@@ -183,7 +183,7 @@ class FairNAD(Strategy):
                                    max_tokens=self.config.max_tokens, seed=study.seed * 7919 + len(study.candidates),
                                    purpose="fairnad.fresh", check=lambda c: self._check(study, c),
                                    repairs=self.config.repairs, heal=self._heal)  # fmt: skip
-        origin = {"op": "fresh", **how}
+        origin = {"op": "fresh", "source": "llm", **how}
         if code is None:
             return Proposal(text[:200] or "(empty answer)", origin=origin, invalid_reason="the answer contained no code")
         return Proposal(code, origin=origin)
@@ -216,7 +216,8 @@ class FairNAD(Strategy):
                     action, origin = "tune", {**origin, "action": "tune", "at_budget": True}
             scaled = scale(parent.genotype, action, self.rng, factor=max(factor, 1.05))
             if scaled is not None and study.seen(scaled[0]) is None:
-                return Proposal(scaled[0], parents=[parent.trial], origin={**origin, "via": "arguments", "changes": scaled[1]})
+                return Proposal(scaled[0], parents=[parent.trial], source="algorithm",
+                                origin={**origin, "via": "arguments", "changes": scaled[1]})  # fmt: skip
             prompt = render("fairnad/pareto_open.j2", contract=self.contract, parent=self._parent_view(parent, study),
                             action=action, fb=self._feedback(study), form=self.config.code_answer)  # fmt: skip
             return self._code_answer(study, prompt, parent, {**origin, "via": "llm"})
@@ -239,15 +240,18 @@ class FairNAD(Strategy):
                     moves.append((abs(c - here), d, j))
         self.rng.shuffle(moves)
         moves.sort(key=lambda m: m[0])  # the smallest step in the wanted direction first
+        origin = {**origin, "source": "algorithm"}  # a move through the table's options, no LLM answer in it
         for _, d, j in moves:
             child = space.format(idx[:d] + [j] + idx[d + 1 :])
             if study.seen(child) is None and study.in_domain(child):
                 return Proposal(child, parents=[parent.trial], origin={**origin, "position": space.dims[d].name})
         g = self.sampler.draw(study)
-        return Proposal(g, origin={**origin, "fallback": "random"}) if g else Proposal(parent.genotype, invalid_reason="space exhausted")
+        if g is None:
+            return Proposal(parent.genotype, origin=origin, invalid_reason="space exhausted")
+        return Proposal(g, origin={**origin, "fallback": "random"})
 
     def _iterative(self, study, parent) -> Proposal:
-        origin = {"op": "iterative"}
+        origin: dict[str, Any] = {"op": "iterative", "source": "llm"}  # the agent's model, healed sizes included
         fb = self._feedback(study)
         state: dict[str, Any] = {"passed": None, "last": None, "current": parent.genotype}
         if self.open:
@@ -353,7 +357,7 @@ class FairNAD(Strategy):
                                    purpose=f"fairnad.{origin['op']}", parent=parent.genotype,
                                    check=lambda code: self._check(study, code), repairs=self.config.repairs,
                                    heal=self._heal)  # fmt: skip
-        origin = {**origin, **how}
+        origin = {**origin, "source": "llm", **how}  # the model's child, repaired or healed (see `how`) included
         if code is None:
             self.llm_misses += 1
             return Proposal(text[:200] or "(empty answer)", parents=[parent.trial], origin=origin,
@@ -362,6 +366,8 @@ class FairNAD(Strategy):
         return Proposal(code, parents=[parent.trial], origin=origin)
 
     def _tabular_answer(self, study, prompt: str, parent, origin, idea: Idea) -> Proposal:
+        """The model's child, or a fallback made without it when its answer was unusable, lacked the
+        idea (the idea is set into it) or repeated an evaluated model (a new neighbour with the idea)."""
         space = study.space
         try:
             idx = list(space.parse(ask_genotype(study, prompt, system=render("genius/system.j2"),
@@ -382,7 +388,8 @@ class FairNAD(Strategy):
                 origin = {**origin, "fallback": "neighbour"}
         else:
             self.llm_misses = 0
-        return Proposal(child, parents=[parent.trial], origin=origin)
+        replaced = any(k in origin for k in ("llm_answer", "idea_enforced", "fallback"))
+        return Proposal(child, parents=[parent.trial], origin=origin, source="fallback" if replaced else "llm")
 
     @property
     def _heal(self):
@@ -424,7 +431,7 @@ class FairNAD(Strategy):
                         and c.metrics.get("params")):  # fmt: skip  (shrink, and once more if still too big)
                     shrunk = shrink_to_budget(c.genotype, c.metrics["params"], budget)
                     if shrunk is not None:
-                        self.queue.append(Proposal(shrunk[0], parents=[c.trial], origin={
+                        self.queue.append(Proposal(shrunk[0], parents=[c.trial], source="algorithm", origin={
                             "op": "downscale", "changes": shrunk[1], "of": c.origin.get("of", op), "attempt": attempt}))
         if results:
             study.store.set_meta(fairnad_stats={"mutations": self.type_stats, "ideas": self.idea_stats})

@@ -93,12 +93,12 @@ class Genius(Strategy):
                 self.turns.append({"role": "user", "content": self.pending})
             self.turns.append({"role": "assistant", "content": "(no usable answer)"})
             self.pending = None
-            return [Proposal("(no usable answer)", origin={"op": "llm"}, invalid_reason=str(err))]
+            return [Proposal("(no usable answer)", origin={"op": "llm"}, invalid_reason=str(err), source="llm")]
         if self.pending is not None:
             self.turns.append({"role": "user", "content": self.pending})
         self.turns.append({"role": "assistant", "content": out.text})
         self.pending = None
-        origin = {"op": "llm", "rationale": (out.parsed or {}).get("rationale", "")}
+        origin = {"op": "llm", "source": "llm", "rationale": (out.parsed or {}).get("rationale", "")}
         try:
             genotype = study.space.from_labels((out.parsed or {}).get("architecture"))
         except ValueError as err:
@@ -111,9 +111,10 @@ class Genius(Strategy):
             options = [g for g in study.space.neighbours(best.genotype) if study.seen(g) is None and study.in_domain(g)]
             if options:
                 g = options[int(self._rng.integers(len(options)))]
-                return Proposal(g, parents=[best.trial], origin={"op": "fallback"})
+                return Proposal(g, parents=[best.trial], origin={"op": "fallback", "fallback": "neighbour of the best"},
+                                source="fallback")  # fmt: skip
         g = self._sampler.draw(study)
-        return Proposal(g, origin={"op": "fallback"})
+        return Proposal(g, origin={"op": "fallback", "fallback": "random"}, source="fallback")
 
     def tell(self, study, results):
         obj = study.objective

@@ -113,7 +113,10 @@ class LLMatic(Strategy):
         parents = [self.by_trial[int(t)] for t in self.nets.sample_elites(2 if crossover else 1)["solution"][:, 0]]
         if crossover and parents[0].trial == parents[1].trial:
             crossover, parents = False, parents[:1]
-        origin = {"op": "crossover" if crossover else "mutation", "prompt": pi, "temperature": round(temp, 3)}
+        # "llm_mutation": the LLM rewrites one parent (regevo's "mutation" is a random one-position change)
+        origin = {"op": "crossover" if crossover else "llm_mutation", "source": "llm", "prompt": pi,
+                  "temperature": round(temp, 3)}  # fmt: skip
+        purpose = "llmatic.crossover" if crossover else "llmatic.mutation"  # (call labels as recorded before)
         seed = study.seed * 104729 + len(study.candidates)
         views = [view(study, p) for p in parents]
         instruction = self.config.instructions[pi]
@@ -124,7 +127,7 @@ class LLMatic(Strategy):
                 prompt = render("llmatic/mutate_open.j2", contract=study.context.get("contract", ""), parent=views[0],
                                 instruction=instruction, form=self.config.code_answer)  # fmt: skip
             code, text, how = ask_code(study, prompt, temperature=temp, max_tokens=self.config.max_tokens, seed=seed,
-                                       purpose=f"llmatic.{origin['op']}",
+                                       purpose=purpose,
                                        parent=None if crossover else parents[0].genotype)  # fmt: skip
             origin = {**origin, **how}
             if code is None:
@@ -138,7 +141,7 @@ class LLMatic(Strategy):
             prompt = render("llmatic/mutate_tabular.j2", problem=self.problem, parent=views[0], instruction=instruction,
                             metric=metric)  # fmt: skip
         try:
-            g = ask_genotype(study, prompt, temperature=temp, seed=seed, purpose=f"llmatic.{origin['op']}")
+            g = ask_genotype(study, prompt, temperature=temp, seed=seed, purpose=purpose)
         except ValueError as err:
             return [Proposal(views[0]["labels"], [p.trial for p in parents], origin, str(err))]
         return [self._fresh(study, g, parents, origin)]

@@ -43,4 +43,4 @@ class RandomSearch(Strategy):
         g = self._sampler.draw(study)
         if g is None:
             return []
-        return [Proposal(g, origin={"op": "random"})]
+        return [Proposal(g, origin={"op": "random"}, source="algorithm")]

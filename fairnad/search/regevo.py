@@ -41,9 +41,12 @@ class RegularizedEvolution(Strategy):
             for _ in range(cfg.mutation_tries):
                 child = study.space.mutate(parent.genotype, self._rng)
                 if study.seen(child) is None and study.in_domain(child):
-                    return [Proposal(child, parents=[parent.trial], origin={"op": "mutation"})]
+                    return [Proposal(child, parents=[parent.trial], origin={"op": "mutation"}, source="algorithm")]
         g = self._sampler.draw(study)
-        return [Proposal(g, origin={"op": "random"})] if g is not None else []
+        # the first members are the starting population; later random draws stand in for a mutation
+        # that found nothing new in `mutation_tries`
+        source = "init" if len(self.population) < cfg.population else "algorithm"
+        return [Proposal(g, origin={"op": "random"}, source=source)] if g is not None else []
 
     def tell(self, study, results):
         for c in results:
