@@ -22,6 +22,7 @@ from pathlib import Path
 from fairnad.evaluate.tabular import TabularEvaluator, list_benchmarks, load_benchmark
 from fairnad.llm import Completion, EmbeddedServer, OpenAICompatible, RecordingLLM, Usage
 from fairnad.llm.embedded import MODEL_ALIAS
+from fairnad.problem import Problem
 from fairnad.search.base import create_strategy
 from fairnad.search.study import Study
 from fairnad.store import RunStore
@@ -58,8 +59,9 @@ def loop_overhead(evals: int) -> dict[str, float]:
         with tempfile.TemporaryDirectory() as tmp:
             store = RunStore.create(Path(tmp) / "run", {})
             llm = RecordingLLM(InstantLLM(b.space), sink=store.add_llm_call) if strategy == "genius" else None
-            study = Study(space=b.space, evaluator=TabularEvaluator(b), store=store, budget=evals, llm=llm,
-                          domain=b.keys, objective={"metric": "accuracy", "unit": "%", "dataset": "CIFAR-10"})  # fmt: skip
+            problem = Problem(kind="tabular", space=b.space, evaluator=TabularEvaluator(b), dataset="CIFAR-10",
+                              domain=b.keys)  # fmt: skip
+            study = Study(problem=problem, store=store, budget=evals, llm=llm)
             t = time.perf_counter()
             study.optimize(create_strategy(strategy))
             dt = time.perf_counter() - t

@@ -24,7 +24,8 @@ from fairnad.errors import FairnadError
 from fairnad.evaluate.tabular import load_benchmark
 from fairnad.llm import LLMError
 from fairnad.llm.provider import BackendProvider
-from fairnad.runs import RunHandle, create_run, execute, open_run, summarize
+from fairnad.lifecycle import RunHandle, create_run, execute, open_run
+from fairnad.store.summary import summarize
 from fairnad.search.base import strategy_class
 from fairnad.store import is_run_dir
 

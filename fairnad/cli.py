@@ -110,7 +110,7 @@ def _tokens(n: int) -> str:
 
 def _run_with_progress(handle, label: str) -> dict:
     from fairnad.llm.provider import BackendProvider
-    from fairnad.runs import execute
+    from fairnad.lifecycle import execute
 
     with BackendProvider(handle.store.run_dir) as provider:
         progress = Progress(
@@ -220,7 +220,7 @@ def search(
     as_json: bool = JSON_OPT,
 ) -> None:
     """Search architectures: on a tabular benchmark, or in open-ended model code trained for real (--space open)."""
-    from fairnad.runs import create_run
+    from fairnad.lifecycle import create_run
 
     overrides: dict[str, Any] = {
         "space": space, "benchmark": benchmark, "benchmark_file": str(benchmark_file) if benchmark_file else None,
@@ -250,7 +250,7 @@ def resume(
 ) -> None:
     """Continue a stopped, paused or killed run to its budget; nothing done is redone."""
     from fairnad.config import LLMConfig
-    from fairnad.runs import open_run
+    from fairnad.lifecycle import open_run
 
     handle = open_run(run_dir, budget)
     if llm is not None:
@@ -501,64 +501,6 @@ def llms_cmd(
 
 
 # -- knowledge ---------------------------------------------------------------------------------
-def _knowledge_llm(store, llm_flag: str | None, model: str | None, api_key_env: str | None, provider):
-    """Recorded, cached LLM access for a knowledge build; `replay:BUILD_DIR` answers from another build."""
-    from fairnad.config import LLMConfig
-    from fairnad.llm import RecordingLLM
-    from fairnad.store import BuildStore
-
-    fields: dict[str, Any] = parse_llm_flag(llm_flag) if llm_flag else {"backend": "embedded"}
-    if model:
-        fields["model"] = model
-    if api_key_env:
-        fields["api_key_env"] = api_key_env
-    cfg = LLMConfig.model_validate(fields)
-    own = store.llm_calls()
-    if cfg.backend == "replay":
-        with BuildStore.open(cfg.replay_from, readonly=True) as src:
-            recorded = src.llm_calls()
-        return RecordingLLM(None, sink=store.add_llm_call, cache=own + recorded, source=str(cfg.replay_from)), cfg
-    return RecordingLLM(provider.lazy(cfg.model_dump()), sink=store.add_llm_call, cache=own, source=str(store.run_dir)), cfg
-
-
-def _build_dir_for(out: Path) -> Path:
-    return Path("runs") / f"knowledge-{out.stem}"
-
-
-def _open_build(build_dir: Path, meta: dict):
-    from fairnad.store import BuildStore
-
-    if (build_dir / BuildStore.DB).is_file():
-        return BuildStore.open(build_dir)
-    return BuildStore.create(build_dir, meta)
-
-
-def _knowledge_summary(tree, report, papers, llm, t0, out) -> dict:
-    import time
-
-    done = [p for p in papers if p["status"] == "done"]
-    agg = {k: sum(p.get("stats", {}).get(k, 0) for p in done) for k in ("proposed", "verified", "rejected", "failed_calls")}
-    rejections: dict[str, int] = {}
-    for p in done:
-        for why, n in p.get("stats", {}).get("rejections", {}).items():
-            rejections[why] = rejections.get(why, 0) + n
-    parse_s = sum(p.get("stats", {}).get("parse_seconds", 0) for p in done)
-    pages = sum(p.get("pages") or 0 for p in done)
-    stats = tree.stats()
-    return {
-        "tree": str(out), "papers": len(done),
-        "skipped": [{"path": p["path"], "reason": p.get("error")} for p in papers if p["status"] == "skipped"],
-        "attributes": {**agg, "consolidated": len(tree.attributes()), "merged": report.get("merged", 0)},
-        "rejections": rejections,
-        "categories": {"filled": len(stats["categories"]) - len(stats["empty_categories"]),
-                       "empty": stats["empty_categories"]},
-        "pages_per_second": round(pages / parse_s, 2) if parse_s else None,
-        "per_paper": [{"paper": p["name"], "pages": p.get("pages"), "seconds": p.get("seconds"),
-                       **{k: p.get("stats", {}).get(k) for k in ("proposed", "verified", "rejected")}} for p in done],
-        "llm": llm.stats() if llm is not None else None, "seconds": round(time.time() - t0, 2),
-    }  # fmt: skip
-
-
 def _print_knowledge_summary(s: dict) -> None:
     t = Table(show_header=False, box=None, pad_edge=False)
     t.add_column(style="bold")
@@ -583,49 +525,25 @@ def _print_knowledge_summary(s: dict) -> None:
         err_console.print(f"[yellow]skipped:[/] {escape(str(sk['reason']))}", soft_wrap=True)
 
 
-def _run_knowledge(pdfs, template, out: Path, build_dir: Path, llm_flag, model, api_key_env, opts, extra_mentions=None,
-                   graphml: bool = True) -> dict:  # fmt: skip
-    import time
+def _run_knowledge(pdfs, template, out: Path, build_dir: Path, llm_flag, model, api_key_env, opts,
+                   extra_mentions=None) -> dict:  # fmt: skip
+    """A knowledge build (lifecycle.build_knowledge) with a progress bar over the papers."""
+    from fairnad.lifecycle import build_knowledge, llm_config
 
-    from fairnad.knowledge.build import assemble, process_papers
-    from fairnad.knowledge.embed import Embedder
-    from fairnad.llm.provider import BackendProvider
-    from fairnad.store.sqlite import clean_text
+    progress = Progress(TextColumn("[bold]{task.description}[/]"), BarColumn(), MofNCompleteColumn(),
+                        TextColumn("{task.fields[stage]}"), TimeElapsedColumn(), console=err_console)  # fmt: skip
+    with progress:
+        task = progress.add_task("papers", total=len(pdfs), stage="")
+        seen: set[str] = set()
 
-    t0 = time.time()
-    store = _open_build(build_dir, {"template": template.model_dump(), "out": str(out)})
-    try:
-        with BackendProvider(build_dir) as provider:
-            llm, cfg = _knowledge_llm(store, llm_flag, model, api_key_env, provider)
-            if opts.confirm_duplicates is None:  # only a capable model is worth asking about duplicates
-                opts.confirm_duplicates = cfg.backend == "openai"
-            embedder = Embedder()
-            progress = Progress(TextColumn("[bold]{task.description}[/]"), BarColumn(), MofNCompleteColumn(),
-                                TextColumn("{task.fields[stage]}"), TimeElapsedColumn(), console=err_console)  # fmt: skip
-            with progress:
-                task = progress.add_task("papers", total=len(pdfs), stage="")
-                seen: set[str] = set()
+        def note(paper: str | None, stage: str) -> None:
+            progress.update(task, stage=f"{paper}: {stage}" if paper else stage)
+            if stage in ("done", "skipped", "already done", "skipped before") and paper not in seen:
+                seen.add(paper)
+                progress.advance(task)
 
-                def note(paper: str, stage: str) -> None:
-                    progress.update(task, stage=f"{paper}: {stage}")
-                    if stage in ("done", "skipped", "already done", "skipped before") and paper not in seen:
-                        seen.add(paper)
-                        progress.advance(task)
-
-                process_papers(pdfs, template, store, llm, embedder, opts, note)
-                progress.update(task, stage="consolidating")
-                tree, report = assemble(template, store, embedder, opts, llm=llm, extra_mentions=extra_mentions,
-                                        build_dir=str(build_dir))  # fmt: skip
-            tree.save(out)
-            if graphml:
-                tree.export_graphml(out.with_suffix(".graphml"))
-            store.add_event("tree_saved", tree=str(out), attributes=len(tree.attributes()))
-            all_papers = store.papers()
-            wanted = {clean_text(str(p)) for p in pdfs}  # as stored (a non-UTF-8 name is stored cleaned)
-            papers = [p for p in all_papers if p["path"] in wanted] or all_papers
-            return _knowledge_summary(tree, report, papers, llm, t0, out)
-    finally:
-        store.close()
+        return build_knowledge(pdfs, template, out, build_dir, llm_config(llm_flag, model, api_key_env), opts,
+                               note=note, extra_mentions=extra_mentions)  # fmt: skip
 
 
 @knowledge_app.command("build")
@@ -648,6 +566,7 @@ def knowledge_build(
     """Read a folder of papers with the LLM and build the attribute tree of design ideas."""
     from fairnad.knowledge.build import BuildOptions, find_pdfs
     from fairnad.knowledge.template import load_template
+    from fairnad.lifecycle import build_dir_for
 
     template = load_template(template_path)
     if not papers.is_dir():
@@ -656,7 +575,7 @@ def knowledge_build(
     if not pdfs:
         raise ConfigError(f"{papers}: no .pdf files in this folder")
     opts = BuildOptions(sentences=sentences, max_items=max_items, max_pages=max_pages, confirm_duplicates=confirm_duplicates)
-    s = _run_knowledge(pdfs, template, out, build_dir or _build_dir_for(out), llm, model, api_key_env, opts)
+    s = _run_knowledge(pdfs, template, out, build_dir or build_dir_for(out), llm, model, api_key_env, opts)
     _emit_json(s) if as_json else _print_knowledge_summary(s)
 
 
@@ -674,12 +593,13 @@ def knowledge_add(
     """Add one paper to an existing tree: only the new paper is read, then everything is consolidated again."""
     from fairnad.knowledge.build import BuildOptions, mentions_from_tree
     from fairnad.knowledge.tree import AttributeTree
+    from fairnad.lifecycle import build_dir_for
     from fairnad.store import BuildStore
 
     tree = AttributeTree.load(tree_path)
     if not paper.is_file():
         raise ConfigError(f"{paper}: file not found")
-    bdir = build_dir or Path(tree.g.graph.get("build_dir") or _build_dir_for(tree_path))
+    bdir = build_dir or Path(tree.g.graph.get("build_dir") or build_dir_for(tree_path))
     known = set()
     if (bdir / BuildStore.DB).is_file():
         with BuildStore.open(bdir, readonly=True) as st:
@@ -834,7 +754,7 @@ def runs_list(
     """List the runs under --root."""
     if ctx.invoked_subcommand is not None:
         return
-    from fairnad.runs import list_runs
+    from fairnad.store.summary import list_runs
 
     rows = list_runs(root)
     if as_json:
@@ -861,7 +781,8 @@ def runs_show(
     as_json: bool = JSON_OPT,
 ) -> None:
     """Summarise one run: best candidate, budget used, LLM usage, events."""
-    from fairnad.runs import open_benchmark, summarize
+    from fairnad.lifecycle import open_benchmark
+    from fairnad.store.summary import summarize
     from fairnad.config import SearchConfig
     from fairnad.store import RunStore
 

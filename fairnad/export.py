@@ -312,10 +312,10 @@ def {name}(pretrained=False, **kwargs):
 
 # -- tabular runs ---------------------------------------------------------------------------------
 def _export_tabular(best: list[Candidate], cfg: SearchConfig, run: dict, out: Path, prefix: str) -> list[Exported]:
-    from fairnad.runs import open_benchmark
+    from fairnad.evaluate.tabular import load_table
 
     try:
-        bench = open_benchmark(cfg)
+        bench = load_table(cfg.benchmark, cfg.benchmark_file, cfg.space_file)
     except FairnadError:
         bench = None  # the table is gone (a user's file moved): the run's own records still export
     models = []

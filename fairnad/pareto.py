@@ -15,11 +15,12 @@ from pymoo.util.dominator import Dominator
 from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 
 
-def as_objectives(points: Sequence[tuple[float, float | None]]) -> np.ndarray:
-    """(accuracy, cost) pairs as rows of minimised objectives (-accuracy, cost)."""
+def as_objectives(points: Sequence[tuple[float, float | None]], maximise: bool = True) -> np.ndarray:
+    """(accuracy, cost) pairs as rows of minimised objectives (-accuracy, cost); `maximise=False` for a
+    first objective where lower is better (an error rate)."""
     if not len(points):
         return np.zeros((0, 2))
-    acc = np.array([p[0] for p in points], float)
+    acc = np.array([p[0] for p in points], float) * (1.0 if maximise else -1.0)
     cost = np.array([np.nan if p[1] is None else p[1] for p in points], float)
     if np.isnan(cost).all():
         cost = np.zeros(len(points))

@@ -11,7 +11,7 @@ import pytest
 
 from fairnad.config import SearchConfig
 from fairnad.llm import RecordingLLM
-from fairnad.runs import make_problem
+from fairnad.lifecycle import make_problem
 from fairnad.search.base import create_strategy
 from fairnad.search.study import Study
 from fairnad.space.reference import reference
@@ -26,9 +26,7 @@ BLOCK = PARENT[PARENT.index("class ConvBlock1d"):PARENT.index("class Mnist1dCNN"
 def _open_study(tmp_path, budget, llm, name="open"):
     problem = make_problem(SearchConfig(space="open", open={"dataset": "mnist1d", "epochs": 1}))
     store = RunStore.create(tmp_path / name, {"t": 1}) if not (tmp_path / name).exists() else RunStore.open(tmp_path / name)
-    study = Study(space=problem.space, evaluator=problem.evaluator, store=store, budget=budget, seed=0,
-                  llm=RecordingLLM(llm, sink=store.add_llm_call, recorded=store.llm_calls()), domain=None,
-                  objective=problem.objective, context=problem.context)  # fmt: skip
+    study = Study(problem=problem, store=store, budget=budget, seed=0, llm=RecordingLLM(llm, sink=store.add_llm_call, recorded=store.llm_calls()))  # fmt: skip
     return study, problem
 
 
@@ -116,13 +114,13 @@ def test_stored_probes_answer_a_resume_without_running(tmp_path):
     study, problem = _open_study(tmp_path, budget=2, llm=ScriptedLLM([]))
     try:
         study.probe_fn_calls = 0
-        real = problem.context["probes"]["check"]
+        real = problem.probes["check"]
 
         def counting(src):
             study.probe_fn_calls += 1
             return real(src)
 
-        problem.context["probes"]["check"] = counting
+        problem.probes["check"] = counting
         study.optimize(create_strategy("fairnad", strategy))
         assert [(c.genotype, c.status) for c in study.candidates] == first
         assert study.probe_fn_calls == 0 and study.probes_run == 0 and study.probes == 3

@@ -74,7 +74,7 @@ def test_open_run_keeps_the_weights_of_its_best_models(open_run):
 
 @pytest.mark.slow
 def test_a_resumed_run_keeps_weights_in_its_own_folder(open_run):
-    from fairnad.runs import open_run as reopen
+    from fairnad.lifecycle import open_run as reopen
 
     handle = reopen(open_run)
     try:

@@ -19,7 +19,7 @@ from fairnad.search.ideas import Idea, IdeaSpace
 from fairnad.search.pareto import rank_and_crowding, tournament
 from fairnad.search.study import Study
 from fairnad.llm import RecordingLLM
-from fairnad.runs import make_problem
+from fairnad.lifecycle import make_problem
 from fairnad.store import RunStore
 
 from conftest import ScriptedLLM
@@ -75,8 +75,7 @@ def _tabular_study(tmp_path, bench="nb201-cifar10", budget=14, llm=None, name="r
     problem = make_problem(cfg)
     store = RunStore.create(tmp_path / name, {"t": 1})
     rec = RecordingLLM(llm, sink=store.add_llm_call) if llm is not None else None
-    return Study(space=problem.space, evaluator=problem.evaluator, store=store, budget=budget, seed=0, llm=rec,
-                 domain=problem.domain, objective=problem.objective, context=problem.context)  # fmt: skip
+    return Study(problem=problem, store=store, budget=budget, seed=0, llm=rec)  # fmt: skip
 
 
 def _answers(space, n=200):
@@ -132,8 +131,7 @@ def _open_study(tmp_path, budget, llm=None, **open_kw):
     problem = make_problem(cfg)
     store = RunStore.create(tmp_path / "open", {"t": 1})
     rec = RecordingLLM(llm, sink=store.add_llm_call) if llm is not None else None
-    study = Study(space=problem.space, evaluator=problem.evaluator, store=store, budget=budget, seed=0, llm=rec,
-                  domain=None, objective=problem.objective, context=problem.context)  # fmt: skip
+    study = Study(problem=problem, store=store, budget=budget, seed=0, llm=rec)  # fmt: skip
     return study, problem
 
 

@@ -331,7 +331,7 @@ def test_the_shipped_trees_are_chosen_by_name_and_every_span_is_at_its_offsets()
     is a sentence of its paper at the stored page and offsets (checked against the PDFs when present)."""
     from fairnad.config import SearchConfig
     from fairnad.knowledge.evidence import span_is_at_its_offsets
-    from fairnad.runs import load_knowledge
+    from fairnad.lifecycle import load_knowledge
 
     papers13 = load_knowledge(SearchConfig.model_validate({"knowledge": "papers13"}))
     assert len(papers13.papers) == 13 and len(papers13.attributes()) >= 40

@@ -9,7 +9,7 @@ import pytest
 
 from fairnad.config import SearchConfig
 from fairnad.llm import RecordingLLM
-from fairnad.runs import make_problem
+from fairnad.lifecycle import make_problem
 from fairnad.search.base import create_strategy
 from fairnad.search.study import Study
 from fairnad.store import RunStore
@@ -20,18 +20,14 @@ from conftest import ScriptedLLM
 def _tabular_study(tmp_path, llm, bench="nb201-cifar10", budget=30, seed=0):
     problem = make_problem(SearchConfig(benchmark=bench))
     store = RunStore.create(tmp_path / "run", {"t": 1})
-    study = Study(space=problem.space, evaluator=problem.evaluator, store=store, budget=budget, seed=seed,
-                  llm=RecordingLLM(llm, sink=store.add_llm_call) if llm is not None else None, domain=problem.domain,
-                  objective=problem.objective, context=problem.context)  # fmt: skip
+    study = Study(problem=problem, store=store, budget=budget, seed=seed, llm=RecordingLLM(llm, sink=store.add_llm_call) if llm is not None else None)  # fmt: skip
     return study, problem.bench
 
 
 def _open_study(tmp_path, budget, llm):
     problem = make_problem(SearchConfig(space="open", open={"dataset": "mnist1d", "epochs": 1}))
     store = RunStore.create(tmp_path / "open", {"t": 1})
-    study = Study(space=problem.space, evaluator=problem.evaluator, store=store, budget=budget, seed=0,
-                  llm=RecordingLLM(llm, sink=store.add_llm_call), domain=None, objective=problem.objective,
-                  context=problem.context)  # fmt: skip
+    study = Study(problem=problem, store=store, budget=budget, seed=0, llm=RecordingLLM(llm, sink=store.add_llm_call))  # fmt: skip
     return study, problem
 
 

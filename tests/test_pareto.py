@@ -7,7 +7,7 @@ import numpy as np
 
 from fairnad.pareto import as_objectives, dominates, improves, nondominated
 from fairnad.report.data import run_payload
-from fairnad.runs import children_table
+from fairnad.store.summary import children_table
 from fairnad.search.pareto import front, improves_front
 from fairnad.space.candidate import Candidate
 from fairnad.store import RunStore

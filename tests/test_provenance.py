@@ -14,7 +14,8 @@ import pytest
 
 from fairnad.config import SearchConfig
 from fairnad.llm import Completion, RecordingLLM, Usage
-from fairnad.runs import made_by_llm, make_problem, summarize
+from fairnad.lifecycle import make_problem
+from fairnad.store.summary import made_by_llm, summarize
 from fairnad.search.base import create_strategy
 from fairnad.search.ideas import IdeaSpace
 from fairnad.search.study import Study
@@ -43,8 +44,7 @@ def _study(tmp_path, bench="nb201-cifar10", budget=20, llm=None, name="run"):
     problem = make_problem(SearchConfig(benchmark=bench))
     store = RunStore.create(tmp_path / name, {"strategy": "t", "benchmark": bench})
     rec = RecordingLLM(llm, sink=store.add_llm_call) if llm is not None else None
-    return Study(space=problem.space, evaluator=problem.evaluator, store=store, budget=budget, seed=0, llm=rec,
-                 domain=problem.domain, objective=problem.objective, context=problem.context)  # fmt: skip
+    return Study(problem=problem, store=store, budget=budget, seed=0, llm=rec)  # fmt: skip
 
 
 def _listed(prompt: str, before: str) -> list:

@@ -128,7 +128,7 @@ def _search(run_dir: Path, budget: int) -> dict:
     """The same search as SEARCH, in this process (where a CLI call would only add start-up time)."""
     from fairnad.config import load_config
     from fairnad.llm.provider import BackendProvider
-    from fairnad.runs import create_run, execute
+    from fairnad.lifecycle import create_run, execute
 
     cfg = load_config(None, {"benchmark": "channel-bench-resnet", "strategy": "regevo", "seed": 5, "budget": budget})
     handle = create_run(cfg, run_dir)
@@ -177,7 +177,7 @@ def test_a_disk_that_fills_stops_the_run_cleanly_and_resume_finishes_it(run_cli,
 # -- a read-only run folder --------------------------------------------------------------------------
 @pytest.mark.slow
 def test_a_read_only_run_folder_is_readable_and_refuses_writes_cleanly(run_cli, tmp_path, read_only_view):
-    from fairnad.runs import list_runs
+    from fairnad.store.summary import list_runs
     from fairnad.store import StoreError
 
     _search(tmp_path / "runs" / "r", 30)
@@ -240,7 +240,7 @@ def test_an_interrupted_creation_is_named_on_open_and_created_again(tmp_path, st
 # -- two processes on one run ----------------------------------------------------------------------
 @pytest.mark.slow
 def test_a_second_process_on_a_running_run_is_refused(run_cli, tmp_path):
-    from fairnad.runs import summarize
+    from fairnad.store.summary import summarize
     from fairnad.store import StoreError
 
     db = tmp_path / "r" / "run.db"

@@ -7,6 +7,7 @@ import pytest
 from fairnad.evaluate.tabular import TabularEvaluator, list_benchmarks, load_benchmark
 from fairnad.llm import RecordingLLM
 from fairnad.search.base import create_strategy, list_strategies
+from fairnad.problem import Problem
 from fairnad.search.study import Study, StrategyStalled
 from fairnad.store import RunStore
 
@@ -17,10 +18,9 @@ def make_study(tmp_path, bench="nas-bench-macro", budget=10, seed=0, llm=None, n
     b = load_benchmark(bench)
     store = RunStore.create(tmp_path / name, {"test": True})
     rec = RecordingLLM(llm, sink=store.add_llm_call) if llm is not None else None
-    return Study(
-        space=b.space, evaluator=TabularEvaluator(b), store=store, budget=budget, seed=seed, llm=rec,
-        domain=b.keys, objective={"metric": "accuracy", "unit": "%", "dataset": b.spec.dataset},
-    )  # fmt: skip
+    problem = Problem(kind="tabular", space=b.space, evaluator=TabularEvaluator(b), dataset=b.spec.dataset,
+                      domain=b.keys)  # fmt: skip
+    return Study(problem=problem, store=store, budget=budget, seed=seed, llm=rec)
 
 
 def cycling_llm(space, n=400):
@@ -160,7 +160,7 @@ def test_genius_with_the_real_embedded_server(tmp_path, embedded_llm):
 
 
 def test_llm_made_counts_only_the_models_own_proposals(tmp_path):
-    from fairnad.runs import made_by_llm, summarize
+    from fairnad.store.summary import made_by_llm, summarize
 
     assert made_by_llm({"op": "llm"}) and made_by_llm({"op": "evoprompt", "round": 1})
     assert made_by_llm({"op": "pareto", "via": "llm"}) and not made_by_llm({"op": "pareto", "via": "arguments"})

@@ -352,3 +352,12 @@ def _is_number(v) -> bool:
     except (TypeError, ValueError, OverflowError):  # OverflowError: an integer too large for a float
         return False
     return True
+
+
+def load_table(benchmark: str | None, benchmark_file: str | None = None, space_file: str | None = None) -> TabularBenchmark:
+    """A run's table: a built-in benchmark by name, or a user's table file with its space description."""
+    if benchmark_file or space_file:
+        if not (benchmark_file and space_file):
+            raise ConfigError("--benchmark-file and --space-file go together: a table needs its space description")
+        return load_user_benchmark(benchmark_file, space_file)
+    return load_benchmark(benchmark)

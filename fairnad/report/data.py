@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from fairnad.runs import made_by_llm, summarize
+from fairnad.store.summary import made_by_llm, summarize
 from fairnad.pareto import as_objectives, dominates, improves, nondominated
 from fairnad.space.candidate import Candidate
 from fairnad.store import RunStore

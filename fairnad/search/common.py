@@ -15,14 +15,14 @@ from fairnad.space.edits import EditError, apply_edits, has_edits, merge_definit
 
 
 def is_open(study) -> bool:
-    return not hasattr(study.space, "options")
+    return study.problem.is_open
 
 
 def starting_models(study, n: int, rng, sampler: UnseenSampler | None = None) -> list[Proposal]:
     """Open spaces: the reference models and scaled variants of them; tabular: random entries."""
     out: list[Proposal] = []
     if is_open(study):
-        for src in study.context.get("initial", []):
+        for src in study.problem.initial:
             out.append(Proposal(src, origin={"op": "init", "from": "reference"}, source="init"))
             for kind in ("down", "up", "tune"):
                 scaled = scale(src, kind, rng)
@@ -41,8 +41,8 @@ def starting_models(study, n: int, rng, sampler: UnseenSampler | None = None) ->
 def problem_text(study) -> str:
     """The tabular problem encoding (generated from the space description, as GENIUS does)."""
     space = study.space
-    return render("genius/problem.j2", space=space.description, dataset=study.objective["dataset"],
-                  metric=study.objective["metric"], example=json.dumps(space.labels(space.format([0] * space.ndim))))  # fmt: skip
+    return render("genius/problem.j2", space=space.description, dataset=study.problem.dataset,
+                  metric=study.problem.primary.text, example=json.dumps(space.labels(space.format([0] * space.ndim))))  # fmt: skip
 
 
 def cost_text(m: dict) -> str:

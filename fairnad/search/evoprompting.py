@@ -89,7 +89,7 @@ class EvoPrompting(Strategy):
         seed = study.seed * 130363 + len(study.candidates)
         trials = [p.trial for p in parents]
         if self.open:
-            prompt = render("evoprompting/open.j2", contract=study.context.get("contract", ""), examples=examples,
+            prompt = render("evoprompting/open.j2", contract=study.problem.contract, examples=examples,
                             target=target)  # fmt: skip
             code, text, _ = ask_code(study, prompt, temperature=self.config.temperature, max_tokens=self.config.max_tokens,
                                   seed=seed, purpose="evoprompting.child")  # fmt: skip
@@ -98,7 +98,7 @@ class EvoPrompting(Strategy):
             child = code
         else:
             prompt = render("evoprompting/tabular.j2", problem=self.problem, examples=examples, target=target,
-                            metric=study.objective["metric"])  # fmt: skip
+                            metric=study.problem.primary.text)  # fmt: skip
             try:
                 child = ask_genotype(study, prompt, temperature=self.config.temperature, seed=seed,
                                      purpose="evoprompting.child")  # fmt: skip

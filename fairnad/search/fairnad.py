@@ -108,17 +108,17 @@ class FairNAD(Strategy):
     def _setup(self, study) -> None:
         self._ready = True
         self.rng = study.rng(5)
-        self.open = not hasattr(study.space, "options")
-        ctx = study.context
+        problem = study.problem
+        self.open = problem.is_open
         if self.open:
-            tree = ctx.get("knowledge")
+            tree = problem.ideas
             self.ideas = IdeaSpace.from_tree(tree, self.config.include_over_specific) if tree is not None else IdeaSpace({})
-            self.contract = ctx.get("contract", "")
-            self.budget = ctx.get("max_params")
+            self.contract = problem.contract
+            self.budget = problem.max_params
         else:
             self.ideas = IdeaSpace.from_tabular(study.space)
             self.sampler = UnseenSampler(study, salt=6)
-            self.option_cost = ctx.get("option_costs")
+            self.option_cost = problem.option_costs
             self.problem = problem_text(study)
         self.init = deque(starting_models(study, self.config.init_population, self.rng,
                                           None if self.open else self.sampler))  # fmt: skip
@@ -156,7 +156,7 @@ class FairNAD(Strategy):
         op = self.ops[int(self.rng.choice(len(self.ops), p=self.op_p))]
         if self.llm_misses >= 3 and "pareto" in self.ops:
             op, self.llm_misses = "pareto", 0  # the LLM keeps failing: take a step that needs none
-        rank, crowd = rank_and_crowding(objectives(done, self.config.cost), self.rng)
+        rank, crowd = rank_and_crowding(objectives(done, self.config.cost, study.problem.primary), self.rng)
         parent = done[tournament(rank, crowd, self.rng)[0]]
         if op == "idea" and len(self.ideas):
             return self._idea(study, parent)
@@ -198,7 +198,7 @@ class FairNAD(Strategy):
                             idea=idea, fb=fb, form=self.config.code_answer)  # fmt: skip
             return self._code_answer(study, prompt, parent, origin)
         prompt = render("fairnad/idea_tabular.j2", problem=self.problem, parent=self._parent_view(parent, study),
-                        idea=idea, fb=fb, metric=study.objective["metric"])  # fmt: skip
+                        idea=idea, fb=fb, metric=study.problem.primary.text)  # fmt: skip
         return self._tabular_answer(study, prompt, parent, origin, idea)
 
     def _pareto(self, study, parent, done, rank) -> Proposal:
@@ -315,7 +315,7 @@ class FairNAD(Strategy):
                     g = space.from_labels(args.get("architecture"))
                 except ValueError as err:
                     return f"INVALID: {err}"
-                row = study.context.get("cost_of", lambda g: None)(g)
+                row = study.problem.cost_of(g) if study.problem.cost_of else None
                 if study.seen(g) is not None:
                     return f"valid, {row}, ALREADY EVALUATED: try another"
                 if not study.in_domain(g):
@@ -328,7 +328,7 @@ class FairNAD(Strategy):
             tools = [Tool("check_architecture", "Is this architecture valid, what does it cost, was it evaluated?",
                           arch_arg, check_architecture)]  # fmt: skip
             task = render("fairnad/agent_tabular.j2", problem=self.problem, parent=self._parent_view(parent, study),
-                          fb=fb, metric=study.objective["metric"], n=space.ndim)  # fmt: skip
+                          fb=fb, metric=study.problem.primary.text, n=space.ndim)  # fmt: skip
         run = run_agent(study.llm, system=render("fairnad/system.j2"), task=task, tools=tools,
                         max_turns=self.config.agent_turns, temperature=self.config.temperature,
                         max_tokens=self.config.max_tokens if self.open else 300,
@@ -411,7 +411,7 @@ class FairNAD(Strategy):
             if not c.counted:
                 continue
             before = [x for x in study.completed() if x.trial < c.trial]
-            improved = improves_front(c, before, self.config.cost)
+            improved = improves_front(c, before, self.config.cost, study.problem.primary)
             op = c.origin.get("op", "?")
             for bucket in (self.type_stats.setdefault(op, _stat()),) + (
                 (self.idea_stats.setdefault(c.origin["idea"]["id"], {**_stat(), "name": c.origin["idea"]["name"]}),)
@@ -425,7 +425,7 @@ class FairNAD(Strategy):
                     "op": op, "idea": (c.origin.get("idea") or {}).get("name"), "category": c.metrics.get("failure", "failed"),
                     "error": (c.error or "")[:300], "traceback": own_frames(c.metrics.get("traceback") or "")[-600:],
                 })  # fmt: skip
-                budget = study.context.get("max_params")
+                budget = study.problem.max_params
                 attempt = c.origin.get("attempt", 0) + 1
                 if (self.open and c.metrics.get("failure") == "budget" and attempt <= 2 and budget
                         and c.metrics.get("params")):  # fmt: skip  (shrink, and once more if still too big)
@@ -442,7 +442,8 @@ class FairNAD(Strategy):
 
     def _feedback(self, study) -> dict[str, Any]:
         cfg = self.config
-        fr = front(study.completed(), cfg.cost, self.rng)[-cfg.front_in_prompt :] if cfg.front_in_prompt else []
+        fr = (front(study.completed(), cfg.cost, self.rng, study.problem.primary)[-cfg.front_in_prompt :]
+              if cfg.front_in_prompt else [])  # fmt: skip
         rows = []
         for c in fr:
             summary = study.space.describe(c.genotype) if self.open else json.dumps(study.space.labels(c.genotype))

@@ -55,8 +55,8 @@ class Genius(Strategy):
         space = study.space.description
         example = json.dumps(study.space.labels(study.space.format([0] * study.space.ndim)))
         problem = render(
-            "genius/problem.j2", space=space, dataset=study.objective["dataset"],
-            metric=study.objective["metric"], example=example,
+            "genius/problem.j2", space=space, dataset=study.problem.dataset,
+            metric=study.problem.primary.text, example=example,
         )  # fmt: skip
         self._head = [
             {"role": "system", "content": render("genius/system.j2")},
@@ -117,7 +117,7 @@ class Genius(Strategy):
         return Proposal(g, origin={"op": "fallback", "fallback": "random"}, source="fallback")
 
     def tell(self, study, results):
-        obj = study.objective
+        obj = study.problem.primary
         for c in results:
             if c.ok:
                 self.rejections = 0
@@ -126,7 +126,7 @@ class Genius(Strategy):
                     labels = json.dumps(study.space.labels(c.genotype))
                     extra = f"Your last proposals could not be used, so {labels} was evaluated instead."
                 self.pending = render(
-                    "genius/feedback.j2", accuracy=c.metrics["accuracy"], metric=obj["metric"], unit=obj["unit"],
+                    "genius/feedback.j2", accuracy=c.metrics["accuracy"], metric=obj.text, unit=obj.unit,
                     extra=extra,
                 )  # fmt: skip
             elif c.origin.get("op") != "fallback":
@@ -134,5 +134,5 @@ class Genius(Strategy):
                 dup = c.status == "duplicate"
                 self.pending = render(
                     "genius/rejected.j2", duplicate=dup, reason=c.error or c.status,
-                    accuracy=c.metrics.get("accuracy") or 0.0, metric=obj["metric"], unit=obj["unit"],
+                    accuracy=c.metrics.get("accuracy") or 0.0, metric=obj.text, unit=obj.unit,
                 )  # fmt: skip

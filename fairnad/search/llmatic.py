@@ -94,7 +94,7 @@ class LLMatic(Strategy):
             ratio = depth / max(width, 1e-6)
             flops = m.get("flops") or 1
             return np.array([ratio / (ratio + 0.1), np.clip((math.log10(flops) - 4) / 7, 0, 1)])
-        lo, hi = study.context.get("cost_range", {}).get("params", (1, 2)), study.context.get("cost_range", {}).get("flops", (1, 2))
+        lo, hi = study.problem.cost_range.get("params", (1, 2)), study.problem.cost_range.get("flops", (1, 2))
         p, f = m.get("params") or lo[0], m.get("flops") or hi[0]
         norm = lambda v, r: float(np.clip((math.log(v) - math.log(r[0])) / max(1e-9, math.log(r[1]) - math.log(r[0])), 0, 1))  # noqa: E731
         return np.array([norm(p, lo), norm(f, hi)])
@@ -122,9 +122,9 @@ class LLMatic(Strategy):
         instruction = self.config.instructions[pi]
         if self.open:
             if crossover:
-                prompt = render("llmatic/crossover_open.j2", contract=study.context.get("contract", ""), a=views[0], b=views[1])
+                prompt = render("llmatic/crossover_open.j2", contract=study.problem.contract, a=views[0], b=views[1])
             else:
-                prompt = render("llmatic/mutate_open.j2", contract=study.context.get("contract", ""), parent=views[0],
+                prompt = render("llmatic/mutate_open.j2", contract=study.problem.contract, parent=views[0],
                                 instruction=instruction, form=self.config.code_answer)  # fmt: skip
             code, text, how = ask_code(study, prompt, temperature=temp, max_tokens=self.config.max_tokens, seed=seed,
                                        purpose=purpose,
@@ -134,7 +134,7 @@ class LLMatic(Strategy):
                 return [Proposal(text[:200] or "(empty)", [p.trial for p in parents], origin,
                                  text if how.get("edit_error") else "the answer contained no code")]
             return [self._fresh(study, code, parents, origin)]
-        metric = study.objective["metric"]
+        metric = study.problem.primary.text
         if crossover:
             prompt = render("llmatic/crossover_tabular.j2", problem=self.problem, a=views[0], b=views[1], metric=metric)
         else:

@@ -9,12 +9,14 @@ from pymoo.core.problem import Problem
 from pymoo.operators.survival.rank_and_crowding import RankAndCrowding
 
 from fairnad.pareto import as_objectives, improves, nondominated
+from fairnad.problem import ACCURACY, Objective
 from fairnad.space.candidate import Candidate
 
 
-def objectives(cands: list[Candidate], cost: str = "params") -> np.ndarray:
-    """(-accuracy, cost) per candidate; a missing cost counts as the worst (fairnad.pareto)."""
-    return as_objectives([(c.metrics["accuracy"], c.metrics.get(cost)) for c in cands])
+def objectives(cands: list[Candidate], cost: str = "params", primary: Objective = ACCURACY) -> np.ndarray:
+    """(-accuracy, cost) per candidate (the problem's first objective against a cost); a missing cost
+    counts as the worst (fairnad.pareto)."""
+    return as_objectives([(c.metrics[primary.name], c.metrics.get(cost)) for c in cands], primary.direction == "max")
 
 
 def rank_and_crowding(F: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -49,15 +51,16 @@ def tournament(rank: np.ndarray, crowd: np.ndarray, rng: np.random.Generator, n:
     return out
 
 
-def front(cands: list[Candidate], cost: str, rng: np.random.Generator | None = None) -> list[Candidate]:
+def front(cands: list[Candidate], cost: str, rng: np.random.Generator | None = None,
+          primary: Objective = ACCURACY) -> list[Candidate]:  # fmt: skip
     """The completed candidates on the Pareto front, by ascending cost."""
-    on = nondominated(objectives(cands, cost)) if cands else []
+    on = nondominated(objectives(cands, cost, primary)) if cands else []
     return sorted((cands[i] for i in on), key=lambda c: c.metrics.get(cost) or 0)
 
 
-def improves_front(new: Candidate, before: list[Candidate], cost: str) -> bool:
+def improves_front(new: Candidate, before: list[Candidate], cost: str, primary: Objective = ACCURACY) -> bool:
     """Does `new` join the front of the candidates completed before it (fairnad.pareto's rule)?"""
     if not new.ok:
         return False
-    F = objectives([new, *[c for c in before if c.ok]], cost)
+    F = objectives([new, *[c for c in before if c.ok]], cost, primary)
     return improves(F[0], F[1:])

@@ -15,10 +15,9 @@ from typing import Any
 import numpy as np
 
 from fairnad.errors import FairnadError
-from fairnad.evaluate.base import Evaluator
 from fairnad.llm import LLM
+from fairnad.problem import Problem
 from fairnad.space.candidate import Candidate, Proposal
-from fairnad.space.tabular import TabularSpace
 from fairnad.store import RunStore
 
 
@@ -34,33 +33,28 @@ class Study:
     def __init__(
         self,
         *,
-        space: TabularSpace,
-        evaluator: Evaluator,
+        problem: Problem,
         store: RunStore,
         budget: int,
         seed: int = 0,
         llm: LLM | None = None,
-        domain: list[str] | None = None,
         fidelity: str | None = None,
         max_seconds: float | None = None,
-        objective: dict[str, Any] | None = None,
         max_rejections: int = 50,
-        context: dict[str, Any] | None = None,
         max_probes: int | None = None,
     ) -> None:
-        self.space = space
-        self.evaluator = evaluator
+        self.problem = problem  # what strategies read: space, objectives, ideas, contract, costs, probes
+        self.space = problem.space
+        self.evaluator = problem.evaluator
         self.store = store
         self.budget = budget
         self.seed = seed
         self.llm = llm
-        self.domain = domain  # every genotype that can be evaluated, when the space is a finite table
-        self._domain_set = set(domain) if domain is not None else None
+        self.domain = problem.domain  # every genotype that can be evaluated, when the space is a finite table
+        self._domain_set = set(self.domain) if self.domain is not None else None
         self.fidelity = fidelity
         self.max_seconds = max_seconds
-        self.objective = objective or {"metric": "accuracy", "unit": "%", "dataset": ""}
         self.max_rejections = max_rejections
-        self.context = context or {}  # what a problem offers its strategies: knowledge, contract, checks, costs
         self.candidates: list[Candidate] = []
         self._evaluated: dict[str, Candidate] = {}
         self._stored = {c.trial: c for c in store.candidates()}
@@ -90,7 +84,7 @@ class Study:
         (builds, right output shape, params, FLOPs) or `train` (one quick epoch). It goes through the
         run like an evaluation: stored, counted (`probes`), and answered from the store when the run
         already asked it, so a resume or replay gets the same answer without running anything. The
-        problem supplies the probe functions (context["probes"]); the result is plain JSON. None once
+        problem supplies the probe functions (Problem.probes); the result is plain JSON. None once
         the run's probe cap (max_probes) is reached: the strategy goes on without the check."""
         key = f"{kind}:{self.key(genotype)}"
         if key in self._probes:
@@ -100,7 +94,7 @@ class Study:
                 self._cap_logged = True
                 self.store.add_event("probe_cap_reached", probes=len(self._probes))
             return None
-        fn = (self.context.get("probes") or {}).get(kind)
+        fn = self.problem.probes.get(kind)
         if fn is None:
             raise FairnadError(f"this problem offers no {kind!r} probe")
         t0 = time.time()
@@ -133,7 +127,7 @@ class Study:
 
     def key(self, genotype: str) -> str:
         """What makes two genotypes the same (open spaces: the normalised code)."""
-        return self.space.key(genotype) if hasattr(self.space, "key") else genotype
+        return self.space.key(genotype)
 
     def seen(self, genotype: str) -> Candidate | None:
         return self._evaluated.get(self.key(genotype))
@@ -143,7 +137,9 @@ class Study:
 
     def best(self) -> Candidate | None:
         done = self.completed()
-        return max(done, key=lambda c: c.metrics["accuracy"]) if done else None
+        primary = self.problem.primary
+        best = max if primary.direction == "max" else min
+        return best(done, key=lambda c: c.metrics[primary.name]) if done else None
 
     # -- the loop ---------------------------------------------------------------------------
     def optimize(self, strategy) -> None:

@@ -115,6 +115,10 @@ class TabularSpace:
             return False
         return True
 
+    def key(self, genotype: str) -> str:
+        """A table's genotype is its own key (model code is compared normalised)."""
+        return genotype
+
     def from_labels(self, labels: list[Any]) -> str:
         """The genotype an LLM meant by a list of option labels; ValueError with the reason."""
         if not isinstance(labels, list) or len(labels) != self.ndim:

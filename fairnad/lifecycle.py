@@ -1,11 +1,14 @@
-"""Run lifecycle behind the CLI: create a run, resume it, summarise it, list runs.
+"""The one wiring place: searches and knowledge builds are created, opened, resumed, executed and
+summarised here, with one way to set up the LLM for both. cli.py parses arguments and renders what
+these functions return; the stages (ingest, knowledge, search, evaluate, store) know nothing of
+each other beyond their inputs.
 
-This is where the stages meet: a benchmark (evaluate/), a strategy (search/), the LLM (llm/)
-and the run store (store/) are put together into a Study and driven to the budget.
+    cli.py -> lifecycle -> knowledge/ (build), search/ (Study + strategy) <-> evaluate/, llm/ -> store/
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,35 +19,19 @@ from typing import Any
 import numpy as np
 import yaml
 
-from fairnad.config import SearchConfig
+from fairnad.config import LLMConfig, SearchConfig, parse_llm_flag
 from fairnad.errors import ConfigError, FairnadError, RunPaused
-from fairnad.evaluate.tabular import TabularBenchmark, TabularEvaluator, load_benchmark, load_user_benchmark
+from fairnad.evaluate.tabular import TabularBenchmark, TabularEvaluator, load_table
 from fairnad.llm import LLMBudgetExceeded, LLMError, LLMUnavailable, RecordingLLM, ReplayBackend, ReplayExhausted
 from fairnad.llm.provider import BackendProvider
+from fairnad.problem import ACCURACY, FLOPS, PARAMS, Objective, Problem
 from fairnad.search.base import create_strategy
 from fairnad.search.study import Study
 from fairnad.space.candidate import Candidate
 from fairnad.space.code import own_frames
-from fairnad.store import RunStore, StoreError, is_run_dir
+from fairnad.store import BuildStore, RunStore, StoreError
+from fairnad.store.summary import summarize
 from fairnad.versions import versions
-
-
-@dataclass
-class Problem:
-    """What a Study searches: the space, how candidates are evaluated, and the context its
-    strategies may use (ideas, the candidate contract, cheap checks, option costs)."""
-
-    space: Any
-    evaluator: Any
-    domain: list[str] | None
-    objective: dict[str, Any]
-    context: dict[str, Any]
-    bench: TabularBenchmark | None = None
-    executor: Any = None
-
-    def close(self) -> None:
-        if self.executor is not None:
-            self.executor.close()
 
 
 SHIPPED_TREES = {"papers13": "papers13.json", "template": "template.json"}  # --knowledge NAME
@@ -77,26 +64,26 @@ def load_knowledge(cfg: SearchConfig):
 def tabular_problem(cfg: SearchConfig) -> Problem:
     bench = open_benchmark(cfg)
     m = bench.spec.metrics
-    context: dict[str, Any] = {}
+    # a candidate's "accuracy" is the table's search column, whichever way it is better
+    primary = ACCURACY if m.higher_is_better else Objective("accuracy", "min", label=m.search)
+    problem = Problem(kind="tabular", space=bench.space, evaluator=TabularEvaluator(bench, cfg.fidelity),
+                      dataset=bench.spec.dataset, objectives=(primary, *(o for o, c in ((PARAMS, m.params),
+                      (FLOPS, m.flops)) if c)), domain=bench.keys, bench=bench)  # fmt: skip
     if m.params or m.flops:
         col = bench.columns[m.params or m.flops]
         idx = np.array([bench.space.parse(k) for k in bench.keys])
         # the mean cost of the entries that use each option at each position: what "bigger" means
-        context["option_costs"] = [[float(col[idx[:, d] == j].mean()) if (idx[:, d] == j).any() else 0.0
-                                    for j in range(len(opts))] for d, opts in enumerate(bench.space.options)]  # fmt: skip
+        problem.option_costs = [[float(col[idx[:, d] == j].mean()) if (idx[:, d] == j).any() else 0.0
+                                 for j in range(len(opts))] for d, opts in enumerate(bench.space.options)]  # fmt: skip
 
         def cost_of(g: str) -> str:
             row = bench.lookup(g) or {}
             return ", ".join(f"{k} {row[k]:,}" for k in ("params", "flops") if row.get(k) is not None) or "cost unknown"
 
-        context["cost_of"] = cost_of
-        context["cost_range"] = {k: (float(max(1, bench.columns[c].min())), float(max(2, bench.columns[c].max())))
-                                 for k, c in (("params", m.params), ("flops", m.flops)) if c}  # fmt: skip
-    return Problem(
-        space=bench.space, evaluator=TabularEvaluator(bench, cfg.fidelity), domain=bench.keys,
-        objective={"metric": "accuracy" if m.higher_is_better else m.search, "unit": "%", "dataset": bench.spec.dataset},
-        context=context, bench=bench,
-    )  # fmt: skip
+        problem.cost_of = cost_of
+        problem.cost_range = {k: (float(max(1, bench.columns[c].min())), float(max(2, bench.columns[c].max())))
+                              for k, c in (("params", m.params), ("flops", m.flops)) if c}  # fmt: skip
+    return problem
 
 
 def open_problem(cfg: SearchConfig) -> Problem:
@@ -139,14 +126,14 @@ def open_problem(cfg: SearchConfig) -> Problem:
 
     contract = render("contract.j2", dataset=o.dataset, input_shape=list(spec.input_shape),
                       num_classes=spec.num_classes, max_params=o.max_params)  # fmt: skip
-    context = {
-        "knowledge": load_knowledge(cfg), "contract": contract, "initial": initial, "max_params": o.max_params,
+    return Problem(
+        kind="open", space=CodeSpace(o.dataset), evaluator=evaluator, dataset=o.dataset,
+        objectives=(Objective("accuracy", "max", "%", "validation accuracy"), PARAMS, FLOPS),
+        ideas=load_knowledge(cfg), contract=contract, initial=initial, max_params=o.max_params,
         # through Study.probe: stored and counted. check: builds, output shape, params/FLOPs; train: one epoch
-        "probes": {"check": probe, "train": lambda src: probe(src, checks_only=False, epochs=1)},
-    }  # fmt: skip
-    return Problem(space=CodeSpace(o.dataset), evaluator=evaluator, domain=None,
-                   objective={"metric": "validation accuracy", "unit": "%", "dataset": o.dataset},
-                   context=context, executor=executor)  # fmt: skip
+        probes={"check": probe, "train": lambda src: probe(src, checks_only=False, epochs=1)},
+        executor=executor,
+    )  # fmt: skip
 
 
 def make_problem(cfg: SearchConfig) -> Problem:
@@ -160,11 +147,7 @@ def _attach_run_dir(problem: Problem, run_dir: Path) -> None:
 
 
 def open_benchmark(cfg: SearchConfig) -> TabularBenchmark:
-    if cfg.benchmark_file or cfg.space_file:
-        if not (cfg.benchmark_file and cfg.space_file):
-            raise ConfigError("--benchmark-file and --space-file go together: a table needs its space description")
-        return load_user_benchmark(cfg.benchmark_file, cfg.space_file)
-    return load_benchmark(cfg.benchmark)
+    return load_table(cfg.benchmark, cfg.benchmark_file, cfg.space_file)
 
 
 def default_run_name(cfg: SearchConfig) -> str:
@@ -185,21 +168,43 @@ class RunHandle:
         return self.problem.bench
 
 
-def _llm_for(cfg: SearchConfig, store: RunStore, provider: BackendProvider) -> RecordingLLM:
+# -- the LLM, one way for searches and knowledge builds ------------------------------------------
+def llm_config(flag: str | None, model: str | None = None, api_key_env: str | None = None) -> LLMConfig:
+    """The LLM settings a --llm/--model/--api-key-env triple means (default: the embedded model)."""
+    fields: dict[str, Any] = parse_llm_flag(flag) if flag else {"backend": "embedded"}
+    if model:
+        fields["model"] = model
+    if api_key_env:
+        fields["api_key_env"] = api_key_env
+    return LLMConfig.model_validate(fields)
+
+
+def recorded_llm(cfg: LLMConfig, store: RunStore | BuildStore, provider: BackendProvider) -> RecordingLLM:
+    """The LLM as a run or build sees it: every call recorded in its store and answered from there
+    when it was asked before. `replay` answers from another folder of the same kind: a run's calls
+    in order (a search is re-executed exactly), a build's by request (papers may come in any order).
+    The call and token caps of the settings hold, replayed calls included."""
     own = store.llm_calls()
-    if cfg.llm.backend == "replay":
-        if not cfg.llm.replay_from or not is_run_dir(cfg.llm.replay_from):
-            raise ConfigError(f"llm.replay_from: {cfg.llm.replay_from!r} is not a run directory")
-        with RunStore.open(cfg.llm.replay_from, readonly=True) as src:
+    is_build = isinstance(store, BuildStore)
+    kind = BuildStore if is_build else RunStore
+    live: Any = None
+    recorded, cache = (own if not is_build else ()), (own if is_build else ())
+    if cfg.backend == "replay":
+        src_dir = cfg.replay_from
+        if not src_dir or not (Path(src_dir) / kind.DB).is_file():
+            raise ConfigError(f"llm.replay_from: {src_dir!r} is not a {'knowledge build' if is_build else 'run'} directory")
+        with kind.open(src_dir, readonly=True) as src:
             source_calls = src.llm_calls()
-        answered = len([c for c in own if not c.get("error")])
-        live = ReplayBackend(source_calls, source=str(cfg.llm.replay_from), start=answered)
+        if is_build:
+            cache = [*own, *source_calls]
+        else:
+            answered = len([c for c in own if not c.get("error")])
+            live = ReplayBackend(source_calls, source=str(src_dir), start=answered)
     else:
-        live = provider.lazy(cfg.llm.model_dump())
-    return RecordingLLM(
-        live, sink=store.add_llm_call, recorded=own, max_calls=cfg.llm.max_calls, max_tokens=cfg.llm.max_tokens,
-        source=str(store.run_dir),
-    )  # fmt: skip
+        live = provider.lazy(cfg.model_dump())
+    return RecordingLLM(live, sink=store.add_llm_call, recorded=recorded, cache=cache, max_calls=cfg.max_calls,
+                        max_tokens=cfg.max_tokens, source=str(src_dir if cfg.backend == "replay" and is_build
+                                                              else store.run_dir))  # fmt: skip
 
 
 def create_run(cfg: SearchConfig, run_dir: str | Path | None = None) -> RunHandle:
@@ -221,7 +226,8 @@ def create_run(cfg: SearchConfig, run_dir: str | Path | None = None) -> RunHandl
         raise
     try:
         (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
-        store.set_meta(versions=versions())  # what the run was made with: shown by the report
+        store.set_meta(versions=versions(),  # what the run was made with: shown by the report
+                       objectives=[dataclasses.asdict(o) for o in problem.objectives])  # what "best" means, for readers
     except (OSError, StoreError) as err:
         store.close()
         problem.close()
@@ -255,11 +261,11 @@ def execute(
     """Drive the run to its budget. LLM outages pause it cleanly (RunPaused, resumable)."""
     cfg, store, problem = handle.cfg, handle.store, handle.problem
     strategy = create_strategy(cfg.strategy, cfg.strategies.get(cfg.strategy))
-    llm = _llm_for(cfg, store, provider) if strategy.uses_llm else None
+    llm = recorded_llm(cfg.llm, store, provider) if strategy.uses_llm else None
     study = Study(
-        space=problem.space, evaluator=problem.evaluator, store=store, budget=cfg.budget, seed=cfg.seed, llm=llm,
-        domain=problem.domain, fidelity=cfg.fidelity if problem.bench is not None else None,
-        max_seconds=cfg.max_seconds, objective=problem.objective, context=problem.context, max_probes=cfg.max_probes,
+        problem=problem, store=store, budget=cfg.budget, seed=cfg.seed, llm=llm,
+        fidelity=cfg.fidelity if problem.bench is not None else None, max_seconds=cfg.max_seconds,
+        max_probes=cfg.max_probes,
     )  # fmt: skip
     if on_result is not None:
         study.callbacks.append(on_result)
@@ -319,156 +325,51 @@ def _close_session(store: RunStore, study: Study, llm: RecordingLLM | None, t0: 
     )  # fmt: skip
 
 
-def made_by_llm(origin: dict[str, Any]) -> bool:
-    """Whether a candidate is the model's own proposal, as the bench's 'share' counts it: what the
-    strategy said when it made it (origin["source"] == "llm"; the vocabulary is in space/candidate.py).
-    Origins stored before `source` existed are read by the legacy rule below."""
-    if "source" in origin:
-        return origin["source"] == "llm"
-    return _legacy_made_by_llm(origin)
+
+# -- knowledge builds ---------------------------------------------------------------------------
+def build_dir_for(out: Path) -> Path:
+    """Where a build keeps its state by default: runs/knowledge-<tree name>."""
+    return Path("runs") / f"knowledge-{Path(out).stem}"
 
 
-# LEGACY: origins stored before proposals carried `source` are classified by op name, as they were
-# then: the child is the LLM's answer unless a fallback replaced it or an idea was edited into it.
-# Their "mutation" may be regevo's: the callers count it only in runs that asked the LLM anything.
-# New runs never reach this rule; do not add ops to it.
-_LEGACY_LLM_OPS = {"llm", "idea", "iterative", "mutation", "crossover", "evoprompt", "fresh"}
+def open_build(build_dir: Path, meta: dict[str, Any]) -> BuildStore:
+    """The build's store: resumed when it exists (papers already read are not read again)."""
+    if (Path(build_dir) / BuildStore.DB).is_file():
+        return BuildStore.open(build_dir)
+    return BuildStore.create(build_dir, meta)
 
 
-def _legacy_made_by_llm(origin: dict[str, Any]) -> bool:
-    if any(k in origin for k in ("fallback", "idea_enforced", "llm_answer")):
-        return False
-    op = origin.get("op")
-    return op in _LEGACY_LLM_OPS or (op == "pareto" and origin.get("via") == "llm")
+def build_knowledge(pdfs: list[Path], template, out: Path, build_dir: Path, llm_cfg: LLMConfig, opts, *,
+                    note: Callable[[str | None, str], None] | None = None, extra_mentions=None,
+                    graphml: bool = True) -> dict[str, Any]:  # fmt: skip
+    """Read `pdfs` into the build at `build_dir` (resumable), consolidate everything it holds into the
+    attribute tree, write it to `out` (and its GraphML), and return the build's summary.
+    `note(paper, stage)` hears each paper's stages, then (None, "consolidating")."""
+    from fairnad.knowledge.build import assemble, process_papers
+    from fairnad.knowledge.embed import Embedder
+    from fairnad.store.sqlite import clean_text
+    from fairnad.store.summary import knowledge_summary
 
-
-def summarize(store: RunStore, bench: TabularBenchmark | None = None) -> dict[str, Any]:
-    """The run as one JSON-able object (what `search --json` and `runs show --json` print)."""
-    meta = store.meta()
-    cfg = meta.get("config", {})
-    cands = store.candidates()
-    done = [c for c in cands if c.ok]
-    counted = [c for c in cands if c.counted]
-    best = max(done, key=lambda c: c.metrics["accuracy"]) if done else None
-    statuses: dict[str, int] = {}
-    origins: dict[str, int] = {}  # what produced the evaluated candidates: llm, fallback, mutation, random...
-    sources: dict[str, int] = {}  # who made them: llm, algorithm, fallback, init ("?": a run from before sources)
-    totals = store.llm_totals()
-    llm_strategy = totals["calls"] > 0  # (a strategy that asked nothing proposed nothing itself)
-    llm_made = 0
-    for c in cands:
-        statuses[c.status] = statuses.get(c.status, 0) + 1
-        if c.counted:
-            op = c.origin.get("op", "?")
-            origins[op] = origins.get(op, 0) + 1
-            src = c.origin.get("source", "?")
-            sources[src] = sources.get(src, 0) + 1
-            llm_made += llm_strategy and made_by_llm(c.origin)
-    out: dict[str, Any] = {
-        "run_dir": str(store.run_dir),
-        "strategy": cfg.get("strategy"),
-        "benchmark": (cfg.get("open") or {}).get("dataset") if cfg.get("space") == "open"
-        else Path(cfg["benchmark_file"]).stem if cfg.get("benchmark_file") else cfg.get("benchmark"),
-        "space": cfg.get("space", "tabular"),
-        "seed": cfg.get("seed"),
-        "status": meta.get("status"),
-        "budget": cfg.get("budget"),
-        "evaluations": len(counted),
-        "probes": len(store.probes()),  # cheap checks strategies ran before spending evaluations
-        "proposals": len(cands),
-        "statuses": statuses,
-        "origins": origins,
-        "sources": sources,
-        "llm_made": llm_made,
-        "best": None,
-        "llm": totals,
-        "seconds": meta.get("seconds"),
-    }
-    if best is not None:
-        b = best.metrics
-        out["best"] = {
-            "trial": best.trial,
-            "genotype": best.genotype,
-            "accuracy": b.get("test_accuracy", b["accuracy"]),
-            "search_accuracy": b["accuracy"],
-            "rank": b.get("rank"),
-            **{k: b[k] for k in ("params", "flops", "arch") if k in b},
-        }
-        if bench is not None:
-            out["best"]["description"] = bench.space.describe(best.genotype)
-            out["table_size"] = len(bench)
-    if best is not None:
-        out["best"]["origin"] = origin_label(best.origin)
-        out["best"]["by_llm"] = bool(llm_strategy and made_by_llm(best.origin))
-    out["children"] = children_table(cands, llm_strategy)
-    out["trajectory"] = best_so_far(cands)
-    return out
-
-
-def origin_label(origin: dict[str, Any]) -> str:
-    """What made a candidate, in words a table can group by: idea, pareto (llm), pareto (arguments)..."""
-    op = origin.get("op", "?")
-    return f"{op} ({origin['via']})" if origin.get("via") else op
-
-
-def children_table(cands: list[Candidate], llm_strategy: bool = True) -> list[dict[str, Any]]:
-    """Per origin: proposed, trained (evaluated without failing; of those, how many trained once their
-    layers' input sizes were inferred from the data), improved the best so far, improved the
-    Pareto front of accuracy and parameters (non-dominated by everything completed before it), and
-    whether the LLM wrote those children. Refused proposals (duplicates, no code) count as proposed."""
-    from fairnad.search.pareto import improves_front
-
-    rows: dict[str, dict[str, Any]] = {}
-    done: list[Candidate] = []
-    best = None
-    for c in cands:
-        r = rows.setdefault(origin_label(c.origin), {"origin": origin_label(c.origin), "by_llm": False, "proposed": 0,
-                                                     "trained": 0, "sizes_inferred": 0, "improved_best": 0,
-                                                     "improved_front": 0})  # fmt: skip
-        r["proposed"] += 1
-        r["by_llm"] = r["by_llm"] or bool(llm_strategy and made_by_llm(c.origin))
-        if c.ok:
-            r["trained"] += 1
-            r["sizes_inferred"] += int(bool(c.origin.get("inferred_sizes")))
-            r["improved_front"] += int(improves_front(c, done, "params"))
-            if best is None or c.metrics["accuracy"] > best:
-                r["improved_best"] += int(best is not None)
-                best = c.metrics["accuracy"]
-            done.append(c)
-    return sorted(rows.values(), key=lambda r: (not r["by_llm"], r["origin"]))
-
-
-def best_so_far(cands: list[Candidate]) -> list[dict[str, Any]]:
-    """After each counted evaluation: the reported accuracy and rank of the best-so-far (by search metric)."""
-    traj = []
-    best = None
-    for c in cands:
-        if not c.counted:
-            continue
-        if c.ok and (best is None or c.metrics["accuracy"] > best.metrics["accuracy"]):
-            best = c
-        if best is not None:
-            traj.append(
-                {"evaluations": len(traj) + 1, "accuracy": best.metrics.get("test_accuracy", best.metrics["accuracy"]),
-                 "rank": best.metrics.get("rank"), "trial": best.trial}
-            )  # fmt: skip
-        else:
-            traj.append({"evaluations": len(traj) + 1, "accuracy": None, "rank": None, "trial": None})
-    return traj
-
-
-def list_runs(root: str | Path) -> list[dict[str, Any]]:
-    root = Path(root)
-    rows = []
-    if not root.is_dir():
-        return rows
-    for d in sorted(p for p in root.rglob("run.db")):
-        try:
-            with RunStore.open(d.parent, readonly=True) as store:
-                s = summarize(store)
-        except (StoreError, FairnadError) as err:
-            rows.append({"run_dir": str(d.parent), "status": f"unreadable: {err}"})
-            continue
-        s.pop("trajectory", None)
-        rows.append(s)
-    return rows
+    t0 = time.time()
+    note = note or (lambda paper, stage: None)
+    store = open_build(build_dir, {"template": template.model_dump(), "out": str(out)})
+    try:
+        with BackendProvider(build_dir) as provider:
+            llm = recorded_llm(llm_cfg, store, provider)
+            if opts.confirm_duplicates is None:  # only a capable model is worth asking about duplicates
+                opts.confirm_duplicates = llm_cfg.backend == "openai"
+            embedder = Embedder()
+            process_papers(pdfs, template, store, llm, embedder, opts, note)
+            note(None, "consolidating")
+            tree, report = assemble(template, store, embedder, opts, llm=llm, extra_mentions=extra_mentions,
+                                    build_dir=str(build_dir))  # fmt: skip
+            tree.save(out)
+            if graphml:
+                tree.export_graphml(Path(out).with_suffix(".graphml"))
+            store.add_event("tree_saved", tree=str(out), attributes=len(tree.attributes()))
+            all_papers = store.papers()
+            wanted = {clean_text(str(p)) for p in pdfs}  # as stored (a non-UTF-8 name is stored cleaned)
+            papers = [p for p in all_papers if p["path"] in wanted] or all_papers
+            return knowledge_summary(tree, report, papers, llm, time.time() - t0, out)
+    finally:
+        store.close()

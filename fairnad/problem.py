@@ -1,0 +1,91 @@
+"""What a search is about, as named fields: the space and how it is evaluated, the objectives, and
+what a problem offers its strategies (the idea space, the candidate contract, a checker, option
+costs). The lifecycle builds a Problem from a run's config; a Study and its strategies read it.
+
+A strategy asks `problem.kind` ("tabular" or "open") and reads the fields that kind fills; it never
+tests what an object happens to have.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, runtime_checkable
+
+from fairnad.evaluate.base import Evaluator  # the one method every evaluator implements
+
+
+@runtime_checkable
+class Space(Protocol):
+    """A space of genotypes: a table's option strings or model code."""
+
+    def is_valid(self, genotype: str) -> bool: ...
+
+    def key(self, genotype: str) -> str:
+        """What makes two genotypes the same (model code: the normalised source)."""
+        ...
+
+    def describe(self, genotype: str) -> str:
+        """One line that tells genotypes apart in a prompt."""
+        ...
+
+
+# a probe: genotype -> plain-JSON result {"status", "category", "error", "traceback", "params", ...}
+Probe = Callable[[str], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Objective:
+    """One objective of the search: the key of a candidate's metrics, and which way is better."""
+
+    name: str
+    direction: Literal["max", "min"]
+    unit: str = ""
+    label: str = ""  # how prompts name it ("validation accuracy"); the name when empty
+
+    def better(self, a: float, b: float) -> bool:
+        return a > b if self.direction == "max" else a < b
+
+    @property
+    def text(self) -> str:
+        return self.label or self.name
+
+
+ACCURACY = Objective("accuracy", "max", "%")
+PARAMS = Objective("params", "min")
+FLOPS = Objective("flops", "min")
+
+
+@dataclass
+class Problem:
+    kind: Literal["tabular", "open"]
+    space: Space
+    evaluator: Evaluator
+    dataset: str
+    # the first is what "best" means (accuracy); the others are the costs a front trades it against
+    objectives: tuple[Objective, ...] = (ACCURACY, PARAMS)
+    domain: list[str] | None = None  # every genotype that can be evaluated, for a finite table
+    # -- open spaces: model code trained for real
+    ideas: Any = None  # the attribute tree of design ideas (knowledge.tree.AttributeTree)
+    contract: str = ""  # what a model file must be (prompts quote it)
+    initial: list[str] = field(default_factory=list)  # starting model files
+    max_params: int | None = None
+    probes: dict[str, Probe] = field(default_factory=dict)  # cheap checks: "check" (build, shape), "train"
+    # -- tabular spaces: a benchmark's table
+    option_costs: list[list[float]] | None = None  # mean cost of the entries using each option, per position
+    cost_of: Callable[[str], str] | None = None  # a genotype's cost as prompt text
+    cost_range: dict[str, tuple[float, float]] = field(default_factory=dict)  # min/max params and FLOPs
+    bench: Any = None  # the TabularBenchmark behind a tabular problem
+    executor: Any = None  # what runs open evaluations; closed with the problem
+
+    @property
+    def primary(self) -> Objective:
+        return self.objectives[0]
+
+    @property
+    def is_open(self) -> bool:
+        return self.kind == "open"
+
+    def close(self) -> None:
+        if self.executor is not None:
+            self.executor.close()

@@ -1,0 +1,200 @@
+"""A run as plain data, read from its store alone: the summary `search --json` and `runs show` print,
+the children table, the best-so-far trajectory, who made each candidate, and the list of runs under
+a folder. The report, the bench and export read runs through here; nothing here runs anything.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fairnad.errors import FairnadError
+from fairnad.pareto import as_objectives, improves
+from fairnad.space.candidate import Candidate
+from fairnad.store.sqlite import RunStore, StoreError
+
+
+def made_by_llm(origin: dict[str, Any]) -> bool:
+    """Whether a candidate is the model's own proposal, as the bench's 'share' counts it: what the
+    strategy said when it made it (origin["source"] == "llm"; the vocabulary is in space/candidate.py).
+    Origins stored before `source` existed are read by the legacy rule below."""
+    if "source" in origin:
+        return origin["source"] == "llm"
+    return _legacy_made_by_llm(origin)
+
+
+# LEGACY: origins stored before proposals carried `source` are classified by op name, as they were
+# then: the child is the LLM's answer unless a fallback replaced it or an idea was edited into it.
+# Their "mutation" may be regevo's: the callers count it only in runs that asked the LLM anything.
+# New runs never reach this rule; do not add ops to it.
+_LEGACY_LLM_OPS = {"llm", "idea", "iterative", "mutation", "crossover", "evoprompt", "fresh"}
+
+
+def _legacy_made_by_llm(origin: dict[str, Any]) -> bool:
+    if any(k in origin for k in ("fallback", "idea_enforced", "llm_answer")):
+        return False
+    op = origin.get("op")
+    return op in _LEGACY_LLM_OPS or (op == "pareto" and origin.get("via") == "llm")
+
+
+def summarize(store: RunStore, bench: Any = None) -> dict[str, Any]:
+    """The run as one JSON-able object (what `search --json` and `runs show --json` print); with the
+    run's tabular benchmark, the best genotype described and the table's size."""
+    meta = store.meta()
+    cfg = meta.get("config", {})
+    cands = store.candidates()
+    done = [c for c in cands if c.ok]
+    counted = [c for c in cands if c.counted]
+    # what "best" means: the run's first objective (runs from before it was stored: accuracy, higher)
+    primary = (meta.get("objectives") or [{"name": "accuracy", "direction": "max"}])[0]
+    pick = max if primary.get("direction", "max") == "max" else min
+    best = pick(done, key=lambda c: c.metrics[primary["name"]]) if done else None
+    statuses: dict[str, int] = {}
+    origins: dict[str, int] = {}  # what produced the evaluated candidates: llm, fallback, mutation, random...
+    sources: dict[str, int] = {}  # who made them: llm, algorithm, fallback, init ("?": a run from before sources)
+    totals = store.llm_totals()
+    llm_strategy = totals["calls"] > 0  # (a strategy that asked nothing proposed nothing itself)
+    llm_made = 0
+    for c in cands:
+        statuses[c.status] = statuses.get(c.status, 0) + 1
+        if c.counted:
+            op = c.origin.get("op", "?")
+            origins[op] = origins.get(op, 0) + 1
+            src = c.origin.get("source", "?")
+            sources[src] = sources.get(src, 0) + 1
+            llm_made += llm_strategy and made_by_llm(c.origin)
+    out: dict[str, Any] = {
+        "run_dir": str(store.run_dir),
+        "strategy": cfg.get("strategy"),
+        "benchmark": (cfg.get("open") or {}).get("dataset") if cfg.get("space") == "open"
+        else Path(cfg["benchmark_file"]).stem if cfg.get("benchmark_file") else cfg.get("benchmark"),
+        "space": cfg.get("space", "tabular"),
+        "seed": cfg.get("seed"),
+        "status": meta.get("status"),
+        "budget": cfg.get("budget"),
+        "evaluations": len(counted),
+        "probes": len(store.probes()),  # cheap checks strategies ran before spending evaluations
+        "proposals": len(cands),
+        "statuses": statuses,
+        "origins": origins,
+        "sources": sources,
+        "llm_made": llm_made,
+        "best": None,
+        "llm": totals,
+        "seconds": meta.get("seconds"),
+    }
+    if best is not None:
+        b = best.metrics
+        out["best"] = {
+            "trial": best.trial,
+            "genotype": best.genotype,
+            "accuracy": b.get("test_accuracy", b["accuracy"]),
+            "search_accuracy": b["accuracy"],
+            "rank": b.get("rank"),
+            **{k: b[k] for k in ("params", "flops", "arch") if k in b},
+        }
+        if bench is not None:
+            out["best"]["description"] = bench.space.describe(best.genotype)
+            out["table_size"] = len(bench)
+    if best is not None:
+        out["best"]["origin"] = origin_label(best.origin)
+        out["best"]["by_llm"] = bool(llm_strategy and made_by_llm(best.origin))
+    out["children"] = children_table(cands, llm_strategy)
+    out["trajectory"] = best_so_far(cands)
+    return out
+
+
+def origin_label(origin: dict[str, Any]) -> str:
+    """What made a candidate, in words a table can group by: idea, pareto (llm), pareto (arguments)..."""
+    op = origin.get("op", "?")
+    return f"{op} ({origin['via']})" if origin.get("via") else op
+
+
+def children_table(cands: list[Candidate], llm_strategy: bool = True) -> list[dict[str, Any]]:
+    """Per origin: proposed, trained (evaluated without failing; of those, how many trained once their
+    layers' input sizes were inferred from the data), improved the best so far, improved the
+    Pareto front of accuracy and parameters (non-dominated by everything completed before it), and
+    whether the LLM wrote those children. Refused proposals (duplicates, no code) count as proposed."""
+    rows: dict[str, dict[str, Any]] = {}
+    done: list[Candidate] = []
+    best = None
+    for c in cands:
+        r = rows.setdefault(origin_label(c.origin), {"origin": origin_label(c.origin), "by_llm": False, "proposed": 0,
+                                                     "trained": 0, "sizes_inferred": 0, "improved_best": 0,
+                                                     "improved_front": 0})  # fmt: skip
+        r["proposed"] += 1
+        r["by_llm"] = r["by_llm"] or bool(llm_strategy and made_by_llm(c.origin))
+        if c.ok:
+            r["trained"] += 1
+            r["sizes_inferred"] += int(bool(c.origin.get("inferred_sizes")))
+            F = as_objectives([(x.metrics["accuracy"], x.metrics.get("params")) for x in [c, *done]])
+            r["improved_front"] += int(improves(F[0], F[1:]))
+            if best is None or c.metrics["accuracy"] > best:
+                r["improved_best"] += int(best is not None)
+                best = c.metrics["accuracy"]
+            done.append(c)
+    return sorted(rows.values(), key=lambda r: (not r["by_llm"], r["origin"]))
+
+
+def best_so_far(cands: list[Candidate]) -> list[dict[str, Any]]:
+    """After each counted evaluation: the reported accuracy and rank of the best-so-far (by search metric)."""
+    traj = []
+    best = None
+    for c in cands:
+        if not c.counted:
+            continue
+        if c.ok and (best is None or c.metrics["accuracy"] > best.metrics["accuracy"]):
+            best = c
+        if best is not None:
+            traj.append(
+                {"evaluations": len(traj) + 1, "accuracy": best.metrics.get("test_accuracy", best.metrics["accuracy"]),
+                 "rank": best.metrics.get("rank"), "trial": best.trial}
+            )  # fmt: skip
+        else:
+            traj.append({"evaluations": len(traj) + 1, "accuracy": None, "rank": None, "trial": None})
+    return traj
+
+
+def list_runs(root: str | Path) -> list[dict[str, Any]]:
+    root = Path(root)
+    rows = []
+    if not root.is_dir():
+        return rows
+    for d in sorted(p for p in root.rglob("run.db")):
+        try:
+            with RunStore.open(d.parent, readonly=True) as store:
+                s = summarize(store)
+        except (StoreError, FairnadError) as err:
+            rows.append({"run_dir": str(d.parent), "status": f"unreadable: {err}"})
+            continue
+        s.pop("trajectory", None)
+        rows.append(s)
+    return rows
+
+
+def knowledge_summary(tree, report: dict[str, Any], papers: list[dict[str, Any]], llm, seconds: float,
+                      out: Path) -> dict[str, Any]:  # fmt: skip
+    """A knowledge build as one JSON-able object (what `knowledge build --json` prints): papers read and
+    skipped, attributes proposed / accepted / rejected (per reason) / after merging, categories filled,
+    parsing speed, LLM use. `papers` are the build store's rows of the papers this build was given."""
+    done = [p for p in papers if p["status"] == "done"]
+    agg = {k: sum(p.get("stats", {}).get(k, 0) for p in done) for k in ("proposed", "verified", "rejected", "failed_calls")}
+    rejections: dict[str, int] = {}
+    for p in done:
+        for why, n in p.get("stats", {}).get("rejections", {}).items():
+            rejections[why] = rejections.get(why, 0) + n
+    parse_s = sum(p.get("stats", {}).get("parse_seconds", 0) for p in done)
+    pages = sum(p.get("pages") or 0 for p in done)
+    stats = tree.stats()
+    return {
+        "tree": str(out), "papers": len(done),
+        "skipped": [{"path": p["path"], "reason": p.get("error")} for p in papers if p["status"] == "skipped"],
+        "attributes": {**agg, "consolidated": len(tree.attributes()), "merged": report.get("merged", 0)},
+        "rejections": rejections,
+        "categories": {"filled": len(stats["categories"]) - len(stats["empty_categories"]),
+                       "empty": stats["empty_categories"]},
+        "pages_per_second": round(pages / parse_s, 2) if parse_s else None,
+        "per_paper": [{"paper": p["name"], "pages": p.get("pages"), "seconds": p.get("seconds"),
+                       **{k: p.get("stats", {}).get(k) for k in ("proposed", "verified", "rejected")}} for p in done],
+        "llm": llm.stats() if llm is not None else None, "seconds": round(seconds, 2),
+    }  # fmt: skip
