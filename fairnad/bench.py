@@ -15,9 +15,11 @@ import threading
 import traceback
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from fairnad.config import SearchConfig
 from fairnad.errors import FairnadError
@@ -37,16 +39,45 @@ class Job:
     seed: int
     run_dir: Path
     replica: int = 0
+    label: str = ""  # the row it is counted in: the strategy, or an ablation of it ("fairnad -idea")
+    settings: dict[str, Any] = field(default_factory=dict)  # dotted overrides of the bench's config
+
+    def __post_init__(self) -> None:
+        self.label = self.label or self.strategy
+
+    def asks_llm(self, base: SearchConfig) -> bool:
+        backend = self.settings.get("llm.backend", base.llm.backend)
+        return strategy_class(self.strategy).uses_llm and backend != "none"
 
 
-def plan(base: SearchConfig, benchmarks: list[str], strategies: list[str], seeds: list[int], out: Path) -> list[Job]:
+def ablations(base: SearchConfig) -> list[tuple[str, dict[str, Any]]]:
+    """FairNAD with each mutation type off, and without its LLM (each LLM step replaced by its
+    deterministic counterpart): (row label, settings). With --llm none already, the LLM-less run is
+    FairNAD itself."""
+    from fairnad.search.fairnad import MUTATIONS
+
+    rows = [(f"fairnad -{m}", {"strategies.fairnad.disable": [m]}) for m in MUTATIONS]
+    if base.llm.backend != "none":
+        rows.append(("fairnad --llm none", {"llm.backend": "none"}))
+    return rows
+
+
+def plan(base: SearchConfig, benchmarks: list[str], strategies: list[str], seeds: list[int], out: Path,
+         variants: list[tuple[str, dict[str, Any]]] = ()) -> list[Job]:  # fmt: skip
+    """One job per benchmark x strategy (and variant of FairNAD) x seed; folders named after the row."""
     for s in strategies:
         strategy_class(s)  # unknown names fail before anything runs
     for b in benchmarks:
         load_benchmark(b)
+    rows = [(s, s, {}) for s in strategies] + [(label, "fairnad", sets) for label, sets in variants]
     return [
-        Job(b, s, seed, out / b / s / f"seed{seed}") for b in benchmarks for s in strategies for seed in seeds
-    ]
+        Job(b, s, seed, out / b / _folder(label) / f"seed{seed}", label=label, settings=sets)
+        for b in benchmarks for label, s, sets in rows for seed in seeds
+    ]  # fmt: skip
+
+
+def _folder(label: str) -> str:
+    return label.replace(" --", "_").replace(" -", "_no-").replace(" ", "_")
 
 
 def run_grid(
@@ -61,7 +92,7 @@ def run_grid(
     """Run every job to `budget` (resuming or reusing what exists); one summary per job."""
     results: list[dict[str, Any]] = [None] * len(jobs)  # type: ignore[list-item]
     lock = threading.Lock()
-    llm_jobs = [j for j in jobs if strategy_class(j.strategy).uses_llm]
+    llm_jobs = [j for j in jobs if j.asks_llm(base)]
     for i, j in enumerate(llm_jobs):
         j.replica = i % max(1, llm_servers)
     # An embedded server answers one request at a time and caches one conversation's prompt:
@@ -98,12 +129,12 @@ def run_grid(
                         with lock:
                             on_progress(done)
                     sub = _Replica(provider, _llm_settings(base, job.replica, llm_servers))
-                    if embedded and strategy_class(job.strategy).uses_llm:
+                    if embedded and job.asks_llm(base):
                         with gates[job.replica]:
                             s = execute(handle, sub, progress)
                     else:
                         s = execute(handle, sub, progress)
-                results[i] = {**s, "job": job}
+                results[i] = {**s, "job": job, "points": _points(handle.store)}
             except (FairnadError, LLMError) as err:
                 results[i] = _failed(job, err)
             except Exception as err:  # a bug in one run must not lose the others
@@ -111,7 +142,7 @@ def run_grid(
             finally:
                 handle.store.close()
 
-        order = sorted(range(len(jobs)), key=lambda i: strategy_class(jobs[i].strategy).uses_llm)  # quick ones first
+        order = sorted(range(len(jobs)), key=lambda i: jobs[i].asks_llm(base))  # quick ones first
         with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
             futures = [pool.submit(one, i, jobs[i]) for i in order]
             for f in as_completed(futures):
@@ -143,10 +174,32 @@ class _Replica:
 def _open_job(base: SearchConfig, job: Job, budget: int) -> RunHandle:
     if is_run_dir(job.run_dir):
         return open_run(job.run_dir, budget)
-    cfg = base.model_copy(deep=True)
+    cfg = _with_settings(base, job.settings)
     cfg.benchmark, cfg.strategy, cfg.seed, cfg.budget = job.benchmark, job.strategy, job.seed, budget
     cfg.benchmark_file = cfg.space_file = None
     return create_run(cfg, job.run_dir)
+
+
+def _with_settings(base: SearchConfig, settings: dict[str, Any]) -> SearchConfig:
+    """The bench's config with a job's dotted settings on top (an ablation's switches)."""
+    data = base.model_dump(mode="json")
+    for key, value in settings.items():
+        *path, last = key.split(".")
+        node = data
+        for p in path:
+            node = node.setdefault(p, {})
+        node[last] = value
+    return SearchConfig.model_validate(data)
+
+
+def _points(store) -> list[tuple[float | None, float | None]]:
+    """(reported accuracy, params) of each counted evaluation in order; (None, None) for a failure."""
+    out = []
+    for c in store.candidates():
+        if c.counted:
+            m = c.metrics
+            out.append((m.get("test_accuracy", m.get("accuracy")), m.get("params")) if c.ok else (None, None))
+    return out
 
 
 def _failed(job: Job, err: Exception, tb: str | None = None) -> dict[str, Any]:
@@ -154,39 +207,102 @@ def _failed(job: Job, err: Exception, tb: str | None = None) -> dict[str, Any]:
 
 
 # -- the table ---------------------------------------------------------------------------------
-def table(results: list[dict[str, Any]], budgets: list[int]) -> list[dict[str, Any]]:
-    """Mean and std of the best reported accuracy and its rank, per benchmark x strategy x budget,
-    with the exact random-search expectation of each benchmark and budget beside them."""
+RANDOM_SIMULATIONS = 1000  # random search's hypervolume and best-under-a-budget, by simulation
+
+
+class Objectives:
+    """What a row reports beside best accuracy, computed the same way for runs and for random search:
+    the best accuracy among models within a parameter budget, and the hypervolume of the
+    accuracy/params front (both axes scaled to the table's range; reference point: the least accurate
+    and the largest model of the table; 1.0 would be a single model that is the most accurate and the
+    smallest)."""
+
+    def __init__(self, bench, max_params: int | None) -> None:
+        self.max_params = max_params
+        self.acc = np.asarray(bench.columns[bench.report_column], float)
+        col = bench.spec.metrics.params
+        self.params = np.asarray(bench.columns[col], float) if col else None
+        if self.params is not None:
+            self.lo = np.array([np.nanmin(self.acc), np.nanmin(self.params)])
+            self.hi = np.array([np.nanmax(self.acc), np.nanmax(self.params)])
+
+    def under_budget(self, points) -> float | None:
+        ok = [a for a, p in points if a is not None and p is not None and p <= self.max_params]
+        return max(ok) if ok else None
+
+    def hypervolume(self, points) -> float | None:
+        from pymoo.indicators.hv import HV
+
+        if self.params is None:
+            return None
+        P = np.array([(a, p) for a, p in points if a is not None and p is not None], float)
+        if not len(P):
+            return 0.0
+        span = np.maximum(self.hi - self.lo, 1e-12)
+        F = np.column_stack([(self.hi[0] - P[:, 0]) / span[0], (P[:, 1] - self.lo[1]) / span[1]])
+        return float(HV(ref_point=np.array([1.0, 1.0]))(np.minimum(F, 1.0)))
+
+    def random(self, k: int, seed: int = 0) -> dict[str, tuple[float | None, float | None]]:
+        """Mean and std over RANDOM_SIMULATIONS random searches of k distinct entries."""
+        rng = np.random.default_rng(seed)
+        n = len(self.acc)
+        hv, ub = [], []
+        for _ in range(RANDOM_SIMULATIONS):
+            idx = rng.choice(n, size=min(k, n), replace=False)
+            pts = [(self.acc[i], None if self.params is None else self.params[i]) for i in idx]
+            if self.params is not None:
+                hv.append(self.hypervolume(pts))
+            if self.max_params is not None:
+                ub.append(self.under_budget(pts))
+        ub = [x for x in ub if x is not None]
+        return {"hv": (_mean(hv), _std(hv)) if hv else (None, None),
+                "under_budget": (_mean(ub), _std(ub)) if ub else (None, None)}  # fmt: skip
+
+
+def table(results: list[dict[str, Any]], budgets: list[int], max_params: int | None = None) -> list[dict[str, Any]]:
+    """Per benchmark x strategy (or ablation) x budget, mean and std over seeds: the best reported
+    accuracy and its rank, the best accuracy within `max_params`, the hypervolume of the
+    accuracy/params front, and what the budget was spent on (evaluations, probes, LLM calls and
+    tokens, the share of evaluations the LLM proposed); random search's exact expectation (accuracy,
+    rank) and simulated figures (hypervolume, under the budget) beside them."""
     rows = []
     groups: dict[tuple[str, str], list[dict]] = {}
     for r in results:
-        groups.setdefault((r["job"].benchmark, r["job"].strategy), []).append(r)
+        groups.setdefault((r["job"].benchmark, r["job"].label), []).append(r)
     benches = list(dict.fromkeys(r["job"].benchmark for r in results))
     for b in benches:
         bench = load_benchmark(b)
+        obj = Objectives(bench, max_params)
         for k in budgets:
             exp = bench.random_search_expectation(k)
+            sim = obj.random(k)
             rows.append({
                 "benchmark": b, "strategy": "random (exact expectation)", "budget": k, "runs": None,
                 "acc_mean": exp["mean"], "acc_std": exp["std"], "rank_mean": exp.get("rank_mean"), "rank_std": None,
-                "rank_median": exp.get("rank_median"), "failed": 0, "probes": None, "llm_calls": None,
-                "llm_tokens": None,
+                "rank_median": exp.get("rank_median"), "budget_acc_mean": sim["under_budget"][0],
+                "budget_acc_std": sim["under_budget"][1], "hv_mean": sim["hv"][0], "hv_std": sim["hv"][1],
+                "failed": 0, "evaluations": k, "probes": None, "llm_calls": None, "llm_tokens": None,
             })  # fmt: skip
-            for (gb, strat), rs in groups.items():
+            for (gb, label), rs in groups.items():
                 if gb != b:
                     continue
                 ok = [r for r in rs if "error" not in r and len(r["trajectory"]) >= k]
                 accs = [r["trajectory"][k - 1]["accuracy"] for r in ok if r["trajectory"][k - 1]["accuracy"] is not None]
                 ranks = [r["trajectory"][k - 1]["rank"] for r in ok if r["trajectory"][k - 1]["rank"] is not None]
+                pts = [r.get("points", [])[:k] for r in ok]
+                hvs = [h for h in (obj.hypervolume(p) for p in pts) if h is not None]
+                ubs = [u for u in (obj.under_budget(p) for p in pts) if u is not None] if max_params else []
                 calls = [r["llm"]["calls"] for r in ok]
                 llm_made = [r.get("llm_made", 0) / max(1, r["evaluations"]) for r in ok]
                 toks = [r["llm"]["tokens_in"] + r["llm"]["tokens_out"] for r in ok]
                 probes = [r.get("probes", 0) for r in ok]
                 rows.append({
-                    "benchmark": b, "strategy": strat, "budget": k, "runs": len(accs),
+                    "benchmark": b, "strategy": label, "budget": k, "runs": len(accs),
                     "acc_mean": _mean(accs), "acc_std": _std(accs), "rank_mean": _mean(ranks), "rank_std": _std(ranks),
-                    "rank_median": _median(ranks), "failed": len(rs) - len(ok), "probes": _mean(probes) if ok else None,
-                    "llm_calls": _mean(calls) if any(calls) else None, "llm_tokens": _mean(toks) if any(toks) else None,
+                    "rank_median": _median(ranks), "budget_acc_mean": _mean(ubs), "budget_acc_std": _std(ubs),
+                    "hv_mean": _mean(hvs), "hv_std": _std(hvs), "failed": len(rs) - len(ok),
+                    "evaluations": _mean([r["evaluations"] for r in ok]), "probes": _mean(probes) if ok else None,
+                    "llm_calls": _mean(calls) if ok else None, "llm_tokens": _mean(toks) if ok else None,
                     "llm_share": _mean(llm_made) if any(calls) else None,
                 })  # fmt: skip
     return rows
@@ -211,21 +327,29 @@ def _median(xs):
     return s[n // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2
 
 
-def write_tables(rows: list[dict[str, Any]], out: Path, title: str) -> dict[str, str]:
+def write_tables(rows: list[dict[str, Any]], out: Path, title: str, max_params: int | None = None) -> dict[str, str]:
     out.mkdir(parents=True, exist_ok=True)
     cols = ["benchmark", "strategy", "budget", "runs", "acc_mean", "acc_std", "rank_mean", "rank_std", "rank_median",
-            "failed", "probes", "llm_calls", "llm_tokens", "llm_share"]  # fmt: skip
+            "budget_acc_mean", "budget_acc_std", "hv_mean", "hv_std", "failed", "evaluations", "probes", "llm_calls",
+            "llm_tokens", "llm_share"]  # fmt: skip
     with open(out / "bench.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=cols)
         w.writeheader()
         w.writerows({c: r.get(c) for c in cols} for r in rows)
-    lines = [f"# {title}", "", "Best reported accuracy (%) and its rank (1 = best in the table), mean ± std over seeds.",
-             "The last column is the share of evaluated candidates the LLM itself proposed (the rest: starting models, "
-             "algorithmic steps, and fallbacks that replaced an unusable or repeated answer).",
-             ""]  # fmt: skip
+    seeds = sorted({r["runs"] for r in rows if r.get("runs")})
+    lines = [f"# {title}", "",
+             f"Mean ± std over seeds ({'/'.join(map(str, seeds)) or '-'} per row). acc: best reported accuracy (%) "
+             "and its mean rank (#, 1 = best in the table). HV: hypervolume of the accuracy/params front (both axes "
+             "scaled to the table's range; 1 = one model both the most accurate and the smallest)."
+             + (f" ≤{max_params:,}: best accuracy among models with at most {max_params:,} parameters." if max_params else "")
+             + " Random search: its exact expectation (accuracy, rank) and 1,000 simulated searches (HV, budget)."
+             " What each run spent: evaluations, probes (cheap checks), LLM calls and tokens, and the share of "
+             "evaluations the LLM itself proposed.", ""]  # fmt: skip
     budgets = sorted({r["budget"] for r in rows})
-    head = "| benchmark | strategy | " + " | ".join(f"acc @{k} | rank @{k}" for k in budgets)
-    lines += [head + " | probes/run | LLM calls/run | evals proposed by the LLM |", "|" + "---|" * (2 + 2 * len(budgets) + 3)]
+    heads = [f"acc @{k}" for k in budgets] + [f"HV @{k}" for k in budgets]
+    heads += [f"≤{_short(max_params)} @{k}" for k in budgets] if max_params else []
+    heads += ["evals", "probes/run", "LLM calls/run", "LLM tokens/run", "LLM share"]
+    lines += ["| benchmark | strategy | " + " | ".join(heads) + " |", "|" + "---|" * (2 + len(heads))]
     keyed: dict[tuple[str, str], dict[int, dict]] = {}
     for r in rows:
         keyed.setdefault((r["benchmark"], r["strategy"]), {})[r["budget"]] = r
@@ -234,20 +358,29 @@ def write_tables(rows: list[dict[str, Any]], out: Path, title: str) -> dict[str,
         for k in budgets:
             r = per.get(k)
             if r is None or r["acc_mean"] is None:
-                cells += ["-", "-"]
+                cells.append("-")
                 continue
-            cells.append(f"{r['acc_mean']:.3f} ± {r['acc_std']:.3f}")
-            rs = f" ± {r['rank_std']:.0f}" if r.get("rank_std") is not None else ""
-            cells.append(f"{r['rank_mean']:.0f}{rs}" if r["rank_mean"] is not None else "-")
-        anyr = next(iter(per.values()))
-        calls = f"{anyr['llm_calls']:.0f}" if anyr.get("llm_calls") else "-"
-        probes = f"{anyr['probes']:.0f}" if anyr.get("probes") is not None else "-"
-        share = f"{100 * anyr['llm_share']:.0f}%" if anyr.get("llm_share") is not None else "-"
-        fail = f" ({anyr['failed']} failed)" if anyr.get("failed") else ""
-        lines.append(f"| {b} | {s}{fail} | " + " | ".join(cells) + f" | {probes} | {calls} | {share} |")
+            rank = f" (#{r['rank_mean']:.0f})" if r.get("rank_mean") is not None else ""
+            cells.append(f"{r['acc_mean']:.2f} ± {r['acc_std'] or 0:.2f}{rank}")
+        for key in ("hv",) + (("budget_acc",) if max_params else ()):
+            for k in budgets:
+                r = per.get(k) or {}
+                m, sd = r.get(f"{key}_mean"), r.get(f"{key}_std")
+                cells.append("-" if m is None else (f"{m:.3f} ± {sd or 0:.3f}" if key == "hv" else f"{m:.2f} ± {sd or 0:.2f}"))
+        last = per[max(per)]
+        fmt = lambda v, f: "-" if v is None else f.format(v)  # noqa: E731
+        cells += [fmt(last.get("evaluations"), "{:.0f}"), fmt(last.get("probes"), "{:.0f}"),
+                  fmt(last.get("llm_calls") or None, "{:.0f}"), fmt(last.get("llm_tokens") or None, "{:,.0f}"),
+                  fmt(None if last.get("llm_share") is None else 100 * last["llm_share"], "{:.0f}%")]  # fmt: skip
+        fail = f" ({last['failed']} failed)" if last.get("failed") else ""
+        lines.append(f"| {b} | {s}{fail} | " + " | ".join(cells) + " |")
     (out / "bench.md").write_text("\n".join(lines) + "\n")
     (out / "bench.json").write_text(json.dumps(rows, indent=1))
     return {"markdown": str(out / "bench.md"), "csv": str(out / "bench.csv"), "json": str(out / "bench.json")}
+
+
+def _short(n: int) -> str:
+    return f"{n / 1e6:g}M" if n >= 1e6 else f"{n / 1e3:g}k" if n >= 1e3 else str(n)
 
 
 # -- the page ----------------------------------------------------------------------------------
@@ -260,7 +393,7 @@ def curves(results: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]
     for r in results:
         if "error" in r:
             continue
-        runs.setdefault(r["job"].benchmark, {}).setdefault(r["job"].strategy, []).append(
+        runs.setdefault(r["job"].benchmark, {}).setdefault(r["job"].label, []).append(
             [p["accuracy"] for p in r["trajectory"]]
         )
     out: dict[str, dict[str, dict[str, Any]]] = {}

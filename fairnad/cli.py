@@ -35,6 +35,9 @@ app = typer.Typer(
 )
 runs_app = typer.Typer(help="List runs, or show one (`fairnad runs show RUN_DIR`).", invoke_without_command=True)
 app.add_typer(runs_app, name="runs")
+benchmarks_app = typer.Typer(help="List the built-in tabular benchmarks, or write a relabelled copy of one.",
+                             invoke_without_command=True)  # fmt: skip
+app.add_typer(benchmarks_app, name="benchmarks")
 knowledge_app = typer.Typer(help="Build, extend, inspect and browse attribute trees of design ideas from papers.",
                             no_args_is_help=True)  # fmt: skip
 app.add_typer(knowledge_app, name="knowledge")
@@ -269,8 +272,14 @@ def bench(
     budgets: str = typer.Option("10,50,100", help="Comma-separated budgets; each run goes to the largest."),
     workers: int = typer.Option(2, help="Runs in parallel."),
     llm_servers: int = typer.Option(1, help="Embedded LLM servers to share the cores between."),
-    llm: Optional[str] = typer.Option(None, help="embedded | http(s)://HOST:PORT/v1"),
+    llm: Optional[str] = typer.Option(None, help="embedded | http(s)://HOST:PORT/v1 | none (fairnad, llmatic and "
+                                      "evoprompting without their LLM: each LLM step's deterministic counterpart)"),
     model: Optional[str] = typer.Option(None, help="Model name at the --llm server."),
+    ablate: bool = typer.Option(False, "--ablate", help="Also run FairNAD with each mutation type off, and with --llm none."),
+    relabel: Optional[int] = typer.Option(None, "--relabel", help="Also run every benchmark's relabelled copy "
+                                          "(neutral labels, codes permuted with this seed) beside the original."),
+    max_params: Optional[int] = typer.Option(None, "--max-params", help="Also report the best accuracy among models "
+                                             "with at most this many parameters."),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML config for every run (strategy settings...)."),
     set_: list[str] = typer.Option([], "--set", help="Override any setting: KEY=VALUE, repeatable."),
     out: Optional[Path] = typer.Option(None, help="Output folder (default runs/bench-<time>); rerun to resume."),
@@ -279,7 +288,8 @@ def bench(
     """Compare strategies on tabular benchmarks over seeds and budgets; writes bench.md/.csv/.json/.html."""
     from datetime import datetime
 
-    from fairnad.bench import plan, run_grid, table, write_page, write_tables
+    from fairnad.bench import ablations, plan, run_grid, table, write_page, write_tables
+    from fairnad.evaluate.relabel import relabelled_name
     from fairnad.evaluate.tabular import list_benchmarks
 
     overrides: dict[str, Any] = {"llm.model": model}
@@ -287,6 +297,12 @@ def bench(
         overrides.update({f"llm.{k}": v for k, v in parse_llm_flag(llm).items()})
     base = load_config(config, overrides, set_)
     names = list_benchmarks() if benchmarks_ == "all" else [b.strip() for b in benchmarks_.split(",") if b.strip()]
+    if relabel is not None:
+        if relabel < 0:
+            raise ConfigError(f"--relabel {relabel}: a seed of 0 or more")
+        names = [n for b in names for n in (b, relabelled_name(b, relabel))]
+    if max_params is not None and max_params < 1:
+        raise ConfigError(f"--max-params {max_params}: must be at least 1")
     strats = [s.strip() for s in strategies.split(",") if s.strip()]
     try:
         ks = sorted({int(k) for k in budgets.split(",") if k.strip()})
@@ -295,7 +311,7 @@ def bench(
     if not ks or ks[0] < 1 or seeds < 1:
         raise ConfigError("--budgets and --seeds must be positive")
     out = out or Path(base.runs_dir) / f"bench-{datetime.now():%Y%m%d-%H%M%S}"
-    jobs = plan(base, names, strats, list(range(seeds)), out)
+    jobs = plan(base, names, strats, list(range(seeds)), out, ablations(base) if ablate else [])
     err_console.print(f"bench: {len(jobs)} runs of {ks[-1]} evaluations into {out}")
     progress = Progress(TextColumn("[bold]bench[/]"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                         console=err_console)  # fmt: skip
@@ -303,9 +319,9 @@ def bench(
         task = progress.add_task("", total=len(jobs) * ks[-1])
         results = run_grid(base, jobs, ks[-1], workers=workers, llm_servers=llm_servers,
                            on_progress=lambda n: progress.advance(task, n))  # fmt: skip
-    rows = table(results, ks)
-    title = f"fairnad bench: {', '.join(strats)} on {len(names)} benchmarks, {seeds} seeds"
-    files = write_tables(rows, out, title)
+    rows = table(results, ks, max_params)
+    title = f"fairnad bench: {', '.join(strats)}{' and FairNAD ablations' if ablate else ''} on {len(names)} benchmarks, {seeds} seeds"
+    files = write_tables(rows, out, title, max_params)
     files["html"] = write_page(results, rows, out, title)
     failures = [{"run_dir": str(r["job"].run_dir), "error": r["error"]} for r in results if "error" in r]
     if as_json:
@@ -881,10 +897,12 @@ def _pct(v) -> str:
 
 
 # -- benchmarks --------------------------------------------------------------------------------
-@app.command()
+@benchmarks_app.callback()
 @handles_errors
-def benchmarks(as_json: bool = JSON_OPT) -> None:
+def benchmarks(ctx: typer.Context, as_json: bool = JSON_OPT) -> None:
     """List the built-in tabular benchmarks with their size and optimum."""
+    if ctx.invoked_subcommand is not None:
+        return
     from fairnad.evaluate.tabular import list_benchmarks, load_benchmark
 
     rows = []
@@ -909,6 +927,30 @@ def benchmarks(as_json: bool = JSON_OPT) -> None:
         t.add_row(r["name"], str(r["size"]), r["search_metric"], r["report_metric"], o["genotype"] + ties,
                   f"{o['accuracy']:.4f}", "yes" if r["has_params"] else "no")  # fmt: skip
     Console().print(t)
+
+
+@benchmarks_app.command("relabel")
+@handles_errors
+def benchmarks_relabel(
+    name: str = typer.Argument(..., help="A built-in benchmark (see `fairnad benchmarks`)."),
+    seed: int = typer.Argument(..., help="Seed of the label permutation (0 or more)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for the table (CSV) and its space file (YAML)."),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Write a copy of a benchmark with neutral option labels and its codes permuted per position, so no
+    model can recall published results. Search it with --benchmark-file/--space-file, or name it
+    NAME@relabelSEED anywhere a benchmark goes (`fairnad bench --relabel SEED` puts it beside the original)."""
+    from fairnad.evaluate.relabel import relabel, write_relabelled
+    from fairnad.evaluate.tabular import load_benchmark
+
+    bench = relabel(load_benchmark(name), seed)
+    table, space = write_relabelled(bench, out)
+    info = {"benchmark": bench.spec.name, "table": str(table), "space_file": str(space), "size": len(bench)}
+    if as_json:
+        _emit_json(info)
+    else:
+        Console().print(f"{bench.spec.name}: {len(bench)} entries\n  table {table}\n  space {space}\n"
+                        f"  search it: fairnad search --benchmark-file {table} --space-file {space} -s STRATEGY")
 
 
 # -- strategies --------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from fairnad.files import read_yaml
 class LLMConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    backend: Literal["embedded", "openai", "replay", "transformers"] = Field(
+    backend: Literal["embedded", "openai", "replay", "transformers", "none"] = Field(
         "embedded", description="embedded: a bundled model on a local llama.cpp server (`fairnad llms`); openai: any "
         "OpenAI-compatible URL; "
         "transformers: a local model fairnad loads (and can prompt-tune)"
@@ -46,6 +46,8 @@ class LLMConfig(BaseModel):
             return f"embedded {title} (llama.cpp server on 127.0.0.1)"
         if self.backend == "replay":
             return f"replay of {self.replay_from}"
+        if self.backend == "none":
+            return "no LLM (each LLM step replaced by its deterministic counterpart)"
         if self.backend == "transformers":
             return f"local transformers model {self.hf_model or 'SmolLM2-135M-Instruct'}"
         return f"{self.model or '(server default model)'} at {self.base_url}"
@@ -114,6 +116,8 @@ def parse_llm_flag(value: str) -> dict[str, Any]:
     """--llm embedded[:NAME|:FILE.gguf] | URL | transformers[:MODEL] | replay:RUN_DIR  ->  llm config fields."""
     if value == "embedded":  # (on resume: the run's own embedded model)
         return {"backend": "embedded"}
+    if value == "none":  # the algorithm alone: each LLM step replaced by its deterministic counterpart
+        return {"backend": "none"}
     if value.startswith("embedded:"):
         from fairnad.llm.models import CATALOGUE
 
@@ -132,7 +136,8 @@ def parse_llm_flag(value: str) -> dict[str, Any]:
     if value.startswith(("http://", "https://")):
         return {"backend": "openai", "base_url": value}
     raise ConfigError(
-        f"--llm {value!r}: use 'embedded[:NAME]', an http(s) URL of an OpenAI-compatible server, transformers[:MODEL] or replay:RUN_DIR"
+        f"--llm {value!r}: use 'embedded[:NAME]', an http(s) URL of an OpenAI-compatible server, transformers[:MODEL], "
+        "replay:RUN_DIR or none"
     )
 
 

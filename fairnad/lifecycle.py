@@ -215,6 +215,9 @@ def create_run(cfg: SearchConfig, run_dir: str | Path | None = None) -> RunHandl
 
         able = sorted(n for n, c in REGISTRY.items() if cfg.space in c.spaces)
         raise ConfigError(f"strategy {strategy.name} cannot search {cfg.space} spaces; use one of: {', '.join(able)}")
+    if cfg.llm.backend == "none" and strategy.uses_llm and not (strategy.runs_without_llm and cfg.space == "tabular"):
+        able = "tabular spaces only" if strategy.runs_without_llm else "fairnad, llmatic and evoprompting on tables"
+        raise ConfigError(f"--llm none: {strategy.name} has no run without its LLM here ({able}); give it an LLM")
     problem = make_problem(cfg)
     if cfg.fidelity is not None and problem.bench is not None:
         problem.bench.search_column(cfg.fidelity)
@@ -261,7 +264,7 @@ def execute(
     """Drive the run to its budget. LLM outages pause it cleanly (RunPaused, resumable)."""
     cfg, store, problem = handle.cfg, handle.store, handle.problem
     strategy = create_strategy(cfg.strategy, cfg.strategies.get(cfg.strategy))
-    llm = recorded_llm(cfg.llm, store, provider) if strategy.uses_llm else None
+    llm = recorded_llm(cfg.llm, store, provider) if strategy.uses_llm and cfg.llm.backend != "none" else None
     study = Study(
         problem=problem, store=store, budget=cfg.budget, seed=cfg.seed, llm=llm,
         fidelity=cfg.fidelity if problem.bench is not None else None, max_seconds=cfg.max_seconds,

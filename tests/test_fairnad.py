@@ -89,7 +89,7 @@ def test_ablation_flags_switch_mutation_types_off(tmp_path, only):
     llm = ScriptedLLM(_answers(study.space))
     study.llm = RecordingLLM(llm, sink=study.store.add_llm_call)
     others = [t for t in ("idea", "pareto", "iterative") if t != only]
-    study.optimize(create_strategy("fairnad", {"disable": others}))
+    study.optimize(create_strategy("fairnad", {"disable": others, "init_population": 4}))
     ops = {c.origin["op"] for c in study.candidates}
     assert ops == {"init", only}
     assert study.evaluations == 14

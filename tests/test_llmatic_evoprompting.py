@@ -60,9 +60,9 @@ def test_llmatic_fills_both_archives_and_moves_temperatures(tmp_path):
     for sol, obj in zip(elites["solution"][:, 0], elites["objective"]):
         assert study.candidates[int(sol)].metrics["accuracy"] == pytest.approx(obj)
     # temperatures moved away from the initial one, by whole steps, within range
-    temps = {round(t, 3) for (_, t) in strat.curiosity}
+    temps = {round(v["temperature"], 3) for v in strat.cells.values()}
     assert len(temps) > 1 and all(strat.T_RANGE[0] < t < strat.T_RANGE[1] for t in temps)
-    assert any(v > 0 for v in strat.curiosity.values())  # children that entered the archive raised curiosity
+    assert any(v["curiosity"] > 0 for v in strat.cells.values())  # children that entered the archive raised it
     meta = study.store.meta()["llmatic_archives"]
     assert meta["networks"]["cells"] == len(elites["index"]) and meta["prompts"]["cells"] >= 1
     # the prompt names the instruction and shows the parent with its accuracy

@@ -221,7 +221,13 @@ def load_space_description(path: Path) -> SpaceDescription:
 
 
 def load_benchmark(name: str) -> TabularBenchmark:
-    """A built-in benchmark by name (see `fairnad benchmarks`)."""
+    """A built-in benchmark by name (see `fairnad benchmarks`); NAME@relabelSEED is its relabelled copy
+    (evaluate/relabel.py)."""
+    from fairnad.evaluate.relabel import relabel, split_name
+
+    base, seed = split_name(name)
+    if seed is not None:
+        return relabel(load_benchmark(base), seed)
     reg = _registry()
     if name not in reg:
         raise ConfigError(f"unknown benchmark {name!r}; built-in ones: {', '.join(reg)} (or use --benchmark-file)")

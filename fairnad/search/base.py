@@ -51,6 +51,8 @@ class Strategy(ABC):
     name: ClassVar[str]
     Config: ClassVar[type[StrategyConfig]] = StrategyConfig
     uses_llm: ClassVar[bool] = False
+    # with --llm none an LLM strategy runs each LLM step's deterministic counterpart (tables only)
+    runs_without_llm: ClassVar[bool] = False
     spaces: ClassVar[tuple[str, ...]] = ("tabular",)  # which kinds of space it can search
 
     def __init__(self, config: StrategyConfig) -> None:

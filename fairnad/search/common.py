@@ -181,12 +181,14 @@ def ask_genotype(study, prompt: str, *, temperature: float, seed: int, purpose: 
 
 def fresh_child(study, genotype: str, origin: dict[str, Any], rng) -> tuple[str, dict[str, Any]]:
     """The LLM's child (source "llm"), or an unseen variant of it when it repeated an evaluated one and
-    a variant exists (source "fallback", how in `fallback`)."""
+    a variant exists (source "fallback", how in `fallback`). A child the algorithm made without the LLM
+    (origin source "algorithm", --llm none) stays "algorithm" either way."""
+    made = origin.get("source", "llm")
     if study.seen(genotype) is not None:
         alt = unseen_variant(study, genotype, rng)
         if alt is not None:
-            return alt[0], {**origin, "source": "fallback", "fallback": alt[1]}
-    return genotype, {**origin, "source": "llm"}
+            return alt[0], {**origin, "source": "fallback" if made == "llm" else made, "fallback": alt[1]}
+    return genotype, {**origin, "source": made}
 
 
 def unseen_variant(study, genotype: str, rng) -> tuple[str, str] | None:

@@ -39,6 +39,7 @@ class EvoPrompting(Strategy):
     name = "evoprompting"
     Config = EvoPromptingConfig
     uses_llm = True
+    runs_without_llm = True
     spaces = ("tabular", "open")
 
     def __init__(self, config: EvoPromptingConfig) -> None:
@@ -88,6 +89,11 @@ class EvoPrompting(Strategy):
         origin = {"op": "evoprompt", "source": "llm", "round": self.round}  # fresh_child: "fallback" for a repeat
         seed = study.seed * 130363 + len(study.candidates)
         trials = [p.trial for p in parents]
+        if study.llm is None:  # --llm none: the examples crossed over uniformly, then one position mutated
+            a, b = (parents[int(i)] for i in self.rng.choice(len(parents), size=2, replace=len(parents) < 2))
+            child = study.space.mutate(study.space.crossover(a.genotype, b.genotype, self.rng), self.rng)
+            child, origin = fresh_child(study, child, {**origin, "source": "algorithm"}, self.rng)
+            return [Proposal(child, trials, origin)]
         if self.open:
             prompt = render("evoprompting/open.j2", contract=study.problem.contract, examples=examples,
                             target=target)  # fmt: skip
@@ -124,7 +130,7 @@ class EvoPrompting(Strategy):
             study.store.set_meta(evoprompting={"round": self.round, "parents": self.parent_trials})
 
     def _tune(self, study, children) -> None:
-        if not self.config.prompt_tuning or not children:
+        if not self.config.prompt_tuning or not children or study.llm is None:
             return
         texts = [c.genotype if self.open else " ".join(map(str, study.space.labels(c.genotype))) for c in children]
         result = study.llm.tune_prompt(texts, steps=self.config.tuning_steps, seed=study.seed + self.round)

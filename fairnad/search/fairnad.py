@@ -41,9 +41,18 @@ MUTATIONS = ("idea", "pareto", "iterative")
 
 
 class FairNADConfig(StrategyConfig):
-    probs: dict[str, float] = Field(default_factory=lambda: {"idea": 0.5, "pareto": 0.3, "iterative": 0.2})
+    # chosen on the six tables with --llm none, 10 seeds (docs/performance.md): a fifth of Pareto moves
+    # keeps the front's hypervolume above regularized evolution's without costing best accuracy
+    probs: dict[str, float] = Field(default_factory=lambda: {"idea": 0.6, "pareto": 0.2, "iterative": 0.2})
     disable: list[Literal["idea", "pareto", "iterative"]] = Field(default_factory=list, description="ablations")
-    init_population: int = Field(4, ge=1, description="evaluated before any mutation")
+    init_population: int = Field(10, ge=1, description="evaluated before any mutation (open spaces: at most the "
+                                 "starting models there are)")
+    parent: Literal["accuracy", "nsga2"] = Field(
+        "accuracy", description="how a parent is chosen: the most accurate of `tournament` models drawn from the "
+        "latest `population` within the parameter budget (serves best accuracy under a budget), or NSGA-II's binary "
+        "tournament on rank and crowding (it picks the cheap end of the front as often as the accurate end)")
+    population: int = Field(20, ge=2, description="parent = accuracy: the latest completed models a parent is drawn from")
+    tournament: int = Field(3, ge=1, description="parent = accuracy: models drawn per tournament")
     cost: Literal["params", "flops"] = "params"
     temperature: float = Field(0.7, ge=0, le=2)
     max_tokens: int = Field(1500, ge=64, description="per code answer (tabular answers use 200)")
@@ -84,6 +93,7 @@ class FairNAD(Strategy):
     name = "fairnad"
     Config = FairNADConfig
     uses_llm = True
+    runs_without_llm = True
     spaces = ("tabular", "open")
 
     def __init__(self, config: FairNADConfig) -> None:
@@ -110,11 +120,11 @@ class FairNAD(Strategy):
         self.rng = study.rng(5)
         problem = study.problem
         self.open = problem.is_open
+        self.budget = problem.max_params
         if self.open:
             tree = problem.ideas
             self.ideas = IdeaSpace.from_tree(tree, self.config.include_over_specific) if tree is not None else IdeaSpace({})
             self.contract = problem.contract
-            self.budget = problem.max_params
         else:
             self.ideas = IdeaSpace.from_tabular(study.space)
             self.sampler = UnseenSampler(study, salt=6)
@@ -157,13 +167,25 @@ class FairNAD(Strategy):
         if self.llm_misses >= 3 and "pareto" in self.ops:
             op, self.llm_misses = "pareto", 0  # the LLM keeps failing: take a step that needs none
         rank, crowd = rank_and_crowding(objectives(done, self.config.cost, study.problem.primary), self.rng)
-        parent = done[tournament(rank, crowd, self.rng)[0]]
+        if op == "pareto":  # Pareto-aware: a parent on or near the front, by NSGA-II's tournament
+            return self._pareto(study, done[tournament(rank, crowd, self.rng)[0]], done, rank)
+        parent = self._parent(done, rank, crowd)
         if op == "idea" and len(self.ideas):
             return self._idea(study, parent)
         if op == "iterative":
             strong = [c for c, r in zip(done, rank) if r == 0]
             return self._iterative(study, max(strong, key=lambda c: c.metrics["accuracy"]))
         return self._pareto(study, parent, done, rank)
+
+    def _parent(self, done, rank, crowd):
+        """The model the next child is made from (config `parent`)."""
+        if self.config.parent == "nsga2":
+            return done[tournament(rank, crowd, self.rng)[0]]
+        pool = done[-self.config.population :]
+        if self.budget:  # over the budget only when nothing else is there
+            pool = [c for c in pool if (c.metrics.get("params") or 0) <= self.budget] or pool
+        picks = self.rng.choice(len(pool), size=min(self.config.tournament, len(pool)), replace=False)
+        return max((pool[int(i)] for i in picks), key=lambda c: (c.metrics["accuracy"], -(c.metrics.get(self.config.cost) or 0)))
 
     def _no_parent(self, study) -> Proposal | None:
         """Every starting model failed: ask the LLM for a fresh model from the contract, with their
@@ -192,6 +214,8 @@ class FairNAD(Strategy):
     def _idea(self, study, parent) -> Proposal:
         idea = self.ideas.sample(self.rng)
         origin = {"op": "idea", "idea": idea.brief()}
+        if study.llm is None:  # --llm none: the idea applied to the parent, nothing else changes
+            return self._idea_applied(study, parent, {**origin, "source": "algorithm"}, idea)
         fb = self._feedback(study)
         if self.open:
             prompt = render("fairnad/idea_open.j2", contract=self.contract, parent=self._parent_view(parent, study),
@@ -205,6 +229,9 @@ class FairNAD(Strategy):
         on_front = [c for c, r in zip(done, rank) if r == 0]
         costs = [c.metrics.get(self.config.cost) or 0 for c in on_front]
         small = (parent.metrics.get(self.config.cost) or 0) <= float(np.median(costs)) if costs else True
+        if not self.open:  # a table: the front's cheap half grows, its dear half shrinks, one option at a time
+            return self._pareto_tabular(study, parent, "up" if small else "down", {"op": "pareto",
+                                        "action": "up" if small else "down"})  # fmt: skip
         action = "up" if small else "tune"
         origin = {"op": "pareto", "action": action}
         if self.open:
@@ -224,33 +251,41 @@ class FairNAD(Strategy):
         return self._pareto_tabular(study, parent, action, origin)
 
     def _pareto_tabular(self, study, parent, action, origin) -> Proposal:
+        """A new model one option away from `parent` whose cost goes `action` ("up" or "down"), drawn
+        uniformly among those (a move to the nearest cost recycled near-copies of the parent: NB201's
+        free operations none / skip / pooling cost the same and differ most in accuracy)."""
         space = study.space
         idx = list(space.parse(parent.genotype))
         cost = self.option_cost
-        moves = []
+        moves, others = [], []
         for d, opts in enumerate(space.options):
             here = cost[d][idx[d]] if cost else idx[d]
             for j in range(len(opts)):
                 if j == idx[d]:
                     continue
                 c = cost[d][j] if cost else j
-                if action == "up" and c > here:
-                    moves.append((c - here, d, j))
-                elif action == "tune":
-                    moves.append((abs(c - here), d, j))
-        self.rng.shuffle(moves)
-        moves.sort(key=lambda m: m[0])  # the smallest step in the wanted direction first
+                child = space.format(idx[:d] + [j] + idx[d + 1 :])
+                if study.seen(child) is None and study.in_domain(child):
+                    ((moves if (c > here if action == "up" else c < here) else others)).append((d, child))
         origin = {**origin, "source": "algorithm"}  # a move through the table's options, no LLM answer in it
-        for _, d, j in moves:
-            child = space.format(idx[:d] + [j] + idx[d + 1 :])
-            if study.seen(child) is None and study.in_domain(child):
-                return Proposal(child, parents=[parent.trial], origin={**origin, "position": space.dims[d].name})
+        for pool, how in ((moves, {}), (others, {"direction": "any"})):
+            if pool:
+                d, child = pool[int(self.rng.integers(len(pool)))]
+                return Proposal(child, parents=[parent.trial], origin={**origin, **how, "position": space.dims[d].name})
         g = self.sampler.draw(study)
         if g is None:
             return Proposal(parent.genotype, origin=origin, invalid_reason="space exhausted")
         return Proposal(g, origin={**origin, "fallback": "random"})
 
     def _iterative(self, study, parent) -> Proposal:
+        if study.llm is None:  # --llm none: a new one-position neighbour of the strong model the agent would refine
+            alts = [g for g in study.space.neighbours(parent.genotype) if study.seen(g) is None and study.in_domain(g)]
+            g = alts[int(self.rng.integers(len(alts)))] if alts else self.sampler.draw(study)
+            if g is None:
+                return Proposal(parent.genotype, origin={"op": "iterative", "source": "algorithm"},
+                                invalid_reason="space exhausted")  # fmt: skip
+            return Proposal(g, parents=[parent.trial] if alts else [], source="algorithm",
+                            origin={"op": "iterative", **({} if alts else {"fallback": "random"})})  # fmt: skip
         origin: dict[str, Any] = {"op": "iterative", "source": "llm"}  # the agent's model, healed sizes included
         fb = self._feedback(study)
         state: dict[str, Any] = {"passed": None, "last": None, "current": parent.genotype}
@@ -364,6 +399,21 @@ class FairNAD(Strategy):
                             invalid_reason=text if how.get("edit_error") else "the answer contained no code")  # fmt: skip
         self.llm_misses = 0
         return Proposal(code, parents=[parent.trial], origin=origin)
+
+    def _idea_applied(self, study, parent, origin, idea: Idea) -> Proposal:
+        """The parent with the idea's option set at its position; when that model was evaluated already
+        (or is not in the table), a new neighbour of it that keeps the idea."""
+        space = study.space
+        idx = list(space.parse(parent.genotype))
+        idx[idea.position] = idea.option
+        child = space.format(idx)
+        if study.seen(child) is not None or not study.in_domain(child):
+            alts = [g for g in space.neighbours(child) if study.seen(g) is None and study.in_domain(g)
+                    and space.parse(g)[idea.position] == idea.option]  # fmt: skip
+            if alts:
+                child = alts[int(self.rng.integers(len(alts)))]
+                origin = {**origin, "neighbour": True}
+        return Proposal(child, parents=[parent.trial], origin=origin)
 
     def _tabular_answer(self, study, prompt: str, parent, origin, idea: Idea) -> Proposal:
         """The model's child, or a fallback made without it when its answer was unusable, lacked the

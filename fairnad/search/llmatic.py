@@ -4,12 +4,16 @@ archives, kept with pyribs.
 - The network archive is a grid over behaviour descriptors - depth-to-width ratio and FLOPs in
   open spaces; params and FLOPs from the table in tabular spaces - and keeps the most accurate
   network of each cell.
-- The prompt archive is a grid over (mutation instruction, temperature) and keeps each pair's
+- The prompt archive is a grid over (mutation instruction, temperature bin) and keeps each cell's
   curiosity: +1 when the child it produced entered the network archive, 0 when it was valid but
-  did not, -0.5 when it failed. A child that beats its parent raises the pair's temperature
-  (explore); one that does not lowers it (exploit).
-Each step samples a (prompt, temperature) elite and a parent elite, then mutates (probability
-`mutation_prob`) or crosses two parents over, through the LLM.
+  did not, -0.5 when it failed. A cell's curiosity goes down as well as up (a pyribs archive only
+  ever keeps a cell's best value, so failures would never demote a prompt), and it decides which
+  prompt is used: cells are drawn with probability proportional to exp(curiosity / `curiosity_temperature`).
+  A valid child that beats its parent also opens the cell one temperature step up (explore); one
+  that does not, one step down (exploit), starting from the used cell's curiosity.
+Each step draws a prompt cell by curiosity and a parent elite, then mutates (probability
+`mutation_prob`) or crosses two parents over, through the LLM. With --llm none (tables) the LLM
+step is replaced by its deterministic counterpart: a one-position mutation or a uniform crossover.
 """
 
 from __future__ import annotations
@@ -46,6 +50,8 @@ class LLMaticConfig(StrategyConfig):
     temperature: float = Field(0.7, ge=0.05, le=1.5, description="initial temperature of every prompt")
     temperature_step: float = Field(0.1, gt=0)
     temperature_bins: int = Field(10, ge=2)
+    curiosity_temperature: float = Field(1.0, gt=0, description="softmax temperature of the prompt choice: lower "
+                                         "follows curiosity more greedily")
     max_tokens: int = Field(1500, ge=64)
     code_answer: Literal["definitions", "edits", "file"] = Field(
         "file", description="what a mutation's prompt asks for: changed definitions, SEARCH/REPLACE edits or "
@@ -57,13 +63,15 @@ class LLMatic(Strategy):
     name = "llmatic"
     Config = LLMaticConfig
     uses_llm = True
+    runs_without_llm = True
     spaces = ("tabular", "open")
     T_RANGE = (0.05, 1.55)
 
     def __init__(self, config: LLMaticConfig) -> None:
         super().__init__(config)
         self._ready = False
-        self.curiosity: dict[tuple[int, float], float] = {}
+        # prompt archive: (instruction, temperature bin) -> {"temperature", "curiosity"}
+        self.cells: dict[tuple[int, int], dict[str, float]] = {}
 
     def _setup(self, study) -> None:
         self._ready = True
@@ -71,20 +79,28 @@ class LLMatic(Strategy):
         self.rng = study.rng(8)
         self.open = is_open(study)
         self.nets = GridArchive(solution_dim=1, dims=[cfg.grid, cfg.grid], ranges=[(0, 1), (0, 1)], seed=int(study.seed))
-        n = len(cfg.instructions)
-        self.prompts = GridArchive(solution_dim=1, dims=[n, cfg.temperature_bins], ranges=[(0, n), self.T_RANGE],
-                                   seed=int(study.seed) + 1)  # fmt: skip
-        for i in range(n):
+        for i in range(len(cfg.instructions)):
             self._put_prompt(i, cfg.temperature, 0.0)
         self.init = starting_models(study, cfg.init_population, self.rng)
         self.problem = None if self.open else problem_text(study)
         self.by_trial: dict[int, Any] = {}
 
-    def _put_prompt(self, i: int, temperature: float, curiosity: float) -> None:
+    def _bin(self, t: float) -> int:
+        lo, hi = self.T_RANGE
+        return int(np.clip((t - lo) / (hi - lo) * self.config.temperature_bins, 0, self.config.temperature_bins - 1))
+
+    def _put_prompt(self, i: int, temperature: float, curiosity: float) -> tuple[int, int]:
         t = float(np.clip(temperature, self.T_RANGE[0] + 1e-6, self.T_RANGE[1] - 1e-6))
-        self.curiosity[(i, round(t, 4))] = curiosity
-        self.prompts.add(solution=np.array([[i]], float), objective=np.array([curiosity]),
-                         measures=np.array([[i + 0.5, t]]))  # fmt: skip
+        cell = (i, self._bin(t))
+        self.cells[cell] = {"temperature": round(t, 4), "curiosity": curiosity}
+        return cell
+
+    def choose_prompt(self) -> tuple[int, int]:
+        """A prompt cell, drawn with probability proportional to exp(curiosity / curiosity_temperature)."""
+        keys = sorted(self.cells)
+        c = np.array([self.cells[k]["curiosity"] for k in keys]) / self.config.curiosity_temperature
+        p = np.exp(c - c.max())
+        return keys[int(self.rng.choice(len(keys), p=p / p.sum()))]
 
     # -- descriptors ----------------------------------------------------------------------------
     def descriptors(self, study, cand) -> np.ndarray:
@@ -107,15 +123,22 @@ class LLMatic(Strategy):
             return [self.init.pop(0)]
         if self.nets.stats.num_elites == 0:
             return starting_models(study, 1, self.rng) or []
-        el = self.prompts.sample_elites(1)
-        pi, temp = int(el["solution"][0][0]), float(el["measures"][0][1])
+        cell = self.choose_prompt()
+        pi, temp = cell[0], self.cells[cell]["temperature"]
         crossover = self.rng.random() > self.config.mutation_prob and self.nets.stats.num_elites >= 2
         parents = [self.by_trial[int(t)] for t in self.nets.sample_elites(2 if crossover else 1)["solution"][:, 0]]
         if crossover and parents[0].trial == parents[1].trial:
             crossover, parents = False, parents[:1]
         # "llm_mutation": the LLM rewrites one parent (regevo's "mutation" is a random one-position change)
         origin = {"op": "crossover" if crossover else "llm_mutation", "source": "llm", "prompt": pi,
-                  "temperature": round(temp, 3)}  # fmt: skip
+                  "temperature": round(temp, 3), "cell": list(cell)}  # fmt: skip
+        if study.llm is None:  # --llm none: the deterministic counterpart of the LLM step
+            if crossover:
+                g = study.space.crossover(parents[0].genotype, parents[1].genotype, self.rng)
+            else:
+                g = study.space.mutate(parents[0].genotype, self.rng)
+            origin = {**origin, "op": "crossover" if crossover else "mutation", "source": "algorithm"}
+            return [self._fresh(study, g, parents, origin)]
         purpose = "llmatic.crossover" if crossover else "llmatic.mutation"  # (call labels as recorded before)
         seed = study.seed * 104729 + len(study.candidates)
         views = [view(study, p) for p in parents]
@@ -161,14 +184,19 @@ class LLMatic(Strategy):
             if "prompt" not in c.origin or c.status == "duplicate":
                 continue
             pi, t = c.origin["prompt"], c.origin["temperature"]
+            cell = tuple(c.origin["cell"]) if "cell" in c.origin else (pi, self._bin(t))
             delta = 1.0 if entered else (0.0 if c.ok else -0.5)
             parent_best = max((self.by_trial[p].metrics["accuracy"] for p in c.parents if p in self.by_trial), default=0)
             improved = c.ok and c.metrics["accuracy"] > parent_best
             step = self.config.temperature_step
-            old = self.curiosity.get((pi, round(t, 4)), 0.0)
-            self._put_prompt(pi, t + step if improved else t - step, old + delta)
+            used = self.cells.setdefault(cell, {"temperature": t, "curiosity": 0.0})
+            used["curiosity"] += delta  # down as well as up
+            moved = float(np.clip(t + step if improved else t - step, self.T_RANGE[0] + 1e-6, self.T_RANGE[1] - 1e-6))
+            if c.ok and (pi, self._bin(moved)) not in self.cells:  # a failure opens no copy of its prompt
+                self._put_prompt(pi, moved, used["curiosity"])
         if results:
             study.store.set_meta(llmatic_archives={
                 "networks": {"cells": int(self.nets.stats.num_elites), "qd_score": float(self.nets.stats.qd_score)},
-                "prompts": {"cells": int(self.prompts.stats.num_elites)},
+                "prompts": {"cells": len(self.cells),
+                            "curiosity": {f"{i}@{v['temperature']}": v["curiosity"] for (i, _), v in sorted(self.cells.items())}},
             })  # fmt: skip

@@ -153,6 +153,11 @@ class TabularSpace:
         idx[i] = int(rng.choice(choices))
         return self.format(idx)
 
+    def crossover(self, a: str, b: str, rng: np.random.Generator) -> str:
+        """Uniform crossover: each position's option from `a` or `b` with equal chance."""
+        ia, ib = self.parse(a), self.parse(b)
+        return self.format([x if rng.random() < 0.5 else y for x, y in zip(ia, ib)])
+
     def neighbours(self, genotype: str) -> list[str]:
         idx = list(self.parse(genotype))
         out = []

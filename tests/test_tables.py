@@ -1,0 +1,192 @@
+"""FairNAD on the tables (issue 16): parent choice that serves accuracy, LLMatic's prompt choice by
+curiosity, --llm none (no call, the same run for the same seed), relabelled benchmarks, the bench's
+hypervolume and best-under-a-budget, and the ablation grid."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import numpy as np
+import pytest
+from pymoo.indicators.hv import HV
+
+from fairnad.bench import Objectives
+from fairnad.evaluate.relabel import relabel
+from fairnad.evaluate.tabular import load_benchmark
+from fairnad.search.base import create_strategy
+from fairnad.search.pareto import objectives, rank_and_crowding
+from fairnad.space.candidate import Candidate
+
+
+def _cand(trial: int, acc: float, params: float, status: str = "complete", **origin) -> Candidate:
+    return Candidate(id=trial + 1, trial=trial, genotype=f"g{trial}", status=status, counted=True, origin=origin,
+                     metrics={"accuracy": acc, "params": params} if status == "complete" else {"failure": "shape"})
+
+
+# -- parent choice -----------------------------------------------------------------------------------
+def test_parent_choice_prefers_accurate_models_where_nsga2_picks_the_cheap_end():
+    """A population like a real one: a few tiny, poor models on the cheap end of the front and many
+    accurate, larger ones. NSGA-II's tournament gives the front's ends infinite crowding distance, so
+    it picks poor cheap models often; the accuracy tournament (the default) almost never does."""
+    rng = np.random.default_rng(0)
+    done = [_cand(0, 40.7, 1e4), _cand(1, 55.0, 2e4), _cand(2, 62.0, 3e4)]  # the cheap end
+    done += [_cand(3 + i, float(68 + rng.random() * 2), float(5e5 + rng.random() * 1e6)) for i in range(27)]
+    median = float(np.median([c.metrics["accuracy"] for c in done]))
+    picks = {}
+    for rule in ("nsga2", "accuracy"):
+        strat = create_strategy("fairnad", {"parent": rule})
+        strat.rng, strat.budget = np.random.default_rng(1), None
+        rank, crowd = rank_and_crowding(objectives(done, "params"), strat.rng)
+        chosen = [strat._parent(done, rank, crowd) for _ in range(2000)]
+        picks[rule] = (np.mean([c.metrics["accuracy"] < median for c in chosen]),
+                       np.mean([c.trial == 0 for c in chosen]))  # fmt: skip
+    below_nsga2, worst_nsga2 = picks["nsga2"]
+    below_acc, worst_acc = picks["accuracy"]
+    assert worst_nsga2 > 0.05 and below_nsga2 > 0.3  # the old rule: the 40.7% model again and again
+    assert worst_acc < 0.01 and below_acc < 0.15
+
+
+def test_parent_choice_keeps_to_the_parameter_budget():
+    done = [_cand(0, 90.0, 2e6), _cand(1, 80.0, 5e5), _cand(2, 70.0, 1e5)]
+    strat = create_strategy("fairnad", {"tournament": 3})
+    strat.rng, strat.budget = np.random.default_rng(0), 1_000_000
+    rank, crowd = rank_and_crowding(objectives(done, "params"), strat.rng)
+    assert {strat._parent(done, rank, crowd).trial for _ in range(50)} == {1}
+
+
+# -- LLMatic's prompt choice -------------------------------------------------------------------------
+def test_llmatic_prompt_choice_follows_curiosity_and_failures_demote_a_prompt():
+    strat = create_strategy("llmatic", {"instructions": ["a", "b", "c", "d"]})
+    strat.rng = np.random.default_rng(0)
+    strat.by_trial, strat.open = {}, False
+    for i in range(4):
+        strat._put_prompt(i, 0.7, 0.0)
+    strat.cells[(0, strat._bin(0.7))]["curiosity"] = 3.0  # a prompt whose children kept entering the archive
+    counts = np.bincount([strat.choose_prompt()[0] for _ in range(4000)], minlength=4) / 4000
+    expected = np.exp([3.0, 0, 0, 0]) / np.exp([3.0, 0, 0, 0]).sum()
+    assert np.allclose(counts, expected, atol=0.03)  # drawn as exp(curiosity): the curious prompt ~87%
+
+    class _Study:  # tell() reads only the store's meta and the network archive here
+        class store:
+            @staticmethod
+            def set_meta(**_): pass
+
+    from ribs.archives import GridArchive
+
+    strat.nets = GridArchive(solution_dim=1, dims=[2, 2], ranges=[(0, 1), (0, 1)], seed=0)
+    cell = [0, strat._bin(0.7)]
+    before = strat.cells[tuple(cell)]["curiosity"]
+    for t in range(4):  # four failed children of the curious prompt
+        strat.tell(_Study, [_cand(10 + t, 0, 0, status="failed", prompt=0, temperature=0.7, cell=cell)])
+    after = strat.cells[tuple(cell)]["curiosity"]
+    assert after == before - 2.0  # lowered: a pyribs archive would have kept 3.0 for ever
+    counts = np.bincount([strat.choose_prompt()[0] for _ in range(4000)], minlength=4) / 4000
+    assert len(strat.cells) == 4  # a failure opens no copy of its prompt at another temperature
+    assert counts[0] == pytest.approx(np.e / (np.e + 3), abs=0.03)  # curiosity 1.0 against 0: ~48%, from ~87%
+
+
+# -- --llm none --------------------------------------------------------------------------------------
+@pytest.mark.slow
+@pytest.mark.parametrize("strategy", ["fairnad", "llmatic", "evoprompting"])
+def test_llm_none_asks_nothing_and_repeats_itself(run_cli, tmp_path, strategy):
+    runs = []
+    for name in ("a", "b"):
+        p = run_cli("search", "-b", "nas-bench-macro", "-s", strategy, "-n", "30", "--seed", "3", "--llm", "none",
+                    "--run-dir", name, "--json")  # fmt: skip
+        assert p.returncode == 0, p.stderr[-2000:]
+        s = json.loads(p.stdout)
+        assert s["evaluations"] == 30 and s["llm"]["calls"] == 0 and s["llm_made"] == 0
+        assert set(s["sources"]) <= {"init", "algorithm"}
+        with sqlite3.connect(tmp_path / name / "run.db") as db:
+            assert db.execute("select count(*) from llm_calls").fetchone()[0] == 0
+            runs.append(db.execute("select genotype, status from candidates order by trial").fetchall())
+    assert runs[0] == runs[1]
+
+
+@pytest.mark.slow
+def test_llm_none_is_refused_where_there_is_no_counterpart(run_cli):
+    p = run_cli("search", "-b", "nas-bench-macro", "-s", "genius", "-n", "5", "--llm", "none", "--run-dir", "g")
+    assert p.returncode == 2 and "--llm none" in p.stderr and "genius" in p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1 and "Traceback" not in p.stderr
+
+
+# -- relabelled benchmarks ---------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["nas-bench-macro", "nb201-cifar10", "channel-bench-mobilenet"])
+def test_a_relabelled_benchmark_is_the_same_table_under_other_names(name):
+    orig = load_benchmark(name)
+    copy = relabel(orig, 7)
+    assert copy is not None and len(copy) == len(orig)
+    assert load_benchmark(f"{name}@relabel7").keys == copy.keys  # the name works anywhere a benchmark goes
+    for col in (orig.spec.metrics.search, orig.report_column, orig.spec.metrics.params):
+        if col:
+            assert np.array_equal(np.sort(orig.columns[col]), np.sort(copy.columns[col]), equal_nan=True)
+    # a bijection of genotypes, one permutation of codes per position, values carried along
+    assert len(set(copy.keys)) == len(orig.keys)
+    for d in range(orig.space.ndim):
+        pairs = {(orig.space.parse(a)[d], copy.space.parse(b)[d]) for a, b in zip(orig.keys, copy.keys)}
+        olds, news = {a for a, _ in pairs}, {b for _, b in pairs}
+        assert len(pairs) == len(olds) == len(news)  # a function, and one-to-one
+    i = 123
+    assert orig.lookup(orig.keys[i])["accuracy"] == copy.lookup(copy.keys[i])["accuracy"]
+    # nothing of the original names is left for a model to recall
+    text = json.dumps(copy.space.description.model_dump()) + copy.spec.notes
+    for opts in orig.space.options:
+        for o in opts:
+            assert o.name not in text
+    assert copy.spec.display is None and copy.random_search_expectation(50)["mean"] == pytest.approx(
+        orig.random_search_expectation(50)["mean"])
+    assert relabel(orig, 8).keys != copy.keys  # another seed, another permutation
+
+
+@pytest.mark.slow
+def test_relabelled_files_load_back_as_the_same_benchmark(run_cli, tmp_path):
+    p = run_cli("benchmarks", "relabel", "nb201-cifar100", "2", "-o", "rl", "--json")
+    assert p.returncode == 0, p.stderr
+    info = json.loads(p.stdout)
+    from fairnad.evaluate.tabular import load_user_benchmark
+
+    back = load_user_benchmark(tmp_path / info["table"], tmp_path / info["space_file"])
+    mem = load_benchmark("nb201-cifar100@relabel2")
+    col = mem.report_column
+    assert dict(zip(back.keys, back.columns[col].tolist())) == dict(zip(mem.keys, mem.columns[col].tolist()))
+
+
+# -- the bench's objectives -------------------------------------------------------------------------
+def test_hypervolume_of_a_hand_made_front():
+    bench = load_benchmark("nas-bench-macro")
+    obj = Objectives(bench, max_params=1_000_000)
+    (a0, p0), (a1, p1) = obj.lo, obj.hi
+    span_a, span_p = a1 - a0, p1 - p0
+    # two models: (90% of the accuracy range, 50% of the params range) and (60%, 10%); area by hand
+    pts = [(a0 + 0.9 * span_a, p0 + 0.5 * span_p), (a0 + 0.6 * span_a, p0 + 0.1 * span_p)]
+    by_hand = 0.9 * (1 - 0.5) + 0.6 * (0.5 - 0.1)
+    assert obj.hypervolume(pts) == pytest.approx(by_hand)
+    F = np.array([[1 - 0.9, 0.5], [1 - 0.6, 0.1]])
+    assert obj.hypervolume(pts) == pytest.approx(HV(ref_point=np.array([1.0, 1.0]))(F))
+    assert obj.hypervolume([(a1, p0)]) == pytest.approx(1.0) and obj.hypervolume([(a0, p1)]) == pytest.approx(0.0)
+    assert obj.hypervolume(pts + [(None, None), (a0 + 0.5 * span_a, p0 + 0.5 * span_p)]) == pytest.approx(by_hand)
+    assert obj.under_budget(pts + [(99.0, 2_000_000)]) == pytest.approx(pts[1][0] if pts[0][1] > 1e6 else pts[0][0])
+
+
+@pytest.mark.slow
+def test_bench_ablation_grid_without_the_llm(run_cli, tmp_path):
+    p = run_cli("bench", "--benchmarks", "nas-bench-macro", "--strategies", "random,regevo,fairnad", "--seeds", "2",
+                "--budgets", "10,20", "--llm", "none", "--ablate", "--relabel", "1", "--max-params", "1000000",
+                "--out", "b", "--json", timeout=900)  # fmt: skip
+    assert p.returncode == 0, p.stderr[-2000:]
+    rows = json.loads(p.stdout)["rows"]
+    labels = {r["strategy"] for r in rows}
+    assert {"fairnad", "fairnad -idea", "fairnad -pareto", "fairnad -iterative", "regevo"} <= labels
+    assert "fairnad --llm none" not in labels  # --llm none already: FairNAD itself is the run without it
+    assert {r["benchmark"] for r in rows} == {"nas-bench-macro", "nas-bench-macro@relabel1"}
+    for r in rows:
+        assert r["hv_mean"] is not None and 0 <= r["hv_mean"] <= 1 and r["budget_acc_mean"] is not None
+        if r["runs"]:
+            assert r["runs"] == 2 and r["evaluations"] == 20 and not r["llm_calls"] and not r["llm_tokens"]
+    md = (tmp_path / "b" / "bench.md").read_text()
+    assert "HV @20" in md and "≤1M @20" in md and "LLM tokens/run" in md
+    # the ablation's switches reached its runs
+    with sqlite3.connect(tmp_path / "b" / "nas-bench-macro" / "fairnad_no-idea" / "seed0" / "run.db") as db:
+        ops = {o for (o,) in db.execute("select json_extract(origin, '$.op') from candidates")}
+    assert "idea" not in ops and "pareto" in ops
