@@ -31,8 +31,11 @@ class GeniusConfig(StrategyConfig):
     history_turns: int = Field(16, ge=2, description="most exchanges kept in the conversation")
     max_tokens: int = Field(300, ge=16, description="per answer")
     rationale_chars: int = Field(200, ge=0)
-    rationale_first: bool = Field(True, description="the answer's rationale before its architecture (the model "
-                                  "reasons, then commits); false: the paper's order")
+    # measured with the default embedded 1.5B on NAS-Bench-Macro (docs/performance.md): reasoning first,
+    # it repeated evaluated architectures 25 times in 45 proposals (3 in 23 the paper's way round), so
+    # only 8 of 20 evaluations were its own; a capable model behind --llm may do better reasoning first
+    rationale_first: bool = Field(False, description="the answer's rationale before its architecture (the model "
+                                  "reasons, then commits); false: the paper's order, architecture first")
 
 
 @register
