@@ -192,13 +192,15 @@ def _with_settings(base: SearchConfig, settings: dict[str, Any]) -> SearchConfig
     return SearchConfig.model_validate(data)
 
 
-def _points(store) -> list[tuple[float | None, float | None]]:
-    """(reported accuracy, params) of each counted evaluation in order; (None, None) for a failure."""
+def _points(store) -> list[tuple[float | None, float | None, float | None]]:
+    """(reported accuracy, params, searched accuracy) of each counted evaluation in order; Nones for a
+    failure. A strategy sees the searched one (e.g. NB201's validation accuracy); tables report the other."""
     out = []
     for c in store.candidates():
         if c.counted:
             m = c.metrics
-            out.append((m.get("test_accuracy", m.get("accuracy")), m.get("params")) if c.ok else (None, None))
+            out.append((m.get("test_accuracy", m.get("accuracy")), m.get("params"), m.get("accuracy"))
+                       if c.ok else (None, None, None))  # fmt: skip
     return out
 
 
@@ -215,11 +217,13 @@ class Objectives:
     the best accuracy among models within a parameter budget, and the hypervolume of the
     accuracy/params front (both axes scaled to the table's range; reference point: the least accurate
     and the largest model of the table; 1.0 would be a single model that is the most accurate and the
-    smallest)."""
+    smallest). Points are (reported accuracy, params, searched accuracy): within the budget the model
+    with the best searched accuracy is chosen and its reported accuracy counts, as for best accuracy."""
 
     def __init__(self, bench, max_params: int | None) -> None:
         self.max_params = max_params
         self.acc = np.asarray(bench.columns[bench.report_column], float)
+        self.searched = np.asarray(bench.columns[bench.search_column(None)], float)
         col = bench.spec.metrics.params
         self.params = np.asarray(bench.columns[col], float) if col else None
         if self.params is not None:
@@ -227,15 +231,16 @@ class Objectives:
             self.hi = np.array([np.nanmax(self.acc), np.nanmax(self.params)])
 
     def under_budget(self, points) -> float | None:
-        ok = [a for a, p in points if a is not None and p is not None and p <= self.max_params]
-        return max(ok) if ok else None
+        ok = [(pt[2] if len(pt) > 2 else pt[0], pt[0]) for pt in points
+              if pt[0] is not None and pt[1] is not None and pt[1] <= self.max_params]  # fmt: skip
+        return max(ok)[1] if ok else None
 
     def hypervolume(self, points) -> float | None:
         from pymoo.indicators.hv import HV
 
         if self.params is None:
             return None
-        P = np.array([(a, p) for a, p in points if a is not None and p is not None], float)
+        P = np.array([pt[:2] for pt in points if pt[0] is not None and pt[1] is not None], float)
         if not len(P):
             return 0.0
         span = np.maximum(self.hi - self.lo, 1e-12)
@@ -249,7 +254,7 @@ class Objectives:
         hv, ub = [], []
         for _ in range(RANDOM_SIMULATIONS):
             idx = rng.choice(n, size=min(k, n), replace=False)
-            pts = [(self.acc[i], None if self.params is None else self.params[i]) for i in idx]
+            pts = [(self.acc[i], None if self.params is None else self.params[i], self.searched[i]) for i in idx]
             if self.params is not None:
                 hv.append(self.hypervolume(pts))
             if self.max_params is not None:

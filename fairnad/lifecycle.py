@@ -207,6 +207,13 @@ def recorded_llm(cfg: LLMConfig, store: RunStore | BuildStore, provider: Backend
                                                               else store.run_dir))  # fmt: skip
 
 
+def _check_llm_none(cfg: SearchConfig, strategy) -> None:
+    """--llm none only where every LLM step has a deterministic counterpart (new runs and resumes)."""
+    if cfg.llm.backend == "none" and strategy.uses_llm and not (strategy.runs_without_llm and cfg.space == "tabular"):
+        able = "tabular spaces only" if strategy.runs_without_llm else "fairnad, llmatic and evoprompting on tables"
+        raise ConfigError(f"--llm none: {strategy.name} has no run without its LLM here ({able}); give it an LLM")
+
+
 def create_run(cfg: SearchConfig, run_dir: str | Path | None = None) -> RunHandle:
     """Validate everything that can be checked before writing, then create the run folder."""
     strategy = create_strategy(cfg.strategy, cfg.strategies.get(cfg.strategy))  # refuse bad settings early
@@ -215,9 +222,7 @@ def create_run(cfg: SearchConfig, run_dir: str | Path | None = None) -> RunHandl
 
         able = sorted(n for n, c in REGISTRY.items() if cfg.space in c.spaces)
         raise ConfigError(f"strategy {strategy.name} cannot search {cfg.space} spaces; use one of: {', '.join(able)}")
-    if cfg.llm.backend == "none" and strategy.uses_llm and not (strategy.runs_without_llm and cfg.space == "tabular"):
-        able = "tabular spaces only" if strategy.runs_without_llm else "fairnad, llmatic and evoprompting on tables"
-        raise ConfigError(f"--llm none: {strategy.name} has no run without its LLM here ({able}); give it an LLM")
+    _check_llm_none(cfg, strategy)
     problem = make_problem(cfg)
     if cfg.fidelity is not None and problem.bench is not None:
         problem.bench.search_column(cfg.fidelity)
@@ -264,6 +269,11 @@ def execute(
     """Drive the run to its budget. LLM outages pause it cleanly (RunPaused, resumable)."""
     cfg, store, problem = handle.cfg, handle.store, handle.problem
     strategy = create_strategy(cfg.strategy, cfg.strategies.get(cfg.strategy))
+    try:
+        _check_llm_none(cfg, strategy)  # (a resume may have switched the LLM off)
+    except ConfigError:
+        problem.close()
+        raise
     llm = recorded_llm(cfg.llm, store, provider) if strategy.uses_llm and cfg.llm.backend != "none" else None
     study = Study(
         problem=problem, store=store, budget=cfg.budget, seed=cfg.seed, llm=llm,
@@ -353,6 +363,8 @@ def build_knowledge(pdfs: list[Path], template, out: Path, build_dir: Path, llm_
     from fairnad.store.sqlite import clean_text
     from fairnad.store.summary import knowledge_summary
 
+    if llm_cfg.backend == "none":
+        raise ConfigError("--llm none: a knowledge build reads papers with an LLM; give it one (default: embedded)")
     t0 = time.time()
     note = note or (lambda paper, stage: None)
     store = open_build(build_dir, {"template": template.model_dump(), "out": str(out)})

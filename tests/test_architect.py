@@ -190,3 +190,15 @@ def test_past_the_probe_cap_children_go_unchecked_to_their_evaluation(tmp_path):
     assert "repaired" not in child.origin and child.status == "failed" and child.metrics["failure"] == "shape"
     assert study.probes == 0 and len(llm.requests) == 1
     assert [e["kind"] for e in study.store.events()].count("probe_cap_reached") == 1
+
+
+@pytest.mark.slow
+def test_a_lazy_layer_the_forward_never_uses_is_a_shape_failure_not_a_crash(tmp_path):
+    unused = PARENT.replace("self.head = nn.Linear(c, num_classes)",
+                            "self.head = nn.Linear(c, num_classes)\n        self.aux = nn.LazyLinear(5)")
+    study, problem = _open_study(tmp_path, budget=1, llm=ScriptedLLM([]))
+    try:
+        r = problem.probes["check"](unused)
+    finally:
+        problem.close()
+    assert r["status"] == "failed" and r["category"] == "shape" and "never used in the forward pass" in r["error"]

@@ -35,6 +35,8 @@ from conftest import ScriptedLLM
         ("{'a': 1, b: 'two'}", {"a": 1, "b": "two"}),  # single quotes, a bare key
         ('{"a": 1} and then {"a": 2}', {"a": 1}),  # the first value is the answer
         ('{"a": [1, 2} trailing', {"a": [1, 2]}),
+        ('1. I pick {"a": 3}', {"a": 3}),  # a number or word opening the prose is not the answer
+        ('"A" is best: {"a": 4}', {"a": 4}),
     ],
 )
 def test_parse_json_repairs(text, value):

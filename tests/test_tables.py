@@ -12,7 +12,7 @@ import pytest
 from pymoo.indicators.hv import HV
 
 from fairnad.bench import Objectives
-from fairnad.evaluate.relabel import relabel
+from fairnad.evaluate.relabel import genotype_map, relabel
 from fairnad.evaluate.tabular import load_benchmark
 from fairnad.search.base import create_strategy
 from fairnad.search.pareto import objectives, rank_and_crowding
@@ -122,13 +122,16 @@ def test_a_relabelled_benchmark_is_the_same_table_under_other_names(name):
         if col:
             assert np.array_equal(np.sort(orig.columns[col]), np.sort(copy.columns[col]), equal_nan=True)
     # a bijection of genotypes, one permutation of codes per position, values carried along
-    assert len(set(copy.keys)) == len(orig.keys)
+    mapping = genotype_map(orig, 7)
+    assert sorted(mapping.values()) == sorted(copy.keys) and len(set(mapping.values())) == len(orig.keys)
     for d in range(orig.space.ndim):
-        pairs = {(orig.space.parse(a)[d], copy.space.parse(b)[d]) for a, b in zip(orig.keys, copy.keys)}
+        pairs = {(orig.space.parse(a)[d], copy.space.parse(b)[d]) for a, b in mapping.items()}
         olds, news = {a for a, _ in pairs}, {b for _, b in pairs}
         assert len(pairs) == len(olds) == len(news)  # a function, and one-to-one
-    i = 123
-    assert orig.lookup(orig.keys[i])["accuracy"] == copy.lookup(copy.keys[i])["accuracy"]
+    for k in orig.keys[::97]:
+        assert orig.lookup(k)["accuracy"] == copy.lookup(mapping[k])["accuracy"]
+        assert orig.lookup(k)["test_accuracy"] == copy.lookup(mapping[k])["test_accuracy"]
+    assert copy.keys == sorted(copy.keys)  # rows in the copy's own order: the original order names nothing
     # nothing of the original names is left for a model to recall
     text = json.dumps(copy.space.description.model_dump()) + copy.spec.notes
     for opts in orig.space.options:
@@ -136,7 +139,7 @@ def test_a_relabelled_benchmark_is_the_same_table_under_other_names(name):
             assert o.name not in text
     assert copy.spec.display is None and copy.random_search_expectation(50)["mean"] == pytest.approx(
         orig.random_search_expectation(50)["mean"])
-    assert relabel(orig, 8).keys != copy.keys  # another seed, another permutation
+    assert genotype_map(orig, 8) != mapping  # another seed, another permutation
 
 
 @pytest.mark.slow
@@ -190,3 +193,31 @@ def test_bench_ablation_grid_without_the_llm(run_cli, tmp_path):
     with sqlite3.connect(tmp_path / "b" / "nas-bench-macro" / "fairnad_no-idea" / "seed0" / "run.db") as db:
         ops = {o for (o,) in db.execute("select json_extract(origin, '$.op') from candidates")}
     assert "idea" not in ops and "pareto" in ops
+
+
+def test_llmatic_temperature_walks_beyond_one_bin():
+    """Children that beat their parent raise the prompt's temperature step by step (0.1 < a bin's
+    0.15): it drifts inside a cell and opens the next cell when it crosses a bin edge."""
+    from ribs.archives import GridArchive
+
+    strat = create_strategy("llmatic", {"instructions": ["a"]})
+    strat.rng, strat.by_trial, strat.open = np.random.default_rng(0), {}, False
+    strat.nets = GridArchive(solution_dim=1, dims=[2, 2], ranges=[(0, 1), (0, 1)], seed=0)
+    strat._put_prompt(0, 0.7, 0.0)
+
+    class _Study:
+        class store:
+            @staticmethod
+            def set_meta(**_): pass
+
+        class problem:
+            cost_range = {}
+
+    strat.by_trial[0] = _cand(0, 10.0, 1e5)
+    for t in range(1, 7):
+        cell = max(strat.cells, key=lambda k: strat.cells[k]["temperature"])
+        child = _cand(t, 10.0 + t, 1e5, prompt=0, temperature=strat.cells[cell]["temperature"], cell=list(cell))
+        child.parents = [t - 1]
+        strat.tell(_Study, [child])
+        strat.by_trial[t] = child
+    assert max(v["temperature"] for v in strat.cells.values()) == pytest.approx(1.3)

@@ -39,20 +39,11 @@ def relabel(bench, seed: int):
     from fairnad.evaluate.tabular import TabularBenchmark
     from fairnad.space.tabular import Dimension, Option, SpaceDescription, TabularSpace
 
-    if seed < 0:
-        raise ConfigError(f"relabel seed {seed}: must be 0 or more")
-    rng = np.random.default_rng([seed, 0x5EED])
     space = bench.space
     desc = space.description
-    choices, dims, new_index = {}, [], []
+    new_index = _new_indices(bench, seed)
+    choices, dims = {}, []
     for i, opts in enumerate(space.options):
-        if len(opts) > len(_CODES):
-            raise ConfigError(f"{bench.spec.name}: position {i + 1} has {len(opts)} options; relabelling handles "
-                              f"at most {len(_CODES)}")  # fmt: skip
-        perm = rng.permutation(len(opts))  # new option j stands for the original option perm[j]
-        inv = np.empty_like(perm)
-        inv[perm] = np.arange(len(opts))
-        new_index.append(inv)
         key = f"p{i + 1}"
         choices[key] = [Option(code=_CODES[j], label=string.ascii_uppercase[j % 26] + (str(j // 26) if j >= 26 else ""),
                                name=f"option {string.ascii_uppercase[j % 26]}{j // 26 if j >= 26 else ''}")
@@ -65,12 +56,44 @@ def relabel(bench, seed: int):
     )  # fmt: skip
     new_space = TabularSpace(new_desc)
     keys = [new_space.format([int(new_index[d][j]) for d, j in enumerate(space.parse(k))]) for k in bench.keys]
-    columns = {c: v for c, v in bench.columns.items() if c != bench.spec.display}  # a display column names the ops
+    # rows in the new keys' order, and only the columns a search reads: an index, a rank or a display
+    # column (NB201's cell string) would name the original entry
+    order = np.argsort(np.array(keys))
+    m = bench.spec.metrics
+    keep = {c for c in (m.search, m.report, m.params, m.flops, *(f.search for f in bench.spec.fidelities.values()))
+            if c}  # fmt: skip
+    columns = {c: np.asarray(v)[order] for c, v in bench.columns.items() if c in keep}
+    keys = [keys[i] for i in order]
     spec = bench.spec.model_copy(update={
         "name": relabelled_name(bench.spec.name, seed), "title": new_desc.title, "display": None,
         "notes": f"relabelled copy (seed {seed}) of {bench.spec.name}: neutral labels, codes permuted per position",
         "source": bench.spec.source})  # fmt: skip
     return TabularBenchmark(spec, new_space, keys, columns)
+
+
+def _new_indices(bench, seed: int) -> list[np.ndarray]:
+    """Per position: original option index -> its index in the relabelled copy (a seeded permutation)."""
+    if seed < 0:
+        raise ConfigError(f"relabel seed {seed}: must be 0 or more")
+    rng = np.random.default_rng([seed, 0x5EED])
+    out = []
+    for i, opts in enumerate(bench.space.options):
+        if len(opts) > len(_CODES):
+            raise ConfigError(f"{bench.spec.name}: position {i + 1} has {len(opts)} options; relabelling handles "
+                              f"at most {len(_CODES)}")  # fmt: skip
+        perm = rng.permutation(len(opts))  # new option j stands for the original option perm[j]
+        inv = np.empty_like(perm)
+        inv[perm] = np.arange(len(opts))
+        out.append(inv)
+    return out
+
+
+def genotype_map(bench, seed: int) -> dict[str, str]:
+    """Original genotype -> its genotype in the copy `relabel(bench, seed)` (to check a copy, or to
+    translate a result on it back)."""
+    new_index = _new_indices(bench, seed)
+    copy_space = relabel(bench, seed).space
+    return {k: copy_space.format([int(new_index[d][j]) for d, j in enumerate(bench.space.parse(k))]) for k in bench.keys}
 
 
 def write_relabelled(bench, out: Path) -> tuple[Path, Path]:

@@ -211,6 +211,10 @@ def main(job_path: str) -> int:
         fail(ch, "shape", exc, message=f"{message}\n{where}" if where else None, params=params)
         return 0
     if params is None:
+        if any(isinstance(p, torch.nn.parameter.UninitializedParameter) for p in model.parameters()):
+            fail(ch, "shape", message="a layer whose input size is inferred (nn.LazyLinear, ...) is never used in "
+                 "the forward pass, so it has no size; remove it or give its sizes")  # fmt: skip
+            return 0
         params = count_params(model)
         if over_budget(params):
             return 0

@@ -37,9 +37,11 @@ def parse_json(text: str) -> Any:
     try:
         for cand in _candidates(text):
             try:
-                return _DECODER.raw_decode(cand)[0]
+                value, end = _DECODER.raw_decode(cand)
             except ValueError:
                 continue
+            if isinstance(value, (dict, list)) or end == len(cand):  # not the "1" of "1. I pick {...}"
+                return value
         start = min((i for i in (text.find("{"), text.find("[")) if i >= 0), default=-1)
         if start < 0:
             raise ValueError("no JSON value found in the answer")

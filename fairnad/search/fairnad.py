@@ -3,17 +3,19 @@
 Each child comes from one of three mutation types (probabilities configurable, each can be
 switched off for ablations):
   idea       fair idea sampling: a category uniformly, an idea uniformly inside it; the LLM applies
-             the idea (with its description and source quotes) to a parent chosen by NSGA-II.
+             the idea (with its description and source quotes) to an accurate recent model (a
+             tournament on accuracy; `parent: nsga2` for NSGA-II's choice).
   pareto     Pareto-aware: NSGA-II (pymoo) picks a parent on or near the front of accuracy vs cost;
-             small front models are scaled up, large ones get a hyperparameter tuned, through the
-             model's own width/depth arguments (or the table's options) where it has them, through
-             the LLM where it does not.
+             open spaces: small front models are scaled up, large ones get a hyperparameter tuned,
+             through the model's own width/depth arguments where it has them, through the LLM where
+             it does not; tables: the cheap half grows and the dear half shrinks by one option.
   iterative  an agent (qwen-agent) refines a strong model over several turns with tools backed by
              the sandbox (check, count params/FLOPs, train one epoch) or the table, until the child
              passes the checks and is new.
 Every prompt carries fine-grained feedback: the parent's metrics and curve, the failure category
 and traceback of recent failed children, per-idea statistics (tried / valid / improved the front)
-and the current front. A child over the parameter budget is shrunk and retried once. The
+and the current front. A child over the parameter budget is shrunk and retried once. With
+`--llm none` (tables) each LLM step is replaced by its deterministic counterpart. The
 per-idea and per-mutation-type statistics are kept in the run store (meta `fairnad_stats`).
 """
 

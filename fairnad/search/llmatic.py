@@ -9,8 +9,9 @@ archives, kept with pyribs.
   did not, -0.5 when it failed. A cell's curiosity goes down as well as up (a pyribs archive only
   ever keeps a cell's best value, so failures would never demote a prompt), and it decides which
   prompt is used: cells are drawn with probability proportional to exp(curiosity / `curiosity_temperature`).
-  A valid child that beats its parent also opens the cell one temperature step up (explore); one
-  that does not, one step down (exploit), starting from the used cell's curiosity.
+  A valid child that beats its parent also moves its prompt's temperature one step up (explore); one
+  that does not, one step down (exploit): inside the cell's temperature bin the cell's temperature
+  drifts; across a bin edge a new cell opens with the used cell's curiosity.
 Each step draws a prompt cell by curiosity and a parent elite, then mutates (probability
 `mutation_prob`) or crosses two parents over, through the LLM. With --llm none (tables) the LLM
 step is replaced by its deterministic counterpart: a one-position mutation or a uniform crossover.
@@ -192,7 +193,11 @@ class LLMatic(Strategy):
             used = self.cells.setdefault(cell, {"temperature": t, "curiosity": 0.0})
             used["curiosity"] += delta  # down as well as up
             moved = float(np.clip(t + step if improved else t - step, self.T_RANGE[0] + 1e-6, self.T_RANGE[1] - 1e-6))
-            if c.ok and (pi, self._bin(moved)) not in self.cells:  # a failure opens no copy of its prompt
+            if not c.ok:  # a failure opens no copy of its prompt
+                continue
+            if (pi, self._bin(moved)) == cell:  # a step inside the bin: the cell's own temperature drifts
+                used["temperature"] = round(moved, 4)
+            elif (pi, self._bin(moved)) not in self.cells:
                 self._put_prompt(pi, moved, used["curiosity"])
         if results:
             study.store.set_meta(llmatic_archives={

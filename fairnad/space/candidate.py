@@ -20,7 +20,8 @@ An LLM-made proposal also lists the stored LLM calls that made it (origin["llm_c
 records them for a strategy's single proposal, FairNAD per child of a batch); a fallback lists the
 calls whose answers it replaced when they were asked in the same step (GENIUS's fallback, after
 answers that were refused as proposals of their own, lists none). Only "llm" counts as the model's
-own (runs.made_by_llm, the bench's LLM share). Runs stored before `source` existed are classified by runs.made_by_llm's legacy rule.
+own (store.summary.made_by_llm, the bench's LLM share). Runs stored before `source` existed are
+classified by made_by_llm's legacy rule.
 """
 
 from __future__ import annotations

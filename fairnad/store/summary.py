@@ -99,8 +99,9 @@ def summarize(store: RunStore, bench: Any = None) -> dict[str, Any]:
     if best is not None:
         out["best"]["origin"] = origin_label(best.origin)
         out["best"]["by_llm"] = bool(llm_strategy and made_by_llm(best.origin))
-    out["children"] = children_table(cands, llm_strategy)
-    out["trajectory"] = best_so_far(cands)
+    maximise = primary.get("direction", "max") == "max"
+    out["children"] = children_table(cands, llm_strategy, maximise)
+    out["trajectory"] = best_so_far(cands, maximise)
     return out
 
 
@@ -110,7 +111,7 @@ def origin_label(origin: dict[str, Any]) -> str:
     return f"{op} ({origin['via']})" if origin.get("via") else op
 
 
-def children_table(cands: list[Candidate], llm_strategy: bool = True) -> list[dict[str, Any]]:
+def children_table(cands: list[Candidate], llm_strategy: bool = True, maximise: bool = True) -> list[dict[str, Any]]:
     """Per origin: proposed, trained (evaluated without failing; of those, how many trained once their
     layers' input sizes were inferred from the data), improved the best so far, improved the
     Pareto front of accuracy and parameters (non-dominated by everything completed before it), and
@@ -127,23 +128,27 @@ def children_table(cands: list[Candidate], llm_strategy: bool = True) -> list[di
         if c.ok:
             r["trained"] += 1
             r["sizes_inferred"] += int(bool(c.origin.get("inferred_sizes")))
-            F = as_objectives([(x.metrics["accuracy"], x.metrics.get("params")) for x in [c, *done]])
+            F = as_objectives([(x.metrics["accuracy"], x.metrics.get("params")) for x in [c, *done]], maximise)
             r["improved_front"] += int(improves(F[0], F[1:]))
-            if best is None or c.metrics["accuracy"] > best:
+            if best is None or _better(c.metrics["accuracy"], best, maximise):
                 r["improved_best"] += int(best is not None)
                 best = c.metrics["accuracy"]
             done.append(c)
     return sorted(rows.values(), key=lambda r: (not r["by_llm"], r["origin"]))
 
 
-def best_so_far(cands: list[Candidate]) -> list[dict[str, Any]]:
+def _better(a: float, b: float, maximise: bool) -> bool:
+    return a > b if maximise else a < b
+
+
+def best_so_far(cands: list[Candidate], maximise: bool = True) -> list[dict[str, Any]]:
     """After each counted evaluation: the reported accuracy and rank of the best-so-far (by search metric)."""
     traj = []
     best = None
     for c in cands:
         if not c.counted:
             continue
-        if c.ok and (best is None or c.metrics["accuracy"] > best.metrics["accuracy"]):
+        if c.ok and (best is None or _better(c.metrics["accuracy"], best.metrics["accuracy"], maximise)):
             best = c
         if best is not None:
             traj.append(
