@@ -82,7 +82,9 @@ def test_the_server_dying_while_the_agent_works_pauses_and_the_resume_goes_on_fr
 
 @pytest.mark.parametrize("strategy", ["fairnad", "llmatic", "evoprompting"])
 def test_llm_strategies_killed_with_recorded_answers_equal_the_recorded_run(run_cli, tmp_path, strategy):
-    args = ["search", "-b", "nb201-cifar10", "-s", strategy, "-n", "10", "--seed", "4"]
+    # (FairNAD starts tables with 10 random models by default: 4 here, so the LLM's answers are replayed)
+    args = ["search", "-b", "nb201-cifar10", "-s", strategy, "-n", "10", "--seed", "4",
+            "--set", "strategies.fairnad.init_population=4"]  # fmt: skip
     ref = run_cli(*args, "--run-dir", "ref", "--json")
     assert ref.returncode == 0, ref.stderr
     db = tmp_path / "run" / "run.db"
@@ -100,7 +102,8 @@ def test_llm_strategies_survive_transient_faults_and_pause_when_the_server_stays
 ):
     # (their prompts are longer than GENIUS's: a 135M model on one busy thread can take ~10 s to answer)
     search = ["search", "-b", "nas-bench-macro", "-s", strategy, "-n", "8", "--seed", "3",
-              "--set", "llm.timeout=30", "--set", "llm.max_retries=3"]  # fmt: skip
+              "--set", "llm.timeout=30", "--set", "llm.max_retries=3",
+              "--set", "strategies.fairnad.init_population=2"]  # fmt: skip
     schedule = [None, "refuse", "truncate", None, "malformed", "429", "500", "slow"]
     with FaultProxy(embedded_server.base_url, schedule, slow_s=40) as px:
         p = run_cli(*search, "--llm", px.base_url, "--run-dir", "t", "--json")
@@ -120,6 +123,7 @@ def test_llm_strategies_survive_transient_faults_and_pause_when_the_server_stays
 
 def test_a_batch_of_two_children_gets_each_childs_own_calls(run_cli, tmp_path):
     p = run_cli("search", "-b", "nb201-cifar100", "-s", "fairnad", "-n", "8", "--seed", "2",
+                "--set", "strategies.fairnad.init_population=4",
                 "--set", "strategies.fairnad.batch=2", "--set", "strategies.fairnad.disable=[pareto, iterative]",
                 "--run-dir", "b", "--json")  # fmt: skip
     assert p.returncode == 0, p.stderr
