@@ -387,45 +387,29 @@ def evaluate(
     as_json: bool = JSON_OPT,
 ) -> None:
     """Evaluate model files in the sandbox: checks, proxy training, params/FLOPs, accuracy."""
-    from fairnad.evaluate.code import EvalRequest
-    from fairnad.evaluate.datasets import dataset_spec
-    from fairnad.evaluate.executors import make_executor
-    from fairnad.evaluate.fidelity import successive_halving
+    from fairnad.lifecycle import evaluate_models
 
-    dataset_spec(dataset)
     if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
         raise ConfigError(f"--device {device!r}: use cpu or cuda")
     sources = [_model_source(m) for m in models]
-    base = dict(dataset=dataset, epochs=epochs, data_dir=str(data_dir) if data_dir else None, device=device, seed=seed,
-                max_params=max_params, train=_parse_kv(train_opt, "--train"), model_args=_parse_kv(model_arg, "--model-arg"),
-                timeout=timeout, memory_mb=memory_mb, threads=threads)  # fmt: skip
-    from fairnad.evaluate.datasets import prepare
-
-    prepare(dataset, base["data_dir"])  # fail early (and once) on a missing or malformed data folder
-    gpu_ids = [int(g) for g in gpus.split(",")] if gpus else None
-    pool = make_executor(executor, workers, gpu_ids, address, device, isolation)
-    try:
-        if rungs:
+    request = dict(dataset=dataset, epochs=epochs, data_dir=str(data_dir) if data_dir else None, device=device,
+                   seed=seed, max_params=max_params, train=_parse_kv(train_opt, "--train"),
+                   model_args=_parse_kv(model_arg, "--model-arg"), timeout=timeout, memory_mb=memory_mb,
+                   threads=threads)  # fmt: skip
+    pool = dict(executor=executor, workers=workers, gpus=[int(g) for g in gpus.split(",")] if gpus else None,
+                address=address, isolation=isolation)  # fmt: skip
+    if rungs:
+        try:
             ks = [int(k) for k in rungs.split(",")]
-            progress_note = lambda r, alive: err_console.print(f"rung {r + 1}/{len(ks)}: {len(alive)} models x {ks[r]} epochs")  # noqa: E731
-            entries = successive_halving(
-                len(sources), lambda i, e: EvalRequest(source=sources[i][1], **{**base, "epochs": e}), pool, ks, eta,
-                top_k, final_epochs, progress_note,
-            )  # fmt: skip
-            out = {"dataset": dataset, "rungs": ks, "eta": eta,
-                   "models": [{"model": sources[e.index][0], "rungs": e.rungs, "final": e.final} for e in entries]}  # fmt: skip
-            if as_json:
-                _emit_json(out)
-            else:
-                _print_halving(out)
-            return
-        with err_console.status(f"evaluating {len(sources)} model(s) on {dataset}"):
-            results = pool.map([EvalRequest(source=src, **base) for _, src in sources])
-    finally:
-        pool.close()
-    rows = [{"model": label, "dataset": dataset, **r.to_dict()} for (label, _), r in zip(sources, results)]
-    for r in rows:
-        r["metrics"].pop("curves", None)
+        except ValueError:
+            raise ConfigError(f"--rungs {rungs!r}: expected comma-separated epochs like 1,3,9") from None
+        out = evaluate_models(sources, request, pool, rungs=ks, eta=eta, top_k=top_k, final_epochs=final_epochs,
+                              on_rung=lambda r, alive: err_console.print(
+                                  f"rung {r + 1}/{len(ks)}: {len(alive)} models x {ks[r]} epochs"))  # fmt: skip
+        _emit_json(out) if as_json else _print_halving(out)
+        return
+    with err_console.status(f"evaluating {len(sources)} model(s) on {dataset}"):
+        rows = evaluate_models(sources, request, pool)["results"]
     if as_json:
         _emit_json(rows[0] if len(rows) == 1 else {"results": rows})
     else:

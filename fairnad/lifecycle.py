@@ -388,3 +388,39 @@ def build_knowledge(pdfs: list[Path], template, out: Path, build_dir: Path, llm_
             return knowledge_summary(tree, report, papers, llm, time.time() - t0, out)
     finally:
         store.close()
+
+
+
+# -- evaluating model files ---------------------------------------------------------------------
+def evaluate_models(sources: list[tuple[str, str]], request: dict[str, Any], pool: dict[str, Any], *,
+                    rungs: list[int] | None = None, eta: float = 3.0, top_k: int = 1, final_epochs: int | None = None,
+                    on_rung: Callable[[int, list], None] | None = None) -> dict[str, Any]:  # fmt: skip
+    """`fairnad evaluate`: (label, source) model files trained in the sandbox with `request`'s fields
+    (EvalRequest), on an executor made from `pool` (executor, workers, gpus, address, isolation).
+    With `rungs`, successive halving over those epochs: {"dataset", "rungs", "eta", "models"};
+    else {"results": one row per model}."""
+    from fairnad.evaluate.code import EvalRequest
+    from fairnad.evaluate.datasets import dataset_spec, prepare
+    from fairnad.evaluate.executors import make_executor
+    from fairnad.evaluate.fidelity import successive_halving
+
+    dataset = request["dataset"]
+    dataset_spec(dataset)
+    prepare(dataset, request.get("data_dir"))  # fail early (and once) on a missing or malformed data folder
+    executor = make_executor(pool["executor"], pool["workers"], pool.get("gpus"), pool.get("address"),
+                             request["device"], pool["isolation"])  # fmt: skip
+    try:
+        if rungs:
+            entries = successive_halving(
+                len(sources), lambda i, e: EvalRequest(source=sources[i][1], **{**request, "epochs": e}), executor,
+                rungs, eta, top_k, final_epochs, on_rung or (lambda r, alive: None),
+            )  # fmt: skip
+            return {"dataset": dataset, "rungs": rungs, "eta": eta,
+                    "models": [{"model": sources[e.index][0], "rungs": e.rungs, "final": e.final} for e in entries]}  # fmt: skip
+        results = executor.map([EvalRequest(source=src, **request) for _, src in sources])
+    finally:
+        executor.close()
+    rows = [{"model": label, "dataset": dataset, **r.to_dict()} for (label, _), r in zip(sources, results)]
+    for r in rows:
+        r["metrics"].pop("curves", None)
+    return {"results": rows}
