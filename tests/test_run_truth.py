@@ -17,7 +17,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.llm]
 COUNTED = "SELECT COUNT(*) FROM candidates WHERE status != 'running'"
 OPEN = ["search", "--space", "open", "--dataset", "mnist1d", "-s", "fairnad", "--epochs", "1", "--seed", "5",
         "--set", "strategies.fairnad.init_population=2", "--set", "strategies.fairnad.agent_turns=2",
-        "--set", "strategies.fairnad.max_tokens=400"]  # fmt: skip
+        "--set", "strategies.fairnad.max_tokens=400",
+        # both LLM mutation types within 5 children, whatever the draws: 0.4 each
+        "--set", "strategies.fairnad.probs={idea: 0.4, pareto: 0.2, iterative: 0.4}"]  # fmt: skip
 PROBES = "SELECT kind, key, result FROM probes ORDER BY seq"
 CALLS = "SELECT key, text FROM llm_calls WHERE error IS NULL ORDER BY seq"
 
