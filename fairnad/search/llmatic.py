@@ -91,7 +91,7 @@ class LLMatic(Strategy):
         return int(np.clip((t - lo) / (hi - lo) * self.config.temperature_bins, 0, self.config.temperature_bins - 1))
 
     def _put_prompt(self, i: int, temperature: float, curiosity: float) -> tuple[int, int]:
-        t = float(np.clip(temperature, self.T_RANGE[0] + 1e-6, self.T_RANGE[1] - 1e-6))
+        t = float(np.clip(temperature, self.T_RANGE[0] + 1e-3, self.T_RANGE[1] - 1e-3))
         cell = (i, self._bin(t))
         self.cells[cell] = {"temperature": round(t, 4), "curiosity": curiosity}
         return cell
@@ -192,7 +192,7 @@ class LLMatic(Strategy):
             step = self.config.temperature_step
             used = self.cells.setdefault(cell, {"temperature": t, "curiosity": 0.0})
             used["curiosity"] += delta  # down as well as up
-            moved = float(np.clip(t + step if improved else t - step, self.T_RANGE[0] + 1e-6, self.T_RANGE[1] - 1e-6))
+            moved = float(np.clip(t + step if improved else t - step, self.T_RANGE[0] + 1e-3, self.T_RANGE[1] - 1e-3))
             if not c.ok:  # a failure opens no copy of its prompt
                 continue
             if (pi, self._bin(moved)) == cell:  # a step inside the bin: the cell's own temperature drifts
