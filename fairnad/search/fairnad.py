@@ -405,17 +405,21 @@ class FairNAD(Strategy):
     def _idea_applied(self, study, parent, origin, idea: Idea) -> Proposal:
         """The parent with the idea's option set at its position; when that model was evaluated already
         (or is not in the table), a new neighbour of it that keeps the idea."""
-        space = study.space
-        idx = list(space.parse(parent.genotype))
+        idx = list(study.space.parse(parent.genotype))
         idx[idea.position] = idea.option
-        child = space.format(idx)
+        child = study.space.format(idx)
         if study.seen(child) is not None or not study.in_domain(child):
-            alts = [g for g in space.neighbours(child) if study.seen(g) is None and study.in_domain(g)
-                    and space.parse(g)[idea.position] == idea.option]  # fmt: skip
-            if alts:
-                child = alts[int(self.rng.integers(len(alts)))]
-                origin = {**origin, "neighbour": True}
+            alt = self._neighbour_with(study, child, idea)
+            if alt is not None:
+                child, origin = alt, {**origin, "neighbour": True}
         return Proposal(child, parents=[parent.trial], origin=origin)
+
+    def _neighbour_with(self, study, genotype: str, idea: Idea) -> str | None:
+        """A new one-option neighbour of `genotype` in the table that keeps the idea, drawn uniformly."""
+        space = study.space
+        alts = [g for g in space.neighbours(genotype) if study.seen(g) is None and study.in_domain(g)
+                and space.parse(g)[idea.position] == idea.option]  # fmt: skip
+        return alts[int(self.rng.integers(len(alts)))] if alts else None
 
     def _tabular_answer(self, study, prompt: str, parent, origin, idea: Idea) -> Proposal:
         """The model's child, or a fallback made without it when its answer was unusable, lacked the
@@ -433,11 +437,9 @@ class FairNAD(Strategy):
         child = space.format(idx)
         if study.seen(child) is not None or not study.in_domain(child):
             self.llm_misses += 1
-            alts = [g for g in space.neighbours(child) if study.seen(g) is None and study.in_domain(g)
-                    and space.parse(g)[idea.position] == idea.option]  # fmt: skip
-            if alts:
-                child = alts[int(self.rng.integers(len(alts)))]
-                origin = {**origin, "fallback": "neighbour"}
+            alt = self._neighbour_with(study, child, idea)
+            if alt is not None:
+                child, origin = alt, {**origin, "fallback": "neighbour"}
         else:
             self.llm_misses = 0
         replaced = any(k in origin for k in ("llm_answer", "idea_enforced", "fallback"))
