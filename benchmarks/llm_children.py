@@ -48,7 +48,16 @@ def main() -> None:
                     "select json_extract(origin, '$.op'), coalesce(json_extract(metrics, '$.failure'), status) "
                     "from candidates where status != 'complete'")
             )  # fmt: skip
+            # every answer the model gave for its children: how many failed their sandbox check
+            answers = Counter()
+            for op, attempts, failed in db.execute(
+                    "select json_extract(origin, '$.op'), json_extract(origin, '$.attempts'), "
+                    "json_array_length(coalesce(json_extract(origin, '$.check_failures'), '[]')) from candidates "
+                    "where json_extract(origin, '$.source') = 'llm'"):  # fmt: skip
+                answers[op, "answers"] += attempts or 1
+                answers[op, "failed check"] += failed or 0
         s["failures"] = dict(fails)
+        s["answers"] = {f"{op} {k}": n for (op, k), n in sorted(answers.items())}
         s["wall_s"] = round(time.time() - t0, 1)
         results.append(s)
         print(f"seed {seed}: {s['wall_s'] / 60:.1f} min, best {s['best']['search_accuracy']:.1f}% val "
@@ -57,6 +66,7 @@ def main() -> None:
             print(f"   {r['origin']:22} {'LLM' if r['by_llm'] else '   '}  proposed {r['proposed']:3}  trained "
                   f"{r['trained']:3} (sizes inferred {r.get('sizes_inferred', 0)})  improved front {r['improved_front']:3}  best {r['improved_best']:3}")
         print(f"   failures: {dict(fails)}", flush=True)
+        print(f"   answers: {s['answers']}", flush=True)
     llm = [r for s in results for r in s["children"] if r["by_llm"]]
     proposed, trained, front, inferred = (sum(r.get(k, 0) for r in llm)
                                           for k in ("proposed", "trained", "improved_front", "sizes_inferred"))

@@ -1,6 +1,6 @@
 """The default embedded model as an architect: LLM-written children are checked by a probe that goes
-through the run (stored, counted, answered from the store on resume), sent back once with the error,
-and - with the real Qwen2.5-Coder-1.5B - train."""
+through the run (stored, counted, answered from the store on resume), asked afresh (or sent back with
+the error, `repairs`) when they fail it, and - with the real Qwen2.5-Coder-1.5B - train."""
 
 from __future__ import annotations
 
@@ -35,13 +35,36 @@ def _fenced(code: str) -> str:
 
 
 @pytest.mark.slow
+def test_a_child_that_fails_its_check_is_asked_afresh(tmp_path):
+    """The default: the same prompt again with a new seed (the server's prompt cache makes it cheap),
+    and the new answer is a change of the parent, not of the broken child."""
+    broken = BLOCK.replace("return self.act(self.bn(self.conv(x)))", "return self.act(self.bn(self.conv(x))) + x")
+    other = BLOCK.replace("self.act = nn.GELU()", "self.act = nn.SiLU()")
+    llm = ScriptedLLM([_fenced(broken), _fenced(other)])
+    study, problem = _open_study(tmp_path, budget=2, llm=llm)
+    try:
+        study.optimize(create_strategy("fairnad", {"disable": ["pareto", "iterative"], "init_population": 1}))
+    finally:
+        problem.close()
+    child = study.candidates[1]
+    assert child.origin["op"] == "idea" and child.origin["retried"] == 1 and child.origin["attempts"] == 2 and child.ok
+    assert child.origin["check_failures"][0].startswith("shape: RuntimeError") and "repaired" not in child.origin
+    assert llm.requests[1] == llm.requests[0]  # the same messages: a prefix the server has cached
+    assert "nn.SiLU()" in child.genotype and "+ x" not in child.genotype
+    probes = study.store.probes()
+    # the broken answer and the new one; no size inference while answers are left
+    assert [p["result"]["category"] for p in probes] == ["shape", None] and study.probes == 2
+
+
+@pytest.mark.slow
 def test_a_child_that_fails_its_check_is_repaired_through_a_stored_probe(tmp_path):
     broken = BLOCK.replace("return self.act(self.bn(self.conv(x)))", "return self.act(self.bn(self.conv(x))) + x")
     fixed = BLOCK.replace("self.act = nn.GELU()", "self.act = nn.SiLU()")
     llm = ScriptedLLM([_fenced(broken), _fenced(fixed)])
     study, problem = _open_study(tmp_path, budget=2, llm=llm)
     try:
-        study.optimize(create_strategy("fairnad", {"disable": ["pareto", "iterative"], "init_population": 1}))
+        study.optimize(create_strategy("fairnad", {"disable": ["pareto", "iterative"], "init_population": 1,
+                                                   "repairs": 1, "retries": 0}))  # fmt: skip
     finally:
         problem.close()
     child = study.candidates[1]
@@ -52,12 +75,31 @@ def test_a_child_that_fails_its_check_is_repaired_through_a_stored_probe(tmp_pat
     assert repair.startswith("That model fails its check:\nshape: RuntimeError") and 'File "candidate.py"' in repair
     assert "/tmp/" not in repair and "site-packages" not in repair  # no random paths, no library frames
     probes = study.store.probes()
-    # the broken child, its inferred-sizes heal (a residual of other width is no input size: still a
-    # shape error), and the repaired child, which passes
-    assert [p["kind"] for p in probes] == ["check"] * 3
-    assert [p["result"]["category"] for p in probes] == ["shape", "shape", None]
-    assert "nn.LazyConv1d" in probes[1]["genotype"] and "inferred_sizes" not in child.origin
-    assert study.probes == 3 and probes[0]["genotype"].count("+ x") == 1
+    assert [p["kind"] for p in probes] == ["check"] * 2
+    assert [p["result"]["category"] for p in probes] == ["shape", None]
+    assert study.probes == 2 and probes[0]["genotype"].count("+ x") == 1
+
+
+@pytest.mark.slow
+def test_the_iterative_child_is_driven_by_the_sandbox(tmp_path):
+    """Iterative refinement in an open space needs no tool call from the model: every answer is built
+    and checked, the first failure goes back with its error, a later one is asked afresh."""
+    broken = BLOCK.replace("return self.act(self.bn(self.conv(x)))", "return self.act(self.bn(self.conv(x))) + x")
+    still = BLOCK.replace("return self.act(self.bn(self.conv(x)))", "return self.act(self.bn(self.conv(x))) * x[:, :1]")
+    fixed = BLOCK.replace("self.act = nn.GELU()", "self.act = nn.SiLU()")
+    llm = ScriptedLLM([_fenced(broken), _fenced(broken), _fenced(fixed)])
+    study, problem = _open_study(tmp_path, budget=2, llm=llm)
+    try:
+        study.optimize(create_strategy("fairnad", {"disable": ["pareto", "idea"], "init_population": 1}))
+    finally:
+        problem.close()
+    child = study.candidates[1]
+    assert child.origin["op"] == "iterative" and child.origin["source"] == "llm" and child.ok
+    assert child.origin["repaired"] == 1 and child.origin["retried"] == 1 and child.origin["attempts"] == 3
+    assert "most accurate model on the Pareto front" in llm.requests[0][-1]["content"]
+    assert llm.requests[1][-1]["content"].startswith("That model fails its check:")  # the error, shown to the model
+    assert llm.requests[2] == llm.requests[0]  # then afresh
+    assert "nn.SiLU()" in child.genotype and "+ x" not in child.genotype and still not in child.genotype
 
 
 # a child with SiLU (a new network) whose head was written for twice the channels that arrive
@@ -68,15 +110,16 @@ WRONG_HEAD = PARENT.replace("self.head = nn.Linear(c, num_classes)", "self.head 
 @pytest.mark.slow
 def test_a_wrong_input_size_is_inferred_from_the_data_without_a_call(tmp_path):
     """The commonest failure of a small model's child, a head whose in_features does not match what
-    arrives, is fixed by lazy layers (nn.LazyLinear...) and the child trains; no repair call is made."""
-    llm = ScriptedLLM([_fenced(WRONG_HEAD)])
+    arrives, is fixed by lazy layers (nn.LazyLinear...) when the last answer still has it, and the
+    child trains."""
+    llm = ScriptedLLM([_fenced(WRONG_HEAD)] * 3)
     study, problem = _open_study(tmp_path, budget=2, llm=llm)
     try:
         study.optimize(create_strategy("fairnad", {"disable": ["pareto", "iterative"], "init_population": 1}))
     finally:
         problem.close()
     parent, child = study.candidates[:2]
-    assert len(llm.requests) == 1 and "repaired" not in child.origin
+    assert len(llm.requests) == 3 and child.origin["retried"] == 2 and "repaired" not in child.origin
     assert child.origin["inferred_sizes"] == 3 and child.origin["check_failures"][0].startswith("shape: RuntimeError")
     assert child.ok and "nn.LazyLinear(num_classes)" in child.genotype
     # materialised before counting: the same layers as the parent, so the same parameters
@@ -94,7 +137,7 @@ def test_inferring_sizes_can_be_switched_off(tmp_path):
     finally:
         problem.close()
     child = study.candidates[1]
-    assert len(llm.requests) == 2 and child.origin["repaired"] == 1 and "inferred_sizes" not in child.origin
+    assert len(llm.requests) == 2 and child.origin["retried"] == 1 and "inferred_sizes" not in child.origin
     assert "Lazy" not in child.genotype and child.ok
 
 
@@ -123,7 +166,7 @@ def test_stored_probes_answer_a_resume_without_running(tmp_path):
         problem.probes["check"] = counting
         study.optimize(create_strategy("fairnad", strategy))
         assert [(c.genotype, c.status) for c in study.candidates] == first
-        assert study.probe_fn_calls == 0 and study.probes_run == 0 and study.probes == 3
+        assert study.probe_fn_calls == 0 and study.probes_run == 0 and study.probes == 2
     finally:
         problem.close()
 

@@ -72,7 +72,7 @@ REPAIR_TEMPERATURE = 0.2
 
 def ask_code(study, prompt: str, *, temperature: float, max_tokens: int, seed: int, purpose: str,
              system: str | None = None, parent: str | None = None,
-             check: Callable[[str], str | None] | None = None, repairs: int = 0,
+             check: Callable[[str], str | None] | None = None, repairs: int = 0, retries: int = 0,
              heal: Callable[[str], tuple[str, int] | None] | None = None,
              ) -> tuple[str | None, str, dict[str, Any]]:  # fmt: skip
     """(the child's code or None, the answer's text or why it has no code, how it was written).
@@ -81,19 +81,22 @@ def ask_code(study, prompt: str, *, temperature: float, max_tokens: int, seed: i
     applied exactly; otherwise the classes and functions in its code blocks replace the parent's of
     the same name (a whole file replaces them all). A change that cannot be applied is sent back once
     with the reason. With `check` (code -> what is wrong, or None), a child that fails it is sent back
-    up to `repairs` times with the error, in the same conversation (FairNAD's iterative refinement);
-    the fix is read as a change of that child. With `heal` (code -> (healed code, changes) or None), a
-    child that fails on a shape is first healed without a call, and kept if the heal passes the check.
-    The third item goes into the child's origin: {"answer": "edits" | "definitions" | "file",
-    "reasked": .., "repaired": n, "check_failures": [..], "inferred_sizes": n}."""
-    msgs = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
-    info: dict[str, Any] = {}
+    up to `repairs` times with the error, in the same conversation (the fix is read as a change of
+    that child), then asked afresh up to `retries` times: the same prompt with a new seed, so the
+    server's prompt cache answers it at generation cost only. With `heal` (code -> (healed code,
+    changes) or None), a last answer that fails on a shape is healed without a call and kept if the
+    heal passes the check. The third item goes into the child's origin: {"answer": "edits" |
+    "definitions" | "file", "attempts": answers, "reasked": .., "repaired": n, "retried": n,
+    "check_failures": [..], "inferred_sizes": n}."""
+    first = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
+    msgs, info = first, {}
     reasks, calls, base = 1, 0, parent
     while True:
         # a repair is a fix, not an exploration: asked cold (a small model's hot repairs wander off)
-        temp = min(temperature, REPAIR_TEMPERATURE) if info.get("repaired") else temperature
+        temp = min(temperature, REPAIR_TEMPERATURE) if msgs is not first else temperature
         out = study.llm.complete(msgs, temperature=temp, max_tokens=max_tokens, seed=seed + 7 * calls, purpose=purpose)
         calls += 1
+        info["attempts"] = calls
         try:
             if base is not None:
                 code, how = child_of(base, out.text)
@@ -114,25 +117,32 @@ def ask_code(study, prompt: str, *, temperature: float, max_tokens: int, seed: i
                                             "classes or functions."},
             ]  # fmt: skip
             continue
+        info.pop("edit_error", None)
         info.update({k: v for k, v in how.items() if k != "imports_added"})
         if how.get("imports_added"):
             info["imports_added"] = sorted(set(info.get("imports_added", [])) | set(how["imports_added"]))
-        problem = check(code) if check is not None and (heal is not None or info.get("repaired", 0) < repairs) else None
+        repaired, retried = info.get("repaired", 0), info.get("retried", 0)
+        more = repaired < repairs or retried < retries
+        problem = check(code) if check is not None and (heal is not None or more) else None
         if problem is None:
             return code, out.text, info
         info.setdefault("check_failures", []).append(problem.splitlines()[0][:160])
-        if heal is not None and problem.startswith("shape") and (healed := heal(code)) is not None:
-            if check(healed[0]) is None:
-                return healed[0], out.text, {**info, "inferred_sizes": healed[1]}
-        if info.get("repaired", 0) >= repairs:
+        if repaired < repairs:
+            info["repaired"] = repaired + 1
+            base = code
+            msgs = msgs + [
+                {"role": "assistant", "content": out.text},
+                {"role": "user", "content": f"That model fails its check:\n{problem}\nFix it: answer with the "
+                                            "corrected classes and functions, each written out in full."},
+            ]  # fmt: skip
+        elif retried < retries:  # a new sample of the same prompt: a small model fixes its own code rarely
+            info["retried"] = retried + 1
+            msgs, base, reasks = first, parent, 1
+        else:
+            if heal is not None and problem.startswith("shape") and (healed := heal(code)) is not None:
+                if check(healed[0]) is None:
+                    return healed[0], out.text, {**info, "inferred_sizes": healed[1]}
             return code, out.text, info  # its evaluation records the failure
-        info["repaired"] = info.get("repaired", 0) + 1
-        base = code
-        msgs = msgs + [
-            {"role": "assistant", "content": out.text},
-            {"role": "user", "content": f"That model fails its check:\n{problem}\nFix it: answer with the corrected "
-                                        "classes and functions, each written out in full."},
-        ]  # fmt: skip
 
 
 def change_of(parent: str, answer: str) -> tuple[str, dict[str, Any]]:

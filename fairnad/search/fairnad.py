@@ -9,12 +9,15 @@ switched off for ablations):
              open spaces: small front models are scaled up, large ones get a hyperparameter tuned,
              through the model's own width/depth arguments where it has them, through the LLM where
              it does not; tables: the cheap half grows and the dear half shrinks by one option.
-  iterative  an agent (qwen-agent) refines a strong model over several turns with tools backed by
-             the sandbox (check, count params/FLOPs, train one epoch) or the table, until the child
-             passes the checks and is new.
+  iterative  the most accurate model on the front is refined, building on the ideas that improved
+             it; open spaces: the sandbox drives the turns (each answer is built and checked, a
+             failure goes back to the model once, then it is asked afresh) until the child passes
+             and is new; tables: an agent (qwen-agent) with a tool backed by the table.
 Every prompt carries fine-grained feedback: the parent's metrics and curve, the failure category
 and traceback of recent failed children, per-idea statistics (tried / valid / improved the front)
-and the current front. A child over the parameter budget is shrunk and retried once. With
+and the current front. An LLM-written child that fails its check is asked afresh (`retries`);
+inferred input sizes heal a last answer that still fails on a shape. A child over the parameter
+budget is shrunk and retried once. With
 `--llm none` (tables) each LLM step is replaced by its deterministic counterpart. The
 per-idea and per-mutation-type statistics are kept in the run store (meta `fairnad_stats`).
 """
@@ -34,10 +37,9 @@ from fairnad.search.base import Strategy, StrategyConfig, register
 from fairnad.search.ideas import Idea, IdeaSpace
 from fairnad.search.pareto import front, improves_front, objectives, rank_and_crowding, tournament
 from fairnad.search.random_search import UnseenSampler
-from fairnad.search.common import ask_code, ask_genotype, child_of, cost_text, problem_text, starting_models, view
+from fairnad.search.common import ask_code, ask_genotype, cost_text, problem_text, starting_models, view
 from fairnad.space.candidate import Proposal
 from fairnad.space.code import infer_input_sizes, own_frames, scale, shrink_to_budget
-from fairnad.space.edits import EditError
 
 MUTATIONS = ("idea", "pareto", "iterative")
 
@@ -61,11 +63,16 @@ class FairNADConfig(StrategyConfig):
     code_answer: Literal["definitions", "edits", "file"] = Field(
         "file", description="what a code child's prompt asks for: the changed classes and functions "
         "(merged into the parent by name), SEARCH/REPLACE edits, or the whole file; every form is accepted")
-    agent_turns: int = Field(3, ge=1)
+    agent_turns: int = Field(3, ge=1, description="iterative: answers the model gives for one child (open spaces: "
+                             "its first failed check is shown to it to fix, later ones are asked afresh; tables: "
+                             "turns of the tool-calling agent)")
     fresh_tries: int = Field(3, ge=0, description="open spaces: when every starting model fails, fresh models asked "
                              "of the LLM before the run stops")
-    repairs: int = Field(1, ge=0, description="open spaces: an LLM-written child that fails its build/shape check "
-                         "(a probe) goes back to the model with the error this many times before it is evaluated")
+    retries: int = Field(2, ge=0, description="open spaces: an LLM-written child that fails its build/shape check (a "
+                         "probe) or repeats an evaluated model is asked afresh (same prompt, new seed) this many times "
+                         "before it is evaluated")
+    repairs: int = Field(0, ge=0, description="open spaces: before the fresh answers, the failing child goes back to "
+                         "the model with its error this many times (Qwen2.5-Coder-1.5B fixed 0 of about 20 this way)")
     infer_sizes: bool = Field(True, description="open spaces: an LLM-written child that fails on a shape gets its "
                               "layers' input sizes from the data (nn.LazyLinear, ...) before it is sent back to the "
                               "model; recorded as `inferred_sizes` in its origin")
@@ -206,7 +213,7 @@ class FairNAD(Strategy):
         code, text, how = ask_code(study, prompt, system=render("fairnad/system.j2"), temperature=self.config.temperature,
                                    max_tokens=self.config.max_tokens, seed=study.seed * 7919 + len(study.candidates),
                                    purpose="fairnad.fresh", check=lambda c: self._check(study, c),
-                                   repairs=self.config.repairs, heal=self._heal)  # fmt: skip
+                                   repairs=self.config.repairs, retries=self.config.retries, heal=self._heal)  # fmt: skip
         origin = {"op": "fresh", "source": "llm", **how}
         if code is None:
             return Proposal(text[:200] or "(empty answer)", origin=origin, invalid_reason="the answer contained no code")
@@ -288,112 +295,58 @@ class FairNAD(Strategy):
                                 invalid_reason="space exhausted")  # fmt: skip
             return Proposal(g, parents=[parent.trial] if alts else [], source="algorithm",
                             origin={"op": "iterative", **({} if alts else {"fallback": "random"})})  # fmt: skip
-        origin: dict[str, Any] = {"op": "iterative", "source": "llm"}  # the agent's model, healed sizes included
         fb = self._feedback(study)
-        state: dict[str, Any] = {"passed": None, "last": None, "current": parent.genotype}
-        if self.open:
-            def as_model(args) -> tuple[str | None, str]:
-                """The tool's code argument as a whole model: the definitions it gives, merged into the
-                model the agent is working on (a whole file replaces it all)."""
-                raw = args.get("code") or ""
-                try:
-                    return child_of(state["current"], f"```python\n{raw}\n```")[0], ""
-                except EditError as err:
-                    return None, f"FAILED: {err}"
+        if self.open:  # the sandbox drives the turns: every answer is built and checked, no tool call needed
+            turns = self.config.agent_turns
+            prompt = render("fairnad/iterate_open.j2", contract=self.contract, parent=self._parent_view(parent, study),
+                            fb=fb, form=self.config.code_answer)  # fmt: skip
+            return self._code_answer(study, prompt, parent, {"op": "iterative"}, repairs=min(1, turns - 1),
+                                     retries=max(0, turns - 2))  # fmt: skip
+        # tables: a tool-calling agent (qwen-agent) whose tool looks an architecture up in the table
+        origin: dict[str, Any] = {"op": "iterative", "source": "llm"}
+        space, state = study.space, {"passed": None}
 
-            def check_model(args):
-                code, problem = as_model(args)
-                if code is None:
-                    return problem
-                state["last"] = state["current"] = code
-                if study.seen(code) is not None:
-                    return "FAILED: this network was already evaluated; change it."
-                r = study.probe("check", code)
-                if r is None:
-                    state["passed"] = code  # no checks left (max_probes): the evaluation will tell
-                    return "No checks are left; the model will be evaluated as it is."
-                if r["status"] != "complete" and r["category"] == "shape" and self._heal is not None:
-                    healed = self._heal(code)
-                    if healed is not None and study.seen(healed[0]) is None:
-                        r2 = study.probe("check", healed[0])
-                        if r2 is not None and r2["status"] == "complete":
-                            code, r = healed[0], r2
-                            state["last"] = state["current"] = code
-                            origin["inferred_sizes"] = healed[1]
-                if r["status"] == "complete":
-                    state["passed"] = code
-                    return f"PASSED: builds, {r.get('params')} parameters, {r.get('flops')} FLOPs. It is new."
-                return f"FAILED ({r['category']}): {r['error']}\n{(r.get('traceback') or '')[-800:]}"
+        def check_architecture(args):
+            try:
+                g = space.from_labels(args.get("architecture"))
+            except ValueError as err:
+                return f"INVALID: {err}"
+            row = study.problem.cost_of(g) if study.problem.cost_of else None
+            if study.seen(g) is not None:
+                return f"valid, {row}, ALREADY EVALUATED: try another"
+            if not study.in_domain(g):
+                return "INVALID: not in the benchmark's table"
+            state["passed"] = g
+            return f"valid, {row}, NEW"
 
-            def train_quick(args):
-                code, problem = as_model(args)
-                if code is None:
-                    return problem
-                r = study.probe("train", code)
-                if r is None:
-                    return "No quick trainings are left."
-                if r["status"] == "complete":
-                    return f"after one epoch: {r.get('val_acc')}% validation accuracy"
-                return f"FAILED ({r['category']}): {r['error']}"
-
-            code_arg = {"type": "object", "properties": {"code": {"type": "string", "description": "the classes and functions "
-                        "you change or add, each complete (the rest of the current model is kept), or the whole file"}},
-                        "required": ["code"]}  # fmt: skip
-            tools = [Tool("check_model", "Build the model file in the sandbox: PASSED with params and FLOPs, or the error.",
-                          code_arg, check_model),
-                     Tool("train_quick", "Train the model file for one epoch and report its validation accuracy.", code_arg,
-                          train_quick)]  # fmt: skip
-            task = render("fairnad/agent_open.j2", contract=self.contract, parent=self._parent_view(parent, study), fb=fb)
-        else:
-            space = study.space
-
-            def check_architecture(args):
-                try:
-                    g = space.from_labels(args.get("architecture"))
-                except ValueError as err:
-                    return f"INVALID: {err}"
-                row = study.problem.cost_of(g) if study.problem.cost_of else None
-                if study.seen(g) is not None:
-                    return f"valid, {row}, ALREADY EVALUATED: try another"
-                if not study.in_domain(g):
-                    return "INVALID: not in the benchmark's table"
-                state["passed"] = g
-                return f"valid, {row}, NEW"
-
-            arch_arg = {"type": "object", "properties": {"architecture": {"type": "array", "items": {},
-                        "description": f"{space.ndim} option labels"}}, "required": ["architecture"]}  # fmt: skip
-            tools = [Tool("check_architecture", "Is this architecture valid, what does it cost, was it evaluated?",
-                          arch_arg, check_architecture)]  # fmt: skip
-            task = render("fairnad/agent_tabular.j2", problem=self.problem, parent=self._parent_view(parent, study),
-                          fb=fb, metric=study.problem.primary.text, n=space.ndim)  # fmt: skip
+        arch_arg = {"type": "object", "properties": {"architecture": {"type": "array", "items": {},
+                    "description": f"{space.ndim} option labels"}}, "required": ["architecture"]}  # fmt: skip
+        tools = [Tool("check_architecture", "Is this architecture valid, what does it cost, was it evaluated?",
+                      arch_arg, check_architecture)]  # fmt: skip
+        task = render("fairnad/agent_tabular.j2", problem=self.problem, parent=self._parent_view(parent, study),
+                      fb=fb, metric=study.problem.primary.text, n=space.ndim)  # fmt: skip
         run = run_agent(study.llm, system=render("fairnad/system.j2"), task=task, tools=tools,
-                        max_turns=self.config.agent_turns, temperature=self.config.temperature,
-                        max_tokens=self.config.max_tokens if self.open else 300,
+                        max_turns=self.config.agent_turns, temperature=self.config.temperature, max_tokens=300,
                         seed=study.seed * 7919 + len(study.candidates), done=lambda: state["passed"] is not None)  # fmt: skip
         origin.update(turns=run.turns, tool_calls=len(run.tool_calls), agent_error=run.error)
         if state["passed"] is not None:
             self.llm_misses = 0
             return Proposal(state["passed"], parents=[parent.trial], origin=origin)
         self.llm_misses += 1
-        last = state["last"] if self.open else None
-        if self.open and last is None:
-            try:
-                last = child_of(parent.genotype, run.final_text)[0]
-            except EditError:
-                pass
-        if last is not None:
-            return Proposal(last, parents=[parent.trial], origin={**origin, "passed": False})
         return Proposal(run.final_text[:200] or "(no answer)", parents=[parent.trial], origin=origin,
                         invalid_reason=f"the agent produced no new valid model in {run.turns} turns"
                                        + (f" ({run.error})" if run.error else ""))  # fmt: skip
 
     # -- answers ----------------------------------------------------------------------------------
-    def _code_answer(self, study, prompt: str, parent, origin) -> Proposal:
-        code, text, how = ask_code(study, prompt, system=render("fairnad/system.j2"), temperature=self.config.temperature,
-                                   max_tokens=self.config.max_tokens, seed=study.seed * 7919 + len(study.candidates),
+    def _code_answer(self, study, prompt: str, parent, origin, *, repairs: int | None = None,
+                     retries: int | None = None) -> Proposal:
+        cfg = self.config
+        code, text, how = ask_code(study, prompt, system=render("fairnad/system.j2"), temperature=cfg.temperature,
+                                   max_tokens=cfg.max_tokens, seed=study.seed * 7919 + len(study.candidates),
                                    purpose=f"fairnad.{origin['op']}", parent=parent.genotype,
-                                   check=lambda code: self._check(study, code), repairs=self.config.repairs,
-                                   heal=self._heal)  # fmt: skip
+                                   check=lambda code: self._check(study, code),
+                                   repairs=cfg.repairs if repairs is None else repairs,
+                                   retries=cfg.retries if retries is None else retries, heal=self._heal)  # fmt: skip
         origin = {**origin, "source": "llm", **how}  # the model's child, repaired or healed (see `how`) included
         if code is None:
             self.llm_misses += 1
