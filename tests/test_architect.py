@@ -236,6 +236,19 @@ def test_past_the_probe_cap_children_go_unchecked_to_their_evaluation(tmp_path):
 
 
 @pytest.mark.slow
+def test_the_train_probe_trains_one_epoch_and_is_stored(tmp_path):
+    """`study.probe("train", code)`, for strategies that want a quick accuracy before an evaluation."""
+    study, problem = _open_study(tmp_path, budget=1, llm=ScriptedLLM([]))
+    try:
+        r = study.probe("train", PARENT)
+        again = study.probe("train", PARENT)
+    finally:
+        problem.close()
+    assert r["status"] == "complete" and 10 < r["val_acc"] <= 100 and r["params"] > 0
+    assert again == r and study.probes_run == 1 and [p["kind"] for p in study.store.probes()] == ["train"]
+
+
+@pytest.mark.slow
 def test_a_lazy_layer_the_forward_never_uses_is_a_shape_failure_not_a_crash(tmp_path):
     unused = PARENT.replace("self.head = nn.Linear(c, num_classes)",
                             "self.head = nn.Linear(c, num_classes)\n        self.aux = nn.LazyLinear(5)")
