@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from fairnad.space.code import summary
+from fairnad.space.code import builder_defaults, restore_defaults, summary
 from fairnad.space.edits import EditError, apply_edits, has_edits, parse_edits
 from fairnad.space.reference import reference
 
@@ -95,7 +95,7 @@ def test_a_failed_edit_is_asked_again_once_with_its_reason():
     study = _Study([block("        self.act = nn.Tanh()", "x"), good])
     code, _, how = _ask(study)
     assert "nn.SiLU()" in code and how == {"answer": "edits", "edits": 1, "reasked": True,
-                                           "edit_error": how["edit_error"]}  # fmt: skip
+                                           "edit_error": how["edit_error"], "attempts": 2}  # fmt: skip
     reask = study.llm.requests[1][-1]["content"]
     assert "the SEARCH text is not in the parent" in reask and "copied exactly" in reask
     study = _Study([block("nope", "x"), block("still nope", "x")])
@@ -119,7 +119,7 @@ def test_a_changed_class_alone_is_merged_into_the_parent():
           "        self.fc = nn.Linear(c, c)\n\n    def forward(self, x):\n"
           "        return x * torch.sigmoid(self.fc(x.mean(-1))).unsqueeze(-1)\n")
     code, _, how = _ask(_Study([f"I add squeeze-and-excitation.\n```python\n{se}\n{block_}```"]))
-    assert how == {"answer": "definitions", "replaced": ["ConvBlock1d"], "added": ["SqueezeExcite"]}
+    assert how == {"answer": "definitions", "replaced": ["ConvBlock1d"], "added": ["SqueezeExcite"], "attempts": 1}
     assert code.index("class SqueezeExcite") < code.index("class ConvBlock1d") < code.index("def build_model")
     assert code.count("class ConvBlock1d") == 1 and code.startswith('"""A 1-D CNN')
     ns: dict = {}
@@ -198,3 +198,33 @@ def build_model(num_classes=10, in_chans=1):
     assert model(torch.randn(2, 1, 40)).shape == (2, 10)
     assert infer_input_sizes("import torch\nx = torch.zeros(3)\n") is None
     assert infer_input_sizes("def broken(:\n") is None
+
+
+# -- build_model's defaults: kept from the parent beside a change of the network ----------------------
+SCALED = PARENT.replace("width: int = 32, depth: int = 4, kernel_size: int = 5):\n    return",
+                        "width: int = 32, depth: int = 5, kernel_size: int = 3):\n    return")
+
+
+def test_a_child_that_reverts_the_parents_scaling_beside_its_change_gets_the_parents_defaults():
+    assert SCALED != PARENT  # the parent was scaled through build_model's arguments
+    retyped = PARENT.replace("self.act = nn.GELU()", "self.act = nn.SiLU()")  # SiLU, and depth/kernel drifted back
+    code, kept = restore_defaults(SCALED, retyped)
+    assert kept == {"depth": 5, "kernel_size": 3}
+    assert builder_defaults(code) == builder_defaults(SCALED) and "nn.SiLU()" in code
+
+
+def test_a_child_whose_only_change_is_the_defaults_keeps_them():
+    deeper = SCALED.replace("depth: int = 5, kernel_size: int = 3):\n    return", "depth: int = 6, kernel_size: int = 3):\n    return")
+    assert restore_defaults(SCALED, deeper) == (deeper, {})
+    assert restore_defaults(SCALED, SCALED) == (SCALED, {})
+
+
+def test_asked_to_keep_them_an_answer_that_drifts_back_is_read_with_the_parents_defaults():
+    from fairnad.search.common import ask_code
+
+    retyped = PARENT.replace("self.act = nn.GELU()", "self.act = nn.SiLU()")
+    for keep, depth in ((True, 5), (False, 4)):
+        code, _, how = ask_code(_Study([f"```python\n{retyped}```"]), "apply SiLU", temperature=0.0, max_tokens=100,
+                                seed=1, purpose="t", parent=SCALED, keep_defaults=keep)  # fmt: skip
+        assert builder_defaults(code)["depth"] == depth and "nn.SiLU()" in code
+        assert how.get("defaults_kept") == ({"depth": 5, "kernel_size": 3} if keep else None)

@@ -10,7 +10,8 @@ from typing import Any
 from fairnad.prompts import render
 from fairnad.search.random_search import UnseenSampler
 from fairnad.space.candidate import Proposal
-from fairnad.space.code import BUILDER, add_missing_imports, code_blocks, defined_names, extract_code, scale
+from fairnad.space.code import (BUILDER, add_missing_imports, code_blocks, defined_names, extract_code,
+                                restore_defaults, scale)
 from fairnad.space.edits import EditError, apply_edits, has_edits, merge_definitions, parse_edits
 
 
@@ -73,7 +74,7 @@ REPAIR_TEMPERATURE = 0.2
 def ask_code(study, prompt: str, *, temperature: float, max_tokens: int, seed: int, purpose: str,
              system: str | None = None, parent: str | None = None,
              check: Callable[[str], str | None] | None = None, repairs: int = 0, retries: int = 0,
-             heal: Callable[[str], tuple[str, int] | None] | None = None,
+             heal: Callable[[str], tuple[str, int] | None] | None = None, keep_defaults: bool = False,
              ) -> tuple[str | None, str, dict[str, Any]]:  # fmt: skip
     """(the child's code or None, the answer's text or why it has no code, how it was written).
 
@@ -85,9 +86,11 @@ def ask_code(study, prompt: str, *, temperature: float, max_tokens: int, seed: i
     that child), then asked afresh up to `retries` times: the same prompt with a new seed, so the
     server's prompt cache answers it at generation cost only. With `heal` (code -> (healed code,
     changes) or None), a last answer that fails on a shape is healed without a call and kept if the
-    heal passes the check. The third item goes into the child's origin: {"answer": "edits" |
-    "definitions" | "file", "attempts": answers, "reasked": .., "repaired": n, "retried": n,
-    "check_failures": [..], "inferred_sizes": n}."""
+    heal passes the check. With `keep_defaults`, build_model's default values that a change of the
+    parent altered beside the network go back to the parent's (space/code.py `restore_defaults`).
+    The third item goes into the child's origin: {"answer": "edits" | "definitions" | "file",
+    "attempts": answers, "reasked": .., "repaired": n, "retried": n, "check_failures": [..],
+    "defaults_kept": {..}, "inferred_sizes": n}."""
     first = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
     msgs, info = first, {}
     reasks, calls, base = 1, 0, parent
@@ -100,6 +103,9 @@ def ask_code(study, prompt: str, *, temperature: float, max_tokens: int, seed: i
         try:
             if base is not None:
                 code, how = child_of(base, out.text)
+                if keep_defaults and parent is not None:
+                    code, kept = restore_defaults(parent, code)
+                    how = {**how, "defaults_kept": kept} if kept else how
             elif (code := extract_code(out.text)) is not None:
                 code, how = _with_imports(code, {"answer": "file"})
             else:
@@ -117,7 +123,7 @@ def ask_code(study, prompt: str, *, temperature: float, max_tokens: int, seed: i
                                             "classes or functions."},
             ]  # fmt: skip
             continue
-        info.pop("edit_error", None)
+        info.pop("defaults_kept", None)  # what this answer needed, not an earlier one
         info.update({k: v for k, v in how.items() if k != "imports_added"})
         if how.get("imports_added"):
             info["imports_added"] = sorted(set(info.get("imports_added", [])) | set(how["imports_added"]))

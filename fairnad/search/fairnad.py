@@ -340,13 +340,16 @@ class FairNAD(Strategy):
     # -- answers ----------------------------------------------------------------------------------
     def _code_answer(self, study, prompt: str, parent, origin, *, repairs: int | None = None,
                      retries: int | None = None) -> Proposal:
+        """The LLM's child of `parent`, checked in the sandbox (see ask_code). Idea and iterative
+        children keep the parent's build_model defaults, as their prompts ask; Pareto ones change them."""
         cfg = self.config
         code, text, how = ask_code(study, prompt, system=render("fairnad/system.j2"), temperature=cfg.temperature,
                                    max_tokens=cfg.max_tokens, seed=study.seed * 7919 + len(study.candidates),
                                    purpose=f"fairnad.{origin['op']}", parent=parent.genotype,
                                    check=lambda code: self._check(study, code),
                                    repairs=cfg.repairs if repairs is None else repairs,
-                                   retries=cfg.retries if retries is None else retries, heal=self._heal)  # fmt: skip
+                                   retries=cfg.retries if retries is None else retries, heal=self._heal,
+                                   keep_defaults=origin["op"] != "pareto")  # fmt: skip
         origin = {**origin, "source": "llm", **how}  # the model's child, repaired or healed (see `how`) included
         if code is None:
             self.llm_misses += 1

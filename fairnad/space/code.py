@@ -180,6 +180,22 @@ def with_defaults(source: str, changes: dict[str, Any]) -> str:
     return source
 
 
+def restore_defaults(parent: str, child: str) -> tuple[str, dict[str, Any]]:
+    """`child` with build_model's default values put back to the parent's, where the child changed
+    them beside a change of the network: a small model retyping a file drifts back to the defaults
+    it sees in the classes (undoing the parent's scaling) although it was told to keep them. A child
+    whose only change is those defaults (depth scaling, say) keeps its values. Returns (code, the
+    restored {argument: parent's value})."""
+    before, after = builder_defaults(parent), builder_defaults(child)
+    restored = {k: v for k, v in before.items() if k in after and after[k] != v}
+    if not restored:
+        return child, {}
+    code = with_defaults(child, restored)
+    if normalized(code) == normalized(parent):  # the defaults were the whole change: a deliberate one
+        return child, {}
+    return code, restored
+
+
 def _round_width(v: float, like: int, down: bool = False) -> int:
     step = 8 if like % 8 == 0 and like >= 64 else 4 if like % 4 == 0 and like >= 16 else 1
     q = v / step
