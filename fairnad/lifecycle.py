@@ -122,7 +122,7 @@ def open_problem(cfg: SearchConfig) -> Problem:
         m = r.get("metrics") or {}
         return {"status": r["status"], "category": r.get("category"), "error": r.get("error"),
                 "traceback": own_frames(r.get("traceback") or "")[-1500:] or None,
-                **{k: m.get(k) for k in ("params", "flops", "val_acc")}}  # fmt: skip
+                **{k: m.get(k) for k in ("params", "flops", "val_acc", "structure")}}  # fmt: skip
 
     contract = render("contract.j2", dataset=o.dataset, input_shape=list(spec.input_shape),
                       num_classes=spec.num_classes, max_params=o.max_params)  # fmt: skip

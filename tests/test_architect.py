@@ -57,6 +57,25 @@ def test_a_child_that_fails_its_check_is_asked_afresh(tmp_path):
 
 
 @pytest.mark.slow
+def test_a_child_that_is_its_parent_in_another_form_is_caught_by_its_check(tmp_path):
+    """Different code, the same network (same parameter shapes and outputs): found by the check's
+    structure, before it costs an evaluation, and asked afresh."""
+    same = PARENT.replace("self.features(x).mean(dim=-1)", "self.features(x).mean(-1)")
+    other = BLOCK.replace("self.act = nn.GELU()", "self.act = nn.SiLU()")
+    llm = ScriptedLLM([_fenced(same), _fenced(other)])
+    study, problem = _open_study(tmp_path, budget=2, llm=llm)
+    try:
+        study.optimize(create_strategy("fairnad", {"disable": ["pareto", "iterative"], "init_population": 1}))
+    finally:
+        problem.close()
+    assert same != PARENT and [c.status for c in study.candidates] == ["complete", "complete"]
+    child = study.candidates[1]
+    assert child.origin["check_failures"] == ["duplicate: the same network as trial 0 (same parameter shapes and "
+                                              "outputs); change the network itself"]  # fmt: skip
+    assert "nn.SiLU()" in child.genotype and child.origin["retried"] == 1
+
+
+@pytest.mark.slow
 def test_a_child_that_fails_its_check_is_repaired_through_a_stored_probe(tmp_path):
     broken = BLOCK.replace("return self.act(self.bn(self.conv(x)))", "return self.act(self.bn(self.conv(x))) + x")
     fixed = BLOCK.replace("self.act = nn.GELU()", "self.act = nn.SiLU()")

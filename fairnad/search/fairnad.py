@@ -406,13 +406,19 @@ class FairNAD(Strategy):
         return infer_input_sizes if self.config.infer_sizes else None
 
     def _check(self, study, code: str) -> str | None:
-        """What is wrong with an LLM-written child before it costs an evaluation (a stored probe), or None.
-        Over the parameter budget is left to the deterministic downscale retry."""
+        """What is wrong with an LLM-written child before it costs an evaluation (a stored probe), or None:
+        a failed build or shape, or the same network as an evaluated model (its code differs only in
+        form). Over the parameter budget is left to the deterministic downscale retry."""
         if study.seen(code) is not None:
             return "this network was already evaluated; change it"
         r = study.probe("check", code)
-        if r is None or r["status"] == "complete" or r["category"] == "budget":
+        if r is None or r["category"] == "budget":
             return None
+        if r["status"] == "complete":
+            twin = next((c for c in study.candidates if c.ok and r.get("structure")
+                         and c.metrics.get("structure") == r["structure"]), None)  # fmt: skip
+            return None if twin is None else (f"duplicate: the same network as trial {twin.trial} (same parameter "
+                                              "shapes and outputs); change the network itself")  # fmt: skip
         return f"{r['category']}: {r['error']}" + (f"\n{r['traceback'][-800:]}" if r.get("traceback") else "")
 
     # -- tell -------------------------------------------------------------------------------------
