@@ -115,7 +115,10 @@ def test_the_iterative_child_is_driven_by_the_sandbox(tmp_path):
     child = study.candidates[1]
     assert child.origin["op"] == "iterative" and child.origin["source"] == "llm" and child.ok
     assert child.origin["repaired"] == 1 and child.origin["retried"] == 1 and child.origin["attempts"] == 3
-    assert "most accurate model on the Pareto front" in llm.requests[0][-1]["content"]
+    task = llm.requests[0][-1]["content"]
+    # no idea has worked yet in this run: a fairly drawn one, named in the task
+    assert "most accurate model on the Pareto front" in task and child.origin["idea_worked"] is False
+    assert f"**{child.origin['idea']['name']}**" in task
     assert llm.requests[1][-1]["content"].startswith("That model fails its check:")  # the error, shown to the model
     assert llm.requests[2] == llm.requests[0]  # then afresh
     assert "nn.SiLU()" in child.genotype and "+ x" not in child.genotype and still not in child.genotype

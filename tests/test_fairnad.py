@@ -208,3 +208,15 @@ def test_open_run_resumes_after_kill_9(run_cli, tmp_path):
         after = c.execute("SELECT trial, genotype, metrics FROM candidates WHERE counted = 1 ORDER BY trial").fetchall()
     assert after[: len(before)] == before  # nothing trained before the kill was lost or trained again
     assert (tmp_path / "r" / "best_model.py").read_text().strip().startswith('"""')
+
+
+def test_iterative_refinement_builds_on_the_ideas_that_worked():
+    strategy = create_strategy("fairnad", {})
+    strategy.ideas = IdeaSpace({"a": [Idea("se", "squeeze-and-excitation", "a", "A"), Idea("res", "residual", "a", "A")],
+                                "b": [Idea("drop", "dropout", "b", "B")]})  # fmt: skip
+    strategy.rng = np.random.default_rng(0)
+    assert strategy._refining_idea()[1] is False  # nothing has worked yet: a fair draw
+    strategy.idea_stats = {"se": {"tried": 3, "valid": 0, "improved": 0}, "drop": {"tried": 2, "valid": 1, "improved": 0}}
+    assert {strategy._refining_idea()[0].id for _ in range(20)} == {"drop"}  # trained, when nothing improved
+    strategy.idea_stats["res"] = {"tried": 4, "valid": 2, "improved": 1}
+    assert {(i.id, worked) for i, worked in (strategy._refining_idea() for _ in range(20))} == {("res", True)}

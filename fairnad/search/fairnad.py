@@ -9,10 +9,11 @@ switched off for ablations):
              open spaces: small front models are scaled up, large ones get a hyperparameter tuned,
              through the model's own width/depth arguments where it has them, through the LLM where
              it does not; tables: the cheap half grows and the dear half shrinks by one option.
-  iterative  the most accurate model on the front is refined, building on the ideas that improved
-             it; open spaces: the sandbox drives the turns (each answer is built and checked, a
-             failure goes back to the model once, then it is asked afresh) until the child passes
-             and is new; tables: an agent (qwen-agent) with a tool backed by the table.
+  iterative  the most accurate model on the front is refined with an idea that has worked (its
+             children improved the front, else trained); open spaces: the sandbox drives the
+             turns (each answer is built and checked, a failure goes back to the model once, then
+             it is asked afresh) until the child passes and is new; tables: an agent (qwen-agent)
+             with a tool backed by the table.
 Every prompt carries fine-grained feedback: the parent's metrics and curve, the failure category
 and traceback of recent failed children, per-idea statistics (tried / valid / improved the front)
 and the current front. An LLM-written child that fails its check is asked afresh (`retries`);
@@ -298,9 +299,11 @@ class FairNAD(Strategy):
         fb = self._feedback(study)
         if self.open:  # the sandbox drives the turns: every answer is built and checked, no tool call needed
             turns = self.config.agent_turns
+            idea, worked = self._refining_idea()
+            origin = {"op": "iterative", **({"idea": idea.brief(), "idea_worked": worked} if idea else {})}
             prompt = render("fairnad/iterate_open.j2", contract=self.contract, parent=self._parent_view(parent, study),
-                            fb=fb, form=self.config.code_answer)  # fmt: skip
-            return self._code_answer(study, prompt, parent, {"op": "iterative"}, repairs=min(1, turns - 1),
+                            fb=fb, idea=idea, worked=worked, form=self.config.code_answer)  # fmt: skip
+            return self._code_answer(study, prompt, parent, origin, repairs=min(1, turns - 1),
                                      retries=max(0, turns - 2))  # fmt: skip
         # tables: a tool-calling agent (qwen-agent) whose tool looks an architecture up in the table
         origin: dict[str, Any] = {"op": "iterative", "source": "llm"}
@@ -336,6 +339,17 @@ class FairNAD(Strategy):
         return Proposal(run.final_text[:200] or "(no answer)", parents=[parent.trial], origin=origin,
                         invalid_reason=f"the agent produced no new valid model in {run.turns} turns"
                                        + (f" ({run.error})" if run.error else ""))  # fmt: skip
+
+    def _refining_idea(self) -> tuple[Idea | None, bool]:
+        """What an iterative refinement builds on (the paper's agent refines high-performing ideas):
+        an idea whose children improved the front, else one whose children trained, drawn uniformly;
+        before any has, a fairly sampled one. A bare "refine it" makes a small model copy the model.
+        Returns (idea, whether it has worked)."""
+        for key in ("improved", "valid"):
+            ids = sorted(i for i, s in self.idea_stats.items() if s[key] and i in self.ideas.by_id)
+            if ids:
+                return self.ideas.by_id[ids[int(self.rng.integers(len(ids)))]], True
+        return (self.ideas.sample(self.rng), False) if len(self.ideas) else (None, False)
 
     # -- answers ----------------------------------------------------------------------------------
     def _code_answer(self, study, prompt: str, parent, origin, *, repairs: int | None = None,
