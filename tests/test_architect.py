@@ -21,6 +21,9 @@ from conftest import ARCHITECT, ScriptedLLM
 
 PARENT = reference("mnist1d-cnn").source()
 BLOCK = PARENT[PARENT.index("class ConvBlock1d"):PARENT.index("class Mnist1dCNN")]
+# a conv block whose residual adds a tensor of another width (a shape failure), and a good change
+BROKEN = BLOCK.replace("return self.act(self.bn(self.conv(x)))", "return self.act(self.bn(self.conv(x))) + x")
+SILU = BLOCK.replace("self.act = nn.GELU()", "self.act = nn.SiLU()")
 
 
 def _open_study(tmp_path, budget, llm, name="open"):
@@ -34,18 +37,23 @@ def _fenced(code: str) -> str:
     return f"Here is the change.\n```python\n{code}```"
 
 
+def _fairnad(tmp_path, answers: list[str], only: str = "idea", **config):
+    """One starting model, then one child of mutation type `only` from the scripted answers."""
+    llm = ScriptedLLM([_fenced(a) for a in answers])
+    study, problem = _open_study(tmp_path, budget=2, llm=llm)
+    others = [t for t in ("idea", "pareto", "iterative") if t != only]
+    try:
+        study.optimize(create_strategy("fairnad", {"disable": others, "init_population": 1, **config}))
+    finally:
+        problem.close()
+    return study, llm
+
+
 @pytest.mark.slow
 def test_a_child_that_fails_its_check_is_asked_afresh(tmp_path):
     """The default: the same prompt again with a new seed (the server's prompt cache makes it cheap),
     and the new answer is a change of the parent, not of the broken child."""
-    broken = BLOCK.replace("return self.act(self.bn(self.conv(x)))", "return self.act(self.bn(self.conv(x))) + x")
-    other = BLOCK.replace("self.act = nn.GELU()", "self.act = nn.SiLU()")
-    llm = ScriptedLLM([_fenced(broken), _fenced(other)])
-    study, problem = _open_study(tmp_path, budget=2, llm=llm)
-    try:
-        study.optimize(create_strategy("fairnad", {"disable": ["pareto", "iterative"], "init_population": 1}))
-    finally:
-        problem.close()
+    study, llm = _fairnad(tmp_path, [BROKEN, SILU])
     child = study.candidates[1]
     assert child.origin["op"] == "idea" and child.origin["retried"] == 1 and child.origin["attempts"] == 2 and child.ok
     assert child.origin["check_failures"][0].startswith("shape: RuntimeError") and "repaired" not in child.origin
@@ -61,13 +69,7 @@ def test_a_child_that_is_its_parent_in_another_form_is_caught_by_its_check(tmp_p
     """Different code, the same network (same parameter shapes and outputs): found by the check's
     structure, before it costs an evaluation, and asked afresh."""
     same = PARENT.replace("self.features(x).mean(dim=-1)", "self.features(x).mean(-1)")
-    other = BLOCK.replace("self.act = nn.GELU()", "self.act = nn.SiLU()")
-    llm = ScriptedLLM([_fenced(same), _fenced(other)])
-    study, problem = _open_study(tmp_path, budget=2, llm=llm)
-    try:
-        study.optimize(create_strategy("fairnad", {"disable": ["pareto", "iterative"], "init_population": 1}))
-    finally:
-        problem.close()
+    study, _ = _fairnad(tmp_path, [same, SILU])
     assert same != PARENT and [c.status for c in study.candidates] == ["complete", "complete"]
     child = study.candidates[1]
     assert child.origin["check_failures"] == ["duplicate: the same network as trial 0 (same parameter shapes and "
@@ -77,15 +79,7 @@ def test_a_child_that_is_its_parent_in_another_form_is_caught_by_its_check(tmp_p
 
 @pytest.mark.slow
 def test_a_child_that_fails_its_check_is_repaired_through_a_stored_probe(tmp_path):
-    broken = BLOCK.replace("return self.act(self.bn(self.conv(x)))", "return self.act(self.bn(self.conv(x))) + x")
-    fixed = BLOCK.replace("self.act = nn.GELU()", "self.act = nn.SiLU()")
-    llm = ScriptedLLM([_fenced(broken), _fenced(fixed)])
-    study, problem = _open_study(tmp_path, budget=2, llm=llm)
-    try:
-        study.optimize(create_strategy("fairnad", {"disable": ["pareto", "iterative"], "init_population": 1,
-                                                   "repairs": 1, "retries": 0}))  # fmt: skip
-    finally:
-        problem.close()
+    study, llm = _fairnad(tmp_path, [BROKEN, SILU], repairs=1, retries=0)
     child = study.candidates[1]
     assert child.origin["op"] == "idea" and child.origin["repaired"] == 1 and child.ok
     assert child.origin["check_failures"][0].startswith("shape: RuntimeError")
@@ -103,15 +97,9 @@ def test_a_child_that_fails_its_check_is_repaired_through_a_stored_probe(tmp_pat
 def test_the_iterative_child_is_driven_by_the_sandbox(tmp_path):
     """Iterative refinement in an open space needs no tool call from the model: every answer is built
     and checked, the first failure goes back with its error, a later one is asked afresh."""
-    broken = BLOCK.replace("return self.act(self.bn(self.conv(x)))", "return self.act(self.bn(self.conv(x))) + x")
+    # its fix still fails (a gate from a tensor of another length in the strided blocks)
     still = BLOCK.replace("return self.act(self.bn(self.conv(x)))", "return self.act(self.bn(self.conv(x))) * x[:, :1]")
-    fixed = BLOCK.replace("self.act = nn.GELU()", "self.act = nn.SiLU()")
-    llm = ScriptedLLM([_fenced(broken), _fenced(broken), _fenced(fixed)])
-    study, problem = _open_study(tmp_path, budget=2, llm=llm)
-    try:
-        study.optimize(create_strategy("fairnad", {"disable": ["pareto", "idea"], "init_population": 1}))
-    finally:
-        problem.close()
+    study, llm = _fairnad(tmp_path, [BROKEN, still, SILU], only="iterative")
     child = study.candidates[1]
     assert child.origin["op"] == "iterative" and child.origin["source"] == "llm" and child.ok
     assert child.origin["repaired"] == 1 and child.origin["retried"] == 1 and child.origin["attempts"] == 3
@@ -134,12 +122,7 @@ def test_a_wrong_input_size_is_inferred_from_the_data_without_a_call(tmp_path):
     """The commonest failure of a small model's child, a head whose in_features does not match what
     arrives, is fixed by lazy layers (nn.LazyLinear...) when the last answer still has it, and the
     child trains."""
-    llm = ScriptedLLM([_fenced(WRONG_HEAD)] * 3)
-    study, problem = _open_study(tmp_path, budget=2, llm=llm)
-    try:
-        study.optimize(create_strategy("fairnad", {"disable": ["pareto", "iterative"], "init_population": 1}))
-    finally:
-        problem.close()
+    study, llm = _fairnad(tmp_path, [WRONG_HEAD] * 3)
     parent, child = study.candidates[:2]
     assert len(llm.requests) == 3 and child.origin["retried"] == 2 and "repaired" not in child.origin
     assert child.origin["inferred_sizes"] == 3 and child.origin["check_failures"][0].startswith("shape: RuntimeError")
@@ -151,13 +134,7 @@ def test_a_wrong_input_size_is_inferred_from_the_data_without_a_call(tmp_path):
 @pytest.mark.slow
 def test_inferring_sizes_can_be_switched_off(tmp_path):
     fixed = WRONG_HEAD.replace("nn.Linear(c * 2, num_classes)", "nn.Linear(c, num_classes)")
-    llm = ScriptedLLM([_fenced(WRONG_HEAD), _fenced(fixed)])
-    study, problem = _open_study(tmp_path, budget=2, llm=llm)
-    try:
-        study.optimize(create_strategy("fairnad", {"disable": ["pareto", "iterative"], "init_population": 1,
-                                                   "infer_sizes": False}))  # fmt: skip
-    finally:
-        problem.close()
+    study, llm = _fairnad(tmp_path, [WRONG_HEAD, fixed], infer_sizes=False)
     child = study.candidates[1]
     assert len(llm.requests) == 2 and child.origin["retried"] == 1 and "inferred_sizes" not in child.origin
     assert "Lazy" not in child.genotype and child.ok
@@ -165,10 +142,8 @@ def test_inferring_sizes_can_be_switched_off(tmp_path):
 
 @pytest.mark.slow
 def test_stored_probes_answer_a_resume_without_running(tmp_path):
-    broken = BLOCK.replace("return self.act(self.bn(self.conv(x)))", "return self.act(self.bn(self.conv(x))) + x")
-    fixed = BLOCK.replace("self.act = nn.GELU()", "self.act = nn.SiLU()")
     strategy = {"disable": ["pareto", "iterative"], "init_population": 1}
-    study, problem = _open_study(tmp_path, budget=2, llm=ScriptedLLM([_fenced(broken), _fenced(fixed)]))
+    study, problem = _open_study(tmp_path, budget=2, llm=ScriptedLLM([_fenced(BROKEN), _fenced(SILU)]))
     try:
         study.optimize(create_strategy("fairnad", strategy))
         first = [(c.genotype, c.status) for c in study.candidates]
@@ -243,8 +218,7 @@ def test_the_default_model_writes_children_that_train(run_cli, tmp_path):
 
 @pytest.mark.slow
 def test_past_the_probe_cap_children_go_unchecked_to_their_evaluation(tmp_path):
-    broken = BLOCK.replace("return self.act(self.bn(self.conv(x)))", "return self.act(self.bn(self.conv(x))) + x")
-    llm = ScriptedLLM([_fenced(broken)])
+    llm = ScriptedLLM([_fenced(BROKEN)])
     study, problem = _open_study(tmp_path, budget=2, llm=llm)
     study.max_probes = 0
     try:

@@ -1,5 +1,6 @@
-"""LLM-driven iterative mutation: a qwen-agent function-calling agent whose tools are backed by
-fairnad (the sandbox for code; the table for tabular spaces).
+"""LLM-driven iterative mutation in tabular spaces: a qwen-agent function-calling agent whose tools
+are backed by fairnad (the table). (In open spaces the sandbox drives the turns itself: a small
+model rarely calls tools; see FairNAD._iterative.)
 
 Every model call of the agent goes through fairnad's LLM layer (recorded, capped, replayable):
 qwen-agent is given a chat model that forwards to it, and qwen-agent's prompt-based function

@@ -18,9 +18,9 @@ Every prompt carries fine-grained feedback: the parent's metrics and curve, the 
 and traceback of recent failed children, per-idea statistics (tried / valid / improved the front)
 and the current front. An LLM-written child that fails its check is asked afresh (`retries`);
 inferred input sizes heal a last answer that still fails on a shape. A child over the parameter
-budget is shrunk and retried once. With
-`--llm none` (tables) each LLM step is replaced by its deterministic counterpart. The
-per-idea and per-mutation-type statistics are kept in the run store (meta `fairnad_stats`).
+budget is shrunk and retried once. With `--llm none` (tables) each LLM step is replaced by its
+deterministic counterpart. The per-idea and per-mutation-type statistics are kept in the run store
+(meta `fairnad_stats`).
 """
 
 from __future__ import annotations
@@ -74,9 +74,9 @@ class FairNADConfig(StrategyConfig):
                          "before it is evaluated")
     repairs: int = Field(0, ge=0, description="open spaces: before the fresh answers, the failing child goes back to "
                          "the model with its error this many times (Qwen2.5-Coder-1.5B fixed 0 of about 20 this way)")
-    infer_sizes: bool = Field(True, description="open spaces: an LLM-written child that fails on a shape gets its "
-                              "layers' input sizes from the data (nn.LazyLinear, ...) before it is sent back to the "
-                              "model; recorded as `inferred_sizes` in its origin")
+    infer_sizes: bool = Field(True, description="open spaces: an LLM-written child whose last answer still fails "
+                              "on a shape gets its layers' input sizes from the data (nn.LazyLinear, ...); recorded "
+                              "as `inferred_sizes` in its origin")
     failures_in_prompt: int = Field(3, ge=0)
     front_in_prompt: int = Field(5, ge=0)
     ideas_in_prompt: int = Field(8, ge=0)
