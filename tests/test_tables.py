@@ -55,6 +55,22 @@ def test_parent_choice_keeps_to_the_parameter_budget():
     assert {strat._parent(done, rank, crowd).trial for _ in range(50)} == {1}
 
 
+def test_a_pareto_move_on_a_table_goes_into_the_fronts_largest_gap():
+    """Front members at (params, accuracy): a wide, deep gap between 2e5 and 9e5 parameters, and the
+    stretch below the cheapest member. The move starts beside the largest gap and heads into it."""
+    strat = create_strategy("fairnad", {})
+    strat.rng = np.random.default_rng(0)
+    done = [_cand(0, 60.0, 1e5), _cand(1, 62.0, 2e5), _cand(2, 90.0, 9e5), _cand(3, 91.0, 1e6), _cand(4, 50.0, 9.5e5)]
+    rank, _ = rank_and_crowding(objectives(done, "params"), strat.rng)
+    moves = {(m.trial, action) for m, action in (strat._front_gap(done, rank) for _ in range(50))}
+    assert moves == {(1, "up"), (2, "down")}  # either side of it; not the cheap end, not the narrow gaps
+    # a front whose cheapest member is dear: the stretch below it is the largest gap
+    done = [_cand(0, 80.0, 8e5), _cand(1, 81.0, 9e5), _cand(2, 40.0, 1e6)]
+    rank, _ = rank_and_crowding(objectives(done, "params"), strat.rng)
+    member, action = strat._front_gap(done, rank)
+    assert (member.trial, action) == (0, "down")
+
+
 # -- LLMatic's prompt choice -------------------------------------------------------------------------
 def test_llmatic_prompt_choice_follows_curiosity_and_failures_demote_a_prompt():
     strat = create_strategy("llmatic", {"instructions": ["a", "b", "c", "d"]})

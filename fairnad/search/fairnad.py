@@ -43,12 +43,18 @@ from fairnad.space.candidate import Proposal
 from fairnad.space.code import infer_input_sizes, own_frames, scale, shrink_to_budget
 
 MUTATIONS = ("idea", "pareto", "iterative")
+# defaults by the kind of space: open runs as measured with the embedded model (docs/performance.md);
+# tables chosen with --llm none over 30 seeds on the six tables
+OPEN_PROBS, OPEN_TOURNAMENT = {"idea": 0.6, "pareto": 0.2, "iterative": 0.2}, 3
+TABLE_PROBS, TABLE_TOURNAMENT = {"idea": 0.7, "pareto": 0.1, "iterative": 0.2}, 5
 
 
 class FairNADConfig(StrategyConfig):
-    # chosen on the six tables with --llm none, 10 seeds (docs/performance.md): a fifth of Pareto moves
-    # keeps the front's hypervolume above regularized evolution's without costing best accuracy
-    probs: dict[str, float] = Field(default_factory=lambda: {"idea": 0.6, "pareto": 0.2, "iterative": 0.2})
+    probs: dict[str, float] | None = Field(
+        None, description="chance of each mutation type; default: idea 0.6, pareto 0.2, iterative 0.2 in open spaces "
+        "(Pareto moves there scale a model's arguments, often the best children), 0.7 / 0.1 / 0.2 on tables (a "
+        "table's Pareto move fills the front's largest gap, so a tenth of the moves keeps the hypervolume above "
+        "regularized evolution's; chosen with --llm none over 30 seeds, docs/performance.md)")
     disable: list[Literal["idea", "pareto", "iterative"]] = Field(default_factory=list, description="ablations")
     init_population: int = Field(10, ge=1, description="evaluated before any mutation (open spaces: at most the "
                                  "starting models there are)")
@@ -57,8 +63,14 @@ class FairNADConfig(StrategyConfig):
         "latest `population` within the parameter budget (serves best accuracy under a budget), or NSGA-II's binary "
         "tournament on rank and crowding (it picks the cheap end of the front as often as the accurate end)")
     population: int = Field(20, ge=2, description="parent = accuracy: the latest completed models a parent is drawn from")
-    tournament: int = Field(3, ge=1, description="parent = accuracy: models drawn per tournament")
+    tournament: int | None = Field(None, ge=1, description="parent = accuracy: models drawn per tournament; default 3 "
+                                   "in open spaces, 5 on tables (with gap moves, 5 matched or beat 3 on best accuracy "
+                                   "on 5 of the 6 tables, 30 seeds)")
     cost: Literal["params", "flops"] = "params"
+    pareto_move: Literal["gap", "halves"] = Field(
+        "gap", description="tables: where a Pareto move goes: into the largest gap of the front (the front member "
+        "beside it moves toward it; below the cheapest member counts), or the front's cheap half grows and its dear "
+        "half shrinks")
     temperature: float = Field(0.7, ge=0, le=2)
     max_tokens: int = Field(1500, ge=64, description="per code answer (tabular answers use 200)")
     code_answer: Literal["definitions", "edits", "file"] = Field(
@@ -85,7 +97,9 @@ class FairNADConfig(StrategyConfig):
 
     @field_validator("probs")
     @classmethod
-    def _probs(cls, v: dict[str, float]) -> dict[str, float]:
+    def _probs(cls, v: dict[str, float] | None) -> dict[str, float] | None:
+        if v is None:
+            return v
         unknown = set(v) - set(MUTATIONS)
         if unknown:
             raise ValueError(f"unknown mutation types {sorted(unknown)}; use {', '.join(MUTATIONS)}")
@@ -108,14 +122,8 @@ class FairNAD(Strategy):
 
     def __init__(self, config: FairNADConfig) -> None:
         super().__init__(config)
-        enabled = {k: v for k, v in config.probs.items() if k not in config.disable and v > 0}
-        if not enabled:
-            from fairnad.errors import ConfigError
-
-            raise ConfigError("strategies.fairnad: every mutation type is switched off; keep at least one")
-        total = sum(enabled.values())
-        self.ops = sorted(enabled)
-        self.op_p = np.array([enabled[k] / total for k in self.ops])
+        self._choose_ops(open_space=True)  # refuses a config with every type off before any run starts
+        self.tournament = config.tournament or OPEN_TOURNAMENT  # set again for the space's kind in _setup
         self.idea_stats: dict[str, dict[str, Any]] = {}
         self.type_stats: dict[str, dict[str, int]] = {}
         self.failures: deque = deque(maxlen=max(1, config.failures_in_prompt))
@@ -125,11 +133,25 @@ class FairNAD(Strategy):
         self._ready = False
 
     # -- setup ------------------------------------------------------------------------------------
+    def _choose_ops(self, open_space: bool) -> None:
+        """The mutation types in use and their chances (`probs`, else the default of the space's kind)."""
+        probs = self.config.probs or (OPEN_PROBS if open_space else TABLE_PROBS)
+        enabled = {k: v for k, v in probs.items() if k not in self.config.disable and v > 0}
+        if not enabled:
+            from fairnad.errors import ConfigError
+
+            raise ConfigError("strategies.fairnad: every mutation type is switched off; keep at least one")
+        total = sum(enabled.values())
+        self.ops = sorted(enabled)
+        self.op_p = np.array([enabled[k] / total for k in self.ops])
+
     def _setup(self, study) -> None:
         self._ready = True
         self.rng = study.rng(5)
         problem = study.problem
         self.open = problem.is_open
+        self._choose_ops(self.open)
+        self.tournament = self.config.tournament or (OPEN_TOURNAMENT if self.open else TABLE_TOURNAMENT)
         self.budget = problem.max_params
         if self.open:
             tree = problem.ideas
@@ -177,6 +199,9 @@ class FairNAD(Strategy):
         if self.llm_misses >= 3 and "pareto" in self.ops:
             op, self.llm_misses = "pareto", 0  # the LLM keeps failing: take a step that needs none
         rank, crowd = rank_and_crowding(objectives(done, self.config.cost, study.problem.primary), self.rng)
+        if op == "pareto" and not self.open and self.config.pareto_move == "gap":
+            parent, action = self._front_gap(done, rank)
+            return self._pareto_tabular(study, parent, action, {"op": "pareto", "action": action, "to": "gap"})
         if op == "pareto":  # Pareto-aware: a parent on or near the front, by NSGA-II's tournament
             return self._pareto(study, done[tournament(rank, crowd, self.rng)[0]], done, rank)
         parent = self._parent(done, rank, crowd)
@@ -194,7 +219,7 @@ class FairNAD(Strategy):
         pool = done[-self.config.population :]
         if self.budget:  # over the budget only when nothing else is there
             pool = [c for c in pool if (c.metrics.get("params") or 0) <= self.budget] or pool
-        picks = self.rng.choice(len(pool), size=min(self.config.tournament, len(pool)), replace=False)
+        picks = self.rng.choice(len(pool), size=min(self.tournament, len(pool)), replace=False)
         return max((pool[int(i)] for i in picks), key=lambda c: (c.metrics["accuracy"], -(c.metrics.get(self.config.cost) or 0)))
 
     def _no_parent(self, study) -> Proposal | None:
@@ -259,6 +284,26 @@ class FairNAD(Strategy):
                             action=action, fb=self._feedback(study), form=self.config.code_answer)  # fmt: skip
             return self._code_answer(study, prompt, parent, {**origin, "via": "llm"})
         return self._pareto_tabular(study, parent, action, origin)
+
+    def _front_gap(self, done, rank) -> tuple[Any, str]:
+        """The front member beside the front's largest gap, and the way that fills it: the area a model
+        halfway across a gap would add to the hypervolume (cost and accuracy scaled to what has been
+        seen), with the stretch below the cheapest member as a gap too."""
+        cost = self.config.cost
+        members = sorted((c for c, r in zip(done, rank) if r == 0), key=lambda c: c.metrics.get(cost) or 0)
+        costs = np.array([c.metrics.get(cost) or 0 for c in done], dtype=float)
+        accs = np.array([c.metrics["accuracy"] for c in done], dtype=float)
+        span_c, span_a = max(np.ptp(costs), 1e-12), max(np.ptp(accs), 1e-12)
+        # cost from zero, so the stretch below the cheapest member stays a gap; accuracy from the worst seen
+        pts = [((m.metrics.get(cost) or 0) / span_c, (m.metrics["accuracy"] - accs.min()) / span_a) for m in members]
+        gaps = [(pts[0][0] * pts[0][1] / 4, members[0], "down")]
+        for (a, pa), (b, pb) in zip(zip(members, pts), zip(members[1:], pts[1:])):
+            area = (pb[0] - pa[0]) * (pb[1] - pa[1]) / 4
+            gaps += [(area, a, "up"), (area, b, "down")]
+        best = max(g[0] for g in gaps)
+        ties = [g for g in gaps if g[0] >= best - 1e-12]
+        _, member, action = ties[int(self.rng.integers(len(ties)))]
+        return member, action
 
     def _pareto_tabular(self, study, parent, action, origin) -> Proposal:
         """A new model one option away from `parent` whose cost goes `action` ("up" or "down"), drawn
