@@ -125,8 +125,15 @@ def parse_llm_flag(value: str) -> dict[str, Any]:
         if name not in CATALOGUE and "/" not in name and not name.endswith(".gguf"):
             raise ConfigError(f"--llm {value!r}: unknown embedded model {name!r}; use one of {', '.join(CATALOGUE)} "
                               "or embedded:/path/to/model.gguf (see `fairnad llms`)")  # fmt: skip
-        if name not in CATALOGUE:  # a file: absolute, so a resume from another folder finds it
+        if name not in CATALOGUE:  # a file: absolute, so a resume from another folder finds it; checked now,
+            from fairnad.llm.base import LLMError  # not when the first child needs the model
+            from fairnad.llm.models import resolve
+
             name = str(Path(name).expanduser().resolve())
+            try:
+                resolve(name)
+            except LLMError as err:
+                raise ConfigError(f"--llm {value!r}: {err}") from None
         return {"backend": "embedded", "embedded_model": name}
     if value == "transformers" or value.startswith("transformers:"):
         path = value.partition(":")[2]

@@ -116,6 +116,16 @@ def test_bad_model_choices_are_one_line_errors(run_cli, tmp_path, flag, expect):
     assert expect in " ".join(lines) and lines[-1].startswith("error:") and len(lines) <= 3, p.stderr
 
 
+def test_a_bad_model_file_is_refused_before_a_run_that_would_need_it_late(run_cli, tmp_path):
+    """An open FairNAD run evaluates its starting models before it first asks the LLM: the file is
+    checked when the flag is read, not minutes later."""
+    (tmp_path / "bad.gguf").write_bytes(b"junk" * 16)
+    p = run_cli("search", "--space", "open", "--dataset", "mnist1d", "-s", "fairnad", "-n", "2",
+                "--llm", f"embedded:{tmp_path / 'bad.gguf'}", "--run-dir", "r")  # fmt: skip
+    assert p.returncode == 2 and "not a GGUF model file" in p.stderr.splitlines()[-1], p.stderr
+    assert not (tmp_path / "r").exists()
+
+
 @pytest.mark.llm
 def test_a_bad_model_on_resume_keeps_what_the_run_stored(run_cli, tmp_path):
     p = run_cli("search", "-b", "nas-bench-macro", "-s", "genius", "-n", "3", "--llm", "embedded:smollm2-135m",
