@@ -125,10 +125,12 @@ def parse_llm_flag(value: str) -> dict[str, Any]:
         if name not in CATALOGUE and "/" not in name and not name.endswith(".gguf"):
             raise ConfigError(f"--llm {value!r}: unknown embedded model {name!r}; use one of {', '.join(CATALOGUE)} "
                               "or embedded:/path/to/model.gguf (see `fairnad llms`)")  # fmt: skip
-        if name not in CATALOGUE:  # a file: absolute, so a resume from another folder finds it; checked now,
-            from fairnad.llm.base import LLMError  # not when the first child needs the model
+        if name not in CATALOGUE:
+            from fairnad.llm.base import LLMError
             from fairnad.llm.models import resolve
 
+            # a file: made absolute, so a resume from another folder finds it, and checked now, not when an
+            # open run first asks for a child (after its starting models have trained)
             name = str(Path(name).expanduser().resolve())
             try:
                 resolve(name)
