@@ -35,6 +35,8 @@ class LLMConfig(BaseModel):
                                        "else qwen2.5-coder-1.5b); recorded in the run, so a resume uses the same")
     embedded_ctx: int = Field(8192, ge=512)
     embedded_threads: int | None = Field(None, ge=1)
+    embedded_cache_mb: int = Field(1024, ge=0, description="embedded server: RAM for recent prompt states, so a "
+                                   "prompt resumes from the longest one it shares a beginning with (0: off)")
     hf_model: str | None = Field(None, description="transformers backend: a model folder or .gguf (default SmolLM2-135M)")
 
     def describe(self) -> str:

@@ -72,6 +72,22 @@ def test_auto_mode_falls_back_to_what_the_server_supports(embedded_server):
     assert client._modes[0] == "json_object_schema"
 
 
+@pytest.mark.llm
+def test_alternating_prompts_resume_from_the_servers_prompt_cache(embedded_server, embedded_llm):
+    # Two kinds of prompt take turns (FairNAD's idea prompt, then its agent's): without the server's
+    # prompt-state cache each turn evaluates the whole shared problem text again.
+    problem = " ".join(f"Position {i} picks the kernel size of block {i} from 3, 5 or 7." for i in range(60))
+    log = embedded_server.log_path
+    start = log.stat().st_size
+    for turn in range(2):
+        for system in ("Answer with one architecture.", "You are an agent with a tool."):
+            embedded_llm.complete([{"role": "system", "content": system},
+                                   {"role": "user", "content": f"{problem}\nTurn {turn}."}], max_tokens=4)  # fmt: skip
+    said = log.read_bytes()[start:].decode(errors="replace")
+    # the second turn of each prompt resumes from a cached state (the first turn of each misses)
+    assert said.count("Llama._create_completion: cache hit") >= 2, said[-2000:]
+
+
 def _free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -49,14 +49,20 @@ class EmbeddedServer:
         *,
         n_ctx: int = 8192,
         threads: int | None = None,
+        cache_mb: int = 1024,
         startup_timeout: float = 120.0,
         log_path: str | Path | None = None,
     ) -> None:
         # a catalogue name (default: models.DEFAULT_MODEL) or a .gguf path; checked before anything starts
         self.model_path = models.resolve(str(model) if model else None)
         self.alias = models.name_for(self.model_path)  # the model name the server answers to
-        models.check_memory(self.model_path, n_ctx)
+        models.check_memory(self.model_path, n_ctx, cache_mb)
         self.n_ctx = n_ctx
+        # llama.cpp keeps one context: prompts that alternate (an idea prompt, then an agent's) would
+        # evaluate their shared text afresh each time. The RAM cache keeps recent prompt states and
+        # resumes from the longest matching one: a 1,300-token prompt alternating with another took
+        # 24 s a call without it and 3 s with it (2 cores, Qwen2.5-Coder-1.5B).
+        self.cache_mb = cache_mb
         # llama.cpp's threads spin while they wait: more threads than free cores (or two servers sharing
         # cores) slows everything down badly, and small models gain little past 4 threads.
         self.threads = threads or int(os.environ.get("FAIRNAD_LLM_THREADS", 0)) or max(1, min(4, os.cpu_count() or 1))
@@ -91,6 +97,8 @@ class EmbeddedServer:
                     "--n_ctx", str(self.n_ctx),
                     "--n_threads", str(self.threads), "--n_threads_batch", str(self.threads),
                 ]  # fmt: skip
+                if self.cache_mb > 0:
+                    cmd += ["--cache", "true", "--cache_type", "ram", "--cache_size", str(self.cache_mb * 2**20)]
                 self.log_path.parent.mkdir(parents=True, exist_ok=True)
                 log = open(self.log_path, "ab")
                 env = {**os.environ, "PYTHONUNBUFFERED": "1"}

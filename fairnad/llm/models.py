@@ -215,11 +215,11 @@ def name_for(path: Path) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", path.stem)[:64] or "model"
 
 
-def memory_needed(path: Path, n_ctx: int) -> int:
+def memory_needed(path: Path, n_ctx: int, cache_mb: int = 0) -> int:
     """A cautious estimate of what serving the file takes: the weights, plus the KV cache and
-    buffers (grown with the context), plus the server process itself."""
+    buffers (grown with the context), plus the prompt-state cache, plus the server process itself."""
     size = path.stat().st_size
-    return int(size * 1.1 + n_ctx * 64 * 1024 + 300 * 2**20)
+    return int(size * 1.1 + n_ctx * 64 * 1024 + cache_mb * 2**20 + 300 * 2**20)
 
 
 def memory_available() -> int | None:
@@ -232,12 +232,12 @@ def memory_available() -> int | None:
     return None
 
 
-def check_memory(path: Path, n_ctx: int) -> None:
-    need, have = memory_needed(path, n_ctx), memory_available()
+def check_memory(path: Path, n_ctx: int, cache_mb: int = 0) -> None:
+    need, have = memory_needed(path, n_ctx, cache_mb), memory_available()
     if have is not None and need > have:
         raise LLMUnavailable(
             f"too little memory for {path.name}: serving it needs about {need / 2**30:.1f} GiB, "
-            f"{have / 2**30:.1f} GiB is available; free memory, lower llm.embedded_ctx, or pick a smaller model "
+            f"{have / 2**30:.1f} GiB is available; free memory, lower llm.embedded_ctx or llm.embedded_cache_mb, or pick a smaller model "
             "(--llm embedded:qwen2.5-coder-0.5b)"
         )
 
