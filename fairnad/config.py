@@ -35,8 +35,10 @@ class LLMConfig(BaseModel):
                                        "else qwen2.5-coder-1.5b); recorded in the run, so a resume uses the same")
     embedded_ctx: int = Field(8192, ge=512)
     embedded_threads: int | None = Field(None, ge=1)
-    embedded_cache_mb: int = Field(1024, ge=0, description="embedded server: RAM for recent prompt states, so a "
-                                   "prompt resumes from the longest one it shares a beginning with (0: off)")
+    embedded_cache_mb: int = Field(256, ge=0, description="embedded server: recent prompt states kept, so a prompt "
+                                   "resumes from the longest one it shares a beginning with (0: off); llama-cpp-python "
+                                   "counts only their KV data (~50 MB a 1,800-token prompt of the 1.5B model), and each "
+                                   "state also copies the server's logits buffer (~300 MB), so RAM use is ~7x this")
     hf_model: str | None = Field(None, description="transformers backend: a model folder or .gguf (default SmolLM2-135M)")
 
     def describe(self) -> str:

@@ -49,7 +49,7 @@ class EmbeddedServer:
         *,
         n_ctx: int = 8192,
         threads: int | None = None,
-        cache_mb: int = 1024,
+        cache_mb: int = 256,
         startup_timeout: float = 120.0,
         log_path: str | Path | None = None,
     ) -> None:

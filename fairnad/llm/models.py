@@ -219,7 +219,9 @@ def memory_needed(path: Path, n_ctx: int, cache_mb: int = 0) -> int:
     """A cautious estimate of what serving the file takes: the weights, plus the KV cache and
     buffers (grown with the context), plus the prompt-state cache, plus the server process itself."""
     size = path.stat().st_size
-    return int(size * 1.1 + n_ctx * 64 * 1024 + cache_mb * 2**20 + 300 * 2**20)
+    # a cached prompt state also holds a copy of the logits buffer (512 x vocabulary floats) that
+    # llama-cpp-python does not count against the cache's size: about 7x what it counts
+    return int(size * 1.1 + n_ctx * 64 * 1024 + cache_mb * 8 * 2**20 + 300 * 2**20)
 
 
 def memory_available() -> int | None:

@@ -58,11 +58,30 @@ def _qwen_agent():
     return FnCallAgent, BaseFnCallModel, Message, ASSISTANT, BaseTool
 
 
+def as_tool_call(text: str, names: set[str]) -> str:
+    """The answer with a tool call written as a bare JSON object ({"name": ..., "arguments": ...},
+    often in a ```json fence: how Qwen2.5-Coder-1.5B writes half of its calls) put inside the
+    <tool_call> tags qwen-agent reads; any other answer unchanged."""
+    if "<tool_call>" in text or '"name"' not in text:
+        return text
+    from fairnad.llm.structured import parse_json
+
+    try:
+        call = parse_json(text)
+    except ValueError:
+        return text
+    if not (isinstance(call, dict) and call.get("name") in names and isinstance(call.get("arguments"), dict)):
+        return text
+    return f"<tool_call>\n{json.dumps({'name': call['name'], 'arguments': call['arguments']})}\n</tool_call>"
+
+
 def run_agent(
     llm, *, system: str, task: str, tools: list[Tool], max_turns: int = 4, temperature: float = 0.7,
-    max_tokens: int = 1200, seed: int = 0, done: Callable[[], bool] = lambda: False,
+    max_tokens: int = 1200, seed: int = 0, done: Callable[[], bool] = lambda: False, nudge: str | None = None,
 ) -> AgentRun:  # fmt: skip
-    """Let the agent work on `task` with `tools` until `done()` or `max_turns` model calls."""
+    """Let the agent work on `task` with `tools` until `done()` or `max_turns` model calls. An answer
+    that calls no tool ends qwen-agent's loop; with `nudge`, the agent is told it and goes on while
+    turns are left (a small model often answers its first turn with a plan in prose)."""
     FnCallAgent, BaseFnCallModel, Message, ASSISTANT, BaseTool = _qwen_agent()
     run = AgentRun()
 
@@ -80,7 +99,7 @@ def run_agent(
             out = llm.complete(msgs, temperature=temperature, max_tokens=max_tokens, seed=seed + run.turns,
                                purpose="fairnad.iterative", stop=stop or None)  # fmt: skip
             run.final_text = out.text
-            return [Message(role=ASSISTANT, content=out.text)]
+            return [Message(role=ASSISTANT, content=as_tool_call(out.text, names))]
 
         def _chat_stream(self, messages, delta_stream, generate_cfg):
             yield self._chat_no_stream(messages, generate_cfg)
@@ -110,12 +129,19 @@ def run_agent(
 
         return T()
 
+    names = {t.name for t in tools}
     chat = RecordedChat({"model": "fairnad", "generate_cfg": {"fncall_prompt_type": "nous"}})
     agent = FnCallAgent(function_list=[make_tool(t) for t in tools], llm=chat, system_message=system)
+    messages: list = [{"role": "user", "content": task}]
     try:
-        for _ in agent.run([{"role": "user", "content": task}]):
-            if done() or run.abort is not None:
+        while True:
+            answer: list = []
+            for answer in agent.run(messages):
+                if done() or run.abort is not None:
+                    break
+            if done() or run.abort is not None or nudge is None or run.turns >= max_turns:
                 break
+            messages = [*messages, *answer, {"role": "user", "content": nudge}]
     except Exception as err:  # noqa: BLE001 - the agent's own failure is a mutation failure, with its reason
         if _passes_through(err):
             raise

@@ -375,7 +375,8 @@ class FairNAD(Strategy):
                       fb=fb, metric=study.problem.primary.text, n=space.ndim)  # fmt: skip
         run = run_agent(study.llm, system=render("fairnad/system.j2"), task=task, tools=tools,
                         max_turns=self.config.agent_turns, temperature=self.config.temperature, max_tokens=300,
-                        seed=study.seed * 7919 + len(study.candidates), done=lambda: state["passed"] is not None)  # fmt: skip
+                        seed=study.seed * 7919 + len(study.candidates), done=lambda: state["passed"] is not None,
+                        nudge=render("fairnad/agent_nudge.j2", n=space.ndim))  # fmt: skip
         origin.update(turns=run.turns, tool_calls=len(run.tool_calls), agent_error=run.error)
         if state["passed"] is not None:
             self.llm_misses = 0
