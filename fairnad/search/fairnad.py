@@ -13,7 +13,8 @@ switched off for ablations):
              children improved the front, else trained); open spaces: the sandbox drives the
              turns (each answer is built and checked, a failure goes back to the model once, then
              it is asked afresh) until the child passes and is new; tables: an agent (qwen-agent)
-             with a tool backed by the table.
+             with a tool backed by the table (an answer that calls no tool is told to, while
+             turns are left).
 Every prompt carries fine-grained feedback: the parent's metrics and curve, the failure category
 and traceback of recent failed children, per-idea statistics (tried / valid / improved the front)
 and the current front. An LLM-written child that fails its check is asked afresh (`retries`);
