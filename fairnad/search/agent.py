@@ -84,6 +84,7 @@ def run_agent(
     turns are left (a small model often answers its first turn with a plan in prose)."""
     FnCallAgent, BaseFnCallModel, Message, ASSISTANT, BaseTool = _qwen_agent()
     run = AgentRun()
+    names = {t.name for t in tools}
 
     class RecordedChat(BaseFnCallModel):
         def _chat_no_stream(self, messages, generate_cfg):
@@ -129,7 +130,6 @@ def run_agent(
 
         return T()
 
-    names = {t.name for t in tools}
     chat = RecordedChat({"model": "fairnad", "generate_cfg": {"fncall_prompt_type": "nous"}})
     agent = FnCallAgent(function_list=[make_tool(t) for t in tools], llm=chat, system_message=system)
     messages: list = [{"role": "user", "content": task}]
