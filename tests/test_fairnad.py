@@ -2,6 +2,7 @@
 budget downscaling, duplicate detection, statistics in the run store, and crash + resume."""
 
 import json
+import re
 import signal
 import sqlite3
 import subprocess
@@ -89,7 +90,7 @@ def test_ablation_flags_switch_mutation_types_off(tmp_path, only):
     llm = ScriptedLLM(_answers(study.space))
     study.llm = RecordingLLM(llm, sink=study.store.add_llm_call)
     others = [t for t in ("idea", "pareto", "iterative") if t != only]
-    study.optimize(create_strategy("fairnad", {"disable": others, "init_population": 4}))
+    study.optimize(create_strategy("fairnad", {"disable": others, "init_population": 4, "table_answer": "write"}))
     ops = {c.origin["op"] for c in study.candidates}
     assert ops == {"init", only}
     assert study.evaluations == 14
@@ -105,15 +106,84 @@ def test_ablation_flags_switch_mutation_types_off(tmp_path, only):
     assert stats["mutations"][only]["tried"] == 10
 
 
-def test_idea_is_always_in_the_child(tmp_path):
+@pytest.mark.parametrize("answer", ["write", "choice"])
+def test_idea_is_always_in_the_child(tmp_path, answer):
     study = _tabular_study(tmp_path, budget=12)
-    study.llm = RecordingLLM(ScriptedLLM(_answers(study.space)), sink=study.store.add_llm_call)
-    study.optimize(create_strategy("fairnad", {"disable": ["pareto", "iterative"]}))
+    answers = _answers(study.space) if answer == "write" else [{"rationale": "x", "choice": 2}] * 20
+    study.llm = RecordingLLM(ScriptedLLM(answers), sink=study.store.add_llm_call)
+    study.optimize(create_strategy("fairnad", {"disable": ["pareto", "iterative"], "table_answer": answer}))
     for c in study.candidates:
         if c.origin["op"] == "idea":
             pos, code = c.origin["idea"]["id"].split("=")
             d = [x.name for x in study.space.dims].index(pos)
             assert c.genotype[d] == code
+
+
+def _moves_in(prompt: str) -> dict[int, tuple[str, str]]:
+    """{number: (position, new option label)} of the changes a choice prompt lists."""
+    out = {}
+    for line in prompt.splitlines():
+        m = re.match(r"(\d+)\. (\S+): (\S+)(?: \(.*?\))? instead of ", line)
+        if m:
+            out[int(m.group(1))] = (m.group(2), m.group(3))
+    return out
+
+
+@pytest.mark.parametrize("op", ["idea", "iterative"])
+def test_the_llm_chooses_among_one_option_changes_on_tables(tmp_path, op):
+    study = _tabular_study(tmp_path, budget=16)
+    llm = ScriptedLLM([{"rationale": "x", "choice": 3}] * 5 + ["not json"] + [{"rationale": "x", "choice": 9}] * 10)
+    study.llm = RecordingLLM(llm, sink=study.store.add_llm_call)
+    others = [t for t in ("idea", "pareto", "iterative") if t != op]
+    study.optimize(create_strategy("fairnad", {"disable": others, "init_population": 4, "choices": 4}))
+    kids = [c for c in study.candidates if c.origin["op"] == op]
+    assert len(kids) == 12 and len(llm.requests) == 12
+    labels = {d.name: i for i, d in enumerate(study.space.dims)}
+    done_before = {}
+    for c, msgs in zip(kids, llm.requests):
+        parent = study.candidates[c.parents[0]]
+        assert sum(a != b for a, b in zip(c.genotype, parent.genotype)) == 1  # one option changed
+        moves = _moves_in(msgs[-1]["content"])
+        assert sorted(moves) == [1, 2, 3, 4]
+        pos, new = moves[c.origin["choice"]]
+        assert str(study.space.labels(c.genotype)[labels[pos]]) == new  # the child is the change chosen
+        assert c.origin["idea"]["id"].split("=")[0] == pos  # its idea statistics go to the change's idea
+        done_before[c.trial] = msgs[-1]["content"]
+    sources = [(c.origin["source"], c.origin["choice"]) for c in kids]
+    assert sources[:5] == [("llm", 3)] * 5
+    assert all(s == ("fallback", 1) for s in sources[5:])  # unusable (not JSON; 9 of 4): the first change
+    # the evidence shown for a change is the table's record so far
+    first = kids[0]
+    prompt = done_before[first.trial]
+    pos, new = _moves_in(prompt)[1]
+    d = labels[pos]
+    seen = [c for c in study.candidates if c.trial < first.trial and c.ok]
+    accs = [c.metrics["accuracy"] for c in seen if str(study.space.labels(c.genotype)[d]) == new]
+    line = next(x for x in prompt.splitlines() if x.startswith("1. "))
+    assert (f"{len(accs)}, averaging {np.mean(accs):.2f}%" in line) if accs else ("there: none yet" in line)
+
+
+def test_without_an_llm_the_change_with_the_best_record_is_taken(tmp_path):
+    study = _tabular_study(tmp_path, budget=25)
+    study.optimize(create_strategy("random", {}))
+    fair = create_strategy("fairnad", {"choices": 6})
+    fair._setup(study)
+    done, space = study.completed(), study.space
+    parent = max(done, key=lambda c: c.metrics["accuracy"])
+    moves = [fair._move(study, parent.genotype, g) for g in space.neighbours(parent.genotype)[:6]]
+
+    def record(d, j):  # mean accuracy of the evaluated models with option j at position d (all models if none)
+        accs = [c.metrics["accuracy"] for c in done if space.parse(c.genotype)[d] == j]
+        return np.mean(accs) if accs else np.mean([c.metrics["accuracy"] for c in done])
+
+    old = space.parse(parent.genotype)
+    gain = [record(d, j) - record(d, old[d]) for d, j, _ in moves]
+    child = fair._chosen(study, parent, moves, {"op": "idea"})
+    assert child.genotype == moves[int(np.argmax(gain))][2] and child.source == "algorithm"
+    assert child.origin["rule"] == "evidence" and child.origin["of"] == 6
+    sampled = create_strategy("fairnad", {"choices": 6, "table_rule": "sampled"})
+    sampled._setup(study)
+    assert sampled._chosen(study, parent, moves, {"op": "idea"}).genotype == moves[0][2]  # the fair sample as is
 
 
 def test_all_switched_off_is_refused():

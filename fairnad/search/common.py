@@ -39,10 +39,11 @@ def starting_models(study, n: int, rng, sampler: UnseenSampler | None = None) ->
     return out
 
 
-def problem_text(study) -> str:
-    """The tabular problem encoding (generated from the space description, as GENIUS does)."""
+def problem_text(study, answer: bool = True) -> str:
+    """The tabular problem encoding (generated from the space description, as GENIUS does); with
+    `answer` false, without how to answer with an architecture."""
     space = study.space
-    return render("genius/problem.j2", space=space.description, dataset=study.problem.dataset,
+    return render("genius/problem.j2", space=space.description, dataset=study.problem.dataset, answer=answer,
                   metric=study.problem.primary.text, example=json.dumps(space.labels(space.format([0] * space.ndim))))  # fmt: skip
 
 

@@ -4,7 +4,10 @@ Each child comes from one of three mutation types (probabilities configurable, e
 switched off for ablations):
   idea       fair idea sampling: a category uniformly, an idea uniformly inside it; the LLM applies
              the idea (with its description and source quotes) to an accurate recent model (a
-             tournament on accuracy; `parent: nsga2` for NSGA-II's choice).
+             tournament on accuracy; `parent: nsga2` for NSGA-II's choice). Tables: the LLM chooses
+             among `choices` fairly sampled ideas, each a one-option change of the parent shown with
+             its cost and how models with the new and the old option did (`table_answer: write`:
+             it writes the architecture; the 1.5B then changed 3-5 positions and lost accuracy).
   pareto     Pareto-aware: NSGA-II (pymoo) picks a parent on or near the front of accuracy vs cost;
              open spaces: small front models are scaled up, large ones get a hyperparameter tuned,
              through the model's own width/depth arguments where it has them, through the LLM where
@@ -12,9 +15,10 @@ switched off for ablations):
   iterative  the most accurate model on the front is refined with an idea that has worked (its
              children improved the front, else trained); open spaces: the sandbox drives the
              turns (each answer is built and checked, a failure goes back to the model once, then
-             it is asked afresh) until the child passes and is new; tables: an agent (qwen-agent)
-             with a tool backed by the table (an answer that calls no tool is told to, while
-             turns are left).
+             it is asked afresh) until the child passes and is new; tables: the LLM chooses among
+             new one-option neighbours of that model, as for ideas (`table_answer: write`: an agent
+             (qwen-agent) with a tool backed by the table; an answer that calls no tool is told to,
+             while turns are left).
 Every prompt carries fine-grained feedback: the parent's metrics and curve, the failure category
 and traceback of recent failed children, per-idea statistics (tried / valid / improved the front)
 and the current front. An LLM-written child that fails its check is asked afresh (`retries`);
@@ -72,6 +76,17 @@ class FairNADConfig(StrategyConfig):
         "gap", description="tables: where a Pareto move goes: into the largest gap of the front (the front member "
         "beside it moves toward it; below the cheapest member counts), or the front's cheap half grows and its dear "
         "half shrinks")
+    table_answer: Literal["choice", "write"] = Field(
+        "choice", description="tables: what the LLM answers for an idea or iterative child: the number of one of "
+        "`choices` one-option changes of the parent (idea: fairly sampled ideas; iterative: new neighbours of the "
+        "strongest model), each shown with its cost and how the evaluated models with the new and the old option "
+        "there did; or the whole architecture (idea) and an agent's tool calls (iterative)")
+    choices: int = Field(5, ge=2, description="tables: one-option changes a choice is made among")
+    table_rule: Literal["evidence", "sampled"] = Field(
+        "evidence", description="tables: how the algorithm chooses a one-option change: the one whose new option's "
+        "evaluated models beat the old option's by the most, of `choices` fairly sampled ones (the order the LLM "
+        "sees them in; what --llm none and an unusable answer take), or the one fairly sampled idea as it is "
+        "(the paper's rule; --llm none then changes nothing else)")
     temperature: float = Field(0.7, ge=0, le=2)
     max_tokens: int = Field(1500, ge=64, description="per code answer (tabular answers use 200)")
     code_answer: Literal["definitions", "edits", "file"] = Field(
@@ -160,9 +175,10 @@ class FairNAD(Strategy):
             self.contract = problem.contract
         else:
             self.ideas = IdeaSpace.from_tabular(study.space)
+            self.idea_at = {(i.position, i.option): i for i in self.ideas.by_id.values()}
             self.sampler = UnseenSampler(study, salt=6)
             self.option_cost = problem.option_costs
-            self.problem = problem_text(study)
+            self.problem = problem_text(study, answer=self.config.table_answer == "write")
         self.init = deque(starting_models(study, self.config.init_population, self.rng,
                                           None if self.open else self.sampler))  # fmt: skip
         self.init_left = self.config.init_population
@@ -250,7 +266,10 @@ class FairNAD(Strategy):
     def _idea(self, study, parent) -> Proposal:
         idea = self.ideas.sample(self.rng)
         origin = {"op": "idea", "idea": idea.brief()}
-        if study.llm is None:  # --llm none: the idea applied to the parent, nothing else changes
+        choosing = not self.open and self._choosing(study)
+        if choosing and (moves := self._idea_moves(study, parent, first=idea)):
+            return self._chosen(study, parent, moves, {"op": "idea"})
+        if study.llm is None or choosing:  # the idea set into the parent, nothing else changed
             return self._idea_applied(study, parent, {**origin, "source": "algorithm"}, idea)
         fb = self._feedback(study)
         if self.open:
@@ -334,8 +353,12 @@ class FairNAD(Strategy):
         return Proposal(g, origin={**origin, "fallback": "random"})
 
     def _iterative(self, study, parent) -> Proposal:
-        if study.llm is None:  # --llm none: a new one-position neighbour of the strong model the agent would refine
+        if not self.open and (study.llm is None or self._choosing(study)):  # a new one-option neighbour of it
             alts = [g for g in study.space.neighbours(parent.genotype) if study.seen(g) is None and study.in_domain(g)]
+            if alts and self._choosing(study):
+                picks = self.rng.permutation(len(alts))[: self.config.choices]
+                return self._chosen(study, parent, [self._move(study, parent.genotype, alts[int(i)]) for i in picks],
+                                    {"op": "iterative"})  # fmt: skip
             g = alts[int(self.rng.integers(len(alts)))] if alts else self.sampler.draw(study)
             if g is None:
                 return Proposal(parent.genotype, origin={"op": "iterative", "source": "algorithm"},
@@ -397,6 +420,99 @@ class FairNAD(Strategy):
             if ids:
                 return self.ideas.by_id[ids[int(self.rng.integers(len(ids)))]], True
         return (self.ideas.sample(self.rng), False) if len(self.ideas) else (None, False)
+
+    # -- tables: the LLM chooses among one-option changes ---------------------------------------------
+    def _move(self, study, parent: str, child: str) -> tuple[int, int, str]:
+        """(position, new option, child) of a one-option change `parent` -> `child`."""
+        a, b = study.space.parse(parent), study.space.parse(child)
+        d = next(i for i, (x, y) in enumerate(zip(a, b)) if x != y)
+        return d, b[d], child
+
+    def _idea_moves(self, study, parent, first: Idea) -> list[tuple[int, int, str]]:
+        """Up to `choices` one-option changes of `parent`, each a fairly sampled idea (`first` leads)
+        whose child is new and in the table."""
+        idx = list(study.space.parse(parent.genotype))
+        moves, tried = [], set()
+        for n in range(30 * self.config.choices):
+            idea = first if n == 0 else self.ideas.sample(self.rng)
+            if idea.id in tried or idx[idea.position] == idea.option:
+                continue
+            tried.add(idea.id)
+            child = study.space.format(idx[: idea.position] + [idea.option] + idx[idea.position + 1 :])
+            if study.seen(child) is None and study.in_domain(child):
+                moves.append((idea.position, idea.option, child))
+                if len(moves) == self.config.choices:
+                    break
+        return moves
+
+    def _move_view(self, study, parent, move, done, done_idx, overall: float) -> dict[str, Any]:
+        """A change as the choice prompt shows it: what it sets, the child's cost, and how the evaluated
+        models with the new and with the old option at that position did. Its `evidence`: the new
+        option's mean accuracy minus the old one's (the mean of all models stands in for an option no
+        model has yet): a one-option change inherits its option's record."""
+        space, (d, j, child) = study.space, move
+        old = space.parse(parent.genotype)[d]
+
+        def label(k):
+            return str(space.options[d][k].label)  # the problem text lists what each label is
+
+        def record(k):
+            accs = [c.metrics["accuracy"] for c, idx in zip(done, done_idx) if idx[d] == k]
+            return len(accs), (float(np.mean(accs)) if accs else None)
+
+        (n_new, mean_new), (n_old, mean_old) = record(j), record(old)
+        cost = study.problem.cost_of(child) if study.problem.cost_of else "unknown cost"
+        evidence = (overall if mean_new is None else mean_new) - (overall if mean_old is None else mean_old)
+        return {"child": child, "position": space.dims[d].name, "new": label(j), "old": label(old), "cost": cost, "n_new": n_new,
+                "mean_new": mean_new, "n_old": n_old, "mean_old": mean_old, "evidence": evidence}  # fmt: skip
+
+    def _choosing(self, study) -> bool:
+        """Whether a table's idea or iterative child is chosen among one-option changes: by the LLM
+        (table_answer: choice) or, without one, by the evidence (table_rule: evidence)."""
+        if study.llm is None:
+            return self.config.table_rule == "evidence"
+        return self.config.table_answer == "choice"
+
+    def _chosen(self, study, parent, moves, origin) -> Proposal:
+        """One of `moves`: listed best evidence first (table_rule: evidence; else as sampled), the LLM
+        answers the number of one (a constrained answer); without an LLM, or when its answer is
+        unusable, the first is taken. The child carries the idea its change sets (idea statistics)."""
+        done = study.completed()
+        overall = float(np.mean([c.metrics["accuracy"] for c in done]))
+        done_idx = [study.space.parse(c.genotype) for c in done]
+        views = [self._move_view(study, parent, m, done, done_idx, overall) for m in moves]
+        order = list(range(len(moves)))
+        if self.config.table_rule == "evidence":  # stable: ties keep the fair sampling's order
+            order.sort(key=lambda i: -views[i]["evidence"])
+        origin = {**origin, "of": len(moves), "rule": self.config.table_rule}
+        k, source = 1, "algorithm"
+        if study.llm is not None:
+            k, source, origin = self._llm_choice(study, parent, [views[i] for i in order], done, overall, origin)
+        d, j, child = moves[order[k - 1]]
+        return Proposal(child, parents=[parent.trial], source=source,
+                        origin={**origin, "idea": self.idea_at[(d, j)].brief(), "choice": k})  # fmt: skip
+
+    def _llm_choice(self, study, parent, views, done, overall, origin) -> tuple[int, str, dict]:
+        """(the number the LLM answers, "llm"), or (1, "fallback") when its answer is unusable."""
+        from fairnad.llm import LLMOutputError
+
+        prompt = render("fairnad/choose_tabular.j2", problem=self.problem, parent=self._parent_view(parent, study),
+                        fb=self._feedback(study, ideas=False), metric=study.problem.primary.text, n_done=len(done),
+                        overall=overall, moves=views, ranked=self.config.table_rule == "evidence")  # fmt: skip
+        schema = {"type": "object", "properties": {"rationale": {"type": "string", "maxLength": 160},
+                  "choice": {"enum": list(range(1, len(views) + 1))}},
+                  "required": ["rationale", "choice"], "additionalProperties": False}  # fmt: skip
+        msgs = [{"role": "system", "content": render("fairnad/system.j2")}, {"role": "user", "content": prompt}]
+        try:
+            out = study.llm.complete(msgs, temperature=self.config.temperature, schema=schema, max_tokens=120,
+                                     seed=study.seed * 7919 + len(study.candidates),
+                                     purpose=f"fairnad.{origin['op']}")  # fmt: skip
+            k = int((out.parsed or {}).get("choice"))
+            if not 1 <= k <= len(views):
+                raise ValueError(k)
+            return k, "llm", origin
+        except (LLMOutputError, TypeError, ValueError):
+            return 1, "fallback", {**origin, "llm_answer": "unusable"}
 
     # -- answers ----------------------------------------------------------------------------------
     def _code_answer(self, study, prompt: str, parent, origin, *, repairs: int | None = None,
@@ -517,7 +633,7 @@ class FairNAD(Strategy):
     def _parent_view(self, parent, study) -> dict[str, Any]:
         return view(study, parent)
 
-    def _feedback(self, study) -> dict[str, Any]:
+    def _feedback(self, study, ideas: bool = True) -> dict[str, Any]:
         cfg = self.config
         fr = (front(study.completed(), cfg.cost, self.rng, study.problem.primary)[-cfg.front_in_prompt :]
               if cfg.front_in_prompt else [])  # fmt: skip
@@ -526,5 +642,5 @@ class FairNAD(Strategy):
             summary = study.space.describe(c.genotype) if self.open else json.dumps(study.space.labels(c.genotype))
             rows.append({"summary": summary or f"trial {c.trial}", "accuracy": c.metrics["accuracy"],
                          "cost_text": cost_text(c.metrics)})  # fmt: skip
-        ideas = sorted(self.idea_stats.values(), key=lambda s: (-s["tried"], s["name"]))[: cfg.ideas_in_prompt]
-        return {"front": rows, "failures": list(self.failures), "ideas": ideas, "cost": cfg.cost}
+        top = sorted(self.idea_stats.values(), key=lambda s: (-s["tried"], s["name"]))[: cfg.ideas_in_prompt]
+        return {"front": rows, "failures": list(self.failures), "ideas": top if ideas else [], "cost": cfg.cost}
