@@ -73,6 +73,7 @@ def test_the_default_model_as_tabular_agent_finds_new_models(run_cli, tmp_path):
     p = run_cli("search", "-b", "nas-bench-macro", "-s", "fairnad", "-n", "6", "--seed", "0", "--json",
                 "--llm", "embedded:qwen2.5-coder-1.5b", "--run-dir", "run",
                 "--set", "strategies.fairnad.disable=[idea, pareto]", "--set", "strategies.fairnad.init_population=3",
+                "--set", "strategies.fairnad.table_answer=write",
                 timeout=1200)  # fmt: skip
     assert p.returncode == 0, p.stderr[-2000:]
     agent = next(c for c in json.loads(p.stdout)["children"] if c["origin"] == "iterative")
