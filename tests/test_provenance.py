@@ -126,7 +126,8 @@ def test_fairnad_children_say_whose_they_are(tmp_path):
 
     llm = PromptLLM(answer)
     study.llm = RecordingLLM(llm, sink=study.store.add_llm_call)
-    study.optimize(create_strategy("fairnad", {"disable": ["iterative"], "init_population": 4}))
+    # the written answer (table_answer: write); the choice's provenance: test_fairnad's choice tests
+    study.optimize(create_strategy("fairnad", {"disable": ["iterative"], "init_population": 4, "table_answer": "write"}))
     stored = _check_provenance(study, "fairnad.")
     by_source: dict[str, list] = {}
     for c in stored:
