@@ -445,13 +445,13 @@ class FairNAD(Strategy):
                     break
         return moves
 
-    def _move_view(self, study, parent, move, done, done_idx, overall: float) -> dict[str, Any]:
+    def _move_view(self, study, here, move, done, done_idx, overall: float) -> dict[str, Any]:
         """A change as the choice prompt shows it: what it sets, the child's cost, and how the evaluated
         models with the new and with the old option at that position did. Its `evidence`: the new
         option's mean accuracy minus the old one's (the mean of all models stands in for an option no
-        model has yet): a one-option change inherits its option's record."""
+        model has yet): a one-option change inherits its option's record. `here`: the parent's options."""
         space, (d, j, child) = study.space, move
-        old = space.parse(parent.genotype)[d]
+        old = here[d]
 
         def label(k):
             return str(space.options[d][k].label)  # the problem text lists what each label is
@@ -480,7 +480,8 @@ class FairNAD(Strategy):
         done = study.completed()
         overall = float(np.mean([c.metrics["accuracy"] for c in done]))
         done_idx = [study.space.parse(c.genotype) for c in done]
-        views = [self._move_view(study, parent, m, done, done_idx, overall) for m in moves]
+        here = study.space.parse(parent.genotype)
+        views = [self._move_view(study, here, m, done, done_idx, overall) for m in moves]
         order = list(range(len(moves)))
         if self.config.table_rule == "evidence":  # stable: ties keep the fair sampling's order
             order.sort(key=lambda i: -views[i]["evidence"])
@@ -642,5 +643,5 @@ class FairNAD(Strategy):
             summary = study.space.describe(c.genotype) if self.open else json.dumps(study.space.labels(c.genotype))
             rows.append({"summary": summary or f"trial {c.trial}", "accuracy": c.metrics["accuracy"],
                          "cost_text": cost_text(c.metrics)})  # fmt: skip
-        top = sorted(self.idea_stats.values(), key=lambda s: (-s["tried"], s["name"]))[: cfg.ideas_in_prompt]
-        return {"front": rows, "failures": list(self.failures), "ideas": top if ideas else [], "cost": cfg.cost}
+        top = sorted(self.idea_stats.values(), key=lambda s: (-s["tried"], s["name"]))[: cfg.ideas_in_prompt] if ideas else []
+        return {"front": rows, "failures": list(self.failures), "ideas": top, "cost": cfg.cost}
