@@ -38,11 +38,11 @@ def test_genius_killed_many_times_with_recorded_answers_equals_the_recorded_run(
     assert ref.returncode == 0, ref.stderr
     db = tmp_path / "run" / "run.db"
     c = run_campaign([*args, "--run-dir", "run", "--llm", "replay:ref"], ["resume", "run"], tmp_path, db, kills=6,
-                     rng=np.random.default_rng(2), progress_sql=COUNTED, max_step=2, max_delay=1.0)  # fmt: skip
+                     rng=np.random.default_rng(2), progress_sql=COUNTED, max_step=2, max_delay=1.0, gate=True)  # fmt: skip
     _assert_clean(c, "genius")
-    # the replayed run takes about a second after start-up: a kill after a longer random delay could
-    # miss it, hence delays of at most 1 s (they land in start-up) beside the mid-search kills
-    assert c.kills >= 4
+    # the replayed search writes its rows within ~20 ms of a ~4 s start-up: the gate lets it write
+    # one at a time, so the kills after 1-2 new rows land mid-search (delays of at most 1 s land in start-up)
+    assert c.kills == 6 and c.mid_search >= 4, c
     assert finished_candidates(db) == finished_candidates(tmp_path / "ref" / "run.db")
     calls = "SELECT key, text FROM llm_calls WHERE error IS NULL ORDER BY seq"
     assert query(db, calls) == query(tmp_path / "ref" / "run.db", calls)

@@ -91,9 +91,9 @@ def test_llm_strategies_killed_with_recorded_answers_equal_the_recorded_run(run_
     assert ref.returncode == 0, ref.stderr
     db = tmp_path / "run" / "run.db"
     c = run_campaign([*args, "--run-dir", "run", "--llm", "replay:ref"], ["resume", "run"], tmp_path, db, kills=4,
-                     rng=np.random.default_rng(5), progress_sql=COUNTED, max_step=2, max_delay=1.0)  # fmt: skip
+                     rng=np.random.default_rng(5), progress_sql=COUNTED, max_step=2, max_delay=1.0, gate=True)  # fmt: skip
     assert c.returncode == 0 and not c.orphans and not c.lost and not c.doubles, c.stderr[-2000:]
-    assert c.kills >= 3
+    assert c.kills == 4 and c.mid_search >= 3, c  # (the gate: see tests/test_chaos.py)
     assert finished_candidates(db) == finished_candidates(tmp_path / "ref" / "run.db")
     assert query(db, CALLS) == query(tmp_path / "ref" / "run.db", CALLS)
 
