@@ -59,7 +59,7 @@ def main() -> None:
         study = SimpleNamespace(llm=llm)
         for form in args.forms.split(","):
             for i, (parent, idea) in enumerate(picks):
-                view = {"code": parent, "accuracy": 95.0, "cost_text": "0.040M parameters", "curve": ""}
+                view = {"code": parent, "accuracy": 95.0, "cost_text": "0.040M parameters", "curve": "", "shapes": ""}
                 prompt = render("fairnad/idea_open.j2", contract=contract, parent=view, idea=idea, fb=fb, form=form)
                 t0 = time.time()
                 tok = [0]

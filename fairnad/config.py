@@ -39,6 +39,10 @@ class LLMConfig(BaseModel):
                                    "resumes from the longest one it shares a beginning with (0: off); llama-cpp-python "
                                    "counts only their KV data (~50 MB a 1,800-token prompt of the 1.5B model), and each "
                                    "state also copies the server's logits buffer (~300 MB), so RAM use is ~7x this")
+    embedded_draft: int = Field(4, ge=0, description="embedded server: prompt-lookup decoding, up to N tokens "
+                                "proposed from the text so far and checked in one batch (0: off); an answer that copies "
+                                "its prompt (a child's code, a quote from a paper) comes faster; the model checks every token (greedy "
+                                "text can differ only where batch arithmetic turns a near-tie)")
     hf_model: str | None = Field(None, description="transformers backend: a model folder or .gguf (default SmolLM2-135M)")
 
     def describe(self) -> str:

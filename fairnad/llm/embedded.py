@@ -52,6 +52,7 @@ class EmbeddedServer:
         cache_mb: int = 256,
         startup_timeout: float = 120.0,
         log_path: str | Path | None = None,
+        draft_tokens: int = 0,
     ) -> None:
         # a catalogue name (default: models.DEFAULT_MODEL) or a .gguf path; checked before anything starts
         self.model_path = models.resolve(str(model) if model else None)
@@ -66,6 +67,9 @@ class EmbeddedServer:
         # llama.cpp's threads spin while they wait: more threads than free cores (or two servers sharing
         # cores) slows everything down badly, and small models gain little past 4 threads.
         self.threads = threads or int(os.environ.get("FAIRNAD_LLM_THREADS", 0)) or max(1, min(4, os.cpu_count() or 1))
+        # prompt-lookup decoding: up to N tokens proposed from the text so far (the prompt holds the parent
+        # a code answer mostly copies) and checked in one batch; 0 turns it off
+        self.draft_tokens = draft_tokens
         self.startup_timeout = startup_timeout
         self.log_path = Path(log_path) if log_path else Path(tempfile.gettempdir()) / f"fairnad-llm-{os.getpid()}.log"
         self.port: int | None = None
@@ -97,6 +101,8 @@ class EmbeddedServer:
                     "--n_ctx", str(self.n_ctx),
                     "--n_threads", str(self.threads), "--n_threads_batch", str(self.threads),
                 ]  # fmt: skip
+                if self.draft_tokens > 0:
+                    cmd += ["--draft_model", "prompt-lookup-decoding", "--draft_model_num_pred_tokens", str(self.draft_tokens)]
                 if self.cache_mb > 0:
                     cmd += ["--cache", "true", "--cache_type", "ram", "--cache_size", str(self.cache_mb * 2**20)]
                 self.log_path.parent.mkdir(parents=True, exist_ok=True)
