@@ -15,6 +15,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -121,26 +122,36 @@ def run_campaign(first: list[str], again: list[str], cwd: Path, db: Path, *, kil
     out = Campaign()
     t0 = time.monotonic()
     full_env = {**os.environ, **(env or {})}
-    own_cores = os.sched_getaffinity(0)
-    core = min(own_cores)
-    if gate:
-        os.sched_setaffinity(0, {core})
-    try:
-        _campaign(out, first, again, cwd, db, kills, rng, progress_sql, max_step, max_delay, timeout, full_env, gate, core)
-    finally:
-        os.sched_setaffinity(0, own_cores)
+    core = min(os.sched_getaffinity(0))
+    with _pinned(core if gate else None):
+        _campaign(out, first, again, cwd, db, kills=kills, rng=rng, progress_sql=progress_sql, max_step=max_step,
+                  max_delay=max_delay, timeout=timeout, env=full_env, gate=gate, core=core)  # fmt: skip
     out.seconds = round(time.monotonic() - t0, 1)
     return out
 
 
-def _campaign(out: Campaign, first, again, cwd, db, kills, rng, progress_sql, max_step, max_delay, timeout, full_env,
-              gate, core) -> None:  # fmt: skip
+@contextmanager
+def _pinned(core: int | None):
+    """This process on one core (None: as it is) while the block runs."""
+    own = os.sched_getaffinity(0)
+    if core is not None:
+        os.sched_setaffinity(0, {core})
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, own)
+
+
+def _campaign(out: Campaign, first: list[str], again: list[str], cwd: Path, db: Path, *, kills: int, rng,
+              progress_sql: str, max_step: int, max_delay: float, timeout: float, env: dict, gate: bool,
+              core: int) -> None:  # fmt: skip
+    """run_campaign's starts and kills, recorded in `out`."""
     snapshot: list[tuple] = []
     while True:
         # the first start, or a restart after a kill that came before the database was made
         args = again if out.starts and db.is_file() else first
         proc = subprocess.Popen([sys.executable, "-m", "fairnad", *args], cwd=cwd, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE, text=True, env=full_env, start_new_session=True)  # fmt: skip
+                                stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)  # fmt: skip
         out.starts += 1
         if gate:  # on a busy machine the counting must not wait for a core while the command runs on:
             # both on one core, the command at the lowest priority, so each wake-up here preempts it

@@ -40,8 +40,8 @@ def test_genius_killed_many_times_with_recorded_answers_equals_the_recorded_run(
     c = run_campaign([*args, "--run-dir", "run", "--llm", "replay:ref"], ["resume", "run"], tmp_path, db, kills=6,
                      rng=np.random.default_rng(2), progress_sql=COUNTED, max_step=2, max_delay=1.0, gate=True)  # fmt: skip
     _assert_clean(c, "genius")
-    # the replayed search writes its rows within ~20 ms of a ~4 s start-up: the gate lets it write
-    # one at a time, so the kills after 1-2 new rows land mid-search (delays of at most 1 s land in start-up)
+    # the replayed search writes its rows within ~20 ms of a ~4 s start-up: the gate runs it in ~1 ms
+    # slices, so the kills after 1-2 new rows land mid-search (delays of at most 1 s land in start-up)
     assert c.kills == 6 and c.mid_search >= 4, c
     assert finished_candidates(db) == finished_candidates(tmp_path / "ref" / "run.db")
     calls = "SELECT key, text FROM llm_calls WHERE error IS NULL ORDER BY seq"
