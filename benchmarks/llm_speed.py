@@ -5,7 +5,7 @@ model answers the same code prompt (a FairNAD idea mutation of the MNIST-1D refe
 times; the figures are prompt and generation speed from the server's usage and the wall time of
 each call. The last figure per model is also what `fairnad llms` shows.
 
-    python benchmarks/llm_speed.py [--models qwen2.5-coder-1.5b,qwen2.5-coder-0.5b,smollm2-135m] [--threads 2]
+    python benchmarks/llm_speed.py [--models qwen2.5-coder-1.5b,qwen2.5-coder-0.5b,smollm2-135m] [--threads 2] [--draft N]
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--calls", type=int, default=3)
     ap.add_argument("--max-tokens", type=int, default=300)
+    ap.add_argument("--draft", type=int, default=None, help="prompt-lookup drafting, tokens (default: llm.embedded_draft; 0 off)")
     args = ap.parse_args()
     spec = dataset_spec("mnist1d")
     contract = render("contract.j2", dataset="mnist1d", input_shape=list(spec.input_shape), num_classes=10,
@@ -39,7 +40,8 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|")
     for name in args.models.split(","):
         t0 = time.time()
-        with EmbeddedServer(name, threads=args.threads) as server:
+        draft = {} if args.draft is None else {"draft_tokens": args.draft}
+        with EmbeddedServer(name, threads=args.threads, **draft) as server:
             start = time.time() - t0
             llm = OpenAICompatible(server.base_url, server.alias, timeout=900)
             llm.complete([{"role": "user", "content": "Say hi."}], max_tokens=4)  # pages the weights in

@@ -210,7 +210,7 @@ def test_embedded_server_that_dies_is_restarted(tmp_path):
 
 
 @pytest.mark.llm
-def test_prompt_lookup_drafting_copies_as_well_as_plain_decoding(tmp_path, embedded_llm):
+def test_prompt_lookup_drafting_copies_as_well_as_plain_decoding(tmp_path):
     # Drafting only proposes tokens the model then checks, so the answer stays the model's own. The
     # answer copies its prompt, as a code child copies its parent, so drafts are taken. (Checked in
     # batches, logits can differ in the last bits: a near-tie may go the other way, hence no equality.)
@@ -219,11 +219,12 @@ def test_prompt_lookup_drafting_copies_as_well_as_plain_decoding(tmp_path, embed
 
     code = "\n".join(f"    x = self.conv{i}(x)  # block {i}" for i in range(12))
     msgs = [{"role": "user", "content": f"Copy this code exactly, then stop:\n```python\n{code}\n```"}]
-    plain = embedded_llm.complete(msgs, max_tokens=200)
-    settings = LLMConfig(embedded_threads=1, embedded_draft=8).model_dump()
-    with BackendProvider(tmp_path) as provider:
-        backend = provider.backend(settings)
-        assert "--draft_model" in backend.server._proc.args
-        drafted = backend.complete(msgs, max_tokens=200)
+    answers = []
+    for draft in (0, 8):  # one server at a time
+        with BackendProvider(tmp_path / f"draft{draft}") as provider:
+            backend = provider.backend(LLMConfig(embedded_threads=1, embedded_draft=draft).model_dump())
+            assert ("--draft_model" in backend.server._proc.args) == (draft > 0)
+            answers.append(backend.complete(msgs, max_tokens=200))
+    plain, drafted = answers
     copied = [sum(f"self.conv{i}(x)" in out.text for i in range(12)) for out in (plain, drafted)]
     assert copied[1] >= copied[0] - 1 and copied[0] >= 10, (plain.text, drafted.text)

@@ -20,6 +20,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+from fairnad.config import LLMConfig
 from fairnad.llm.base import LLMUnavailable
 
 from fairnad.llm import models
@@ -40,6 +41,11 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
         pass
 
 
+# the server's settings default to the run config's (`llm.embedded_*`): a server built directly (tests,
+# benchmarks) runs as a user's run does
+_DEFAULTS = LLMConfig.model_fields
+
+
 class EmbeddedServer:
     """A llama-cpp-python server process on a free loopback port. Use as a context manager."""
 
@@ -47,12 +53,12 @@ class EmbeddedServer:
         self,
         model: str | Path | None = None,
         *,
-        n_ctx: int = 8192,
+        n_ctx: int = _DEFAULTS["embedded_ctx"].default,
         threads: int | None = None,
-        cache_mb: int = 256,
+        cache_mb: int = _DEFAULTS["embedded_cache_mb"].default,
         startup_timeout: float = 120.0,
         log_path: str | Path | None = None,
-        draft_tokens: int = 0,
+        draft_tokens: int = _DEFAULTS["embedded_draft"].default,
     ) -> None:
         # a catalogue name (default: models.DEFAULT_MODEL) or a .gguf path; checked before anything starts
         self.model_path = models.resolve(str(model) if model else None)

@@ -99,7 +99,7 @@ class BackendProvider:
             log = self.log_dir / f"llm-server{suffix}.log" if self.log_dir else None
             server = EmbeddedServer(
                 s.get("embedded_model"), n_ctx=s["embedded_ctx"], threads=s.get("embedded_threads"),
-                cache_mb=s["embedded_cache_mb"], log_path=log, draft_tokens=s.get("embedded_draft", 0),
+                cache_mb=s["embedded_cache_mb"], log_path=log, draft_tokens=s["embedded_draft"],
             ).start()
             self._servers.append(server)
             structured = "json_object_schema" if s["structured"] == "auto" else s["structured"]

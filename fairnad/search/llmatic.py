@@ -24,7 +24,6 @@ from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field
-from ribs.archives import GridArchive
 
 from fairnad.prompts import render
 from fairnad.search.base import Strategy, StrategyConfig, register
@@ -79,6 +78,8 @@ class LLMatic(Strategy):
         cfg = self.config
         self.rng = study.rng(8)
         self.open = is_open(study)
+        from ribs.archives import GridArchive  # here, not at the top: pyribs imports torch (~3 s of every CLI start)
+
         self.nets = GridArchive(solution_dim=1, dims=[cfg.grid, cfg.grid], ranges=[(0, 1), (0, 1)], seed=int(study.seed))
         for i in range(len(cfg.instructions)):
             self._put_prompt(i, cfg.temperature, 0.0)
