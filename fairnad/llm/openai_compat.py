@@ -11,8 +11,6 @@ from __future__ import annotations
 import threading
 import time
 
-import openai
-
 from fairnad.llm.base import (
     Completion,
     LLMBadRequest,
@@ -45,6 +43,8 @@ class OpenAICompatible:
     ) -> None:
         if structured != "auto" and structured not in STRUCTURED_MODES:
             raise ValueError(f"llm.structured must be auto or one of {STRUCTURED_MODES}, not {structured!r}")
+        import openai  # here, not at the top: the SDK takes ~0.5 s to import, and most commands never call a model
+
         self.base_url = base_url.rstrip("/")
         self._client = openai.OpenAI(
             base_url=self.base_url, api_key=api_key or "EMPTY", timeout=timeout, max_retries=max_retries
@@ -162,6 +162,8 @@ class OpenAICompatible:
     def _call(self, fn):
         """One request. The SDK retries failed connections, timeouts, 429 and 5xx; an answer cut off
         mid-body, or a 200 whose body is not a completion (not JSON, no choices), is retried here."""
+        import openai
+
         for attempt in range(self.max_retries + 1):
             try:
                 return fn()
@@ -182,6 +184,8 @@ class OpenAICompatible:
 
     def _translate(self, err: openai.APIError) -> Exception:
         """One line for the user that names the URL and what to do."""
+        import openai
+
         url, n = self.base_url, self.max_retries
         if isinstance(err, openai.APITimeoutError):
             return LLMUnavailable(f"{url} did not answer within the timeout after {n} retries; raise llm.timeout")
