@@ -23,7 +23,8 @@ import numpy as np
 
 from fairnad.config import SearchConfig
 from fairnad.errors import FairnadError
-from fairnad.evaluate.tabular import load_benchmark
+from fairnad.evaluate.relabel import split_name, write_relabelled
+from fairnad.evaluate.tabular import load_benchmark, user_benchmark_files
 from fairnad.llm import LLMError
 from fairnad.llm.provider import BackendProvider
 from fairnad.lifecycle import RunHandle, create_run, execute, open_run
@@ -41,6 +42,7 @@ class Job:
     replica: int = 0
     label: str = ""  # the row it is counted in: the strategy, or an ablation of it ("fairnad -idea")
     settings: dict[str, Any] = field(default_factory=dict)  # dotted overrides of the bench's config
+    files: tuple[str, str] | None = None  # a user's table: (table, space file) the run reads
 
     def __post_init__(self) -> None:
         self.label = self.label or self.strategy
@@ -69,11 +71,23 @@ def plan(base: SearchConfig, benchmarks: list[str], strategies: list[str], seeds
         strategy_class(s)  # unknown names fail before anything runs
     for b in benchmarks:
         load_benchmark(b)
+    files = {b: _table_files(b, out) for b in benchmarks}
     rows = [(s, s, {}) for s in strategies] + [(label, "fairnad", sets) for label, sets in variants]
     return [
-        Job(b, s, seed, out / b / _folder(label) / f"seed{seed}", label=label, settings=sets)
+        Job(b, s, seed, out / b / _folder(label) / f"seed{seed}", label=label, settings=sets, files=files[b])
         for b in benchmarks for label, s, sets in rows for seed in seeds
     ]  # fmt: skip
+
+
+def _table_files(benchmark: str, out: Path) -> tuple[str, str] | None:
+    """The files a run of a user's table reads (its relabelled copy is written under `out`, so a
+    resumed run finds it); None for a built-in benchmark, which runs load by name."""
+    base, seed = split_name(benchmark)
+    files = user_benchmark_files(base)
+    if files is None or seed is None:
+        return files
+    table, space = write_relabelled(load_benchmark(benchmark), out / benchmark / "_table")
+    return str(table.resolve()), str(space.resolve())
 
 
 def _folder(label: str) -> str:
@@ -176,7 +190,7 @@ def _open_job(base: SearchConfig, job: Job, budget: int) -> RunHandle:
         return open_run(job.run_dir, budget)
     cfg = _with_settings(base, job.settings)
     cfg.benchmark, cfg.strategy, cfg.seed, cfg.budget = job.benchmark, job.strategy, job.seed, budget
-    cfg.benchmark_file = cfg.space_file = None
+    cfg.benchmark_file, cfg.space_file = job.files or (None, None)
     return create_run(cfg, job.run_dir)
 
 

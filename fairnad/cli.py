@@ -141,7 +141,7 @@ def _print_summary(s: dict) -> None:
         t.add_row("probes", f"{s['probes']} (build and shape checks before an evaluation, stored in the run)")
     for i, r in enumerate(s.get("children") or []):
         t.add_row("children" if i == 0 else "", f"{r['origin']}{' (LLM-written)' if r['by_llm'] else ''}: "
-                  f"{r['proposed']} proposed, {r['trained']} trained"
+                  f"{r['proposed']} proposed, {r['trained']} {'trained' if s.get('space') == 'open' else 'valid'}"
                   f"{' (' + str(r['sizes_inferred']) + ' with input sizes inferred)' if r.get('sizes_inferred') else ''}, "
                   f"{r['improved_front']} improved the front, "
                   f"{r['improved_best']} the best")  # fmt: skip
@@ -190,7 +190,9 @@ def _report(summary: dict, as_json: bool) -> None:
 def _num(v) -> str:
     if v is None:
         return "n/a"
-    return f"{v / 1e6:.2f}M" if v >= 1e5 else str(v)
+    if v >= 1e5:
+        return f"{v / 1e6:.2f}M"
+    return f"{v:,.0f}" if float(v).is_integer() else f"{v:,.4g}"  # a table's CSV gives 18000.0 for 18,000
 
 
 @app.command()
@@ -266,7 +268,11 @@ def resume(
 @app.command()
 @handles_errors
 def bench(
-    benchmarks_: str = typer.Option("all", "--benchmarks", help="Comma-separated benchmark names, or 'all'."),
+    benchmarks_: Optional[str] = typer.Option(None, "--benchmarks", help="Comma-separated benchmark names, or 'all' "
+                                              "(the default, unless --benchmark-file gives your own table)."),
+    benchmark_file: Optional[Path] = typer.Option(None, help="Your own table (JSON or CSV), with --space-file: "
+                                                  "compared on as a benchmark named after its space."),
+    space_file: Optional[Path] = typer.Option(None, help="YAML description of the space of --benchmark-file."),
     strategies: str = typer.Option("random,regevo,genius", help="Comma-separated strategies."),
     seeds: int = typer.Option(10, help="Seeds 0..N-1 per strategy and benchmark."),
     budgets: str = typer.Option("10,50,100", help="Comma-separated budgets; each run goes to the largest."),
@@ -290,13 +296,20 @@ def bench(
 
     from fairnad.bench import ablations, plan, run_grid, table, write_page, write_tables
     from fairnad.evaluate.relabel import relabelled_name
-    from fairnad.evaluate.tabular import list_benchmarks
+    from fairnad.evaluate.tabular import add_user_benchmark, list_benchmarks
 
     overrides: dict[str, Any] = {"llm.model": model}
     if llm is not None:
         overrides.update({f"llm.{k}": v for k, v in parse_llm_flag(llm).items()})
     base = load_config(config, overrides, set_)
-    names = list_benchmarks() if benchmarks_ == "all" else [b.strip() for b in benchmarks_.split(",") if b.strip()]
+    own = []
+    if benchmark_file or space_file:
+        if not (benchmark_file and space_file):
+            raise ConfigError("--benchmark-file and --space-file go together: a table needs its space description")
+        own = [add_user_benchmark(benchmark_file, space_file)]
+    chosen = benchmarks_ if benchmarks_ is not None else ("" if own else "all")
+    names = list_benchmarks() if chosen == "all" else [b.strip() for b in chosen.split(",") if b.strip()]
+    names += [n for n in own if n not in names]
     if relabel is not None:
         if relabel < 0:
             raise ConfigError(f"--relabel {relabel}: a seed of 0 or more")
@@ -916,18 +929,22 @@ def benchmarks(ctx: typer.Context, as_json: bool = JSON_OPT) -> None:
 @benchmarks_app.command("relabel")
 @handles_errors
 def benchmarks_relabel(
-    name: str = typer.Argument(..., help="A built-in benchmark (see `fairnad benchmarks`)."),
+    name: str = typer.Argument(..., help="A built-in benchmark (see `fairnad benchmarks`), or your own table "
+                               "(JSON or CSV) with --space-file."),
     seed: int = typer.Argument(..., help="Seed of the label permutation (0 or more)."),
     out: Path = typer.Option(..., "--out", "-o", help="Folder for the table (CSV) and its space file (YAML)."),
+    space_file: Optional[Path] = typer.Option(None, help="The space file (YAML) of the table NAME."),
     as_json: bool = JSON_OPT,
 ) -> None:
     """Write a copy of a benchmark with neutral option labels and its codes permuted per position, so no
     model can recall published results. Search it with --benchmark-file/--space-file, or name it
     NAME@relabelSEED anywhere a benchmark goes (`fairnad bench --relabel SEED` puts it beside the original)."""
     from fairnad.evaluate.relabel import relabel, write_relabelled
-    from fairnad.evaluate.tabular import load_benchmark
+    from fairnad.evaluate.tabular import load_benchmark, load_user_benchmark
 
-    bench = relabel(load_benchmark(name), seed)
+    if space_file is None and Path(name).suffix.lower() in (".csv", ".json"):
+        raise ConfigError(f"{name}: your own table needs its space file: add --space-file SPACE.yaml")
+    bench = relabel(load_user_benchmark(name, space_file) if space_file else load_benchmark(name), seed)
     table, space = write_relabelled(bench, out)
     info = {"benchmark": bench.spec.name, "table": str(table), "space_file": str(space), "size": len(bench)}
     if as_json:

@@ -13,7 +13,7 @@ from pymoo.indicators.hv import HV
 
 from fairnad.bench import Objectives
 from fairnad.evaluate.relabel import genotype_map, relabel
-from fairnad.evaluate.tabular import load_benchmark
+from fairnad.evaluate.tabular import load_benchmark, load_user_benchmark
 from fairnad.search.base import create_strategy
 from fairnad.search.pareto import objectives, rank_and_crowding
 from fairnad.space.candidate import Candidate
@@ -163,7 +163,6 @@ def test_relabelled_files_load_back_as_the_same_benchmark(run_cli, tmp_path):
     p = run_cli("benchmarks", "relabel", "nb201-cifar100", "2", "-o", "rl", "--json")
     assert p.returncode == 0, p.stderr
     info = json.loads(p.stdout)
-    from fairnad.evaluate.tabular import load_user_benchmark
 
     back = load_user_benchmark(tmp_path / info["table"], tmp_path / info["space_file"])
     mem = load_benchmark("nb201-cifar100@relabel2")
@@ -209,6 +208,75 @@ def test_bench_ablation_grid_without_the_llm(run_cli, tmp_path):
     with sqlite3.connect(tmp_path / "b" / "nas-bench-macro" / "fairnad_no-idea" / "seed0" / "run.db") as db:
         ops = {o for (o,) in db.execute("select json_extract(origin, '$.op') from candidates")}
     assert "idea" not in ops and "pareto" in ops
+
+
+def _own_table(tmp_path):
+    """A user's table the product has never seen: 54 genotypes over four positions, with a cost column."""
+    import csv
+    import itertools
+
+    rng = np.random.default_rng(3)
+    with open(tmp_path / "t.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["genotype", "val", "test", "params"])
+        for g in itertools.product("abc", "abc", "xyz", "pq"):
+            acc = 80 + 2 * "abc".index(g[0]) + "abc".index(g[1]) + 2 * rng.random() + 1.5 * (g[2] == "y")
+            w.writerow(["".join(g), round(acc, 2), round(acc - 0.4, 2), 1000 * (1 + "abc".index(g[0])) * (1 + "abc".index(g[1]))])
+    (tmp_path / "s.yaml").write_text("""name: toy4
+goal: the depth, width, kernel and activation of a small CNN
+choices:
+  three: [{code: a, label: 1, name: one}, {code: b, label: 2, name: two}, {code: c, label: 3, name: three}]
+  kernel: [{code: x, label: 3, name: 3x3}, {code: y, label: 5, name: 5x5}, {code: z, label: 7, name: 7x7}]
+  act: [{code: p, label: relu, name: ReLU}, {code: q, label: gelu, name: GELU}]
+dimensions:
+  - {name: depth, choices: three}
+  - {name: width, choices: three}
+  - {name: kernel, choices: kernel}
+  - {name: act, choices: act}
+dataset: toy
+metrics: {search: val, report: test, params: params}
+""")
+    return tmp_path / "t.csv", tmp_path / "s.yaml"
+
+
+def test_bench_compares_strategies_on_a_users_own_table_and_its_relabelled_copy(run_cli, tmp_path):
+    table, space = _own_table(tmp_path)
+    p = run_cli("bench", "--benchmark-file", str(table), "--space-file", str(space), "--strategies", "regevo,fairnad",
+                "--seeds", "2", "--budgets", "5,12", "--llm", "none", "--relabel", "4", "--max-params", "3000",
+                "--out", "b", "--json")  # fmt: skip
+    assert p.returncode == 0, p.stderr[-2000:]
+    rows = json.loads(p.stdout)["rows"]
+    assert {r["benchmark"] for r in rows} == {"toy4", "toy4@relabel4"}  # only the user's table, not the built-ins
+    exp = {(r["benchmark"], r["budget"]): r for r in rows if r["strategy"] == "random (exact expectation)"}
+    assert exp[("toy4", 12)]["acc_mean"] == pytest.approx(exp[("toy4@relabel4", 12)]["acc_mean"])  # same values
+    for r in rows:
+        if r["runs"]:
+            assert r["runs"] == 2 and r["hv_mean"] is not None and r["budget_acc_mean"] is not None
+    # a run of the relabelled copy reads files inside the bench folder, so it resumes from anywhere
+    run = tmp_path / "b" / "toy4@relabel4" / "fairnad" / "seed0"
+    with sqlite3.connect(run / "run.db") as db:
+        genotypes = [g for (g,) in db.execute("select genotype from candidates")]
+    copy = relabel(load_user_benchmark(table, space), 4)
+    assert len(genotypes) == 12 and set(genotypes) <= set(copy.keys)
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    p = run_cli("resume", str(run), "-n", "15", "--json", cwd=other)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert json.loads(p.stdout)["evaluations"] == 15
+
+
+def test_a_users_own_table_is_relabelled_to_files_and_bad_flags_say_what_to_do(run_cli, tmp_path):
+    table, space = _own_table(tmp_path)
+    p = run_cli("benchmarks", "relabel", str(table), "1", "--space-file", str(space), "-o", "rl", "--json")
+    assert p.returncode == 0, p.stderr
+    info = json.loads(p.stdout)
+    back = load_user_benchmark(tmp_path / info["table"], tmp_path / info["space_file"])
+    mem = relabel(load_user_benchmark(table, space), 1)
+    assert dict(zip(back.keys, back.columns["test"].tolist())) == dict(zip(mem.keys, mem.columns["test"].tolist()))
+    p = run_cli("benchmarks", "relabel", str(table), "1", "-o", "rl")
+    assert p.returncode != 0 and "t.csv: your own table needs its space file: add --space-file" in p.stderr
+    p = run_cli("bench", "--space-file", str(space))
+    assert p.returncode != 0 and "--benchmark-file and --space-file go together" in p.stderr
 
 
 def test_llmatic_temperature_walks_beyond_one_bin():

@@ -220,14 +220,38 @@ def load_space_description(path: Path) -> SpaceDescription:
         raise ConfigError(describe_validation_error(str(path), err)) from None
 
 
+# users' tables named in this process (`fairnad bench --benchmark-file`): name -> (table, space file)
+_USER_TABLES: dict[str, tuple[str, str]] = {}
+
+
+def add_user_benchmark(table_path: str | Path, space_path: str | Path) -> str:
+    """Make a user's table loadable by its space's name, as a built-in one is (NAME@relabelSEED too):
+    what `fairnad bench` compares strategies on. Checks the files first; returns the name."""
+    from fairnad.evaluate.relabel import split_name
+
+    name = load_user_benchmark(table_path, space_path).spec.name
+    if name in _registry() or split_name(name)[1] is not None:
+        raise ConfigError(f"{space_path}: name {name!r} is a built-in benchmark's or ends in @relabelN; give the "
+                          "space another name")  # fmt: skip
+    _USER_TABLES[name] = (str(Path(table_path).resolve()), str(Path(space_path).resolve()))
+    return name
+
+
+def user_benchmark_files(name: str) -> tuple[str, str] | None:
+    """(table, space file) of a user's table added by `add_user_benchmark`; None for any other name."""
+    return _USER_TABLES.get(name)
+
+
 def load_benchmark(name: str) -> TabularBenchmark:
-    """A built-in benchmark by name (see `fairnad benchmarks`); NAME@relabelSEED is its relabelled copy
-    (evaluate/relabel.py)."""
+    """A built-in benchmark by name (see `fairnad benchmarks`), or a user's table added by
+    `add_user_benchmark`; NAME@relabelSEED is its relabelled copy (evaluate/relabel.py)."""
     from fairnad.evaluate.relabel import relabel, split_name
 
     base, seed = split_name(name)
     if seed is not None:
         return relabel(load_benchmark(base), seed)
+    if name in _USER_TABLES:
+        return load_user_benchmark(*_USER_TABLES[name])
     reg = _registry()
     if name not in reg:
         raise ConfigError(f"unknown benchmark {name!r}; built-in ones: {', '.join(reg)} (or use --benchmark-file)")
