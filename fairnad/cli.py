@@ -200,7 +200,8 @@ def _num(v) -> str:
 def search(
     space: Optional[str] = typer.Option(None, help="tabular (a benchmark table) or open (model code, trained for real)."),
     benchmark: Optional[str] = typer.Option(None, "--benchmark", "-b", help="Built-in benchmark (see `fairnad benchmarks`)."),
-    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="Open space: mnist1d, digits, fashion-mnist, cifar10, ..."),
+    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="Open space: mnist1d, digits, fashion-mnist, cifar10, ..., or your arrays "
+                                           "(a .npz with x_train, y_train, x_test, y_test; docs/candidate-contract.md)."),
     data_dir: Optional[str] = typer.Option(None, help="Open space: folder with the dataset files."),
     device: Optional[str] = typer.Option(None, help="Open space: cpu or cuda."),
     epochs: Optional[int] = typer.Option(None, help="Open space: proxy training epochs per candidate."),
@@ -377,7 +378,8 @@ def _parse_kv(items: list[str], flag: str) -> dict[str, Any]:
 @handles_errors
 def evaluate(
     models: list[str] = typer.Argument(..., help="Model files (or ref:NAME), each defining build_model(num_classes, in_chans)."),
-    dataset: str = typer.Option("mnist1d", "--dataset", "-d", help="mnist1d, digits, fashion-mnist, cifar10, cifar100, imagenet16-120."),
+    dataset: str = typer.Option("mnist1d", "--dataset", "-d", help="mnist1d, digits, fashion-mnist, cifar10, cifar100, imagenet16-120, "
+                               "or your arrays (a .npz file)."),
     epochs: Optional[int] = typer.Option(None, "--epochs", "-e", help="Training epochs (default: the dataset's recipe)."),
     data_dir: Optional[Path] = typer.Option(None, help="Folder with the dataset files (CIFAR, ImageNet16, Fashion-MNIST)."),
     device: str = typer.Option("cpu", help="cpu or cuda."),

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from fairnad.errors import ConfigError, describe_validation_error
 from fairnad.files import read_yaml
@@ -66,7 +66,8 @@ class OpenSpaceConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    dataset: str = Field("mnist1d", description="mnist1d, digits, fashion-mnist, cifar10, cifar100, imagenet16-120")
+    dataset: str = Field("mnist1d", description="mnist1d, digits, fashion-mnist, cifar10, cifar100, imagenet16-120, "
+                         "or your arrays: a .npz file with x_train, y_train, x_test, y_test (and x_val, y_val)")
     data_dir: str | None = None
     device: str = "cpu"
     epochs: int | None = Field(None, ge=1, description="proxy training epochs (default: the dataset's recipe)")
@@ -83,6 +84,12 @@ class OpenSpaceConfig(BaseModel):
     initial: list[str] = Field(default_factory=list, description="starting models: files or ref:NAME (default: references)")
     keep_weights: int = Field(5, ge=-1, description="trained weights kept in <run>/weights: the N most accurate "
                               "(0: none, -1: all)")  # fmt: skip
+
+    @field_validator("dataset")
+    @classmethod
+    def _dataset_path(cls, v: str) -> str:
+        """A user's .npz is kept as an absolute path, so the run resumes from any folder."""
+        return str(Path(v).expanduser().resolve()) if v.lower().endswith(".npz") else v
 
 
 class SearchConfig(BaseModel):
@@ -109,7 +116,7 @@ class SearchConfig(BaseModel):
     @property
     def benchmark_name(self) -> str:
         if self.space == "open":
-            return self.open.dataset
+            return Path(self.open.dataset).stem if self.open.dataset.lower().endswith(".npz") else self.open.dataset
         return Path(self.benchmark_file).stem if self.benchmark_file else self.benchmark
 
 

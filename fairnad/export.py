@@ -127,7 +127,7 @@ def export_run(run_dir: str | Path, out: str | Path, top: int = 3, prefix: str =
         notes = ["tabular run: the candidates are benchmark lookups, so there are no trained weights and no model "
                  "code; wrote each model's metrics and architecture (JSON) only"]  # fmt: skip
     return {"run_dir": str(run_dir), "out": str(out), "space": cfg.space,
-            "benchmark": cfg.open.dataset if cfg.space == "open" else cfg.benchmark_name,
+            "benchmark": cfg.benchmark_name,
             "models": [m.to_dict() for m in models], "notes": notes}  # fmt: skip
 
 
@@ -174,7 +174,7 @@ def _export_open(c: Candidate, cfg: SearchConfig, run: dict, run_dir: Path, out:
 
     o = cfg.open
     spec = dataset_spec(o.dataset)
-    name = model_name(prefix, o.dataset, c.trial)
+    name = model_name(prefix, cfg.benchmark_name, c.trial)  # a .npz dataset: its file name
     m = c.metrics
     src, missing = _weights_source(c, run_dir, o.keep_weights)
     weights_path = out / f"{name}.safetensors"

@@ -1,5 +1,6 @@
 """Dataset loaders on real offline data and on tiny files written in the exact standard formats."""
 
+import json
 import pickle
 
 import numpy as np
@@ -106,3 +107,73 @@ def test_missing_or_malformed_cifar(tmp_path):
 def test_unknown_dataset():
     with pytest.raises(ConfigError, match="unknown dataset 'mnist'; available: mnist1d"):
         prepare("mnist")
+
+
+# -- a user's own arrays (--dataset FILE.npz) ---------------------------------------------------------
+def _signals(n: int, rng, length: int = 30, classes: int = 4):
+    """A small learnable 1-D task: a noisy sine whose frequency is the class."""
+    y = rng.integers(0, classes, n)
+    t = np.linspace(0, 1, length)
+    x = np.stack([np.sin(2 * np.pi * (c + 1) * t + rng.random()) + 0.5 * rng.standard_normal(length) for c in y])
+    return x.astype(np.float64), y
+
+
+def test_a_users_npz_gets_a_validation_split_and_its_shape_and_classes_from_the_arrays(tmp_path):
+    from fairnad.evaluate.datasets import dataset_spec
+
+    rng = np.random.default_rng(0)
+    x, y = _signals(500, rng)
+    np.savez(tmp_path / "sig.npz", x_train=x[:400], y_train=y[:400], x_test=x[400:], y_test=y[400:])
+    spec = dataset_spec(str(tmp_path / "sig.npz"))
+    assert spec.input_shape == (1, 30) and spec.num_classes == 4 and not spec.pixels
+    a = load(prepare(str(tmp_path / "sig.npz")))
+    assert _sizes(a) == (360, 40, 100) and a["x_train"].dtype == np.float32 and a["x_val"].shape[1:] == (1, 30)
+    train_rows = {r.tobytes() for r in a["x_train"]}
+    assert not any(r.tobytes() in train_rows for r in a["x_val"])  # held out, not copied
+    imgs = rng.integers(0, 255, (20, 3, 6, 6)).astype(np.uint8)
+    np.savez(tmp_path / "img.npz", x_train=imgs[:12], y_train=np.arange(12) % 3, x_val=imgs[12:16],
+             y_val=np.arange(4) % 3, x_test=imgs[16:], y_test=np.arange(4) % 3)  # fmt: skip
+    spec = dataset_spec(str(tmp_path / "img.npz"))
+    assert spec.input_shape == (3, 6, 6) and spec.num_classes == 3 and spec.pixels
+    a = load(prepare(str(tmp_path / "img.npz")))
+    assert _sizes(a) == (12, 4, 4) and a["mean"].shape == (3,)  # uint8 pixels: normalised per channel
+
+
+@pytest.mark.parametrize("arrays, expected", [
+    ({"x_train": np.zeros((4, 5))}, r"no array 'y_train'; a dataset file holds x_train, y_train, x_test, y_test"),
+    ({"x_train": np.zeros((4, 5)), "y_train": np.zeros(4), "x_test": np.zeros((2, 5)), "y_test": np.zeros(2, int)},
+     r"y_train must be integer class labels"),
+    ({"x_train": np.zeros((4, 5)), "y_train": np.zeros(4, int), "x_test": np.zeros((2, 6)), "y_test": np.zeros(2, int)},
+     r"the splits' inputs differ in shape"),
+    ({"x_train": np.zeros(4), "y_train": np.zeros(4, int), "x_test": np.zeros(2), "y_test": np.zeros(2, int)},
+     r"x_train must be numbers shaped \(N, L\), \(N, C, L\) or \(N, C, H, W\)"),
+])  # fmt: skip
+def test_a_malformed_npz_is_one_line_naming_the_file_and_the_array(tmp_path, arrays, expected):
+    np.savez(tmp_path / "d.npz", **arrays)
+    with pytest.raises(ConfigError, match=expected):
+        prepare(str(tmp_path / "d.npz"))
+    (tmp_path / "t.npz").write_text("not arrays")
+    with pytest.raises(ConfigError, match=r"t.npz: not a readable .npz file .*numpy.savez"):
+        prepare(str(tmp_path / "t.npz"))
+    with pytest.raises(ConfigError, match=r"gone.npz: dataset file not found"):
+        prepare(str(tmp_path / "gone.npz"))
+
+
+def test_an_open_search_on_a_users_npz_trains_and_resumes_from_another_folder(run_cli, tmp_path):
+    rng = np.random.default_rng(1)
+    x, y = _signals(700, rng)
+    np.savez(tmp_path / "sig.npz", x_train=x[:500], y_train=y[:500], x_test=x[500:], y_test=y[500:])
+    p = run_cli("evaluate", "ref:mnist1d-cnn", "--dataset", "sig.npz", "--epochs", "4", "--json")
+    assert p.returncode == 0, p.stderr[-2000:]
+    row = json.loads(p.stdout)
+    assert row["status"] == "complete" and row["metrics"]["test_acc"] > 50  # 4 classes: chance is 25%
+    # starting models only (no LLM call): the reference 1-D CNN and its scaled variants, on the user's arrays
+    p = run_cli("search", "--space", "open", "--dataset", "sig.npz", "-s", "fairnad", "-n", "1", "--epochs", "2",
+                "--run-dir", "run", "--json")  # fmt: skip
+    assert p.returncode == 0, p.stderr[-2000:]
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    p = run_cli("resume", str(tmp_path / "run"), "-n", "2", "--json", cwd=other)
+    assert p.returncode == 0, p.stderr[-2000:]
+    s = json.loads(p.stdout)
+    assert s["evaluations"] == 2 and s["llm"]["calls"] == 0 and s["best"]["accuracy"] > 25

@@ -10,6 +10,7 @@ train / validation / test splits. The sandboxed trainer only reads the cached .n
 from __future__ import annotations
 
 import gzip
+import functools
 import hashlib
 import json
 import os
@@ -35,6 +36,7 @@ class DatasetSpec:
     needs_dir: bool  # the user must point --data-dir at the files
     recipe: dict[str, Any] = field(default_factory=dict)  # default training settings
     splits: str = ""  # how train / val / test are made, for the docs and --help
+    train_size: int = 0  # training inputs (a user's arrays: sizes the time limit)
 
     @property
     def in_chans(self) -> int:
@@ -76,9 +78,36 @@ FASHION_DEFAULT_DIR = Path("/usr/share/datasets/fashion-mnist")
 
 
 def dataset_spec(name: str) -> DatasetSpec:
+    """A built-in dataset by name, or a user's arrays: a path ending in .npz (see `_user_arrays`)."""
+    if is_user_dataset(name):
+        p = Path(name)
+        if not p.is_file():
+            raise ConfigError(f"{name}: dataset file not found (a .npz with x_train, y_train, x_test, y_test)")
+        st = p.stat()
+        return _user_spec(str(p.resolve()), st.st_size, st.st_mtime_ns)
     if name not in DATASETS:
-        raise ConfigError(f"unknown dataset {name!r}; available: {', '.join(DATASETS)}")
+        raise ConfigError(f"unknown dataset {name!r}; available: {', '.join(DATASETS)}, or your arrays as a .npz file")
     return DATASETS[name]
+
+
+def is_user_dataset(name: str) -> bool:
+    return name.lower().endswith(".npz")
+
+
+@functools.lru_cache(maxsize=8)
+def _user_spec(path: str, _size: int, _mtime: int) -> DatasetSpec:
+    """What a user's arrays are: inputs (N, L) or (N, C, L) are 1-D signals, (N, C, H, W) images; uint8
+    inputs are pixels (normalised per channel), floats are used as they are; classes 0..K-1."""
+    a = _user_arrays(Path(path))
+    x = a["x_train"]
+    labels = np.concatenate([a["y_train"], a["y_val"], a["y_test"]])
+    n = {k: len(a[f"y_{k}"]) for k in ("train", "val", "test")}
+    held = "" if "x_val" in _npz_keys(Path(path)) else " (the last 10% of x_train, shuffled with seed 0)"
+    return DatasetSpec(
+        path, int(labels.max()) + 1, tuple(int(d) for d in x.shape[1:]), x.dtype == np.uint8, False, False,
+        {**_SMALL, "batch_size": 128, "epochs": 10},
+        f"{Path(path).name}: {n['train']} train / {n['val']} validation{held} / {n['test']} test", n["train"],
+    )  # fmt: skip
 
 
 def cache_dir() -> Path:
@@ -99,7 +128,7 @@ def prepare(name: str, data_dir: str | Path | None = None) -> Path:
     out = cached_path(name, data_dir)
     if out.is_file():
         return out
-    arrays = _BUILDERS[name](src)
+    arrays = _user_arrays(src) if is_user_dataset(name) else _BUILDERS[name](src)
     _check_arrays(spec, arrays)
     if spec.pixels:
         x = arrays["x_train"].astype(np.float32) / 255.0
@@ -118,6 +147,8 @@ def load(path: str | Path) -> dict[str, np.ndarray]:
 
 
 def _source_dir(spec: DatasetSpec, data_dir) -> Path | None:
+    if is_user_dataset(spec.name):
+        return Path(spec.name)  # the file itself: its fingerprint keys the cache
     if spec.name == "fashion-mnist":
         d = Path(data_dir) if data_dir else FASHION_DEFAULT_DIR
         if not d.is_dir():
@@ -137,6 +168,8 @@ def _source_dir(spec: DatasetSpec, data_dir) -> Path | None:
 
 
 def _fingerprint(d: Path) -> list:
+    if d.is_file():
+        return [str(d), d.stat().st_size, d.stat().st_mtime_ns]
     return sorted((str(p.relative_to(d)), p.stat().st_size, int(p.stat().st_mtime)) for p in d.rglob("*") if p.is_file())
 
 
@@ -306,6 +339,45 @@ def _imagenet16(src: Path) -> dict[str, np.ndarray]:
     x, y, xv, yv = x[keep], y[keep] - 1, xv[keep_v], yv[keep_v] - 1
     va, te = _split_file(src, "imagenet-16-120-test-split.txt", ("xvalid", "xtest"), len(xv))
     return {"x_train": x, "y_train": y, "x_val": xv[va], "y_val": yv[va], "x_test": xv[te], "y_test": yv[te]}
+
+
+def _npz_keys(path: Path) -> set[str]:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return set(z.files)
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"{path}: not a readable .npz file ({err}); save your arrays with numpy.savez") from None
+
+
+def _user_arrays(path: Path) -> dict[str, np.ndarray]:
+    """A user's .npz: x_train, y_train, x_test, y_test (and x_val, y_val, else the last 10% of the
+    shuffled training set). Inputs (N, L) get a channel axis; labels must be integers from 0."""
+    keys = _npz_keys(path)
+    need = ["x_train", "y_train", "x_test", "y_test"] + (["x_val", "y_val"] if {"x_val", "y_val"} & keys else [])
+    missing = [k for k in need if k not in keys]
+    if missing:
+        raise ConfigError(f"{path}: no array {missing[0]!r}; a dataset file holds x_train, y_train, x_test, y_test "
+                          f"(and optionally x_val, y_val); it has {sorted(keys)}")  # fmt: skip
+    with np.load(path, allow_pickle=False) as z:
+        a = {k: z[k] for k in need}
+    if "x_val" not in a:
+        order = np.random.default_rng(0).permutation(len(a["y_train"]))
+        cut = len(order) - max(1, len(order) // 10)
+        a["x_val"], a["y_val"] = a["x_train"][order[cut:]], a["y_train"][order[cut:]]
+        a["x_train"], a["y_train"] = a["x_train"][order[:cut]], a["y_train"][order[:cut]]
+    for split in ("train", "val", "test"):
+        x, y = a[f"x_{split}"], a[f"y_{split}"]
+        if x.dtype.kind not in "fui" or x.ndim not in (2, 3, 4):
+            raise ConfigError(f"{path}: x_{split} must be numbers shaped (N, L), (N, C, L) or (N, C, H, W); it is "
+                              f"{x.dtype} {x.shape}")  # fmt: skip
+        if y.ndim != 1 or y.dtype.kind not in "iu":
+            raise ConfigError(f"{path}: y_{split} must be integer class labels, one per input; it is {y.dtype} {y.shape}")
+        a[f"x_{split}"] = (x[:, None] if x.ndim == 2 else x).astype(np.uint8 if x.dtype == np.uint8 else np.float32)
+        a[f"y_{split}"] = y.astype(np.int64)
+    shapes = {a[f"x_{k}"].shape[1:] for k in ("train", "val", "test")}
+    if len(shapes) > 1:
+        raise ConfigError(f"{path}: the splits' inputs differ in shape: {sorted(shapes)}")
+    return a
 
 
 _BUILDERS = {"mnist1d": _mnist1d, "digits": _digits, "fashion-mnist": _fashion, "cifar10": _cifar10,
