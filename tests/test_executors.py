@@ -111,3 +111,23 @@ def test_models_listing(run_cli):
     out = json.loads(run_cli("models", "--json").stdout)
     assert {m["name"] for m in out["models"]} == {"mnist1d-cnn", "small-cnn", "resnet20", "mobilenetv2", "nb201",
                                                    "convnext-small"}  # fmt: skip
+
+
+def _cuda_visible() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+@pytest.mark.skipif(_cuda_visible(), reason="checks a machine without CUDA")
+def test_cuda_on_a_machine_without_it_is_refused_before_a_run_and_a_worker_says_so(run_cli, tmp_path):
+    p = run_cli("search", "--space", "open", "--dataset", "mnist1d", "--device", "cuda", "-n", "1", "--run-dir", "run")
+    assert p.returncode != 0 and "--device cuda: torch" in p.stderr and "use --device cpu" in p.stderr, p.stderr
+    assert not (tmp_path / "run").exists()  # nothing was spent on it
+    p = run_cli("evaluate", "ref:mnist1d-cnn", "--device", "cuda:1")
+    assert p.returncode != 0 and "--device cuda:1: torch" in p.stderr
+    # a worker that finds no GPU (it went away mid-run) fails the candidate with the reason, not a bare exit code
+    from fairnad.evaluate.code import run_request
+
+    r = run_request(EvalRequest(source=reference("mnist1d-cnn").source(), dataset="mnist1d", epochs=1, device="cuda"))
+    assert r.status == "failed" and r.category == "crash" and "not visible to the evaluation process" in r.error

@@ -7,6 +7,8 @@ same metrics wherever it runs.
 from __future__ import annotations
 
 import queue
+import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -88,7 +90,27 @@ def _ray_task(req: dict[str, Any], isolation: str) -> dict[str, Any]:
 def make_executor(kind: str = "local", workers: int = 1, gpus: list[int] | None = None, address: str | None = None,
                   device: str = "cpu", isolation: str = "auto"):  # fmt: skip
     if kind == "local":
+        if device.startswith("cuda"):
+            check_cuda(device, gpus)
         return LocalPool(workers, gpus, isolation)
     if kind == "ray":
         return RayExecutor(address, gpus_per_task=1 if device.startswith("cuda") else 0, isolation=isolation)
     raise ConfigError(f"--executor {kind!r}: use local or ray")
+
+
+def check_cuda(device: str, gpus: list[int] | None = None) -> None:
+    """Refuse a CUDA run on a machine whose torch sees no such GPU, before any candidate is spent on it
+    (each would fail alike). Asked of a child process: this one does not import torch, and CUDA must
+    not be set up in a process that forks the evaluations."""
+    probe = "import torch; print(torch.__version__, torch.version.cuda, torch.cuda.device_count() if torch.cuda.is_available() else 0)"
+    try:
+        out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120).stdout.split()
+        version, built, count = out[0], out[1], int(out[2])
+    except (OSError, subprocess.TimeoutExpired, ValueError, IndexError):
+        return  # cannot tell: the evaluations will say
+    wanted = max(gpus) + 1 if gpus else int(device.partition(":")[2] or 0) + 1
+    if count < wanted:
+        cuda = "a CPU-only build" if built == "None" else f"built for CUDA {built}"
+        raise ConfigError(f"--device {device}{f' with --gpus {gpus}' if gpus else ''}: torch {version} ({cuda}) sees "
+                          f"{count} CUDA device{'s' if count != 1 else ''} here; use --device cpu, or check the driver "
+                          "and CUDA_VISIBLE_DEVICES")  # fmt: skip

@@ -124,6 +124,10 @@ def main(job_path: str) -> int:
     torch.manual_seed(seed)
     np.random.seed(seed % (2**32))
     device = torch.device(job.get("device", "cpu"))
+    if device.type == "cuda" and (not torch.cuda.is_available() or (device.index or 0) >= torch.cuda.device_count()):
+        fail(ch, "crash", message=f"device {device}: not visible to the evaluation process (torch "
+             f"{torch.__version__}, {torch.cuda.device_count()} CUDA devices); the model was not run")  # fmt: skip
+        return 0
     # cuDNN autotuning (benchmark mode) measured +6 to +25 s of start-up per model on an H100 for
     # at most a few percent of throughput: short proxy trainings are better off with its heuristics.
     torch.backends.cudnn.benchmark = False
@@ -187,6 +191,7 @@ def main(job_path: str) -> int:
 
     # 4. forward shape
     ch.send(event="stage", stage="forward", t=time.time() - T0)
+    trace = None
     try:
         model = model.to(device)
         probe = torch.randn((2, *in_shape), generator=torch.Generator().manual_seed(1234)).to(device)
@@ -205,8 +210,10 @@ def main(job_path: str) -> int:
         fail(ch, "memory", exc, params=params)
         return 0
     except BaseException as exc:  # noqa: BLE001
-        trace.close()
-        where = trace.describe()
+        where = ""
+        if trace is not None:  # (moving the model to the device can fail before the trace exists)
+            trace.close()
+            where = trace.describe()
         message = "".join(traceback.format_exception_only(type(exc), exc)).strip()
         fail(ch, "shape", exc, message=f"{message}\n{where}" if where else None, params=params)
         return 0
