@@ -42,7 +42,7 @@ knowledge_app = typer.Typer(help="Build, extend, inspect and browse attribute tr
                             no_args_is_help=True)  # fmt: skip
 app.add_typer(knowledge_app, name="knowledge")
 
-err_console = Console(stderr=True, highlight=False)
+err_console = Console(stderr=True, highlight=False, emoji=False)  # (":-1:" in a message stays as it is)
 JSON_OPT = typer.Option(False, "--json", help="Print one JSON object on stdout (progress stays on stderr).")
 
 
@@ -565,7 +565,8 @@ def _run_knowledge(pdfs, template, out: Path, build_dir: Path, llm_flag, model, 
 @handles_errors
 def knowledge_build(
     papers: Path = typer.Argument(..., help="Folder of PDF papers (searched recursively)."),
-    template_path: Path = typer.Option(Path("templates/fairnad.yaml"), "--template", "-t", help="Structural template (YAML)."),
+    template_path: Optional[Path] = typer.Option(None, "--template", "-t", help="Structural template (YAML); default: "
+                                                 "FairNAD's (templates/fairnad.yaml, shipped with the package)."),
     out: Path = typer.Option(Path("knowledge/tree.json"), "--out", "-o", help="Tree file to write (node-link JSON)."),
     build_dir: Optional[Path] = typer.Option(None, help="Build state (default runs/knowledge-<out name>); rerun to resume."),
     llm: Optional[str] = typer.Option(None, help="embedded | http(s)://HOST:PORT/v1 | replay:BUILD_DIR"),
@@ -583,7 +584,9 @@ def knowledge_build(
     from fairnad.knowledge.template import load_template
     from fairnad.lifecycle import build_dir_for
 
-    template = load_template(template_path)
+    from fairnad.prompts import templates_dir
+
+    template = load_template(template_path or templates_dir() / "fairnad.yaml")
     if not papers.is_dir():
         raise ConfigError(f"{papers}: not a folder of PDF papers")
     pdfs = find_pdfs(papers)

@@ -68,6 +68,8 @@ def test_user_benchmark_files_from_the_cli(run_cli):
         (["--benchmark-file", "t.csv"], "--benchmark-file and --space-file go together"),
         (["--llm", "ftp://x"], "--llm 'ftp://x': use 'embedded[:NAME]', an http(s) URL"),
         (["--fidelity", "12"], "benchmark nas-bench-macro has no fidelity '12' (available: none)"),
+        # YAML reads {idea:-1} as the key "idea:-1"; the message shows it as it is (no emoji for ":-1:")
+        (["-s", "fairnad", "--set", "strategies.fairnad.probs={idea:-1}"], "probs.idea:-1: Input should be a valid number"),
     ],
 )
 def test_bad_input_gets_one_clear_line(run_cli, tmp_path, args, expected):

@@ -85,6 +85,9 @@ def test_knowledge_cli_errors(run_cli, tmp_path):
     assert p.returncode == 2 and "no .pdf files" in p.stderr
     p = run_cli("knowledge", "show", "missing.json")
     assert p.returncode == 2 and "missing.json: tree not found" in p.stderr
+    # run from any folder, the default template is the packaged one (not ./templates/fairnad.yaml)
+    p = run_cli("knowledge", "build", "empty")
+    assert p.returncode == 2 and "no .pdf files" in p.stderr, p.stderr
 
 
 def test_search_and_show_on_the_template_tree(run_cli, tmp_path):
