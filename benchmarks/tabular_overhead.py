@@ -21,7 +21,6 @@ from pathlib import Path
 
 from fairnad.evaluate.tabular import TabularEvaluator, list_benchmarks, load_benchmark
 from fairnad.llm import Completion, EmbeddedServer, OpenAICompatible, RecordingLLM, Usage
-from fairnad.llm.embedded import MODEL_ALIAS
 from fairnad.problem import Problem
 from fairnad.search.base import create_strategy
 from fairnad.search.study import Study
@@ -52,6 +51,21 @@ def load_times() -> dict[str, float]:
     return out
 
 
+def cli_run() -> dict[str, float]:
+    """A whole `fairnad search` of 3 evaluations from the shell (Python start-up and imports included):
+    what every command, resume and bench run pays before it works."""
+    import resource
+
+    walls = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(3):
+            t = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "fairnad", "search", "-b", "nas-bench-macro", "-s", "random", "-n", "3",
+                            "--llm", "none", "--run-dir", str(Path(tmp) / f"r{i}")], check=True, capture_output=True)  # fmt: skip
+            walls.append(time.perf_counter() - t)
+    return {"wall_s": statistics.median(walls), "peak_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}
+
+
 def loop_overhead(evals: int) -> dict[str, float]:
     out = {}
     b = load_benchmark("nb201-cifar10")
@@ -75,9 +89,9 @@ def embedded_speed(calls: int) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
         log = Path(tmp) / "server.log"
         t = time.perf_counter()
-        with EmbeddedServer(log_path=log) as server:
+        with EmbeddedServer("smollm2-135m", log_path=log) as server:
             startup = time.perf_counter() - t
-            llm = OpenAICompatible(server.base_url, MODEL_ALIAS, structured="json_object_schema")
+            llm = OpenAICompatible(server.base_url, server.alias, structured="json_object_schema")
             schema = b.space.answer_schema(200)
             lat = []
             for i in range(calls):
@@ -96,10 +110,12 @@ def main() -> None:
     ap.add_argument("--llm-calls", type=int, default=20)
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
-    res = {"load_s": load_times(), "ms_per_proposal": loop_overhead(a.evals), "embedded": embedded_speed(a.llm_calls)}
+    res = {"cli_run": cli_run(), "load_s": load_times(), "ms_per_proposal": loop_overhead(a.evals), "embedded": embedded_speed(a.llm_calls)}
     if a.json:
         print(json.dumps(res, indent=1))
         return
+    c = res["cli_run"]
+    print(f"a 3-evaluation search from the shell: {c['wall_s']:.2f} s, peak {c['peak_rss_mb']:.0f} MB\n")
     print("| benchmark | load (ms, fresh process) |\n|---|---|")
     for k, v in res["load_s"].items():
         print(f"| {k} | {v * 1e3:.0f} |")

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from fairnad.errors import ConfigError, describe_validation_error
 from fairnad.files import read_yaml
+from fairnad.llm.embedded import DEFAULT_CACHE_MB, DEFAULT_CTX, DEFAULT_DRAFT
 
 
 class LLMConfig(BaseModel):
@@ -33,13 +34,13 @@ class LLMConfig(BaseModel):
     embedded_model: str | None = Field(default_factory=lambda: default_embedded_model(), description="embedded model: "
                                        "a name from `fairnad llms` or a .gguf file (default: $FAIRNAD_EMBEDDED_MODEL, "
                                        "else qwen2.5-coder-1.5b); recorded in the run, so a resume uses the same")
-    embedded_ctx: int = Field(8192, ge=512)
+    embedded_ctx: int = Field(DEFAULT_CTX, ge=512)
     embedded_threads: int | None = Field(None, ge=1)
-    embedded_cache_mb: int = Field(256, ge=0, description="embedded server: recent prompt states kept, so a prompt "
+    embedded_cache_mb: int = Field(DEFAULT_CACHE_MB, ge=0, description="embedded server: recent prompt states kept, so a prompt "
                                    "resumes from the longest one it shares a beginning with (0: off); llama-cpp-python "
                                    "counts only their KV data (~50 MB a 1,800-token prompt of the 1.5B model), and each "
                                    "state also copies the server's logits buffer (~300 MB), so RAM use is ~7x this")
-    embedded_draft: int = Field(4, ge=0, description="embedded server: prompt-lookup decoding, up to N tokens "
+    embedded_draft: int = Field(DEFAULT_DRAFT, ge=0, description="embedded server: prompt-lookup decoding, up to N tokens "
                                 "proposed from the text so far and checked in one batch (0: off); an answer that copies "
                                 "its prompt (a child's code, a quote from a paper) comes faster; the model checks every token (greedy "
                                 "text can differ only where batch arithmetic turns a near-tie)")

@@ -116,9 +116,10 @@ def run_campaign(first: list[str], again: list[str], cwd: Path, db: Path, *, kil
                  gate: bool = False) -> Campaign:  # fmt: skip
     """Start `first`, then kill -9 and start `again` up to `kills` times, until it exits by itself.
     `progress_sql` counts the rows that mark progress (a kill waits for 1..max_step new ones).
-    `gate`: once rows are counted, the command runs in slices of about a millisecond, stopped (SIGSTOP)
-    while the rows are counted, so a kill after N new rows lands near there and still at any point of the
-    code (a replayed search writes all its rows within milliseconds, faster than any poll)."""
+    `gate`: once rows are counted, the command runs in slices of a fraction of a millisecond, stopped
+    (SIGSTOP) while the rows are counted, so a kill after N new rows lands near there and still at any
+    point of the code (a replayed search writes all its rows within milliseconds, faster than any poll);
+    a kill by time then lands in start-up or, at the latest, at the rows' target."""
     out = Campaign()
     t0 = time.monotonic()
     full_env = {**os.environ, **(env or {})}
@@ -132,14 +133,24 @@ def run_campaign(first: list[str], again: list[str], cwd: Path, db: Path, *, kil
 
 @contextmanager
 def _pinned(core: int | None):
-    """This process on one core (None: as it is) while the block runs."""
-    own = os.sched_getaffinity(0)
+    """This process on one core (None: as it is) while the block runs, and, where it may (root), above
+    normal priority: on a busy machine a poller that waits for the core lets the command run on for
+    milliseconds, and a replayed search writes several rows in that time."""
+    own, nice = os.sched_getaffinity(0), os.getpriority(os.PRIO_PROCESS, 0)
     if core is not None:
         os.sched_setaffinity(0, {core})
+        try:
+            os.setpriority(os.PRIO_PROCESS, 0, -10)
+        except PermissionError:
+            pass
     try:
         yield
     finally:
         os.sched_setaffinity(0, own)
+        try:
+            os.setpriority(os.PRIO_PROCESS, 0, nice)
+        except PermissionError:
+            pass
 
 
 def _campaign(out: Campaign, first: list[str], again: list[str], cwd: Path, db: Path, *, kills: int, rng,
@@ -164,12 +175,14 @@ def _campaign(out: Campaign, first: list[str], again: list[str], cwd: Path, db: 
         target = start_rows + int(rng.integers(1, max_step + 1))
         deadline = time.monotonic() + (timeout if by_rows else float(rng.uniform(0.05, max_delay)))
         while proc.poll() is None and time.monotonic() < deadline:
-            rows = query(db, progress_sql) if by_rows else []
+            # gated, a kill by time is also bounded by rows: start-up is short, and a replayed search that
+            # ran freely past it would finish before the deadline
+            rows = query(db, progress_sql) if by_rows or gate else []
             if rows and rows[0][0] >= target:
                 break
-            if rows and gate:  # the search has begun: let it run for slices of about a millisecond
+            if rows and gate:  # the search has begun: let it run for slices of a fraction of a millisecond
                 os.killpg(proc.pid, signal.SIGCONT)
-                time.sleep(0.001)
+                time.sleep(0.0002)
                 os.killpg(proc.pid, signal.SIGSTOP)
             else:
                 time.sleep(0.005)

@@ -18,7 +18,7 @@ from fairnad.config import SearchConfig
 from fairnad.search.base import create_strategy
 from fairnad.search.ideas import Idea, IdeaSpace
 from fairnad.search.pareto import rank_and_crowding, tournament
-from fairnad.search.study import Study
+from fairnad.search.study import Study, StrategyStalled
 from fairnad.llm import RecordingLLM
 from fairnad.lifecycle import make_problem
 from fairnad.store import RunStore
@@ -241,9 +241,14 @@ def test_budget_downscale_and_structural_duplicates(tmp_path):
 def test_each_mutation_type_on_mnist1d_with_the_embedded_server(tmp_path, embedded_llm, only):
     others = [t for t in ("idea", "pareto", "iterative") if t != only]
     study, problem = _open_study(tmp_path, budget=2, llm=embedded_llm)
+    # an answer without usable code is refused and not counted: with the 135M model the run could ask on
+    # for many minutes, so three refusals in a row end it (StrategyStalled, itself an outcome with a reason)
+    study.max_rejections = 3
     try:
         study.optimize(create_strategy("fairnad", {"disable": others, "init_population": 1, "max_tokens": 300,
                                                    "agent_turns": 2}))  # fmt: skip
+    except StrategyStalled as err:
+        assert "proposals in a row that could not be evaluated" in str(err)
     finally:
         problem.close()
     assert study.candidates[0].origin["op"] == "init" and study.candidates[0].ok

@@ -20,7 +20,6 @@ import time
 import urllib.request
 from pathlib import Path
 
-from fairnad.config import LLMConfig
 from fairnad.llm.base import LLMUnavailable
 
 from fairnad.llm import models
@@ -41,9 +40,9 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
         pass
 
 
-# the server's settings default to the run config's (`llm.embedded_*`): a server built directly (tests,
-# benchmarks) runs as a user's run does
-_DEFAULTS = LLMConfig.model_fields
+# the server's defaults, which the run config (`llm.embedded_*`) takes as its own: a server built
+# directly (tests, benchmarks) runs as a user's run does
+DEFAULT_CTX, DEFAULT_CACHE_MB, DEFAULT_DRAFT = 8192, 256, 4
 
 
 class EmbeddedServer:
@@ -53,12 +52,12 @@ class EmbeddedServer:
         self,
         model: str | Path | None = None,
         *,
-        n_ctx: int = _DEFAULTS["embedded_ctx"].default,
+        n_ctx: int = DEFAULT_CTX,
         threads: int | None = None,
-        cache_mb: int = _DEFAULTS["embedded_cache_mb"].default,
+        cache_mb: int = DEFAULT_CACHE_MB,
         startup_timeout: float = 120.0,
         log_path: str | Path | None = None,
-        draft_tokens: int = _DEFAULTS["embedded_draft"].default,
+        draft_tokens: int = DEFAULT_DRAFT,
     ) -> None:
         # a catalogue name (default: models.DEFAULT_MODEL) or a .gguf path; checked before anything starts
         self.model_path = models.resolve(str(model) if model else None)
