@@ -583,7 +583,6 @@ def knowledge_build(
     from fairnad.knowledge.build import BuildOptions, find_pdfs
     from fairnad.knowledge.template import load_template
     from fairnad.lifecycle import build_dir_for
-
     from fairnad.prompts import templates_dir
 
     template = load_template(template_path or templates_dir() / "fairnad.yaml")

@@ -90,7 +90,9 @@ class OpenSpaceConfig(BaseModel):
     @classmethod
     def _dataset_path(cls, v: str) -> str:
         """A user's .npz is kept as an absolute path, so the run resumes from any folder."""
-        return str(Path(v).expanduser().resolve()) if v.lower().endswith(".npz") else v
+        from fairnad.evaluate.datasets import is_user_dataset
+
+        return str(Path(v).expanduser().resolve()) if is_user_dataset(v) else v
 
 
 class SearchConfig(BaseModel):
@@ -117,7 +119,9 @@ class SearchConfig(BaseModel):
     @property
     def benchmark_name(self) -> str:
         if self.space == "open":
-            return Path(self.open.dataset).stem if self.open.dataset.lower().endswith(".npz") else self.open.dataset
+            from fairnad.evaluate.datasets import is_user_dataset
+
+            return Path(self.open.dataset).stem if is_user_dataset(self.open.dataset) else self.open.dataset
         return Path(self.benchmark_file).stem if self.benchmark_file else self.benchmark
 
 

@@ -133,24 +133,14 @@ def run_campaign(first: list[str], again: list[str], cwd: Path, db: Path, *, kil
 
 @contextmanager
 def _pinned(core: int | None):
-    """This process on one core (None: as it is) while the block runs, and, where it may (root), above
-    normal priority: on a busy machine a poller that waits for the core lets the command run on for
-    milliseconds, and a replayed search writes several rows in that time."""
-    own, nice = os.sched_getaffinity(0), os.getpriority(os.PRIO_PROCESS, 0)
+    """This process on one core (None: as it is) while the block runs."""
+    own = os.sched_getaffinity(0)
     if core is not None:
         os.sched_setaffinity(0, {core})
-        try:
-            os.setpriority(os.PRIO_PROCESS, 0, -10)
-        except PermissionError:
-            pass
     try:
         yield
     finally:
         os.sched_setaffinity(0, own)
-        try:
-            os.setpriority(os.PRIO_PROCESS, 0, nice)
-        except PermissionError:
-            pass
 
 
 def _campaign(out: Campaign, first: list[str], again: list[str], cwd: Path, db: Path, *, kills: int, rng,
