@@ -119,7 +119,7 @@ def run_campaign(first: list[str], again: list[str], cwd: Path, db: Path, *, kil
     `gate`: once rows are counted, the command runs in slices of a fraction of a millisecond, stopped
     (SIGSTOP) while the rows are counted, so a kill after N new rows lands near there and still at any
     point of the code (a replayed search writes all its rows within milliseconds, faster than any poll);
-    a kill by time then lands in start-up or, at the latest, at the rows' target."""
+    a kill by time lands in start-up or, at the latest, at the rows' target."""
     out = Campaign()
     t0 = time.monotonic()
     full_env = {**os.environ, **(env or {})}
@@ -165,9 +165,9 @@ def _campaign(out: Campaign, first: list[str], again: list[str], cwd: Path, db: 
         target = start_rows + int(rng.integers(1, max_step + 1))
         deadline = time.monotonic() + (timeout if by_rows else float(rng.uniform(0.05, max_delay)))
         while proc.poll() is None and time.monotonic() < deadline:
-            # gated, a kill by time is also bounded by rows: start-up is short, and a replayed search that
-            # ran freely past it would finish before the deadline
-            rows = query(db, progress_sql) if by_rows or gate else []
+            # a kill by time is also bounded by rows: start-up is short (~0.6 s), and a search that ran
+            # freely past it (a tabular or replayed one) would spend the rows meant for the other kills
+            rows = query(db, progress_sql)
             if rows and rows[0][0] >= target:
                 break
             if rows and gate:  # the search has begun: let it run for slices of a fraction of a millisecond
