@@ -56,7 +56,10 @@ def test_open_search_killed_during_training_equals_an_uninterrupted_run(run_cli,
             "--set", "strategies.fairnad.init_population=2", "--set", "open.keep_weights=2"]  # fmt: skip
     assert run_cli(*args, "--run-dir", "ref").returncode == 0
     db = tmp_path / "run" / "run.db"
-    c = run_campaign([*args, "--run-dir", "run"], ["resume", "run"], tmp_path, db, kills=3,
+    # a Pareto move whose scaled arguments repeat a model asks the LLM: its answers come from the reference
+    # run (a kill between two calls of one child would otherwise ask a fresh server with another prompt
+    # cache, whose answer may differ in its sampled tokens)
+    c = run_campaign([*args, "--run-dir", "run", "--llm", "replay:ref"], ["resume", "run"], tmp_path, db, kills=3,
                      rng=np.random.default_rng(3), progress_sql=COUNTED, max_step=1, max_delay=8.0)  # fmt: skip
     _assert_clean(c, "open")
     assert c.kills == 3
