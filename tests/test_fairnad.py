@@ -166,21 +166,27 @@ def test_the_llm_chooses_among_one_option_changes_on_tables(tmp_path, op):
 def test_without_an_llm_the_change_with_the_best_record_is_taken(tmp_path):
     study = _tabular_study(tmp_path, budget=25)
     study.optimize(create_strategy("random", {}))
-    fair = create_strategy("fairnad", {"choices": 6})
-    fair._setup(study)
     done, space = study.completed(), study.space
     parent = max(done, key=lambda c: c.metrics["accuracy"])
-    moves = [fair._move(study, parent.genotype, g) for g in space.neighbours(parent.genotype)[:6]]
-
-    def record(d, j):  # mean accuracy of the evaluated models with option j at position d (all models if none)
-        accs = [c.metrics["accuracy"] for c in done if space.parse(c.genotype)[d] == j]
-        return np.mean(accs) if accs else np.mean([c.metrics["accuracy"] for c in done])
-
+    overall = np.mean([c.metrics["accuracy"] for c in done])
     old = space.parse(parent.genotype)
-    gain = [record(d, j) - record(d, old[d]) for d, j, _ in moves]
-    child = fair._chosen(study, parent, moves, {"op": "idea"})
-    assert child.genotype == moves[int(np.argmax(gain))][2] and child.source == "algorithm"
-    assert child.origin["rule"] == "evidence" and child.origin["of"] == 6
+
+    def record(d, j, prior):  # the models with option j at position d, `prior` more at the mean of all
+        accs = [c.metrics["accuracy"] for c in done if space.parse(c.genotype)[d] == j]
+        return (np.sum(accs) + prior * overall) / (len(accs) + prior) if accs else overall
+
+    picks = set()
+    for prior in (0, 4, 50):  # 0: raw means; the default 4; 50: every record near the mean
+        fair = create_strategy("fairnad", {"choices": 6, "evidence_prior": prior})
+        fair._setup(study)
+        moves = [fair._move(study, parent.genotype, g) for g in space.neighbours(parent.genotype)[:6]]
+        gain = [record(d, j, prior) - record(d, old[d], prior) for d, j, _ in moves]
+        child = fair._chosen(study, parent, moves, {"op": "idea"})
+        assert child.genotype == moves[int(np.argmax(gain))][2] and child.source == "algorithm"
+        assert child.origin["rule"] == "evidence" and child.origin["of"] == 6
+        picks.add(child.genotype)
+    assert len(picks) > 1  # on this record the prior changes which change is taken
+    assert create_strategy("fairnad", {}).config.evidence_prior == 4
     sampled = create_strategy("fairnad", {"choices": 6, "table_rule": "sampled"})
     sampled._setup(study)
     assert sampled._chosen(study, parent, moves, {"op": "idea"}).genotype == moves[0][2]  # the fair sample as is
