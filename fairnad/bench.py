@@ -305,9 +305,12 @@ def table(results: list[dict[str, Any]], budgets: list[int], max_params: int | N
             for (gb, label), rs in groups.items():
                 if gb != b:
                     continue
-                ok = [r for r in rs if "error" not in r and len(r["trajectory"]) >= k]
-                accs = [r["trajectory"][k - 1]["accuracy"] for r in ok if r["trajectory"][k - 1]["accuracy"] is not None]
-                ranks = [r["trajectory"][k - 1]["rank"] for r in ok if r["trajectory"][k - 1]["rank"] is not None]
+                # a run that evaluated the whole table has its final figures at every larger budget
+                ok = [r for r in rs if "error" not in r and r["trajectory"]
+                      and (len(r["trajectory"]) >= k or r.get("space_exhausted"))]  # fmt: skip
+                at = [r["trajectory"][min(k, len(r["trajectory"])) - 1] for r in ok]
+                accs = [t["accuracy"] for t in at if t["accuracy"] is not None]
+                ranks = [t["rank"] for t in at if t["rank"] is not None]
                 pts = [r.get("points", [])[:k] for r in ok]
                 hvs = [h for h in (obj.hypervolume(p) for p in pts) if h is not None]
                 ubs = [u for u in (obj.under_budget(p) for p in pts) if u is not None] if max_params else []

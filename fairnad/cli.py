@@ -137,6 +137,8 @@ def _print_summary(s: dict) -> None:
     t.add_row("strategy", f"{s['strategy']} on {s['benchmark']} (seed {s['seed']})")
     t.add_row("evaluations", f"{s['evaluations']} of {s['budget']}  ({s['proposals']} proposals: "
                              f"{_statuses_text(s['statuses'])})")  # fmt: skip
+    if s.get("space_exhausted"):
+        t.add_row("", f"every model of the table ({_num(s.get('table_size'))}) has been evaluated: the budget was larger")
     if s.get("probes"):
         t.add_row("probes", f"{s['probes']} (build and shape checks before an evaluation, stored in the run)")
     for i, r in enumerate(s.get("children") or []):
@@ -258,7 +260,7 @@ def resume(
     from fairnad.config import LLMConfig
     from fairnad.lifecycle import open_run
 
-    handle = open_run(run_dir, budget)
+    handle = open_run(run_dir, budget, below_done=False)
     if llm is not None:
         fields = {**handle.cfg.llm.model_dump(), **parse_llm_flag(llm)}
         handle.cfg.llm = LLMConfig.model_validate(fields)
@@ -275,7 +277,9 @@ def bench(
                                                   "compared on as a benchmark named after its space."),
     space_file: Optional[Path] = typer.Option(None, help="YAML description of the space of --benchmark-file."),
     strategies: str = typer.Option("random,regevo,genius", help="Comma-separated strategies."),
-    seeds: int = typer.Option(10, help="Seeds 0..N-1 per strategy and benchmark."),
+    seeds: int = typer.Option(10, help="Seeds per strategy and benchmark: --first-seed .. --first-seed+N-1."),
+    first_seed: int = typer.Option(0, "--first-seed", help="The first seed (split a grid over machines, or keep "
+                                   "seeds apart for choosing settings)."),
     budgets: str = typer.Option("10,50,100", help="Comma-separated budgets; each run goes to the largest."),
     workers: int = typer.Option(2, help="Runs in parallel."),
     llm_servers: int = typer.Option(1, help="Embedded LLM servers to share the cores between."),
@@ -324,8 +328,12 @@ def bench(
         raise ConfigError(f"--budgets {budgets!r}: expected comma-separated integers like 10,50,100") from None
     if not ks or ks[0] < 1 or seeds < 1:
         raise ConfigError("--budgets and --seeds must be positive")
+    if first_seed < 0:
+        raise ConfigError(f"--first-seed {first_seed}: a seed of 0 or more")
     out = out or Path(base.runs_dir) / f"bench-{datetime.now():%Y%m%d-%H%M%S}"
-    jobs = plan(base, names, strats, list(range(seeds)), out, ablations(base) if ablate else [])
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out}: a file, not a folder; give a new or an existing bench folder")
+    jobs = plan(base, names, strats, list(range(first_seed, first_seed + seeds)), out, ablations(base) if ablate else [])
     err_console.print(f"bench: {len(jobs)} runs of {ks[-1]} evaluations into {out}")
     progress = Progress(TextColumn("[bold]bench[/]"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                         console=err_console)  # fmt: skip
@@ -406,9 +414,18 @@ def evaluate(
 
     if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
         raise ConfigError(f"--device {device!r}: use cpu or cuda")
+    from fairnad.evaluate.recipe import check_overrides
+
+    for flag, n in (("--epochs", epochs), ("--final-epochs", final_epochs), ("--workers", workers)):
+        if n is not None and n < 1:
+            raise ConfigError(f"{flag} {n}: must be at least 1")
+    try:
+        train = check_overrides(_parse_kv(train_opt, "--train"))
+    except ValueError as err:
+        raise ConfigError(f"--train {err}") from None
     sources = [_model_source(m) for m in models]
     request = dict(dataset=dataset, epochs=epochs, data_dir=str(data_dir) if data_dir else None, device=device,
-                   seed=seed, max_params=max_params, train=_parse_kv(train_opt, "--train"),
+                   seed=seed, max_params=max_params, train=train,
                    model_args=_parse_kv(model_arg, "--model-arg"), timeout=timeout, memory_mb=memory_mb,
                    threads=threads)  # fmt: skip
     pool = dict(executor=executor, workers=workers, gpus=[int(g) for g in gpus.split(",")] if gpus else None,
@@ -416,6 +433,8 @@ def evaluate(
     if rungs:
         try:
             ks = [int(k) for k in rungs.split(",")]
+            if min(ks) < 1:
+                raise ValueError(ks)
         except ValueError:
             raise ConfigError(f"--rungs {rungs!r}: expected comma-separated epochs like 1,3,9") from None
         out = evaluate_models(sources, request, pool, rungs=ks, eta=eta, top_k=top_k, final_epochs=final_epochs,
@@ -541,7 +560,7 @@ def _print_knowledge_summary(s: dict) -> None:
 
 
 def _run_knowledge(pdfs, template, out: Path, build_dir: Path, llm_flag, model, api_key_env, opts,
-                   extra_mentions=None) -> dict:  # fmt: skip
+                   extra_mentions=None, extra_papers=None) -> dict:  # fmt: skip
     """A knowledge build (lifecycle.build_knowledge) with a progress bar over the papers."""
     from fairnad.lifecycle import build_knowledge, llm_config
 
@@ -558,7 +577,7 @@ def _run_knowledge(pdfs, template, out: Path, build_dir: Path, llm_flag, model, 
                 progress.advance(task)
 
         return build_knowledge(pdfs, template, out, build_dir, llm_config(llm_flag, model, api_key_env), opts,
-                               note=note, extra_mentions=extra_mentions)  # fmt: skip
+                               note=note, extra_mentions=extra_mentions, extra_papers=extra_papers)  # fmt: skip
 
 
 @knowledge_app.command("build")
@@ -616,13 +635,17 @@ def knowledge_add(
     tree = AttributeTree.load(tree_path)
     if not paper.is_file():
         raise ConfigError(f"{paper}: file not found")
+    with open(paper, "rb") as f:  # before anything is opened or rewritten: the tree stays as it is
+        if f.read(1024).find(b"%PDF-") < 0:
+            raise ConfigError(f"{paper}: not a PDF (no %PDF- header); knowledge add reads one PDF paper")
     bdir = build_dir or Path(tree.g.graph.get("build_dir") or build_dir_for(tree_path))
     known = set()
     if (bdir / BuildStore.DB).is_file():
         with BuildStore.open(bdir, readonly=True) as st:
             known = {p["name"] for p in st.papers() if p["status"] == "done"}
     extra = [m for m in mentions_from_tree(tree) if m["paper"] not in known]  # papers only the tree remembers
-    s = _run_knowledge([paper], tree.template, tree_path, bdir, llm, model, api_key_env, BuildOptions(), extra)
+    papers = [p for p in tree.papers if p.get("name") not in known]
+    s = _run_knowledge([paper], tree.template, tree_path, bdir, llm, model, api_key_env, BuildOptions(), extra, papers)
     _emit_json(s) if as_json else _print_knowledge_summary(s)
 
 

@@ -86,6 +86,13 @@ class OpenSpaceConfig(BaseModel):
     keep_weights: int = Field(5, ge=-1, description="trained weights kept in <run>/weights: the N most accurate "
                               "(0: none, -1: all)")  # fmt: skip
 
+    @field_validator("train")
+    @classmethod
+    def _recipe(cls, v: dict[str, Any]) -> dict[str, Any]:
+        from fairnad.evaluate.recipe import check_overrides
+
+        return check_overrides(v)
+
     @field_validator("dataset")
     @classmethod
     def _dataset_path(cls, v: str) -> str:

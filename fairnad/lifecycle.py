@@ -190,9 +190,7 @@ def recorded_llm(cfg: LLMConfig, store: RunStore | BuildStore, provider: Backend
     live: Any = None
     recorded, cache = (own if not is_build else ()), (own if is_build else ())
     if cfg.backend == "replay":
-        src_dir = cfg.replay_from
-        if not src_dir or not (Path(src_dir) / kind.DB).is_file():
-            raise ConfigError(f"llm.replay_from: {src_dir!r} is not a {'knowledge build' if is_build else 'run'} directory")
+        src_dir = replay_source(cfg, kind)
         with kind.open(src_dir, readonly=True) as src:
             source_calls = src.llm_calls()
         if is_build:
@@ -207,6 +205,17 @@ def recorded_llm(cfg: LLMConfig, store: RunStore | BuildStore, provider: Backend
                                                               else store.run_dir))  # fmt: skip
 
 
+def replay_source(cfg: LLMConfig, kind=RunStore) -> Path:
+    """The folder whose recorded calls answer `--llm replay:DIR`: a run (or, kind BuildStore, a
+    knowledge build); refused before anything is written."""
+    src = cfg.replay_from
+    if not src or not (Path(src) / kind.DB).is_file():
+        what = "knowledge build" if kind is BuildStore else "run"
+        raise ConfigError(f"--llm replay:{src or ''}: {src!r} is not a {what} folder (no {kind.DB}); give the folder "
+                          f"of the {what} whose answers to replay")  # fmt: skip
+    return Path(src)
+
+
 def _check_llm_none(cfg: SearchConfig, strategy) -> None:
     """--llm none only where every LLM step has a deterministic counterpart (new runs and resumes)."""
     if cfg.llm.backend == "none" and strategy.uses_llm and not (strategy.runs_without_llm and cfg.space == "tabular"):
@@ -214,15 +223,34 @@ def _check_llm_none(cfg: SearchConfig, strategy) -> None:
         raise ConfigError(f"--llm none: {strategy.name} has no run without its LLM here ({able}); give it an LLM")
 
 
+def _check_other_settings(cfg: SearchConfig) -> None:
+    """Settings for strategies this run does not use are still checked: a misspelt name
+    (`strategies.regvo.population`) would otherwise be ignored without a word."""
+    from fairnad.search.base import list_strategies, strategy_class
+
+    for name, params in cfg.strategies.items():
+        if name == cfg.strategy:
+            continue
+        try:
+            strategy_class(name)
+        except ConfigError:
+            raise ConfigError(f"strategies.{name}: no strategy of that name; available: "
+                              f"{', '.join(list_strategies())}") from None  # fmt: skip
+        create_strategy(name, params)
+
+
 def create_run(cfg: SearchConfig, run_dir: str | Path | None = None) -> RunHandle:
     """Validate everything that can be checked before writing, then create the run folder."""
     strategy = create_strategy(cfg.strategy, cfg.strategies.get(cfg.strategy))  # refuse bad settings early
+    _check_other_settings(cfg)
     if cfg.space not in strategy.spaces:
         from fairnad.search.base import REGISTRY
 
         able = sorted(n for n, c in REGISTRY.items() if cfg.space in c.spaces)
         raise ConfigError(f"strategy {strategy.name} cannot search {cfg.space} spaces; use one of: {', '.join(able)}")
     _check_llm_none(cfg, strategy)
+    if cfg.llm.backend == "replay" and strategy.uses_llm:
+        replay_source(cfg.llm)
     problem = make_problem(cfg)
     if cfg.fidelity is not None and problem.bench is not None:
         problem.bench.search_column(cfg.fidelity)
@@ -246,13 +274,19 @@ def create_run(cfg: SearchConfig, run_dir: str | Path | None = None) -> RunHandl
     return RunHandle(cfg, store, problem)
 
 
-def open_run(run_dir: str | Path, budget: int | None = None) -> RunHandle:
+def open_run(run_dir: str | Path, budget: int | None = None, *, below_done: bool = True) -> RunHandle:
+    """A stored run, its budget set to `budget` (below_done=False: not below what it has evaluated:
+    a user extending a run has mistyped)."""
     store = RunStore.open(run_dir)
     try:
         cfg = SearchConfig.model_validate(store.meta()["config"])
         if budget is not None:
             if budget < 1:
                 raise ConfigError(f"--budget {budget}: must be at least 1")
+            done = sum(c.counted for c in store.candidates()) if not below_done else 0
+            if budget < done:
+                raise ConfigError(f"--budget {budget}: {run_dir} has {done} evaluations already; give {done} or more "
+                                  "(or leave -n out to finish its own budget)")  # fmt: skip
             cfg.budget = budget
             store.set_meta(config=cfg.model_dump(mode="json"))
         problem = make_problem(cfg)
@@ -353,7 +387,7 @@ def open_build(build_dir: Path, meta: dict[str, Any]) -> BuildStore:
 
 
 def build_knowledge(pdfs: list[Path], template, out: Path, build_dir: Path, llm_cfg: LLMConfig, opts, *,
-                    note: Callable[[str | None, str], None] | None = None, extra_mentions=None,
+                    note: Callable[[str | None, str], None] | None = None, extra_mentions=None, extra_papers=None,
                     graphml: bool = True) -> dict[str, Any]:  # fmt: skip
     """Read `pdfs` into the build at `build_dir` (resumable), consolidate everything it holds into the
     attribute tree, write it to `out` (and its GraphML), and return the build's summary.
@@ -365,6 +399,8 @@ def build_knowledge(pdfs: list[Path], template, out: Path, build_dir: Path, llm_
 
     if llm_cfg.backend == "none":
         raise ConfigError("--llm none: a knowledge build reads papers with an LLM; give it one (default: embedded)")
+    if llm_cfg.backend == "replay":
+        replay_source(llm_cfg, BuildStore)  # before the build folder is made
     t0 = time.time()
     note = note or (lambda paper, stage: None)
     store = open_build(build_dir, {"template": template.model_dump(), "out": str(out)})
@@ -377,7 +413,7 @@ def build_knowledge(pdfs: list[Path], template, out: Path, build_dir: Path, llm_
             process_papers(pdfs, template, store, llm, embedder, opts, note)
             note(None, "consolidating")
             tree, report = assemble(template, store, embedder, opts, llm=llm, extra_mentions=extra_mentions,
-                                    build_dir=str(build_dir))  # fmt: skip
+                                    extra_papers=extra_papers, build_dir=str(build_dir))  # fmt: skip
             tree.save(out)
             if graphml:
                 tree.export_graphml(Path(out).with_suffix(".graphml"))

@@ -65,8 +65,13 @@ def test_user_benchmark_files_from_the_cli(run_cli):
         (["-c", "bad.yaml"], "bad.yaml: budget: Input should be greater than or equal to 1"),
         (["-c", "typo.yaml"], "typo.yaml: budgett: Extra inputs are not permitted"),
         (["--set", "strategies.regevo.population=1", "-s", "regevo"], "strategies.regevo: population: Input should be"),
+        (["--set", "strategies.regvo.population=4", "-s", "regevo"], "strategies.regvo: no strategy of that name"),
+        (["--set", "strategies.fairnad.probs={idea: -1}", "-s", "regevo"], "strategies.fairnad: probs: Value error"),
         (["--benchmark-file", "t.csv"], "--benchmark-file and --space-file go together"),
         (["--llm", "ftp://x"], "--llm 'ftp://x': use 'embedded[:NAME]', an http(s) URL"),
+        (["-s", "genius", "--llm", "replay:nowhere"], "--llm replay:nowhere: 'nowhere' is not a run folder (no run.db)"),
+        (["--space", "open", "--set", "open.train.lr=abc"], "open.train: Value error, lr='abc': Input should be a valid number"),
+        (["--space", "open", "--set", "open.train.device=cuda"], "device: not a recipe setting; use --device"),
         (["--fidelity", "12"], "benchmark nas-bench-macro has no fidelity '12' (available: none)"),
         # YAML reads {idea:-1} as the key "idea:-1"; the message shows it as it is (no emoji for ":-1:")
         (["-s", "fairnad", "--set", "strategies.fairnad.probs={idea:-1}"], "probs.idea:-1: Input should be a valid number"),

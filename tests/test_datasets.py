@@ -126,6 +126,9 @@ def test_a_users_npz_gets_a_validation_split_and_its_shape_and_classes_from_the_
     np.savez(tmp_path / "sig.npz", x_train=x[:400], y_train=y[:400], x_test=x[400:], y_test=y[400:])
     spec = dataset_spec(str(tmp_path / "sig.npz"))
     assert spec.input_shape == (1, 30) and spec.num_classes == 4 and not spec.pixels
+    from fairnad.evaluate.datasets import cache_dir
+
+    assert prepare(str(tmp_path / "sig.npz")).parent == cache_dir() / "datasets"  # not beside the user's file
     a = load(prepare(str(tmp_path / "sig.npz")))
     assert _sizes(a) == (360, 40, 100) and a["x_train"].dtype == np.float32 and a["x_val"].shape[1:] == (1, 30)
     train_rows = {r.tobytes() for r in a["x_train"]}
@@ -147,6 +150,20 @@ def test_a_users_npz_gets_a_validation_split_and_its_shape_and_classes_from_the_
      r"the splits' inputs differ in shape"),
     ({"x_train": np.zeros(4), "y_train": np.zeros(4, int), "x_test": np.zeros(2), "y_test": np.zeros(2, int)},
      r"x_train must be numbers shaped \(N, L\), \(N, C, L\) or \(N, C, H, W\)"),
+    ({"x_train": np.zeros((20, 5)), "y_train": np.arange(15) % 2, "x_test": np.zeros((2, 5)), "y_test": np.zeros(2, int)},
+     r"x_train has 20 inputs but y_train 15 labels; give one label per input"),  # (before the split cut them alike)
+    ({"x_train": np.zeros((15, 5)), "y_train": np.arange(20) % 2, "x_test": np.zeros((2, 5)), "y_test": np.zeros(2, int)},
+     r"x_train has 15 inputs but y_train 20 labels"),
+    ({"x_train": np.full((20, 5), np.nan), "y_train": np.arange(20) % 2, "x_test": np.zeros((2, 5)),
+      "y_test": np.zeros(2, int)}, r"x_train holds 90 NaN or infinite values"),  # 18 of 20 rows stay in train
+    ({"x_train": np.zeros((20, 8, 8, 3)), "y_train": np.arange(20) % 2, "x_test": np.zeros((2, 8, 8, 3)),
+      "y_test": np.zeros(2, int)}, r"channels last; images are \(N, C, H, W\): save np.transpose"),
+    ({"x_train": np.zeros((20, 5)), "y_train": np.zeros(20, int), "x_test": np.zeros((2, 5)), "y_test": np.zeros(2, int)},
+     r"y_train holds one class only"),
+    ({"x_train": np.zeros((20, 5)), "y_train": np.arange(20) % 2 - 1, "x_test": np.zeros((2, 5)),
+      "y_test": np.zeros(2, int)}, r"y_train has the label -1; classes are numbered from 0"),
+    ({"x_train": np.array([np.zeros(3), np.zeros(4)], dtype=object), "y_train": np.zeros(2, int),
+      "x_test": np.zeros((2, 5)), "y_test": np.zeros(2, int)}, r"an array cannot be read without pickle"),
 ])  # fmt: skip
 def test_a_malformed_npz_is_one_line_naming_the_file_and_the_array(tmp_path, arrays, expected):
     np.savez(tmp_path / "d.npz", **arrays)

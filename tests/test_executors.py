@@ -85,6 +85,14 @@ def test_evaluate_cli_failures(run_cli, tmp_path):
         "error: nothere.py: model file not found (or use ref:NAME for a reference model, see `fairnad models`)"]
     p = run_cli("evaluate", "ref:resnet20", "--dataset", "cifar10")
     assert p.returncode == 2 and "cifar10: pass --data-dir, the folder holding cifar-10-batches-py/" in p.stderr
+    # a bad recipe is the user's input, not a crash of the model (it was "crash", exit 1, before)
+    for args, line in [(["--epochs", "0"], "error: --epochs 0: must be at least 1"),
+                       (["--train", "lr=abc"], "error: --train lr='abc': Input should be a valid number"),
+                       (["--train", "nope=1"], "error: --train nope: unknown recipe setting; one of epochs, batch_size"),
+                       (["--train", "optimizer=lion"], "error: --train optimizer='lion': Input should be 'adamw' or 'sgd'"),
+                       (["--rungs", "0,2"], "error: --rungs '0,2': expected comma-separated epochs")]:  # fmt: skip
+        p = run_cli("evaluate", "ref:mnist1d-cnn", *args)
+        assert p.returncode == 2 and p.stderr.startswith(line) and len(p.stderr.strip().splitlines()) == 1, p.stderr
 
 
 @pytest.mark.slow

@@ -306,10 +306,14 @@ def test_build_resumes_and_add_extends_a_tree(tmp_path, mini, embedder):
     # add: a fresh build folder that only knows paper b; the earlier tree's sources come along
     store2 = BuildStore.create(tmp_path / "build2", {})
     process_papers([b], mini, store2, RecordingLLM(llm_answers, sink=store2.add_llm_call), embedder, BuildOptions())
-    tree2, _ = assemble(mini, store2, embedder, BuildOptions(), extra_mentions=mentions_from_tree(tree))
+    tree2, _ = assemble(mini, store2, embedder, BuildOptions(), extra_mentions=mentions_from_tree(tree),
+                        extra_papers=tree.papers)  # fmt: skip
     names = {x["name"] for x in tree2.attributes()}
     assert names == {"batch normalization", "depthwise separable convolution", "layer normalization"}
     assert {p["name"] for p in tree2.papers} == {"a", "b"}
+    # what the earlier tree knew of its papers is kept, not cut to a name and a title
+    assert next(p for p in tree2.papers if p["name"] == "a") == next(p for p in tree.papers if p["name"] == "a")
+    assert next(p for p in tree2.papers if p["name"] == "a").get("sha256")
     store2.close()
 
 

@@ -1,6 +1,7 @@
 """`fairnad knowledge ...` as a user runs it, with the real embedded model end to end."""
 
 import json
+import re
 
 import pytest
 
@@ -88,6 +89,13 @@ def test_knowledge_cli_errors(run_cli, tmp_path):
     # run from any folder, the default template is the packaged one (not ./templates/fairnad.yaml)
     p = run_cli("knowledge", "build", "empty")
     assert p.returncode == 2 and "no .pdf files" in p.stderr, p.stderr
+    # `knowledge add` of a file that is no paper: refused before the tree is touched
+    (tmp_path / "t.json").write_text(json.dumps(_template_tree_data()))
+    before = (tmp_path / "t.json").read_bytes()
+    (tmp_path / "table.csv").write_text("genotype,acc\na,1\n")
+    p = run_cli("knowledge", "add", "table.csv", "--tree", "t.json", "--llm", "http://127.0.0.1:1/v1")
+    assert p.returncode == 2 and "table.csv: not a PDF (no %PDF- header)" in p.stderr, p.stderr
+    assert (tmp_path / "t.json").read_bytes() == before and not (tmp_path / "runs").exists()
 
 
 def test_search_and_show_on_the_template_tree(run_cli, tmp_path):
@@ -101,3 +109,38 @@ def test_search_and_show_on_the_template_tree(run_cli, tmp_path):
     assert {h["name"] for h in hits} >= {"batch normalization", "layer normalization"}
     p = run_cli("knowledge", "show", "t.json", "--depth", "2")
     assert p.returncode == 0 and "Normalization (4)" in p.stdout
+
+
+def _template_tree_data():
+    from fairnad.knowledge.template import load_template
+    from fairnad.knowledge.tree import AttributeTree
+
+    from conftest import ROOT
+
+    tree = AttributeTree.from_template(load_template(ROOT / "templates" / "fairnad.yaml"))
+    return json.loads(json.dumps(__import__("networkx").node_link_data(tree.g, edges="edges"), default=str))
+
+
+def _first(data, kind):
+    return next(n for n in data["nodes"] if n["kind"] == kind)
+
+
+@pytest.mark.parametrize("damage, expected", [
+    (lambda d: _first(d, "level").pop("kind"), r"node 'level:\w+' has kind None"),
+    (lambda d: _first(d, "attribute").update(name=None), r"node 'attr:[\w-]+': name: Input should be a valid string"),
+    (lambda d: _first(d, "attribute").update(sources="oops"), r"sources: Input should be a valid list"),
+    (lambda d: _first(d, "category").pop("path"), r"node 'cat:[\w/-]+': path: Field required"),
+    (lambda d: d["edges"].append({"source": "root", "target": "nowhere"}), r"node 'nowhere' has kind None"),
+    (lambda d: d["edges"].append({"source": d["edges"][-1]["target"], "target": "root"}), r"do not form one tree"),
+    (lambda d: d["graph"].update(version=99), r"tree format version 99, newer than this fairnad reads \(1\); upgrade"),
+])  # fmt: skip
+def test_a_damaged_tree_is_one_line_naming_the_file_and_what_is_wrong(run_cli, tmp_path, damage, expected):
+    data = _template_tree_data()
+    damage(data)
+    (tmp_path / "t.json").write_text(json.dumps(data))
+    for args in (["knowledge", "stats", "t.json"], ["knowledge", "browse", "t.json", "-o", "b.html"],
+                 ["search", "--space", "open", "-s", "fairnad", "-n", "1", "--knowledge", "t.json", "--run-dir", "r"]):
+        p = run_cli(*args)
+        assert p.returncode == 2 and re.search(r"t.json: (damaged tree file|tree format)", p.stderr), p.stderr
+        assert re.search(expected, p.stderr) and "Traceback" not in p.stderr, p.stderr
+    assert not (tmp_path / "r").exists()  # refused before a run folder was made

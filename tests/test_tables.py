@@ -263,6 +263,23 @@ def test_bench_compares_strategies_on_a_users_own_table_and_its_relabelled_copy(
     p = run_cli("resume", str(run), "-n", "15", "--json", cwd=other)
     assert p.returncode == 0, p.stderr[-2000:]
     assert json.loads(p.stdout)["evaluations"] == 15
+    p = run_cli("resume", str(run), "-n", "3", cwd=other)  # (it showed "15 of 3")
+    assert p.returncode == 2 and "--budget 3: " in p.stderr and "has 15 evaluations already; give 15 or more" in p.stderr
+
+
+@pytest.mark.parametrize("strategy", ["random", "regevo", "fairnad"])
+def test_a_budget_larger_than_the_table_evaluates_all_of_it_and_finishes(run_cli, tmp_path, strategy):
+    table, space = _own_table(tmp_path)  # 54 models
+    files = ["--benchmark-file", str(table), "--space-file", str(space)]
+    p = run_cli("search", *files, "-s", strategy, "-n", "80", "--llm", "none", "--run-dir", "r", "--json")
+    assert p.returncode == 0, p.stderr[-2000:]
+    s = json.loads(p.stdout)
+    assert (s["status"], s["evaluations"], s["space_exhausted"], s["best"]["rank"]) == ("finished", 54, True, 1)
+    if strategy == "random":  # the bench keeps the whole table's best at the budgets beyond it
+        p = run_cli("bench", *files, "--strategies", "random", "--seeds", "2", "--budgets", "10,80", "--out", "b", "--json")
+        assert p.returncode == 0, p.stderr[-2000:]
+        row = next(r for r in json.loads(p.stdout)["rows"] if r["strategy"] == "random" and r["budget"] == 80)
+        assert (row["runs"], row["failed"], row["rank_mean"]) == (2, 0, 1)
 
 
 def test_a_users_own_table_is_relabelled_to_files_and_bad_flags_say_what_to_do(run_cli, tmp_path):
@@ -277,6 +294,16 @@ def test_a_users_own_table_is_relabelled_to_files_and_bad_flags_say_what_to_do(r
     assert p.returncode != 0 and "t.csv: your own table needs its space file: add --space-file" in p.stderr
     p = run_cli("bench", "--space-file", str(space))
     assert p.returncode != 0 and "--benchmark-file and --space-file go together" in p.stderr
+    evil = tmp_path / "evil.yaml"  # the space's name names run folders: it cannot climb out of --out
+    evil.write_text(space.read_text().replace("name: toy4", 'name: "../../evil"'))
+    p = run_cli("bench", "--benchmark-file", str(table), "--space-file", str(evil), "--strategies", "random",
+                "--seeds", "1", "--budgets", "5", "--out", "bx")  # fmt: skip
+    assert p.returncode == 2 and "evil.yaml: name: " in p.stderr and "is not a plain name" in p.stderr, p.stderr
+    assert not (tmp_path.parent / "evil").exists()
+    (tmp_path / "afile").write_text("x")
+    p = run_cli("bench", "--benchmark-file", str(table), "--space-file", str(space), "--strategies", "random",
+                "--seeds", "1", "--budgets", "5", "--out", "afile")  # fmt: skip
+    assert p.returncode == 2 and "--out afile: a file, not a folder" in p.stderr, p.stderr
 
 
 def test_llmatic_temperature_walks_beyond_one_bin():

@@ -118,7 +118,8 @@ def cached_path(name: str, data_dir: str | Path | None = None) -> Path:
     """Where `prepare` keeps (or will keep) the .npz of `name` built from `data_dir`."""
     src = _source_dir(dataset_spec(name), data_dir)
     key = hashlib.sha256(json.dumps([name, _fingerprint(src) if src else None, 1]).encode()).hexdigest()[:12]
-    return cache_dir() / "datasets" / f"{name}-{key}.npz"
+    stem = Path(name).stem if is_user_dataset(name) else name  # a user's file: its path is in the key
+    return cache_dir() / "datasets" / f"{stem}-{key}.npz"
 
 
 def prepare(name: str, data_dir: str | Path | None = None) -> Path:
@@ -358,8 +359,16 @@ def _user_arrays(path: Path) -> dict[str, np.ndarray]:
     if missing:
         raise ConfigError(f"{path}: no array {missing[0]!r}; a dataset file holds x_train, y_train, x_test, y_test "
                           f"(and optionally x_val, y_val); it has {sorted(keys)}")  # fmt: skip
-    with np.load(path, allow_pickle=False) as z:
-        a = {k: z[k] for k in need}
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            a = {k: z[k] for k in need}
+    except ValueError as err:  # object arrays (lists of arrays, strings) are refused rather than unpickled
+        raise ConfigError(f"{path}: an array cannot be read without pickle ({err}); save plain numeric arrays "
+                          "(numpy.savez with numbers, not lists or objects)") from None
+    for split in ("train", "val", "test"):
+        if f"x_{split}" in a and len(a[f"x_{split}"]) != len(a[f"y_{split}"]):
+            raise ConfigError(f"{path}: x_{split} has {len(a[f'x_{split}'])} inputs but y_{split} "
+                              f"{len(a[f'y_{split}'])} labels; give one label per input")  # fmt: skip
     if "x_val" not in a:
         order = np.random.default_rng(0).permutation(len(a["y_train"]))
         cut = len(order) - max(1, len(order) // 10)
@@ -372,11 +381,23 @@ def _user_arrays(path: Path) -> dict[str, np.ndarray]:
                               f"{x.dtype} {x.shape}")  # fmt: skip
         if y.ndim != 1 or y.dtype.kind not in "iu":
             raise ConfigError(f"{path}: y_{split} must be integer class labels, one per input; it is {y.dtype} {y.shape}")
+        if len(y) == 0:
+            raise ConfigError(f"{path}: y_{split} is empty; every split needs examples")
+        if y.min() < 0:
+            raise ConfigError(f"{path}: y_{split} has the label {int(y.min())}; classes are numbered from 0")
+        if x.dtype.kind == "f" and not np.isfinite(x).all():
+            raise ConfigError(f"{path}: x_{split} holds {int((~np.isfinite(x)).sum())} NaN or infinite values; "
+                              "fill or drop them before the search (every model would fail on them)")  # fmt: skip
+        if x.ndim == 4 and x.shape[3] in (1, 3, 4) and x.shape[1] not in (1, 3, 4):
+            raise ConfigError(f"{path}: x_{split} is shaped {x.shape}, channels last; images are (N, C, H, W): "
+                              "save np.transpose(x, (0, 3, 1, 2))")  # fmt: skip
         a[f"x_{split}"] = (x[:, None] if x.ndim == 2 else x).astype(np.uint8 if x.dtype == np.uint8 else np.float32)
         a[f"y_{split}"] = y.astype(np.int64)
     shapes = {a[f"x_{k}"].shape[1:] for k in ("train", "val", "test")}
     if len(shapes) > 1:
         raise ConfigError(f"{path}: the splits' inputs differ in shape: {sorted(shapes)}")
+    if len(np.unique(a["y_train"])) < 2:
+        raise ConfigError(f"{path}: y_train holds one class only; a classifier needs two or more")
     return a
 
 

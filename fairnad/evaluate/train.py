@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
@@ -17,31 +16,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fairnad.evaluate.recipe import TrainConfig  # noqa: F401  (also the worker's import)
+
 
 class Divergence(RuntimeError):
     """The loss became NaN/inf or exploded."""
-
-
-@dataclass
-class TrainConfig:
-    epochs: int = 5
-    batch_size: int = 128
-    lr: float = 3e-3
-    optimizer: str = "adamw"  # adamw | sgd
-    momentum: float = 0.9
-    nesterov: bool = True
-    weight_decay: float = 5e-4
-    label_smoothing: float = 0.0
-    warmup_epochs: float = 0.0
-    grad_clip: float | None = 5.0
-    device: str = "cpu"
-    amp: bool | None = None  # default: on for CUDA (bf16)
-    channels_last: bool | None = None  # default: on for CUDA with 4-D inputs
-    seed: int = 0
-    eval_batch_size: int = 1024
-    check_every: int | None = None  # steps between divergence checks (default 1 on CPU, 50 on CUDA)
-    cuda_graph: bool = True  # capture the whole training step in a CUDA graph when the model allows it
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class DeviceData:

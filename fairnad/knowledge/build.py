@@ -98,8 +98,10 @@ def process_papers(
 
 
 def assemble(template: Template, store: BuildStore, embedder: Embedder, opts: BuildOptions, llm=None,
-             extra_mentions: list[dict] | None = None, **meta: Any) -> tuple[AttributeTree, dict]:  # fmt: skip
-    """Consolidate every verified mention in the store (plus `extra_mentions`) into a tree."""
+             extra_mentions: list[dict] | None = None, extra_papers: list[dict] | None = None,
+             **meta: Any) -> tuple[AttributeTree, dict]:  # fmt: skip
+    """Consolidate every verified mention in the store (plus `extra_mentions`) into a tree.
+    `extra_papers`: an earlier tree's papers (title, authors, year, pages...), kept as they were."""
     papers = {p["sha256"]: p for p in store.papers() if p["status"] == "done"}
     mentions = [
         {**m, "paper": papers[m["paper"]]["name"], "title": papers[m["paper"]]["title"]}
@@ -108,10 +110,11 @@ def assemble(template: Template, store: BuildStore, embedder: Embedder, opts: Bu
     report = consolidate(mentions, template, embedder, llm=llm if opts.confirm_duplicates else None, merge_at=opts.merge_at)
     paper_list = [{k: p.get(k) for k in ("name", "title", "authors", "year", "pages", "sha256")} for p in papers.values()]
     known = {p["name"] for p in paper_list}
-    for m in extra_mentions or []:  # papers carried over from an earlier tree
-        if m["paper"] not in known:
-            paper_list.append({"name": m["paper"], "title": m.get("title")})
-            known.add(m["paper"])
+    carried = [*(extra_papers or []), *({"name": m["paper"], "title": m.get("title")} for m in extra_mentions or [])]
+    for p in carried:  # papers carried over from an earlier tree, with what it knew of them
+        if p["name"] not in known:
+            paper_list.append(p)
+            known.add(p["name"])
     tree = AttributeTree.build(template, report["attributes"], paper_list, empty_categories=report["empty_categories"], **meta)
     return tree, report
 

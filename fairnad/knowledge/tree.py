@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import networkx as nx
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from fairnad.errors import ConfigError
 from fairnad.knowledge.names import slug
@@ -209,7 +210,58 @@ class AttributeTree:
             raise ConfigError(f"{path}: damaged tree file ({err})") from None
         if "root" not in g:
             raise ConfigError(f"{path}: damaged tree file (no root node)")
+        version = g.graph.get("version", VERSION)
+        if not isinstance(version, int) or version > VERSION:
+            raise ConfigError(f"{path}: tree format version {version!r}, newer than this fairnad reads ({VERSION}); "
+                              "upgrade fairnad")  # fmt: skip
+        problem = _damage(g)
+        if problem:
+            raise ConfigError(f"{path}: damaged tree file ({problem}); rebuild it with `fairnad knowledge build`")
         return cls(g)
+
+
+class _Node(BaseModel):
+    """What every reader of a tree relies on in a node (other fields are free)."""
+
+    model_config = ConfigDict(extra="allow")
+    kind: str
+    name: str
+
+
+class _Source(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    paper: str
+
+
+class _Category(_Node):
+    path: str
+
+
+class _Attribute(_Node):
+    category: str
+    sources: list[_Source] = []
+
+
+_KINDS = {"root": _Node, "level": _Node, "category": _Category, "subcategory": _Node, "attribute": _Attribute}
+
+
+def _damage(g: nx.DiGraph) -> str | None:
+    """The first thing wrong with a loaded tree (None: readable): a node without the fields its
+    readers use, or links that do not make one tree under the root."""
+    for n, d in g.nodes(data=True):
+        model = _KINDS.get(d.get("kind"))
+        if model is None:
+            return f"node {n!r} has kind {d.get('kind')!r}, not one of {', '.join(_KINDS)}"
+        try:
+            model.model_validate(d)
+        except ValidationError as err:
+            e = err.errors()[0]
+            return f"node {n!r}: {'.'.join(map(str, e['loc']))}: {e['msg']}"
+    if not nx.is_arborescence(g):
+        return "its links do not form one tree under the root (a loop, or a node with two parents)"
+    if g.in_degree("root"):
+        return "the root has a parent"
+    return None
 
 
 def _scalar(v):

@@ -52,6 +52,7 @@ class Study:
         self.llm = llm
         self.domain = problem.domain  # every genotype that can be evaluated, when the space is a finite table
         self._domain_set = set(self.domain) if self.domain is not None else None
+        self._distinct: int | None = None  # models in the table that are not the same network (exhausted())
         self.fidelity = fidelity
         self.max_seconds = max_seconds
         self.max_rejections = max_rejections
@@ -125,6 +126,15 @@ class Study:
     def in_domain(self, genotype: str) -> bool:
         return self.space.is_valid(genotype) if self._domain_set is None else genotype in self._domain_set
 
+    def exhausted(self) -> bool:
+        """A finite table whose every model has been evaluated: nothing is left to propose, and a budget
+        larger than the table ends here, as finished, rather than as a stalled strategy."""
+        if self._domain_set is None:
+            return False
+        if self._distinct is None:
+            self._distinct = len({self.key(g) for g in self._domain_set})
+        return len(self._evaluated) >= self._distinct
+
     def key(self, genotype: str) -> str:
         """What makes two genotypes the same (open spaces: the normalised code)."""
         return self.space.key(genotype)
@@ -149,6 +159,9 @@ class Study:
         self.store.set_meta(status="running")
         rejections = 0
         while self.remaining > 0:
+            if self.exhausted():
+                self.store.add_event("space_exhausted", evaluations=self.evaluations, budget=self.budget)
+                break
             if self.max_seconds is not None and time.time() - self.started > self.max_seconds:
                 self.store.add_event("time_budget_reached", seconds=self.max_seconds)
                 break
@@ -167,7 +180,7 @@ class Study:
                 raise StrategyStalled(
                     f"strategy {strategy.name} made {rejections} proposals in a row that could not be evaluated"
                 )
-        done = self.remaining == 0
+        done = self.remaining == 0 or self.exhausted()
         self.store.set_meta(status="finished" if done else "stopped", evaluations=self.evaluations)
         self.store.add_event("finished" if done else "stopped", evaluations=self.evaluations)
 

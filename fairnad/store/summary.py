@@ -96,6 +96,7 @@ def summarize(store: RunStore, bench: Any = None) -> dict[str, Any]:
         if bench is not None:
             out["best"]["description"] = bench.space.describe(best.genotype)
             out["table_size"] = len(bench)
+    out["space_exhausted"] = any(e["kind"] == "space_exhausted" for e in store.events())
     if best is not None:
         out["best"]["origin"] = origin_label(best.origin)
         out["best"]["by_llm"] = bool(llm_strategy and made_by_llm(best.origin))
