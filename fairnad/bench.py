@@ -27,7 +27,8 @@ from fairnad.evaluate.relabel import split_name, write_relabelled
 from fairnad.evaluate.tabular import load_benchmark, user_benchmark_files
 from fairnad.llm import LLMError
 from fairnad.llm.provider import BackendProvider
-from fairnad.lifecycle import RunHandle, create_run, execute, open_run
+from fairnad.lifecycle import RunHandle, check_llm_none, create_run, execute, open_run
+from fairnad.search.base import create_strategy
 from fairnad.store.summary import summarize
 from fairnad.search.base import strategy_class
 from fairnad.store import is_run_dir
@@ -62,6 +63,13 @@ def ablations(base: SearchConfig) -> list[tuple[str, dict[str, Any]]]:
     if base.llm.backend != "none":
         rows.append(("fairnad --llm none", {"llm.backend": "none"}))
     return rows
+
+
+def check_bench_strategies(base: SearchConfig, strategies: list[str]) -> None:
+    """Refuse a grid whose every run would fail alike: an unknown strategy, bad settings, or
+    --llm none for a strategy that has no run without its LLM."""
+    for name in strategies:
+        check_llm_none(base, create_strategy(name, base.strategies.get(name)))
 
 
 def plan(base: SearchConfig, benchmarks: list[str], strategies: list[str], seeds: list[int], out: Path,

@@ -299,7 +299,7 @@ def bench(
     """Compare strategies on tabular benchmarks over seeds and budgets; writes bench.md/.csv/.json/.html."""
     from datetime import datetime
 
-    from fairnad.bench import ablations, plan, run_grid, table, write_page, write_tables
+    from fairnad.bench import ablations, check_bench_strategies, plan, run_grid, table, write_page, write_tables
     from fairnad.evaluate.relabel import relabelled_name
     from fairnad.evaluate.tabular import add_user_benchmark, list_benchmarks
 
@@ -322,6 +322,11 @@ def bench(
     if max_params is not None and max_params < 1:
         raise ConfigError(f"--max-params {max_params}: must be at least 1")
     strats = [s.strip() for s in strategies.split(",") if s.strip()]
+    if not strats:
+        raise ConfigError("--strategies: none given; name one or more, e.g. random,regevo,fairnad (`fairnad strategies`)")
+    if workers < 1 or llm_servers < 1:
+        raise ConfigError(f"--workers {workers} / --llm-servers {llm_servers}: each must be at least 1")
+    check_bench_strategies(base, strats)  # unknown names and --llm none without a counterpart: before any run
     try:
         ks = sorted({int(k) for k in budgets.split(",") if k.strip()})
     except ValueError:
@@ -754,7 +759,8 @@ def knowledge_stats(
         Console().print(p)
     Console().print(f"{st['attributes']} ideas, {st['mentions']} mentions in {st['papers']} papers. Sampling ideas by "
                     f"frequency would be {st['total_variation_from_fair']:.2f} (total variation) from fair sampling; "
-                    f"the most mentioned category is {st['most_to_least_frequent']}x the least.")  # fmt: skip
+                    + (f"the most mentioned category is {st['most_to_least_frequent']}x the least."
+                       if st["most_to_least_frequent"] else "a category without mentions leaves no ratio of most to least."))  # fmt: skip
 
 
 def _bar(value: float, fair: float, width: int = 24) -> str:

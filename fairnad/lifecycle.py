@@ -9,6 +9,7 @@ each other beyond their inputs.
 from __future__ import annotations
 
 import dataclasses
+import shlex
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -216,7 +217,7 @@ def replay_source(cfg: LLMConfig, kind=RunStore) -> Path:
     return Path(src)
 
 
-def _check_llm_none(cfg: SearchConfig, strategy) -> None:
+def check_llm_none(cfg: SearchConfig, strategy) -> None:
     """--llm none only where every LLM step has a deterministic counterpart (new runs and resumes)."""
     if cfg.llm.backend == "none" and strategy.uses_llm and not (strategy.runs_without_llm and cfg.space == "tabular"):
         able = "tabular spaces only" if strategy.runs_without_llm else "fairnad, llmatic and evoprompting on tables"
@@ -248,7 +249,7 @@ def create_run(cfg: SearchConfig, run_dir: str | Path | None = None) -> RunHandl
 
         able = sorted(n for n, c in REGISTRY.items() if cfg.space in c.spaces)
         raise ConfigError(f"strategy {strategy.name} cannot search {cfg.space} spaces; use one of: {', '.join(able)}")
-    _check_llm_none(cfg, strategy)
+    check_llm_none(cfg, strategy)
     if cfg.llm.backend == "replay" and strategy.uses_llm:
         replay_source(cfg.llm)
     problem = make_problem(cfg)
@@ -304,7 +305,7 @@ def execute(
     cfg, store, problem = handle.cfg, handle.store, handle.problem
     strategy = create_strategy(cfg.strategy, cfg.strategies.get(cfg.strategy))
     try:
-        _check_llm_none(cfg, strategy)  # (a resume may have switched the LLM off)
+        check_llm_none(cfg, strategy)  # (a resume may have switched the LLM off)
     except ConfigError:
         problem.close()
         raise
@@ -326,7 +327,7 @@ def execute(
     except (LLMUnavailable, LLMBudgetExceeded, ReplayExhausted) as err:
         store.set_meta(status="paused")
         store.add_event("paused", reason=str(err), evaluations=study.evaluations)
-        raise RunPaused(f"{err}. The run is saved; continue it with: fairnad resume {store.run_dir}") from None
+        raise RunPaused(f"{err}. The run is saved; continue it with: fairnad resume {shlex.quote(str(store.run_dir))}") from None
     except (LLMError, FairnadError) as err:
         store.set_meta(status="failed")
         store.add_event("failed", reason=str(err), evaluations=study.evaluations)
@@ -411,6 +412,11 @@ def build_knowledge(pdfs: list[Path], template, out: Path, build_dir: Path, llm_
                 opts.confirm_duplicates = llm_cfg.backend == "openai"
             embedder = Embedder()
             process_papers(pdfs, template, store, llm, embedder, opts, note)
+            read = [p for p in store.papers() if p["status"] == "done"]
+            if not read and not extra_mentions:  # an empty tree would replace nothing with nothing
+                why = "; ".join(str(p.get("error")) for p in store.papers()[:3])
+                raise ConfigError(f"no paper could be read ({why}); no tree was written. Give PDFs of papers "
+                                  "(text, not scanned images)")  # fmt: skip
             note(None, "consolidating")
             tree, report = assemble(template, store, embedder, opts, llm=llm, extra_mentions=extra_mentions,
                                     extra_papers=extra_papers, build_dir=str(build_dir))  # fmt: skip

@@ -89,13 +89,18 @@ def test_knowledge_cli_errors(run_cli, tmp_path):
     # run from any folder, the default template is the packaged one (not ./templates/fairnad.yaml)
     p = run_cli("knowledge", "build", "empty")
     assert p.returncode == 2 and "no .pdf files" in p.stderr, p.stderr
+    (tmp_path / "junk").mkdir()  # only files that are no papers: nothing to build a tree from
+    (tmp_path / "junk" / "a.pdf").write_text("this is not a pdf")
+    p = run_cli("knowledge", "build", "junk", "--template", "ok.yaml", "--out", "j.json", "--llm", "http://127.0.0.1:1/v1")
+    assert p.returncode == 2 and "no paper could be read (junk/a.pdf: not a PDF" in p.stderr, p.stderr
+    assert not (tmp_path / "j.json").exists()
     # `knowledge add` of a file that is no paper: refused before the tree is touched
     (tmp_path / "t.json").write_text(json.dumps(_template_tree_data()))
     before = (tmp_path / "t.json").read_bytes()
     (tmp_path / "table.csv").write_text("genotype,acc\na,1\n")
     p = run_cli("knowledge", "add", "table.csv", "--tree", "t.json", "--llm", "http://127.0.0.1:1/v1")
     assert p.returncode == 2 and "table.csv: not a PDF (no %PDF- header)" in p.stderr, p.stderr
-    assert (tmp_path / "t.json").read_bytes() == before and not (tmp_path / "runs").exists()
+    assert (tmp_path / "t.json").read_bytes() == before and not (tmp_path / "runs" / "knowledge-t").exists()
 
 
 def test_search_and_show_on_the_template_tree(run_cli, tmp_path):

@@ -124,6 +124,10 @@ def test_malformed_json_table(tmp_path):
     p.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00")
     with pytest.raises(ConfigError, match="t.json"):
         load_user_benchmark(p, EX / "toy-space.yaml")
+    row = '{"val_acc": 80, "test_acc": 79, "params": 1}'
+    p.write_text(f'{{"a11": {row}, "a12": {row}, "a11": {row}}}')  # json would keep the last a11 silently
+    with pytest.raises(ConfigError, match="t.json: key 'a11' appears twice in one object"):
+        load_user_benchmark(p, EX / "toy-space.yaml")
 
 
 @pytest.mark.parametrize(

@@ -300,6 +300,11 @@ def test_a_users_own_table_is_relabelled_to_files_and_bad_flags_say_what_to_do(r
                 "--seeds", "1", "--budgets", "5", "--out", "bx")  # fmt: skip
     assert p.returncode == 2 and "evil.yaml: name: " in p.stderr and "is not a plain name" in p.stderr, p.stderr
     assert not (tmp_path.parent / "evil").exists()
+    for args, line in [(["--strategies", ""], "--strategies: none given"),
+                       (["--strategies", "random", "--workers", "0"], "--workers 0 / --llm-servers 1: each must be"),
+                       (["--strategies", "random,genius", "--llm", "none"], "--llm none: genius has no run without its")]:
+        p = run_cli("bench", "--benchmarks", "nas-bench-macro", "--seeds", "1", "--budgets", "5", *args, "--out", "bq")
+        assert p.returncode == 2 and line in p.stderr and not (tmp_path / "bq").exists(), p.stderr  # before any run
     (tmp_path / "afile").write_text("x")
     p = run_cli("bench", "--benchmark-file", str(table), "--space-file", str(space), "--strategies", "random",
                 "--seeds", "1", "--budgets", "5", "--out", "afile")  # fmt: skip

@@ -297,6 +297,19 @@ def load_user_benchmark(table_path: str | Path, space_path: str | Path) -> Tabul
     return TabularBenchmark(spec, space, keys, columns)
 
 
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object whose keys are all different (json keeps the last of two silently)."""
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        seen: set[str] = set()
+        raise _DuplicateKey(next(k for k, _ in pairs if k in seen or seen.add(k)))
+    return out
+
+
 def _read_table(path: Path, space: TabularSpace) -> tuple[list[str], dict[str, np.ndarray]]:
     if not path.is_file():
         raise ConfigError(f"{path}: benchmark file not found")
@@ -321,7 +334,9 @@ def _read_table(path: Path, space: TabularSpace) -> tuple[list[str], dict[str, n
             raise ConfigError(f"{path}: not a readable CSV table ({err})") from None
     else:
         try:
-            raw = json.loads(path.read_text())
+            raw = json.loads(path.read_text(), object_pairs_hook=_unique_keys)
+        except _DuplicateKey as err:
+            raise ConfigError(f"{path}: key {err.args[0]!r} appears twice in one object; give each genotype once") from None
         except json.JSONDecodeError as err:
             raise ConfigError(f"{path}: not valid JSON (line {err.lineno}, column {err.colno}: {err.msg})") from None
         except UnicodeDecodeError:

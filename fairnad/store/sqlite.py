@@ -12,6 +12,7 @@ import fcntl
 import json
 import os
 import re
+import shlex
 import sqlite3
 import threading
 import time
@@ -109,7 +110,7 @@ class SqliteStore:
     def create(cls, run_dir: str | Path, config: dict[str, Any]):
         run_dir = Path(run_dir)
         db = run_dir / cls.DB
-        taken = StoreError(f"{run_dir} already holds a {cls.KIND}; {cls.CONTINUE.format(dir=run_dir)} or pick another folder")
+        taken = StoreError(f"{run_dir} already holds a {cls.KIND}; {cls.CONTINUE.format(dir=shlex.quote(str(run_dir)))} or pick another folder")
         if db.is_file() and not _half_created(db):
             raise taken
         try:
@@ -384,7 +385,7 @@ class _Tx:
 
 def _write_error(store: SqliteStore, err: sqlite3.Error) -> StoreError:
     """One line: which file, why, that what was committed is safe, and how to go on."""
-    go_on = store.CONTINUE.format(dir=store.run_dir)
+    go_on = store.CONTINUE.format(dir=shlex.quote(str(store.run_dir)))
     code = (getattr(err, "sqlite_errorcode", None) or 0) & 0xFF  # the primary code of an extended one
     if code == sqlite3.SQLITE_FULL:
         hint = f"free some disk space, then {go_on}"
