@@ -143,8 +143,11 @@ def run_grid(
                 return
             try:
                 done = sum(c.counted for c in handle.store.candidates())
-                if done >= budget:
+                if done >= budget or (handle.bench is not None and done >= len(handle.bench)):  # (the whole table)
                     s = summarize(handle.store, handle.bench)
+                    if on_progress is not None:
+                        with lock:
+                            on_progress(budget)
                 else:
                     last[0] = done
                     if on_progress is not None and done:
@@ -156,6 +159,9 @@ def run_grid(
                             s = execute(handle, sub, progress)
                     else:
                         s = execute(handle, sub, progress)
+                    if on_progress is not None and s["evaluations"] < budget:  # the table ran out first
+                        with lock:
+                            on_progress(budget - last[0])
                 results[i] = {**s, "job": job, "points": _points(handle.store)}
             except (FairnadError, LLMError) as err:
                 results[i] = _failed(job, err)

@@ -227,16 +227,14 @@ def check_llm_none(cfg: SearchConfig, strategy) -> None:
 def _check_other_settings(cfg: SearchConfig) -> None:
     """Settings for strategies this run does not use are still checked: a misspelt name
     (`strategies.regvo.population`) would otherwise be ignored without a word."""
-    from fairnad.search.base import list_strategies, strategy_class
+    from fairnad.search.base import list_strategies, strategy_infos
 
     for name, params in cfg.strategies.items():
         if name == cfg.strategy:
             continue
-        try:
-            strategy_class(name)
-        except ConfigError:
+        if name not in {i.name for i in strategy_infos()}:  # (a broken plug-in says what is broken below)
             raise ConfigError(f"strategies.{name}: no strategy of that name; available: "
-                              f"{', '.join(list_strategies())}") from None  # fmt: skip
+                              f"{', '.join(list_strategies())}")  # fmt: skip
         create_strategy(name, params)
 
 
@@ -256,6 +254,9 @@ def create_run(cfg: SearchConfig, run_dir: str | Path | None = None) -> RunHandl
     if cfg.fidelity is not None and problem.bench is not None:
         problem.bench.search_column(cfg.fidelity)
     run_dir = Path(run_dir) if run_dir else Path(cfg.runs_dir) / default_run_name(cfg)
+    # every setting of the strategy is stored, defaults included: a default changed later does not change
+    # what a resume of this run replays
+    cfg.strategies = {**cfg.strategies, cfg.strategy: strategy.config.model_dump(mode="json")}
     try:
         store = RunStore.create(run_dir, cfg.model_dump(mode="json"))
     except Exception:
@@ -275,12 +276,22 @@ def create_run(cfg: SearchConfig, run_dir: str | Path | None = None) -> RunHandl
     return RunHandle(cfg, store, problem)
 
 
+def _as_created(config: dict[str, Any]) -> dict[str, Any]:
+    """A stored config with the defaults its run was made under, where they have changed since and the
+    run did not store them (runs store every strategy setting since FairNAD's evidence_prior)."""
+    if config.get("strategy") == "fairnad":
+        own = (config.get("strategies") or {}).get("fairnad") or {}
+        if "evidence_prior" not in own:  # made before the prior: raw means
+            config = {**config, "strategies": {**(config.get("strategies") or {}), "fairnad": {**own, "evidence_prior": 0}}}
+    return config
+
+
 def open_run(run_dir: str | Path, budget: int | None = None, *, below_done: bool = True) -> RunHandle:
     """A stored run, its budget set to `budget` (below_done=False: not below what it has evaluated:
     a user extending a run has mistyped)."""
     store = RunStore.open(run_dir)
     try:
-        cfg = SearchConfig.model_validate(store.meta()["config"])
+        cfg = SearchConfig.model_validate(_as_created(store.meta()["config"]))
         if budget is not None:
             if budget < 1:
                 raise ConfigError(f"--budget {budget}: must be at least 1")

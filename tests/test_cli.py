@@ -47,7 +47,8 @@ def test_config_file_and_flag_override(run_cli, tmp_path):
     out = _json(run_cli("search", "-c", "c.yaml", "-n", "12", "--json"))
     assert out["benchmark"] == "channel-bench-mobilenet" and out["evaluations"] == 12
     cfg = RunStore.open(tmp_path / out["run_dir"], readonly=True).meta()["config"]
-    assert cfg["strategies"]["regevo"] == {"population": 5, "sample": 2} and cfg["budget"] == 12
+    # every setting is stored, the defaults too: a default changed later does not change a resume
+    assert cfg["strategies"]["regevo"] == {"population": 5, "sample": 2, "mutation_tries": 100} and cfg["budget"] == 12
 
 
 def test_user_benchmark_files_from_the_cli(run_cli):

@@ -155,13 +155,15 @@ def test_a_users_npz_gets_a_validation_split_and_its_shape_and_classes_from_the_
     ({"x_train": np.zeros((15, 5)), "y_train": np.arange(20) % 2, "x_test": np.zeros((2, 5)), "y_test": np.zeros(2, int)},
      r"x_train has 15 inputs but y_train 20 labels"),
     ({"x_train": np.full((20, 5), np.nan), "y_train": np.arange(20) % 2, "x_test": np.zeros((2, 5)),
-      "y_test": np.zeros(2, int)}, r"x_train holds 90 NaN or infinite values"),  # 18 of 20 rows stay in train
+      "y_test": np.zeros(2, int)}, r"x_train holds 100 NaN or infinite values"),
     ({"x_train": np.zeros((20, 8, 8, 3)), "y_train": np.arange(20) % 2, "x_test": np.zeros((2, 8, 8, 3)),
-      "y_test": np.zeros(2, int)}, r"channels last; images are \(N, C, H, W\): save np.transpose"),
+      "y_test": np.zeros(2, int)}, r"looks like channels last; images are \(N, C, H, W\): save np.transpose"),
     ({"x_train": np.zeros((20, 5)), "y_train": np.zeros(20, int), "x_test": np.zeros((2, 5)), "y_test": np.zeros(2, int)},
      r"y_train holds one class only"),
     ({"x_train": np.zeros((20, 5)), "y_train": np.arange(20) % 2 - 1, "x_test": np.zeros((2, 5)),
       "y_test": np.zeros(2, int)}, r"y_train has the label -1; classes are numbered from 0"),
+    ({"x_train": np.float64(3.0), "y_train": np.zeros(2, int), "x_test": np.zeros((2, 5)), "y_test": np.zeros(2, int)},
+     r"x_train must be numbers shaped"),  # (a 0-d array: no length to compare)
     ({"x_train": np.array([np.zeros(3), np.zeros(4)], dtype=object), "y_train": np.zeros(2, int),
       "x_test": np.zeros((2, 5)), "y_test": np.zeros(2, int)}, r"an array cannot be read without pickle"),
 ])  # fmt: skip
@@ -194,3 +196,12 @@ def test_an_open_search_on_a_users_npz_trains_and_resumes_from_another_folder(ru
     assert p.returncode == 0, p.stderr[-2000:]
     s = json.loads(p.stdout)
     assert s["evaluations"] == 2 and s["llm"]["calls"] == 0 and s["best"]["accuracy"] > 25
+
+
+@pytest.mark.parametrize("shape", [(2, 64, 4), (8, 100, 1), (3, 8, 8)])
+def test_images_channels_first_with_a_narrow_width_are_not_taken_for_channels_last(tmp_path, shape):
+    from fairnad.evaluate.datasets import dataset_spec
+
+    x = np.random.default_rng(0).random((20, *shape))
+    np.savez(tmp_path / "d.npz", x_train=x, y_train=np.arange(20) % 2, x_test=x[:4], y_test=np.arange(4) % 2)
+    assert dataset_spec(str(tmp_path / "d.npz")).input_shape == shape

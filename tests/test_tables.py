@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from pymoo.indicators.hv import HV
 
+from chaos import query
 from fairnad.bench import Objectives
 from fairnad.evaluate.relabel import genotype_map, relabel
 from fairnad.evaluate.tabular import load_benchmark, load_user_benchmark
@@ -267,6 +268,25 @@ def test_bench_compares_strategies_on_a_users_own_table_and_its_relabelled_copy(
     assert p.returncode == 2 and "--budget 3: " in p.stderr and "has 15 evaluations already; give 15 or more" in p.stderr
 
 
+def test_a_run_made_before_a_default_changed_resumes_under_the_old_default(run_cli, tmp_path):
+    """Runs store every strategy setting; a FairNAD run from before `evidence_prior` (its stored settings
+    lack it) resumes with the raw means it was made with, not the new default's order of changes."""
+    from fairnad.store import RunStore
+
+    args = ["search", "-b", "nas-bench-macro", "-s", "fairnad", "--llm", "none", "--seed", "5", "-n", "40"]
+    assert run_cli(*args, "--set", "strategies.fairnad.evidence_prior=0", "--run-dir", "old").returncode == 0
+    assert run_cli(*args, "--run-dir", "new").returncode == 0
+    genotypes = "select genotype from candidates order by trial"
+    assert query(tmp_path / "old" / "run.db", genotypes) != query(tmp_path / "new" / "run.db", genotypes)
+    with RunStore.open(tmp_path / "new") as st:
+        assert st.meta()["config"]["strategies"]["fairnad"]["evidence_prior"] == 4  # stored with the run
+    with RunStore.open(tmp_path / "old") as st:  # as a run made before the prior stored it
+        st.set_meta(config={**st.meta()["config"], "strategies": {"fairnad": {}}})
+    p = run_cli("resume", "old", "-n", "45", "--json")
+    assert p.returncode == 0, p.stderr[-1500:]  # replayed with raw means (with the prior: "on resume trial ...")
+    assert json.loads(p.stdout)["evaluations"] == 45
+
+
 @pytest.mark.parametrize("strategy", ["random", "regevo", "fairnad"])
 def test_a_budget_larger_than_the_table_evaluates_all_of_it_and_finishes(run_cli, tmp_path, strategy):
     table, space = _own_table(tmp_path)  # 54 models
@@ -280,6 +300,10 @@ def test_a_budget_larger_than_the_table_evaluates_all_of_it_and_finishes(run_cli
         assert p.returncode == 0, p.stderr[-2000:]
         row = next(r for r in json.loads(p.stdout)["rows"] if r["strategy"] == "random" and r["budget"] == 80)
         assert (row["runs"], row["failed"], row["rank_mean"]) == (2, 0, 1)
+        db = next((tmp_path / "b").rglob("run.db"))
+        events = query(db, "select count(*) from events")
+        p = run_cli("bench", *files, "--strategies", "random", "--seeds", "2", "--budgets", "10,80", "--out", "b")
+        assert p.returncode == 0 and query(db, "select count(*) from events") == events  # done: not run again
 
 
 def test_a_users_own_table_is_relabelled_to_files_and_bad_flags_say_what_to_do(run_cli, tmp_path):
@@ -298,7 +322,7 @@ def test_a_users_own_table_is_relabelled_to_files_and_bad_flags_say_what_to_do(r
     evil.write_text(space.read_text().replace("name: toy4", 'name: "../../evil"'))
     p = run_cli("bench", "--benchmark-file", str(table), "--space-file", str(evil), "--strategies", "random",
                 "--seeds", "1", "--budgets", "5", "--out", "bx")  # fmt: skip
-    assert p.returncode == 2 and "evil.yaml: name: " in p.stderr and "is not a plain name" in p.stderr, p.stderr
+    assert p.returncode == 2 and "evil.yaml: name '../../evil' names the bench's run folders" in p.stderr, p.stderr
     assert not (tmp_path.parent / "evil").exists()
     for args, line in [(["--strategies", ""], "--strategies: none given"),
                        (["--strategies", "random", "--workers", "0"], "--workers 0 / --llm-servers 1: each must be"),

@@ -366,31 +366,18 @@ def _user_arrays(path: Path) -> dict[str, np.ndarray]:
         raise ConfigError(f"{path}: an array cannot be read without pickle ({err}); save plain numeric arrays "
                           "(numpy.savez with numbers, not lists or objects)") from None
     for split in ("train", "val", "test"):
-        if f"x_{split}" in a and len(a[f"x_{split}"]) != len(a[f"y_{split}"]):
-            raise ConfigError(f"{path}: x_{split} has {len(a[f'x_{split}'])} inputs but y_{split} "
-                              f"{len(a[f'y_{split}'])} labels; give one label per input")  # fmt: skip
+        if f"x_{split}" in a:
+            _check_split(path, split, a[f"x_{split}"], a[f"y_{split}"])
     if "x_val" not in a:
         order = np.random.default_rng(0).permutation(len(a["y_train"]))
         cut = len(order) - max(1, len(order) // 10)
+        if cut < 1:
+            raise ConfigError(f"{path}: {len(order)} training examples leave none after holding out a validation "
+                              "set; give more, or x_val and y_val")  # fmt: skip
         a["x_val"], a["y_val"] = a["x_train"][order[cut:]], a["y_train"][order[cut:]]
         a["x_train"], a["y_train"] = a["x_train"][order[:cut]], a["y_train"][order[:cut]]
     for split in ("train", "val", "test"):
         x, y = a[f"x_{split}"], a[f"y_{split}"]
-        if x.dtype.kind not in "fui" or x.ndim not in (2, 3, 4):
-            raise ConfigError(f"{path}: x_{split} must be numbers shaped (N, L), (N, C, L) or (N, C, H, W); it is "
-                              f"{x.dtype} {x.shape}")  # fmt: skip
-        if y.ndim != 1 or y.dtype.kind not in "iu":
-            raise ConfigError(f"{path}: y_{split} must be integer class labels, one per input; it is {y.dtype} {y.shape}")
-        if len(y) == 0:
-            raise ConfigError(f"{path}: y_{split} is empty; every split needs examples")
-        if y.min() < 0:
-            raise ConfigError(f"{path}: y_{split} has the label {int(y.min())}; classes are numbered from 0")
-        if x.dtype.kind == "f" and not np.isfinite(x).all():
-            raise ConfigError(f"{path}: x_{split} holds {int((~np.isfinite(x)).sum())} NaN or infinite values; "
-                              "fill or drop them before the search (every model would fail on them)")  # fmt: skip
-        if x.ndim == 4 and x.shape[3] in (1, 3, 4) and x.shape[1] not in (1, 3, 4):
-            raise ConfigError(f"{path}: x_{split} is shaped {x.shape}, channels last; images are (N, C, H, W): "
-                              "save np.transpose(x, (0, 3, 1, 2))")  # fmt: skip
         a[f"x_{split}"] = (x[:, None] if x.ndim == 2 else x).astype(np.uint8 if x.dtype == np.uint8 else np.float32)
         a[f"y_{split}"] = y.astype(np.int64)
     shapes = {a[f"x_{k}"].shape[1:] for k in ("train", "val", "test")}
@@ -399,6 +386,28 @@ def _user_arrays(path: Path) -> dict[str, np.ndarray]:
     if len(np.unique(a["y_train"])) < 2:
         raise ConfigError(f"{path}: y_train holds one class only; a classifier needs two or more")
     return a
+
+
+def _check_split(path: Path, split: str, x: np.ndarray, y: np.ndarray) -> None:
+    """One split of a user's arrays as training needs it; one line naming the array otherwise."""
+    if x.dtype.kind not in "fui" or x.ndim not in (2, 3, 4):
+        raise ConfigError(f"{path}: x_{split} must be numbers shaped (N, L), (N, C, L) or (N, C, H, W); it is "
+                          f"{x.dtype} {x.shape}")  # fmt: skip
+    if y.ndim != 1 or y.dtype.kind not in "iu":
+        raise ConfigError(f"{path}: y_{split} must be integer class labels, one per input; it is {y.dtype} {y.shape}")
+    if len(x) != len(y):
+        raise ConfigError(f"{path}: x_{split} has {len(x)} inputs but y_{split} {len(y)} labels; give one label per input")
+    if len(y) == 0:
+        raise ConfigError(f"{path}: y_{split} is empty; every split needs examples")
+    if y.min() < 0:
+        raise ConfigError(f"{path}: y_{split} has the label {int(y.min())}; classes are numbered from 0")
+    if x.dtype.kind == "f" and not np.isfinite(x).all():
+        raise ConfigError(f"{path}: x_{split} holds {int((~np.isfinite(x)).sum())} NaN or infinite values; "
+                          "fill or drop them before the search (every model would fail on them)")  # fmt: skip
+    # channels last: (N, H, W, 3) images; (N, C, H, W) with a narrow W stays allowed unless H = C or C is large
+    if x.ndim == 4 and x.shape[3] in (1, 3, 4) and x.shape[1] >= 8 and (x.shape[1] == x.shape[2] or x.shape[1] > 16):
+        raise ConfigError(f"{path}: x_{split} is shaped {x.shape}, which looks like channels last; images are "
+                          "(N, C, H, W): save np.transpose(x, (0, 3, 1, 2))")  # fmt: skip
 
 
 _BUILDERS = {"mnist1d": _mnist1d, "digits": _digits, "fashion-mnist": _fashion, "cifar10": _cifar10,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 import time
 from functools import cached_property
 from pathlib import Path
@@ -230,6 +231,9 @@ def add_user_benchmark(table_path: str | Path, space_path: str | Path) -> str:
     from fairnad.evaluate.relabel import split_name
 
     name = load_user_benchmark(table_path, space_path).spec.name
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):  # it names the bench's run folders
+        raise ConfigError(f"{space_path}: name {name!r} names the bench's run folders: use letters, digits, '.', '_' "
+                          "or '-'")  # fmt: skip
     if name in _registry() or split_name(name)[1] is not None:
         raise ConfigError(f"{space_path}: name {name!r} is a built-in benchmark's or ends in @relabelN; give the "
                           "space another name")  # fmt: skip

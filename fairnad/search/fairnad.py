@@ -82,8 +82,8 @@ class FairNADConfig(StrategyConfig):
         "strongest model), each shown with its cost and how the evaluated models with the new and the old option "
         "there did; or the whole architecture (idea) and an agent's tool calls (iterative)")
     choices: int = Field(5, ge=2, description="tables: one-option changes a choice is made among")
-    evidence_prior: float = Field(4.0, ge=0, description="tables: an option's record counts this many models at the "
-                                  "mean of all models besides its own, so a record of one model says less than one of "
+    evidence_prior: float = Field(4.0, ge=0, description="tables: an option's record counts this many models more, "
+                                  "each at the mean of all evaluated models, so a record of one model says less than one of "
                                   "ten (0: raw means; 4 was best of 0/1/2/4/8/16 over held-out seeds 10-69, "
                                   "docs/performance.md)")
     table_rule: Literal["evidence", "sampled"] = Field(

@@ -8,12 +8,11 @@ that description, so no strategy hard-codes a benchmark.
 from __future__ import annotations
 
 import math
-import re
 from functools import cached_property
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class Option(BaseModel):
@@ -36,7 +35,7 @@ class Dimension(BaseModel):
 class SpaceDescription(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(description="letters, digits, '.', '_', '-', '@': it names the bench's run folders")
+    name: str
     title: str = ""
     goal: str = Field(description="what the user wants chosen, as a phrase: 'the operation of each layer'")
     answer_noun: str = Field("option labels", description="what one answer item is: 'operation IDs'")
@@ -66,13 +65,6 @@ class SpaceDescription(BaseModel):
                     f"dimensions[{i}] ({d.name}): choices {d.choices!r} is not one of {sorted(self.choices)}"
                 )
         return self
-
-    @field_validator("name")
-    @classmethod
-    def _folder_name(cls, v: str) -> str:
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,79}", v):
-            raise ValueError(f"{v!r} is not a plain name: use letters, digits, '.', '_', '-' or '@' (it names run folders)")
-        return v
 
 
 class TabularSpace:
