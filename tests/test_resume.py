@@ -53,6 +53,10 @@ def test_kill_9_three_times_then_resume_equals_an_uninterrupted_run(run_cli, tmp
         proc.wait()
         kills += 1
         assert _counted(db) < 4000
+        if kills == 1:  # the stored status still says running; no process holds the run: it was interrupted
+            shown = json.loads(run_cli("runs", "show", "run", "--json").stdout)
+            listed = json.loads(run_cli("runs", "--root", ".", "--json").stdout)["runs"]
+            assert shown["status"] == "interrupted" and {r["run_dir"]: r["status"] for r in listed}["run"] == "interrupted"
         proc = _start(["resume", "run"], tmp_path)
     assert proc.wait() == 0, proc.stderr.read()
     assert kills == 3
@@ -104,3 +108,14 @@ def test_replay_reproduces_a_run_without_a_server(run_cli, tmp_path):
                 "--llm", "replay:a")  # fmt: skip
     assert p.returncode == 3 and "asks for more" in p.stderr and "fairnad resume c" in p.stderr
     assert len([r for r in _rows(tmp_path / "c" / "run.db", "candidates", "status") if r[0] == "complete"]) == 4
+
+
+def test_a_run_is_in_use_only_while_a_process_holds_it(tmp_path):
+    from fairnad.store.sqlite import RunStore, in_use
+
+    store = RunStore.create(tmp_path / "r", {"t": 1})
+    assert in_use(tmp_path / "r") and not in_use(tmp_path / "elsewhere")
+    store.close()
+    assert not in_use(tmp_path / "r")
+    with RunStore.open(tmp_path / "r", readonly=True):  # a reader does not hold it
+        assert not in_use(tmp_path / "r")

@@ -470,6 +470,22 @@ def _connect_readonly(path: Path) -> sqlite3.Connection:
     return conn
 
 
+def in_use(run_dir: str | Path) -> bool:
+    """Whether a live process holds the run's lock (a run whose status says "running" after a kill -9
+    holds none)."""
+    try:
+        fd = os.open(Path(run_dir) / LOCK_NAME, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # (closing releases a shared lock taken here)
+
+
 def _acquire_lock(run_dir: Path, creating: bool = False) -> int:
     """An exclusive advisory lock held for the life of the process (released by the OS on kill -9)."""
     path = run_dir / LOCK_NAME

@@ -11,7 +11,7 @@ from typing import Any
 from fairnad.errors import FairnadError
 from fairnad.pareto import as_objectives, improves
 from fairnad.space.candidate import Candidate
-from fairnad.store.sqlite import RunStore, StoreError
+from fairnad.store.sqlite import RunStore, StoreError, in_use
 
 
 def made_by_llm(origin: dict[str, Any]) -> bool:
@@ -70,7 +70,7 @@ def summarize(store: RunStore, bench: Any = None) -> dict[str, Any]:
         else Path(cfg["benchmark_file"]).stem if cfg.get("benchmark_file") else cfg.get("benchmark"),
         "space": cfg.get("space", "tabular"),
         "seed": cfg.get("seed"),
-        "status": meta.get("status"),
+        "status": _status(meta.get("status"), store.run_dir),
         "budget": cfg.get("budget"),
         "evaluations": len(counted),
         "probes": len(store.probes()),  # cheap checks strategies ran before spending evaluations
@@ -104,6 +104,13 @@ def summarize(store: RunStore, bench: Any = None) -> dict[str, Any]:
     out["children"] = children_table(cands, llm_strategy, maximise)
     out["trajectory"] = best_so_far(cands, maximise)
     return out
+
+
+def _status(stored: str | None, run_dir: Path) -> str | None:
+    """The stored status, except a "running" run that no live process holds: it was killed or crashed."""
+    if stored == "running" and not in_use(run_dir):
+        return "interrupted"
+    return stored
 
 
 def origin_label(origin: dict[str, Any]) -> str:
