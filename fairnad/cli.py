@@ -238,11 +238,21 @@ def search(
         "open.dataset": dataset, "open.data_dir": data_dir, "open.device": device, "open.epochs": epochs,
         "open.workers": workers, "open.max_params": max_params,
     }  # fmt: skip
+    if benchmark is not None and benchmark_file is not None:
+        raise ConfigError(f"-b {benchmark} and --benchmark-file {benchmark_file}: give one table to search")
     if dataset is not None and space is None:
         overrides["space"] = "open"
     if llm is not None:
         overrides.update({f"llm.{k}": v for k, v in parse_llm_flag(llm).items()})
     cfg = load_config(config, overrides, set_)
+    if cfg.space == "open":  # flags that only tables read would be ignored without a word
+        given = [f for f, v in (("-b", benchmark), ("--benchmark-file", benchmark_file), ("--fidelity", fidelity)) if v]
+        if given:
+            raise ConfigError(f"{', '.join(given)}: tabular settings, but this search is --space open (code trained "
+                              "on --dataset)")  # fmt: skip
+    elif any(v is not None for v in (dataset, data_dir, device, epochs, workers, max_params)):
+        raise ConfigError("--dataset, --data-dir, --device, --epochs, --workers and --max-params are open-space "
+                          "settings; this search is on a table (add --space open to train models)")  # fmt: skip
     handle = create_run(cfg, run_dir)
     err_console.print(f"run folder: {handle.store.run_dir}")
     _report(_run_with_progress(handle, f"{cfg.strategy} · {cfg.benchmark_name}"), as_json)
