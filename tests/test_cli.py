@@ -39,6 +39,11 @@ def test_search_text_output_and_runs_listing(run_cli, tmp_path):
     assert shown["best"]["description"].startswith("layer2=")
     again = run_cli("search", "-b", "nas-bench-macro", "-s", "random", "-n", "12", "--run-dir", "runs/mine")
     assert again.returncode == 2 and "already holds a run" in again.stderr and "fairnad resume" in again.stderr
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / "run.db").write_text("not a database")  # not "resume it": resume could not
+    p = run_cli("search", "-b", "nas-bench-macro", "-s", "random", "-n", "2", "--run-dir", "junk")
+    assert p.returncode != 0 and "junk/run.db: a file that is not a fairnad run database" in p.stderr, p.stderr
+    assert (tmp_path / "junk" / "run.db").read_text() == "not a database"  # left as it was
 
 
 def test_config_file_and_flag_override(run_cli, tmp_path):

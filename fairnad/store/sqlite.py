@@ -112,6 +112,9 @@ class SqliteStore:
         db = run_dir / cls.DB
         taken = StoreError(f"{run_dir} already holds a {cls.KIND}; {cls.CONTINUE.format(dir=shlex.quote(str(run_dir)))} or pick another folder")
         if db.is_file() and not _half_created(db):
+            if _foreign(db):
+                raise StoreError(f"{db}: a file that is not a fairnad {cls.KIND} database; pick another folder or move "
+                                 "that file away")  # fmt: skip
             raise taken
         try:
             run_dir.mkdir(parents=True, exist_ok=True)
@@ -426,6 +429,21 @@ def _half_created(db: Path) -> bool:
         return "no such table" in str(err)
     except sqlite3.DatabaseError:
         return False  # not a database we made: leave it alone
+    finally:
+        conn.close()
+
+
+def _foreign(db: Path) -> bool:
+    """Whether a file named like our database is something else (not SQLite, or SQLite without our meta)."""
+    try:
+        conn = _connect_readonly(db)
+    except (StoreError, sqlite3.Error, OSError):
+        return True
+    try:
+        conn.execute("SELECT 1 FROM meta LIMIT 1").fetchall()
+        return False
+    except sqlite3.DatabaseError:
+        return True
     finally:
         conn.close()
 
