@@ -197,6 +197,16 @@ def _num(v) -> str:
     return f"{v:,.0f}" if float(v).is_integer() else f"{v:,.4g}"  # a table's CSV gives 18000.0 for 18,000
 
 
+def _gpu_ids(text: str) -> list[int]:
+    try:
+        ids = [int(g) for g in text.split(",") if g.strip()]
+    except ValueError:
+        raise ConfigError(f"--gpus {text!r}: expected comma-separated GPU ids like 0,1") from None
+    if not ids or min(ids) < 0:
+        raise ConfigError(f"--gpus {text!r}: expected comma-separated GPU ids like 0,1")
+    return ids
+
+
 @app.command()
 @handles_errors
 def search(
@@ -208,6 +218,7 @@ def search(
     device: Optional[str] = typer.Option(None, help="Open space: cpu or cuda."),
     epochs: Optional[int] = typer.Option(None, help="Open space: proxy training epochs per candidate."),
     workers: Optional[int] = typer.Option(None, help="Open space: evaluations in parallel."),
+    gpus: Optional[str] = typer.Option(None, help="Open space: GPU ids the workers take turns on, e.g. 0,1."),
     max_params: Optional[int] = typer.Option(None, help="Open space: parameter budget (default 1.5M)."),
     knowledge: Optional[Path] = typer.Option(None, help="Attribute tree of ideas: a tree file, papers13 (the tree "
                                              "built from 13 papers) or template (the template's examples, default)."),
@@ -236,7 +247,7 @@ def search(
         "seed": seed, "fidelity": fidelity, "max_seconds": max_seconds, "runs_dir": runs_dir,
         "llm.model": model, "llm.api_key_env": api_key_env, "knowledge": str(knowledge) if knowledge else None,
         "open.dataset": dataset, "open.data_dir": data_dir, "open.device": device, "open.epochs": epochs,
-        "open.workers": workers, "open.max_params": max_params,
+        "open.workers": workers, "open.max_params": max_params, "open.gpus": _gpu_ids(gpus) if gpus else None,
     }  # fmt: skip
     if benchmark is not None and benchmark_file is not None:
         raise ConfigError(f"-b {benchmark} and --benchmark-file {benchmark_file}: give one table to search")
@@ -250,9 +261,9 @@ def search(
         if given:
             raise ConfigError(f"{', '.join(given)}: tabular settings, but this search is --space open (code trained "
                               "on --dataset)")  # fmt: skip
-    elif any(v is not None for v in (dataset, data_dir, device, epochs, workers, max_params)):
-        raise ConfigError("--dataset, --data-dir, --device, --epochs, --workers and --max-params are open-space "
-                          "settings; this search is on a table (add --space open to train models)")  # fmt: skip
+    elif any(v is not None for v in (dataset, data_dir, device, epochs, workers, gpus, max_params)):
+        raise ConfigError("--dataset, --data-dir, --device, --epochs, --workers, --gpus and --max-params are "
+                          "open-space settings; this search is on a table (add --space open to train models)")  # fmt: skip
     handle = create_run(cfg, run_dir)
     err_console.print(f"run folder: {handle.store.run_dir}")
     _report(_run_with_progress(handle, f"{cfg.strategy} · {cfg.benchmark_name}"), as_json)
@@ -443,7 +454,7 @@ def evaluate(
                    seed=seed, max_params=max_params, train=train,
                    model_args=_parse_kv(model_arg, "--model-arg"), timeout=timeout, memory_mb=memory_mb,
                    threads=threads)  # fmt: skip
-    pool = dict(executor=executor, workers=workers, gpus=[int(g) for g in gpus.split(",")] if gpus else None,
+    pool = dict(executor=executor, workers=workers, gpus=_gpu_ids(gpus) if gpus else None,
                 address=address, isolation=isolation)  # fmt: skip
     if rungs:
         try:

@@ -75,8 +75,9 @@ def test_user_benchmark_files_from_the_cli(run_cli):
         (["--set", "strategies.fairnad.probs={idea: -1}", "-s", "regevo"], "strategies.fairnad: probs: Value error"),
         (["--benchmark-file", "t.csv"], "--benchmark-file and --space-file go together"),
         (["-b", "nb201-cifar10", "--benchmark-file", "t.csv"], "-b nb201-cifar10 and --benchmark-file t.csv: give one"),
-        (["--epochs", "3"], "--epochs, --workers and --max-params are open-space settings; this search is on a table"),
+        (["--epochs", "3"], "--workers, --gpus and --max-params are open-space settings; this search is on a table"),
         (["--space", "open", "-b", "nb201-cifar10"], "-b: tabular settings, but this search is --space open"),
+        (["--space", "open", "--gpus", "x"], "--gpus 'x': expected comma-separated GPU ids like 0,1"),  # (README's flag)
         (["--llm", "ftp://x"], "--llm 'ftp://x': use 'embedded[:NAME]', an http(s) URL"),
         (["-s", "genius", "--llm", "replay:nowhere"], "--llm replay:nowhere: 'nowhere' is not a run folder (no run.db)"),
         (["--space", "open", "--set", "open.train.lr=abc"], "open.train: Value error, lr='abc': Input should be a valid number"),
