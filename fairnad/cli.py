@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import shlex
 import sys
 from pathlib import Path
 from typing import Any, Optional
@@ -831,6 +832,7 @@ def runs_list(
         err_console.print(f"no runs under {root}")
         return
     t = Table("run", "strategy", "benchmark", "evals", "best acc", "rank", "status")
+    interrupted = [r["run_dir"] for r in rows if r.get("status") == "interrupted"]
     for r in rows:
         b = r.get("best") or {}
         acc = f"{b['accuracy']:.2f}" if b else "-"
@@ -838,6 +840,9 @@ def runs_list(
                   f"{r.get('evaluations', '?')}/{r.get('budget', '?')}", acc, str(b.get("rank", "-")),
                   str(r.get("status")))  # fmt: skip
     Console().print(t)
+    if interrupted:
+        err_console.print(f"interrupted (killed, or the machine stopped): continue with `fairnad resume "
+                          f"{shlex.quote(interrupted[0])}`" + (f" (and {len(interrupted) - 1} more)" if len(interrupted) > 1 else ""))
 
 
 @runs_app.command("show")
