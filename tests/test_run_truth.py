@@ -85,9 +85,10 @@ def test_the_server_dying_while_the_agent_works_pauses_and_the_resume_goes_on_fr
 @pytest.mark.parametrize("strategy", ["fairnad", "llmatic", "evoprompting"])
 def test_llm_strategies_killed_with_recorded_answers_equal_the_recorded_run(run_cli, tmp_path, strategy):
     # (FairNAD starts tables with 10 random models by default: 4 here, so the LLM's answers are replayed;
-    # 16 evaluations: a replayed row takes ~0.5 ms and on a busy machine the gate's slice can stretch to a few
-    # ms, so a kill aimed 1-2 rows on can land several rows on: the rows to spare keep it mid-search)
-    args = ["search", "-b", "nb201-cifar10", "-s", strategy, "-n", "16", "--seed", "4",
+    # 24 evaluations: a replayed row takes ~0.5 ms and on a busy machine the gate's slice can stretch, so a
+    # kill aimed 1-2 rows on can land several rows on (in the full suite beside two 1.5B servers, once 12:
+    # rows_at_kill [0, 3, 4, 16] with 16 evaluations): the rows to spare keep it mid-search)
+    args = ["search", "-b", "nb201-cifar10", "-s", strategy, "-n", "24", "--seed", "4",
             "--set", "strategies.fairnad.init_population=4"]  # fmt: skip
     ref = run_cli(*args, "--run-dir", "ref", "--json")
     assert ref.returncode == 0, ref.stderr
