@@ -127,13 +127,17 @@ def run_grid(
             for r in range(min(llm_servers, len(llm_jobs))):
                 provider.backend(_llm_settings(base, r, llm_servers))
 
+        def advance(n: int) -> None:
+            if on_progress is not None and n:
+                with lock:
+                    on_progress(n)
+
         def one(i: int, job: Job) -> None:
             last = [0]
 
             def progress(study, cand) -> None:
-                if on_progress is not None and study.evaluations != last[0]:
-                    with lock:
-                        on_progress(study.evaluations - last[0])
+                if study.evaluations != last[0]:
+                    advance(study.evaluations - last[0])
                     last[0] = study.evaluations
 
             try:
@@ -145,23 +149,18 @@ def run_grid(
                 done = sum(c.counted for c in handle.store.candidates())
                 if done >= budget or (handle.bench is not None and done >= len(handle.bench)):  # (the whole table)
                     s = summarize(handle.store, handle.bench)
-                    if on_progress is not None:
-                        with lock:
-                            on_progress(budget)
+                    advance(budget)
                 else:
                     last[0] = done
-                    if on_progress is not None and done:
-                        with lock:
-                            on_progress(done)
+                    advance(done)
                     sub = _Replica(provider, _llm_settings(base, job.replica, llm_servers))
                     if embedded and job.asks_llm(base):
                         with gates[job.replica]:
                             s = execute(handle, sub, progress)
                     else:
                         s = execute(handle, sub, progress)
-                    if on_progress is not None and s["evaluations"] < budget:  # the table ran out first
-                        with lock:
-                            on_progress(budget - last[0])
+                    if s["evaluations"] < budget:  # the table ran out first
+                        advance(budget - last[0])
                 results[i] = {**s, "job": job, "points": _points(handle.store)}
             except (FairnadError, LLMError) as err:
                 results[i] = _failed(job, err)

@@ -229,10 +229,10 @@ def _check_other_settings(cfg: SearchConfig) -> None:
     (`strategies.regvo.population`) would otherwise be ignored without a word."""
     from fairnad.search.base import list_strategies, strategy_infos
 
-    for name, params in cfg.strategies.items():
-        if name == cfg.strategy:
-            continue
-        if name not in {i.name for i in strategy_infos()}:  # (a broken plug-in says what is broken below)
+    others = {n: p for n, p in cfg.strategies.items() if n != cfg.strategy}
+    known = {i.name for i in strategy_infos()} if others else set()  # (plug-ins loaded once, and only then)
+    for name, params in others.items():
+        if name not in known:  # (a broken plug-in says what is broken below)
             raise ConfigError(f"strategies.{name}: no strategy of that name; available: "
                               f"{', '.join(list_strategies())}")  # fmt: skip
         create_strategy(name, params)

@@ -111,10 +111,11 @@ class SqliteStore:
         run_dir = Path(run_dir)
         db = run_dir / cls.DB
         taken = StoreError(f"{run_dir} already holds a {cls.KIND}; {cls.CONTINUE.format(dir=shlex.quote(str(run_dir)))} or pick another folder")
-        if db.is_file() and not _half_created(db):
-            if _foreign(db):
-                raise StoreError(f"{db}: a file that is not a fairnad {cls.KIND} database; pick another folder or move "
-                                 "that file away")  # fmt: skip
+        state = _db_state(db) if db.is_file() else None
+        if state == "foreign":
+            raise StoreError(f"{db}: a file that is not a fairnad {cls.KIND} database; pick another folder or move "
+                             "that file away")  # fmt: skip
+        if state == "ours":
             raise taken
         try:
             run_dir.mkdir(parents=True, exist_ok=True)
@@ -122,7 +123,7 @@ class SqliteStore:
             raise StoreError(f"cannot create the run directory {run_dir}: {err.strerror}") from None
         lock_fd = _acquire_lock(run_dir, creating=True)
         if db.is_file():
-            if not _half_created(db):  # another process created it between our check and the lock
+            if _db_state(db) != "half":  # another process created it between our check and the lock
                 os.close(lock_fd)
                 raise taken
             _remove_db(db)  # a creation killed half-way (nothing was done yet): start it again
@@ -417,33 +418,20 @@ def clean_text(text: str) -> str:
         return _SURROGATE.sub("\ufffd", text)
 
 
-def _half_created(db: Path) -> bool:
-    """Whether a database file is a creation that was interrupted (killed before its meta was written)."""
+def _db_state(db: Path) -> str:
+    """What a file named like our database is: "ours" (a made store), "half" (a creation killed before its
+    meta was written: safe to make again) or "foreign" (not SQLite, or not ours: left alone)."""
     try:
         conn = _connect_readonly(db)
     except (StoreError, sqlite3.Error, OSError):
-        return False
+        return "foreign"
     try:
-        return not conn.execute("SELECT 1 FROM meta WHERE key = 'schema_version'").fetchall()
+        made = conn.execute("SELECT 1 FROM meta WHERE key = 'schema_version'").fetchall()
+        return "ours" if made else "half"
     except sqlite3.OperationalError as err:
-        return "no such table" in str(err)
+        return "half" if "no such table" in str(err) else "foreign"
     except sqlite3.DatabaseError:
-        return False  # not a database we made: leave it alone
-    finally:
-        conn.close()
-
-
-def _foreign(db: Path) -> bool:
-    """Whether a file named like our database is something else (not SQLite, or SQLite without our meta)."""
-    try:
-        conn = _connect_readonly(db)
-    except (StoreError, sqlite3.Error, OSError):
-        return True
-    try:
-        conn.execute("SELECT 1 FROM meta LIMIT 1").fetchall()
-        return False
-    except sqlite3.DatabaseError:
-        return True
+        return "foreign"
     finally:
         conn.close()
 
