@@ -10,13 +10,17 @@ from pathlib import Path
 
 import pytest
 
+# Tests run two workers on two cores: every embedded server (also those the CLI starts in a
+# subprocess) and every in-process torch gets one thread. llama.cpp's threads spin at each step: a
+# 2-thread server beside one busy core measured >600 s for two 150-token answers that take 25 s with
+# one thread (benchmarks/llm_speed.py beside `yes`); that is what made CI's slowest tests slow.
+os.environ.setdefault("FAIRNAD_LLM_THREADS", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 from fairnad.llm import Completion, EmbeddedServer, OpenAICompatible, Usage
 from fairnad.llm.models import DEFAULT_MODEL
 
 ROOT = Path(__file__).resolve().parent.parent
-# Tests run two workers on two cores: every embedded server (also those the CLI starts in a
-# subprocess) gets one thread, or their spinning threads would starve each other.
-os.environ.setdefault("FAIRNAD_LLM_THREADS", "1")
 # Plumbing tests (a run pauses, resumes, records, replays) do not depend on what the model writes, so a
 # search that names no model gets SmolLM2-135M (fast). A test that claims LLM behaviour (a child trains,
 # an attribute is found) names the default model, DEFAULT_MODEL (Qwen2.5-Coder-1.5B), explicitly:
@@ -43,9 +47,9 @@ def embedded_llm(embedded_server):
 @pytest.fixture(scope="session")
 def architect_server(tmp_path_factory):
     """The default embedded model (Qwen2.5-Coder-1.5B) on a free loopback port: for tests that claim
-    what the model does. Two threads: tests that use it are few and mostly alone on the cores."""
+    what the model does. One thread, as every server in tests (see the top of this file)."""
     log = tmp_path_factory.mktemp("llm") / "architect.log"
-    with EmbeddedServer(ARCHITECT, threads=2, log_path=log) as server:
+    with EmbeddedServer(ARCHITECT, log_path=log) as server:
         yield server
 
 
