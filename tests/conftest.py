@@ -31,6 +31,18 @@ ARCHITECT = DEFAULT_MODEL
 SHARED = ROOT.parent / "shared"
 
 
+def pytest_collection_modifyitems(items):
+    """The longest tests first (a real LLM and slow, then either, then the rest), so that with
+    `--maxschedchunk 1` (pyproject) the two workers take them in turn and the suite ends on short
+    tests instead of one worker finishing a 10-minute test alone (63 min -> see docs/performance.md)."""
+
+    def cost(item) -> int:
+        marks = {m.name for m in item.iter_markers()}
+        return -2 * ("llm" in marks) - ("slow" in marks)
+
+    items.sort(key=cost)  # stable: file order within each class, the same on every worker
+
+
 @pytest.fixture(scope="session")
 def embedded_server(tmp_path_factory):
     """The real SmolLM2-135M llama.cpp server on a free loopback port (one per test worker): plumbing."""

@@ -67,6 +67,7 @@ def test_an_answer_without_a_tool_call_is_nudged_while_turns_are_left():
 
 
 @pytest.mark.llm
+@pytest.mark.slow
 def test_the_default_model_as_tabular_agent_finds_new_models(run_cli, tmp_path):
     # Qwen2.5-Coder-1.5B writes about half its tool calls as ```json blocks and often opens with a plan
     # in prose: before both were handled, none of its 8 agent children on NAS-Bench-Macro was valid.
