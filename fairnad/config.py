@@ -35,7 +35,9 @@ class LLMConfig(BaseModel):
                                        "a name from `fairnad llms` or a .gguf file (default: $FAIRNAD_EMBEDDED_MODEL, "
                                        "else qwen2.5-coder-1.5b); recorded in the run, so a resume uses the same")
     embedded_ctx: int = Field(DEFAULT_CTX, ge=512)
-    embedded_threads: int | None = Field(None, ge=1)
+    embedded_threads: int | None = Field(None, ge=1, description="embedded server threads (default: $FAIRNAD_LLM_THREADS, "
+                                         "else the cores, at most 4); fewer than the cores where they are shared: "
+                                         "llama.cpp's threads spin, and one busy core stalls them all")
     embedded_cache_mb: int = Field(DEFAULT_CACHE_MB, ge=0, description="embedded server: recent prompt states kept, so a prompt "
                                    "resumes from the longest one it shares a beginning with (0: off); llama-cpp-python "
                                    "counts only their KV data (~50 MB a 1,800-token prompt of the 1.5B model), and each "
