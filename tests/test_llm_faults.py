@@ -33,7 +33,9 @@ def test_transient_faults_are_retried_and_the_run_finishes(run_cli, tmp_path, em
 
 def test_a_server_that_stays_down_pauses_the_run_and_resume_finishes_it(run_cli, tmp_path, embedded_server):
     db = tmp_path / "g" / "run.db"
-    retries = ["--set", "llm.max_retries=2", "--set", "llm.timeout=10"]
+    # (the timeout only bounds the good answers: the first GENIUS prompt, ~2k tokens, on a server that has
+    # just started on one thread of a busy machine took more than 3 x 10 s once in the full suite)
+    retries = ["--set", "llm.max_retries=2", "--set", "llm.timeout=60"]
     # 1. the server keeps answering 429 after six good answers: paused, with the hint
     with FaultProxy(embedded_server.base_url, [None] * 6 + ["429"] * 50) as px:
         p = run_cli(*SEARCH, "--llm", px.base_url, "--run-dir", "g", *retries)
