@@ -34,7 +34,8 @@ SHARED = ROOT.parent / "shared"
 def pytest_collection_modifyitems(items):
     """The longest tests first (a real LLM and slow, then either, then the rest), so that with
     `--maxschedchunk 1` (pyproject) the two workers take them in turn and the suite ends on short
-    tests instead of one worker finishing a 10-minute test alone (63 min -> see docs/performance.md)."""
+    tests instead of one worker finishing a 10-minute test alone (63.4 -> 45.7 min: docs/performance.md,
+    "The test suite")."""
 
     def cost(item) -> int:
         marks = {m.name for m in item.iter_markers()}
