@@ -12,7 +12,7 @@ import pytest
 
 # Tests run two workers on two cores: every embedded server (also those the CLI starts in a
 # subprocess) and every in-process torch gets one thread. llama.cpp's threads spin at each step: a
-# 2-thread server beside one busy core measured >600 s for two 150-token answers that take 25 s with
+# 2-thread server beside one busy core measured >600 s for two 150-token answers that take ~100 s with
 # one thread (benchmarks/llm_speed.py beside `yes`); that is what made CI's slowest tests slow.
 os.environ.setdefault("FAIRNAD_LLM_THREADS", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
