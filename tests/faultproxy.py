@@ -24,6 +24,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
 FAULTS = ("refuse", "slow", "truncate", "malformed", "garbled", "429", "500", "down")
+# What a test through the proxy gives the plumbing server (SmolLM2-135M, one thread) for one answer
+# (`llm.timeout`), and how late a `slow` fault answers (past it). A 135M answer takes ~5-10 s, but the
+# first ~2k-token prompt of a just-started server on a busy machine took more than 30 s (the full suite
+# with the LLM tests first; `-n 2` with the sandbox tests beside).
+ANSWER_TIMEOUT_S = 50
+SLOW_S = 75
 
 
 class FaultProxy:

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from chaos import query
-from faultproxy import FaultProxy
+from faultproxy import ANSWER_TIMEOUT_S, SLOW_S, FaultProxy
 
 pytestmark = [pytest.mark.llm, pytest.mark.slow]
 
@@ -16,10 +16,8 @@ SEARCH = ["search", "-b", "nas-bench-macro", "-s", "genius", "-n", "6", "--seed"
 
 def test_transient_faults_are_retried_and_the_run_finishes(run_cli, tmp_path, embedded_server):
     schedule = [None, "refuse", None, "truncate", "malformed", None, "429", "500", None, "slow", "garbled"]
-    # (an answer takes up to ~5 s from a 135M model on one busy thread, but the first ~2k-token prompt of a
-    # just-started server took more than 15 s beside the sandbox tests; "slow" is well past the timeout)
-    with FaultProxy(embedded_server.base_url, schedule, slow_s=75) as px:
-        p = run_cli(*SEARCH, "--llm", px.base_url, "--run-dir", "r", "--set", "llm.timeout=50",
+    with FaultProxy(embedded_server.base_url, schedule, slow_s=SLOW_S) as px:
+        p = run_cli(*SEARCH, "--llm", px.base_url, "--run-dir", "r", "--set", f"llm.timeout={ANSWER_TIMEOUT_S}",
                     "--set", "llm.max_retries=3", "--json")  # fmt: skip
         injected = dict(px.injected)
     assert p.returncode == 0, p.stderr
@@ -34,9 +32,7 @@ def test_transient_faults_are_retried_and_the_run_finishes(run_cli, tmp_path, em
 
 def test_a_server_that_stays_down_pauses_the_run_and_resume_finishes_it(run_cli, tmp_path, embedded_server):
     db = tmp_path / "g" / "run.db"
-    # (the timeout only bounds the good answers: the first GENIUS prompt, ~2k tokens, on a server that has
-    # just started on one thread of a busy machine took more than 3 x 10 s once in the full suite)
-    retries = ["--set", "llm.max_retries=2", "--set", "llm.timeout=60"]
+    retries = ["--set", "llm.max_retries=2", "--set", f"llm.timeout={ANSWER_TIMEOUT_S}"]  # bounds the good answers
     # 1. the server keeps answering 429 after six good answers: paused, with the hint
     with FaultProxy(embedded_server.base_url, [None] * 6 + ["429"] * 50) as px:
         p = run_cli(*SEARCH, "--llm", px.base_url, "--run-dir", "g", *retries)

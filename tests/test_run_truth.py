@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from chaos import finished_candidates, query, run_campaign
-from faultproxy import FaultProxy
+from faultproxy import ANSWER_TIMEOUT_S, SLOW_S, FaultProxy
 
 pytestmark = [pytest.mark.slow, pytest.mark.llm]
 COUNTED = "SELECT COUNT(*) FROM candidates WHERE status != 'running'"
@@ -105,13 +105,11 @@ def test_llm_strategies_killed_with_recorded_answers_equal_the_recorded_run(run_
 def test_llm_strategies_survive_transient_faults_and_pause_when_the_server_stays_down(
     run_cli, tmp_path, embedded_server, strategy
 ):
-    # (their prompts are longer than GENIUS's: a 135M model on one busy thread can take ~10 s to answer,
-    # and a just-started server's first prompt more than 30 s once under load; "slow" is past the timeout)
     search = ["search", "-b", "nas-bench-macro", "-s", strategy, "-n", "8", "--seed", "3",
-              "--set", "llm.timeout=50", "--set", "llm.max_retries=3",
+              "--set", f"llm.timeout={ANSWER_TIMEOUT_S}", "--set", "llm.max_retries=3",
               "--set", "strategies.fairnad.init_population=2"]  # fmt: skip
     schedule = [None, "refuse", "truncate", None, "malformed", "429", "500", "slow"]
-    with FaultProxy(embedded_server.base_url, schedule, slow_s=75) as px:
+    with FaultProxy(embedded_server.base_url, schedule, slow_s=SLOW_S) as px:
         p = run_cli(*search, "--llm", px.base_url, "--run-dir", "t", "--json")
         injected = sum(px.injected.values())
     assert p.returncode == 0, p.stderr[-2000:]
