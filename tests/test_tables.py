@@ -211,6 +211,25 @@ def test_bench_ablation_grid_without_the_llm(run_cli, tmp_path):
     assert "idea" not in ops and "pareto" in ops
 
 
+@pytest.mark.slow
+def test_every_strategy_starts_from_the_same_random_models_on_a_seed(run_cli, tmp_path):
+    """Common random numbers: on one seed, random search, regevo, FairNAD, LLMatic and EvoPrompting
+    begin with the same draws (FairNAD and regevo: 10; LLMatic and EvoPrompting: 4), so a seed's
+    difference between them is their algorithms'; another seed starts elsewhere."""
+    p = run_cli("bench", "--benchmarks", "nb201-cifar10", "--strategies", "random,regevo,fairnad,llmatic,evoprompting",
+                "--seeds", "2", "--budgets", "12", "--llm", "none", "--out", "b", "--json", timeout=900)  # fmt: skip
+    assert p.returncode == 0, p.stderr[-2000:]
+
+    def first(strategy, seed, n):
+        db = tmp_path / "b" / "nb201-cifar10" / strategy / f"seed{seed}" / "run.db"
+        return [g for (g,) in query(db, f"SELECT genotype FROM candidates ORDER BY trial LIMIT {n}")]
+
+    for seed in (0, 1):
+        assert first("regevo", seed, 10) == first("fairnad", seed, 10) == first("random", seed, 10)
+        assert first("llmatic", seed, 4) == first("evoprompting", seed, 4) == first("random", seed, 4)
+    assert first("random", 0, 10) != first("random", 1, 10)
+
+
 def _own_table(tmp_path):
     """A user's table the product has never seen: 54 genotypes over four positions, with a cost column."""
     import csv

@@ -31,7 +31,7 @@ def starting_models(study, n: int, rng, sampler: UnseenSampler | None = None) ->
                     out.append(Proposal(scaled[0], origin={"op": "init", "from": f"reference scaled {kind}",
                                                            "changes": scaled[1]}, source="init"))  # fmt: skip
         return out[:n]
-    sampler = sampler or UnseenSampler(study, salt=6)
+    sampler = sampler or UnseenSampler(study)
     for _ in range(n):
         g = sampler.draw(study)
         if g is not None:

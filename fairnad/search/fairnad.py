@@ -180,7 +180,7 @@ class FairNAD(Strategy):
         else:
             self.ideas = IdeaSpace.from_tabular(study.space)
             self.idea_at = {(i.position, i.option): i for i in self.ideas.by_id.values()}
-            self.sampler = UnseenSampler(study, salt=6)
+            self.sampler = UnseenSampler(study)
             self.option_cost = problem.option_costs
             self.problem = problem_text(study, answer=self.config.table_answer == "write")
         self.init = deque(starting_models(study, self.config.init_population, self.rng,

@@ -5,13 +5,19 @@ from __future__ import annotations
 from fairnad.search.base import Strategy, register
 from fairnad.space.candidate import Proposal
 
+# The random stream every strategy draws its random starting models from on a tabular seed: random
+# search, regularized evolution, FairNAD, LLMatic and EvoPrompting begin from the same models on the
+# same seed (common random numbers), so a seed's difference between two strategies is their
+# algorithms', not their luck at the start.
+STARTS = 1
+
 
 class UnseenSampler:
     """Uniform draws without replacement: a seeded permutation of the domain, or rejection
     sampling from the space when there is no finite domain. Shared by strategies that need
     a fresh random genotype."""
 
-    def __init__(self, study, salt: int) -> None:
+    def __init__(self, study, salt: int = STARTS) -> None:
         self.rng = study.rng(salt)
         self.order = None
         self.pos = 0
@@ -39,7 +45,7 @@ class RandomSearch(Strategy):
 
     def ask(self, study):
         if not hasattr(self, "_sampler"):
-            self._sampler = UnseenSampler(study, salt=1)
+            self._sampler = UnseenSampler(study)
         g = self._sampler.draw(study)
         if g is None:
             return []

@@ -31,7 +31,7 @@ class RegularizedEvolution(Strategy):
 
     def ask(self, study):
         if self._sampler is None:
-            self._sampler = UnseenSampler(study, salt=1)
+            self._sampler = UnseenSampler(study)
             self._rng = study.rng(2)
         cfg = self.config
         if len(self.population) >= cfg.population:
