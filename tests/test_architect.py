@@ -78,6 +78,25 @@ def test_a_child_that_is_its_parent_in_another_form_is_caught_by_its_check(tmp_p
 
 
 @pytest.mark.slow
+def test_a_parent_written_back_is_asked_afresh_with_another_idea(tmp_path):
+    """The parent written back means it already has the idea, so the same prompt would get the same
+    answer: the fresh ask names another fairly sampled idea, and the child is that idea's. Switched
+    off, the same prompt goes again (as after a failure of any other kind, tests above)."""
+    study, llm = _fairnad(tmp_path, [PARENT, SILU])
+    child = study.candidates[1]
+    assert child.ok and "nn.SiLU()" in child.genotype and child.origin["retried"] == 1
+    assert child.origin["check_failures"][0].startswith("this network was already evaluated")
+    first, second = (r[-1]["content"] for r in llm.requests)
+    (had,) = child.origin["ideas_in_parent"]
+    new = child.origin["idea"]["name"]
+    assert new != had and had in first and new in second and new not in first
+    assert [r[0] for r in llm.requests[0:1]] == [r[0] for r in llm.requests[1:2]]  # same system message
+
+    study, llm = _fairnad(tmp_path / "off", [PARENT, SILU], new_idea_on_duplicate=False)
+    assert llm.requests[1] == llm.requests[0] and "ideas_in_parent" not in study.candidates[1].origin
+
+
+@pytest.mark.slow
 def test_a_child_that_fails_its_check_is_repaired_through_a_stored_probe(tmp_path):
     study, llm = _fairnad(tmp_path, [BROKEN, SILU], repairs=1, retries=0)
     child = study.candidates[1]

@@ -76,6 +76,7 @@ def ask_code(study, prompt: str, *, temperature: float, max_tokens: int, seed: i
              system: str | None = None, parent: str | None = None,
              check: Callable[[str], str | None] | None = None, repairs: int = 0, retries: int = 0,
              heal: Callable[[str], tuple[str, int] | None] | None = None, keep_defaults: bool = False,
+             afresh: Callable[[str], str | None] | None = None,
              ) -> tuple[str | None, str, dict[str, Any]]:  # fmt: skip
     """(the child's code or None, the answer's text or why it has no code, how it was written).
 
@@ -85,14 +86,16 @@ def ask_code(study, prompt: str, *, temperature: float, max_tokens: int, seed: i
     with the reason. With `check` (code -> what is wrong, or None), a child that fails it is sent back
     up to `repairs` times with the error, in the same conversation (the fix is read as a change of
     that child), then asked afresh up to `retries` times: the same prompt with a new seed, so the
-    server's prompt cache answers it at generation cost only. With `heal` (code -> (healed code,
+    server's prompt cache answers it at generation cost only; with `afresh` (what is wrong -> a new
+    prompt, or None to keep the old one), a fresh ask may use another prompt. With `heal` (code -> (healed code,
     changes) or None), a last answer that fails on a shape is healed without a call and kept if the
     heal passes the check. With `keep_defaults`, build_model's default values that a change of the
     parent altered beside the network go back to the parent's (space/code.py `restore_defaults`).
     The third item goes into the child's origin: {"answer": "edits" | "definitions" | "file",
     "attempts": answers, "reasked": .., "repaired": n, "retried": n, "check_failures": [..],
     "defaults_kept": {..}, "inferred_sizes": n}."""
-    first = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
+    head = [{"role": "system", "content": system}] if system else []
+    first = head + [{"role": "user", "content": prompt}]
     msgs, info = first, {}
     reasks, calls, base = 1, 0, parent
     while True:
@@ -144,6 +147,8 @@ def ask_code(study, prompt: str, *, temperature: float, max_tokens: int, seed: i
             ]  # fmt: skip
         elif retried < retries:  # a new sample of the same prompt: a small model fixes its own code rarely
             info["retried"] = retried + 1
+            if afresh is not None and (again := afresh(problem)) is not None:
+                first = head + [{"role": "user", "content": again}]
             msgs, base, reasks = first, parent, 1
         else:
             if heal is not None and problem.startswith("shape") and (healed := heal(code)) is not None:

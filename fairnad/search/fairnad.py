@@ -48,6 +48,8 @@ from fairnad.space.candidate import Proposal
 from fairnad.space.code import infer_input_sizes, own_frames, scale, shrink_to_budget
 
 MUTATIONS = ("idea", "pareto", "iterative")
+# how a child's check begins when the LLM wrote a network that was already evaluated
+DUPLICATE = ("this network was already evaluated", "duplicate:")
 # defaults by the kind of space: open runs as measured with the embedded model (docs/performance.md);
 # tables chosen with --llm none over 30 seeds on the six tables
 OPEN_PROBS, OPEN_TOURNAMENT = {"idea": 0.6, "pareto": 0.2, "iterative": 0.2}, 3
@@ -106,6 +108,10 @@ class FairNADConfig(StrategyConfig):
                          "before it is evaluated")
     repairs: int = Field(0, ge=0, description="open spaces: before the fresh answers, the failing child goes back to "
                          "the model with its error this many times (Qwen2.5-Coder-1.5B fixed 0 of about 20 this way)")
+    new_idea_on_duplicate: bool = Field(True, description="open spaces: an idea child the model wrote as an "
+                                        "evaluated network (mostly its parent written back: the parent already has the "
+                                        "idea) is asked afresh with another fairly sampled idea, not the same prompt; "
+                                        "recorded as `ideas_in_parent` in its origin")
     infer_sizes: bool = Field(True, description="open spaces: an LLM-written child whose last answer still fails "
                               "on a shape gets its layers' input sizes from the data (nn.LazyLinear, ...); recorded "
                               "as `inferred_sizes` in its origin")
@@ -277,9 +283,28 @@ class FairNAD(Strategy):
             return self._idea_applied(study, parent, {**origin, "source": "algorithm"}, idea)
         fb = self._feedback(study)
         if self.open:
-            prompt = render("fairnad/idea_open.j2", contract=self.contract, parent=self._parent_view(parent, study),
-                            idea=idea, fb=fb, form=self.config.code_answer)  # fmt: skip
-            return self._code_answer(study, prompt, parent, origin)
+            def prompt_for(idea):
+                return render("fairnad/idea_open.j2", contract=self.contract, parent=self._parent_view(parent, study),
+                              idea=idea, fb=fb, form=self.config.code_answer)  # fmt: skip
+
+            ideas = [idea]
+
+            def another_idea(problem: str) -> str | None:
+                """The model wrote an evaluated network back (mostly its parent: the idea is already in
+                it), so the same prompt would get the same answer: ask with another fairly sampled idea."""
+                if not (self.config.new_idea_on_duplicate and problem.startswith(DUPLICATE)):
+                    return None
+                tried = {i.id for i in ideas}
+                fresh = [i for i in (self.ideas.sample(self.rng) for _ in range(8)) if i.id not in tried]
+                if not fresh:
+                    return None
+                ideas.append(fresh[0])
+                return prompt_for(fresh[0])
+
+            p = self._code_answer(study, prompt_for(idea), parent, origin, afresh=another_idea)
+            if len(ideas) > 1:  # the child is the last idea's; the ones its parent already had are kept beside it
+                p.origin = {**p.origin, "idea": ideas[-1].brief(), "ideas_in_parent": [i.name for i in ideas[:-1]]}
+            return p
         prompt = render("fairnad/idea_tabular.j2", problem=self.problem, parent=self._parent_view(parent, study),
                         idea=idea, fb=fb, metric=study.problem.primary.text)  # fmt: skip
         return self._tabular_answer(study, prompt, parent, origin, idea)
@@ -525,7 +550,7 @@ class FairNAD(Strategy):
 
     # -- answers ----------------------------------------------------------------------------------
     def _code_answer(self, study, prompt: str, parent, origin, *, repairs: int | None = None,
-                     retries: int | None = None) -> Proposal:
+                     retries: int | None = None, afresh=None) -> Proposal:
         """The LLM's child of `parent`, checked in the sandbox (see ask_code). Idea and iterative
         children keep the parent's build_model defaults, as their prompts ask; Pareto ones change them."""
         cfg = self.config
@@ -535,7 +560,7 @@ class FairNAD(Strategy):
                                    check=lambda code: self._check(study, code),
                                    repairs=cfg.repairs if repairs is None else repairs,
                                    retries=cfg.retries if retries is None else retries, heal=self._heal,
-                                   keep_defaults=origin["op"] != "pareto")  # fmt: skip
+                                   keep_defaults=origin["op"] != "pareto", afresh=afresh)  # fmt: skip
         origin = {**origin, "source": "llm", **how}  # the model's child, repaired or healed (see `how`) included
         if code is None:
             self.llm_misses += 1
@@ -596,14 +621,14 @@ class FairNAD(Strategy):
         a failed build or shape, or the same network as an evaluated model (its code differs only in
         form). Over the parameter budget is left to the deterministic downscale retry."""
         if study.seen(code) is not None:
-            return "this network was already evaluated; change it"
+            return f"{DUPLICATE[0]}; change it"
         r = study.probe("check", code)
         if r is None or r["category"] == "budget":
             return None
         if r["status"] == "complete":
             twin = next((c for c in study.candidates if c.ok and r.get("structure")
                          and c.metrics.get("structure") == r["structure"]), None)  # fmt: skip
-            return None if twin is None else (f"duplicate: the same network as trial {twin.trial} (same parameter "
+            return None if twin is None else (f"{DUPLICATE[1]} the same network as trial {twin.trial} (same parameter "
                                               "shapes and outputs); change the network itself")  # fmt: skip
         return f"{r['category']}: {r['error']}" + (f"\n{r['traceback'][-800:]}" if r.get("traceback") else "")
 
