@@ -276,13 +276,18 @@ def create_run(cfg: SearchConfig, run_dir: str | Path | None = None) -> RunHandl
     return RunHandle(cfg, store, problem)
 
 
+# FairNAD settings added after runs began storing their settings, with the behaviour of runs made before
+FAIRNAD_BEFORE = {"evidence_prior": 0, "stall": 0, "new_idea_on_duplicate": False}
+
+
 def _as_created(config: dict[str, Any]) -> dict[str, Any]:
     """A stored config with the defaults its run was made under, where they have changed since and the
     run did not store them (runs store every strategy setting since FairNAD's evidence_prior)."""
     if config.get("strategy") == "fairnad":
         own = (config.get("strategies") or {}).get("fairnad") or {}
-        if "evidence_prior" not in own:  # made before the prior: raw means
-            config = {**config, "strategies": {**(config.get("strategies") or {}), "fairnad": {**own, "evidence_prior": 0}}}
+        old = {k: v for k, v in FAIRNAD_BEFORE.items() if k not in own}
+        if old:
+            config = {**config, "strategies": {**(config.get("strategies") or {}), "fairnad": {**own, **old}}}
     return config
 
 

@@ -72,6 +72,31 @@ def test_a_pareto_move_on_a_table_goes_into_the_fronts_largest_gap():
     assert (member.trial, action) == (0, "down")
 
 
+def test_a_stalled_run_takes_changes_in_their_fair_order_not_by_evidence(run_cli, tmp_path):
+    """After `stall` evaluations without a more accurate model, the evidence no longer ranks the
+    changes (it adds up options' records and cannot see two options that help only together); a new
+    best model brings it back."""
+    strat = create_strategy("fairnad", {"stall": 3})
+    accs = [60.0, 70.0, 65.0, 69.0]
+    assert not strat._stalled([_cand(i, a, 1e5) for i, a in enumerate(accs)])  # 2 since the best
+    assert strat._stalled([_cand(i, a, 1e5) for i, a in enumerate(accs + [70.0])])  # a tie is no better
+    assert not strat._stalled([_cand(i, a, 1e5) for i, a in enumerate(accs + [70.0, 71.0])])
+    assert not create_strategy("fairnad", {"stall": 0})._stalled([_cand(i, 50.0, 1e5) for i in range(30)])
+    # in a run: every change made while stalled is marked so, and only then
+    p = run_cli("search", "-b", "nb201-cifar100", "-s", "fairnad", "-n", "80", "--seed", "3", "--llm", "none",
+                "--set", "strategies.fairnad.stall=5", "--run-dir", "r")  # fmt: skip
+    assert p.returncode == 0, p.stderr[-2000:]
+    rows = query(tmp_path / "r" / "run.db", "SELECT json_extract(origin, '$.rule'), json_extract(metrics, '$.accuracy') "
+                 "FROM candidates ORDER BY trial")  # fmt: skip
+    rules = [r for r, _ in rows if r]
+    assert "sampled" in rules and "evidence" in rules
+    for i, (rule, _) in enumerate(rows):
+        if rule:
+            accs = [a for _, a in rows[:i] if a is not None]
+            best = accs.index(max(accs))
+            assert (rule == "sampled") == (len(accs) - 1 - best >= 5), i
+
+
 # -- LLMatic's prompt choice -------------------------------------------------------------------------
 def test_llmatic_prompt_choice_follows_curiosity_and_failures_demote_a_prompt():
     strat = create_strategy("llmatic", {"instructions": ["a", "b", "c", "d"]})
@@ -304,6 +329,14 @@ def test_a_run_made_before_a_default_changed_resumes_under_the_old_default(run_c
     p = run_cli("resume", "old", "-n", "45", "--json")
     assert p.returncode == 0, p.stderr[-1500:]  # replayed with raw means (with the prior: "on resume trial ...")
     assert json.loads(p.stdout)["evaluations"] == 45
+    # settings added later resume as runs made before them ran; a run that stored them keeps its own
+    from fairnad.lifecycle import _as_created
+
+    before = _as_created({"strategy": "fairnad", "strategies": {"fairnad": {"evidence_prior": 4}}})
+    assert before["strategies"]["fairnad"] == {"evidence_prior": 4, "stall": 0, "new_idea_on_duplicate": False}
+    with RunStore.open(tmp_path / "new") as st:
+        stored = st.meta()["config"]
+    assert stored["strategies"]["fairnad"]["stall"] == 20 and _as_created(stored) == stored
 
 
 @pytest.mark.parametrize("strategy", ["random", "regevo", "fairnad"])

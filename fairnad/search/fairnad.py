@@ -88,6 +88,11 @@ class FairNADConfig(StrategyConfig):
                                   "each at the mean of all evaluated models, so a record of one model says less than one of "
                                   "ten (0: raw means; 4 was best of 0/1/2/4/8/16 over held-out seeds 10-69, "
                                   "docs/performance.md)")
+    stall: int = Field(20, ge=0, description="tables, table_rule evidence: after this many evaluations without a "
+                       "more accurate model, idea and iterative children take the sampled changes in their fair order "
+                       "(the first, or the LLM's pick of them unranked), not the best evidence, until one is found: "
+                       "the evidence adds up options' records and cannot see two options that help only together "
+                       "(0: never; 20 chosen of 10/20/30 over held-out seeds 10-69, docs/performance.md)")
     table_rule: Literal["evidence", "sampled"] = Field(
         "evidence", description="tables: how the algorithm chooses a one-option change: the one whose new option's "
         "evaluated models beat the old option's by the most, of `choices` fairly sampled ones (the order the LLM "
@@ -516,23 +521,32 @@ class FairNAD(Strategy):
         here = study.space.parse(parent.genotype)
         views = [self._move_view(study, here, m, done, done_idx, overall) for m in moves]
         order = list(range(len(moves)))
-        if self.config.table_rule == "evidence":  # stable: ties keep the fair sampling's order
+        ranked = self.config.table_rule == "evidence" and not self._stalled(done)
+        if ranked:  # stable: ties keep the fair sampling's order
             order.sort(key=lambda i: -views[i]["evidence"])
-        origin = {**origin, "of": len(moves), "rule": self.config.table_rule}
+        origin = {**origin, "of": len(moves), "rule": self.config.table_rule if ranked else "sampled"}
         k, source = 1, "algorithm"
         if study.llm is not None:
-            k, source, origin = self._llm_choice(study, parent, [views[i] for i in order], done, overall, origin)
+            k, source, origin = self._llm_choice(study, parent, [views[i] for i in order], done, overall, origin,
+                                                 ranked)  # fmt: skip
         d, j, child = moves[order[k - 1]]
         return Proposal(child, parents=[parent.trial], source=source,
                         origin={**origin, "idea": self.idea_at[(d, j)].brief(), "choice": k})  # fmt: skip
 
-    def _llm_choice(self, study, parent, views, done, overall, origin) -> tuple[int, str, dict]:
+    def _stalled(self, done) -> bool:
+        """No more accurate model in the latest `stall` evaluations (config `stall`)."""
+        if not self.config.stall or len(done) <= self.config.stall:
+            return False
+        best = max(range(len(done)), key=lambda i: (done[i].metrics["accuracy"], -i))
+        return len(done) - 1 - best >= self.config.stall
+
+    def _llm_choice(self, study, parent, views, done, overall, origin, ranked: bool) -> tuple[int, str, dict]:
         """(the number the LLM answers, "llm"), or (1, "fallback") when its answer is unusable."""
         from fairnad.llm import LLMOutputError
 
         prompt = render("fairnad/choose_tabular.j2", problem=self.problem, parent=self._parent_view(parent, study),
                         fb=self._feedback(study, ideas=False), metric=study.problem.primary.text, n_done=len(done),
-                        overall=overall, moves=views, ranked=self.config.table_rule == "evidence")  # fmt: skip
+                        overall=overall, moves=views, ranked=ranked)  # fmt: skip
         schema = {"type": "object", "properties": {"rationale": {"type": "string", "maxLength": 160},
                   "choice": {"enum": list(range(1, len(views) + 1))}},
                   "required": ["rationale", "choice"], "additionalProperties": False}  # fmt: skip
