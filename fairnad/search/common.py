@@ -145,7 +145,7 @@ def ask_code(study, prompt: str, *, temperature: float, max_tokens: int, seed: i
                 {"role": "user", "content": f"That model fails its check:\n{problem}\nFix it: answer with the "
                                             "corrected classes and functions, each written out in full."},
             ]  # fmt: skip
-        elif retried < retries:  # a new sample of the same prompt: a small model fixes its own code rarely
+        elif retried < retries:  # a new sample (of `afresh`'s prompt if it gives one): a small model fixes its own code rarely
             info["retried"] = retried + 1
             if afresh is not None and (again := afresh(problem)) is not None:
                 first = head + [{"role": "user", "content": again}]
