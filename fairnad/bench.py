@@ -249,18 +249,19 @@ class Objectives:
 
     def __init__(self, bench, max_params: int | None) -> None:
         self.max_params = max_params
+        self.sign = bench.sign  # -1 for a table whose metric is better lower: scored signed, reported as is
         self.acc = np.asarray(bench.columns[bench.report_column], float)
         self.searched = np.asarray(bench.columns[bench.search_column(None)], float)
         col = bench.spec.metrics.params
         self.params = np.asarray(bench.columns[col], float) if col else None
         if self.params is not None:
-            self.lo = np.array([np.nanmin(self.acc), np.nanmin(self.params)])
-            self.hi = np.array([np.nanmax(self.acc), np.nanmax(self.params)])
+            self.lo = np.array([np.nanmin(self.sign * self.acc), np.nanmin(self.params)])
+            self.hi = np.array([np.nanmax(self.sign * self.acc), np.nanmax(self.params)])
 
     def under_budget(self, points) -> float | None:
-        ok = [(pt[2] if len(pt) > 2 else pt[0], pt[0]) for pt in points
+        ok = [(self.sign * (pt[2] if len(pt) > 2 else pt[0]), self.sign * pt[0]) for pt in points
               if pt[0] is not None and pt[1] is not None and pt[1] <= self.max_params]  # fmt: skip
-        return max(ok)[1] if ok else None
+        return self.sign * max(ok)[1] if ok else None
 
     def hypervolume(self, points) -> float | None:
         from pymoo.indicators.hv import HV
@@ -271,7 +272,7 @@ class Objectives:
         if not len(P):
             return 0.0
         span = np.maximum(self.hi - self.lo, 1e-12)
-        F = np.column_stack([(self.hi[0] - P[:, 0]) / span[0], (P[:, 1] - self.lo[1]) / span[1]])
+        F = np.column_stack([(self.hi[0] - self.sign * P[:, 0]) / span[0], (P[:, 1] - self.lo[1]) / span[1]])
         return float(HV(ref_point=np.array([1.0, 1.0]))(np.minimum(F, 1.0)))
 
     def random(self, k: int, seed: int = 0) -> dict[str, tuple[float | None, float | None]]:

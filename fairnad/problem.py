@@ -46,6 +46,11 @@ class Objective:
     def better(self, a: float, b: float) -> bool:
         return a > b if self.direction == "max" else a < b
 
+    def score(self, value: float) -> float:
+        """`value` signed so that higher is better: strategies compare scores, so a table whose search
+        column is better lower (an error) is searched the right way."""
+        return value if self.direction == "max" else -value
+
     @property
     def text(self) -> str:
         return self.label or self.name

@@ -94,12 +94,12 @@ def test_evoprompting_rounds_parents_and_targets(tmp_path):
     kids = [c for c in cands if c.origin["op"] == "evoprompt"]
     assert len(kids) >= 12 and {c.origin["round"] for c in kids} >= {1, 2, 3}
     # the parents are the best completed models by accuracy minus size
-    done = sorted((c for c in cands if c.ok), key=strat.fitness, reverse=True)
+    done = sorted((c for c in cands if c.ok), key=lambda c: strat.fitness(study, c), reverse=True)
     assert strat.parent_trials == [c.trial for c in done[:3]]
     # each prompt shows the parents as examples, weakest first, and states a target above the best
     prompt = study.llm.live.requests[0][-1]["content"]
     first_parents = kids[0].parents
-    best = max((cands[t] for t in first_parents), key=strat.fitness)
+    best = max((cands[t] for t in first_parents), key=lambda c: strat.fitness(study, c))
     assert f"{best.metrics['accuracy'] + strat.config.margin:.2f}" in prompt
     shown = [prompt.find(json.dumps(b.space.labels(cands[t].genotype))) for t in first_parents]
     assert all(i >= 0 for i in shown)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -15,9 +16,23 @@ from chaos import query
 from fairnad.bench import Objectives
 from fairnad.evaluate.relabel import genotype_map, relabel
 from fairnad.evaluate.tabular import load_benchmark, load_user_benchmark
+from fairnad.problem import ACCURACY, Objective
 from fairnad.search.base import create_strategy
 from fairnad.search.pareto import objectives, rank_and_crowding
 from fairnad.space.candidate import Candidate
+
+
+class _Scores:
+    """What FairNAD's table rules read of a study: its primary objective's scores (higher is better)."""
+
+    def __init__(self, objective: Objective) -> None:
+        self.problem = SimpleNamespace(primary=objective)
+
+    def score(self, c: Candidate) -> float:
+        return self.problem.primary.score(c.metrics[self.problem.primary.name])
+
+
+_MAX = _Scores(ACCURACY)
 
 
 def _cand(trial: int, acc: float, params: float, status: str = "complete", **origin) -> Candidate:
@@ -39,7 +54,7 @@ def test_parent_choice_prefers_accurate_models_where_nsga2_picks_the_cheap_end()
         strat = create_strategy("fairnad", {"parent": rule})
         strat.rng, strat.budget = np.random.default_rng(1), None
         rank, crowd = rank_and_crowding(objectives(done, "params"), strat.rng)
-        chosen = [strat._parent(done, rank, crowd) for _ in range(2000)]
+        chosen = [strat._parent(_MAX, done, rank, crowd) for _ in range(2000)]
         picks[rule] = (np.mean([c.metrics["accuracy"] < median for c in chosen]),
                        np.mean([c.trial == 0 for c in chosen]))  # fmt: skip
     below_nsga2, worst_nsga2 = picks["nsga2"]
@@ -53,7 +68,7 @@ def test_parent_choice_keeps_to_the_parameter_budget():
     strat = create_strategy("fairnad", {"tournament": 3})
     strat.rng, strat.budget = np.random.default_rng(0), 1_000_000
     rank, crowd = rank_and_crowding(objectives(done, "params"), strat.rng)
-    assert {strat._parent(done, rank, crowd).trial for _ in range(50)} == {1}
+    assert {strat._parent(_MAX, done, rank, crowd).trial for _ in range(50)} == {1}
 
 
 def test_a_pareto_move_on_a_table_goes_into_the_fronts_largest_gap():
@@ -63,12 +78,12 @@ def test_a_pareto_move_on_a_table_goes_into_the_fronts_largest_gap():
     strat.rng = np.random.default_rng(0)
     done = [_cand(0, 60.0, 1e5), _cand(1, 62.0, 2e5), _cand(2, 90.0, 9e5), _cand(3, 91.0, 1e6), _cand(4, 50.0, 9.5e5)]
     rank, _ = rank_and_crowding(objectives(done, "params"), strat.rng)
-    moves = {(m.trial, action) for m, action in (strat._front_gap(done, rank) for _ in range(50))}
+    moves = {(m.trial, action) for m, action in (strat._front_gap(_MAX, done, rank) for _ in range(50))}
     assert moves == {(1, "up"), (2, "down")}  # either side of it; not the cheap end, not the narrow gaps
     # a front whose cheapest member is dear: the stretch below it is the largest gap
     done = [_cand(0, 80.0, 8e5), _cand(1, 81.0, 9e5), _cand(2, 40.0, 1e6)]
     rank, _ = rank_and_crowding(objectives(done, "params"), strat.rng)
-    member, action = strat._front_gap(done, rank)
+    member, action = strat._front_gap(_MAX, done, rank)
     assert (member.trial, action) == (0, "down")
 
 
@@ -78,10 +93,10 @@ def test_a_stalled_run_takes_changes_in_their_fair_order_not_by_evidence(run_cli
     best model brings it back."""
     strat = create_strategy("fairnad", {"stall": 3})
     accs = [60.0, 70.0, 65.0, 69.0]
-    assert not strat._stalled([_cand(i, a, 1e5) for i, a in enumerate(accs)])  # 2 since the best
-    assert strat._stalled([_cand(i, a, 1e5) for i, a in enumerate(accs + [70.0])])  # a tie is no better
-    assert not strat._stalled([_cand(i, a, 1e5) for i, a in enumerate(accs + [70.0, 71.0])])
-    assert not create_strategy("fairnad", {"stall": 0})._stalled([_cand(i, 50.0, 1e5) for i in range(30)])
+    assert not strat._stalled(_MAX, [_cand(i, a, 1e5) for i, a in enumerate(accs)])  # 2 since the best
+    assert strat._stalled(_MAX, [_cand(i, a, 1e5) for i, a in enumerate(accs + [70.0])])  # a tie is no better
+    assert not strat._stalled(_MAX, [_cand(i, a, 1e5) for i, a in enumerate(accs + [70.0, 71.0])])
+    assert not create_strategy("fairnad", {"stall": 0})._stalled(_MAX, [_cand(i, 50.0, 1e5) for i in range(30)])
     # in a run: every change made while stalled is marked so, and only then
     p = run_cli("search", "-b", "nb201-cifar100", "-s", "fairnad", "-n", "80", "--seed", "3", "--llm", "none",
                 "--set", "strategies.fairnad.stall=5", "--run-dir", "r")  # fmt: skip
@@ -195,6 +210,53 @@ def test_relabelled_files_load_back_as_the_same_benchmark(run_cli, tmp_path):
     col = mem.report_column
     assert dict(zip(back.keys, back.columns[col].tolist())) == dict(zip(mem.keys, mem.columns[col].tolist()))
 
+
+
+@pytest.mark.slow
+def test_a_table_whose_metric_is_better_lower_is_searched_the_same_way(run_cli, tmp_path):
+    """A user's table that searches an error (`higher_is_better: false`): every strategy compares
+    scores, not raw values, so on the table with its search and report columns negated (exact in
+    floating point) each strategy makes the very same run, and the bench's figures are the same or
+    negated. Before, regevo, FairNAD, LLMatic and EvoPrompting chased the worst models there."""
+    p = run_cli("benchmarks", "relabel", "nb201-cifar100", "2", "-o", "rl", "--json")
+    assert p.returncode == 0, p.stderr
+    info = json.loads(p.stdout)
+    table, space = tmp_path / info["table"], (tmp_path / info["space_file"]).read_text()
+    lines = table.read_text().splitlines()
+    assert lines[0] == "genotype,val_acc_200,test_acc_200,val_acc_12,params,flops"
+    neg = ["genotype,val_error,test_error,params,flops"]
+    for line in lines[1:]:
+        g, val, test, _, params, flops = line.split(",")
+        neg.append(",".join([g, f"-{val}", f"-{test}", params, flops]))
+    (tmp_path / "pos.csv").write_text(table.read_text())
+    (tmp_path / "neg.csv").write_text("\n".join(neg) + "\n")
+    head, rest = space.split("\n", 1)
+    rest = rest.split("fidelities:")[0] + "notes: " + rest.split("\nnotes: ", 1)[1]
+    (tmp_path / "pos.yaml").write_text("name: pos\n" + rest)
+    rest = rest.replace("search: val_acc_200\n  report: test_acc_200",
+                        "search: val_error\n  report: test_error\n  higher_is_better: false")
+    assert "higher_is_better: false" in rest
+    (tmp_path / "neg.yaml").write_text("name: neg\n" + rest)
+    strategies = ["random", "regevo", "fairnad", "llmatic", "evoprompting"]
+    rows = {}
+    for name in ("pos", "neg"):
+        p = run_cli("bench", "--benchmark-file", f"{name}.csv", "--space-file", f"{name}.yaml", "--strategies",
+                    ",".join(strategies), "--seeds", "1", "--budgets", "60", "--llm", "none", "--max-params",
+                    "1000000", "--out", f"b{name}", "--json")  # fmt: skip
+        assert p.returncode == 0, p.stderr[-2000:]
+        rows[name] = {r["strategy"]: r for r in json.loads(p.stdout)["rows"]}
+    for s in strategies:
+        runs = [query(tmp_path / f"b{name}" / name / s / "seed0" / "run.db", "SELECT genotype FROM candidates "
+                      "ORDER BY trial") for name in ("pos", "neg")]  # fmt: skip
+        assert len(runs[0]) == 60 and runs[0] == runs[1], s
+    for s, pos in rows["pos"].items():
+        neg = rows["neg"][s]
+        assert neg["acc_mean"] == pytest.approx(-pos["acc_mean"]) and neg["rank_mean"] == pytest.approx(pos["rank_mean"]), s
+        assert neg["budget_acc_mean"] == pytest.approx(-pos["budget_acc_mean"]), s
+        assert neg["hv_mean"] == pytest.approx(pos["hv_mean"]), s
+    # and the searches are searches: each beats random's exact expectation there
+    for s in ("regevo", "fairnad", "llmatic", "evoprompting"):
+        assert rows["neg"][s]["acc_mean"] < rows["neg"]["random (exact expectation)"]["acc_mean"], s
 
 # -- the bench's objectives -------------------------------------------------------------------------
 def test_hypervolume_of_a_hand_made_front():
@@ -397,13 +459,13 @@ def test_llmatic_temperature_walks_beyond_one_bin():
     strat.nets = GridArchive(solution_dim=1, dims=[2, 2], ranges=[(0, 1), (0, 1)], seed=0)
     strat._put_prompt(0, 0.7, 0.0)
 
-    class _Study:
+    class _Study(_Scores):
         class store:
             @staticmethod
             def set_meta(**_): pass
 
-        class problem:
-            cost_range = {}
+    _Study = _Study(ACCURACY)
+    _Study.problem.cost_range = {}
 
     strat.by_trial[0] = _cand(0, 10.0, 1e5)
     for t in range(1, 7):

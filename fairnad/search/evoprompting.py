@@ -51,9 +51,9 @@ class EvoPrompting(Strategy):
         self.round = 0
         self.tuning_note_given = False
 
-    def fitness(self, c) -> float:
+    def fitness(self, study, c) -> float:
         p = c.metrics.get("params") or 1
-        return c.metrics["accuracy"] - self.config.size_weight * math.log10(max(p, 1))
+        return study.score(c) - self.config.size_weight * math.log10(max(p, 1))
 
     def ask(self, study) -> list[Proposal]:
         if not self._ready:
@@ -75,10 +75,10 @@ class EvoPrompting(Strategy):
             self.round_children = []
         self.round_left -= 1
         by_trial = {c.trial: c for c in done}
-        parents = sorted((by_trial[t] for t in self.parent_trials), key=self.fitness)  # weakest first
+        parents = sorted((by_trial[t] for t in self.parent_trials), key=lambda c: self.fitness(study, c))  # weakest first
         best = parents[-1]
         params = sorted(p.metrics.get("params") or 0 for p in parents)
-        target = {"accuracy": best.metrics["accuracy"] + self.config.margin,
+        target = {"accuracy": best.metrics["accuracy"] + study.problem.primary.score(self.config.margin),
                   "params": int(params[len(params) // 2]) if params[0] else None}  # fmt: skip
         order = list(parents)
         if len(order) > 2:  # a different arrangement of the middle examples per child: varied prompts
@@ -114,7 +114,7 @@ class EvoPrompting(Strategy):
         return [Proposal(child, trials, origin)]
 
     def _select(self, study) -> None:
-        done = sorted(study.completed(), key=self.fitness, reverse=True)
+        done = sorted(study.completed(), key=lambda c: self.fitness(study, c), reverse=True)
         self.parent_trials = [c.trial for c in done[: self.config.parents]]
 
     def tell(self, study, results) -> None:

@@ -232,19 +232,19 @@ class FairNAD(Strategy):
             op, self.llm_misses = "pareto", 0  # the LLM keeps failing: take a step that needs none
         rank, crowd = rank_and_crowding(objectives(done, self.config.cost, study.problem.primary), self.rng)
         if op == "pareto" and not self.open and self.config.pareto_move == "gap":
-            parent, action = self._front_gap(done, rank)
+            parent, action = self._front_gap(study, done, rank)
             return self._pareto_tabular(study, parent, action, {"op": "pareto", "action": action, "to": "gap"})
         if op == "pareto":  # Pareto-aware: a parent on or near the front, by NSGA-II's tournament
             return self._pareto(study, done[tournament(rank, crowd, self.rng)[0]], done, rank)
-        parent = self._parent(done, rank, crowd)
+        parent = self._parent(study, done, rank, crowd)
         if op == "idea" and len(self.ideas):
             return self._idea(study, parent)
         if op == "iterative":
             strong = [c for c, r in zip(done, rank) if r == 0]
-            return self._iterative(study, max(strong, key=lambda c: c.metrics["accuracy"]))
+            return self._iterative(study, max(strong, key=study.score))
         return self._pareto(study, parent, done, rank)
 
-    def _parent(self, done, rank, crowd):
+    def _parent(self, study, done, rank, crowd):
         """The model the next child is made from (config `parent`)."""
         if self.config.parent == "nsga2":
             return done[tournament(rank, crowd, self.rng)[0]]
@@ -252,7 +252,7 @@ class FairNAD(Strategy):
         if self.budget:  # over the budget only when nothing else is there
             pool = [c for c in pool if (c.metrics.get("params") or 0) <= self.budget] or pool
         picks = self.rng.choice(len(pool), size=min(self.tournament, len(pool)), replace=False)
-        return max((pool[int(i)] for i in picks), key=lambda c: (c.metrics["accuracy"], -(c.metrics.get(self.config.cost) or 0)))
+        return max((pool[int(i)] for i in picks), key=lambda c: (study.score(c), -(c.metrics.get(self.config.cost) or 0)))
 
     def _no_parent(self, study) -> Proposal | None:
         """Every starting model failed: ask the LLM for a fresh model from the contract, with their
@@ -339,17 +339,17 @@ class FairNAD(Strategy):
             return self._code_answer(study, prompt, parent, {**origin, "via": "llm"})
         return self._pareto_tabular(study, parent, action, origin)
 
-    def _front_gap(self, done, rank) -> tuple[Any, str]:
+    def _front_gap(self, study, done, rank) -> tuple[Any, str]:
         """The front member beside the front's largest gap, and the way that fills it: the area a model
         halfway across a gap would add to the hypervolume (cost and accuracy scaled to what has been
         seen), with the stretch below the cheapest member as a gap too."""
         cost = self.config.cost
         members = sorted((c for c, r in zip(done, rank) if r == 0), key=lambda c: c.metrics.get(cost) or 0)
         costs = np.array([c.metrics.get(cost) or 0 for c in done], dtype=float)
-        accs = np.array([c.metrics["accuracy"] for c in done], dtype=float)
+        accs = np.array([study.score(c) for c in done], dtype=float)
         span_c, span_a = max(np.ptp(costs), 1e-12), max(np.ptp(accs), 1e-12)
         # cost from zero, so the stretch below the cheapest member stays a gap; accuracy from the worst seen
-        pts = [((m.metrics.get(cost) or 0) / span_c, (m.metrics["accuracy"] - accs.min()) / span_a) for m in members]
+        pts = [((m.metrics.get(cost) or 0) / span_c, (study.score(m) - accs.min()) / span_a) for m in members]
         gaps = [(pts[0][0] * pts[0][1] / 4, members[0], "down")]
         for (a, pa), (b, pb) in zip(zip(members, pts), zip(members[1:], pts[1:])):
             area = (pb[0] - pa[0]) * (pb[1] - pa[1]) / 4
@@ -500,7 +500,7 @@ class FairNAD(Strategy):
 
         (n_new, mean_new), (n_old, mean_old) = record(j), record(old)
         cost = study.problem.cost_of(child) if study.problem.cost_of else "unknown cost"
-        evidence = shrunk(n_new, mean_new) - shrunk(n_old, mean_old)
+        evidence = study.problem.primary.score(shrunk(n_new, mean_new) - shrunk(n_old, mean_old))
         return {"child": child, "position": space.dims[d].name, "new": label(j), "old": label(old), "cost": cost, "n_new": n_new,
                 "mean_new": mean_new, "n_old": n_old, "mean_old": mean_old, "evidence": evidence}  # fmt: skip
 
@@ -521,7 +521,7 @@ class FairNAD(Strategy):
         here = study.space.parse(parent.genotype)
         views = [self._move_view(study, here, m, done, done_idx, overall) for m in moves]
         order = list(range(len(moves)))
-        ranked = self.config.table_rule == "evidence" and not self._stalled(done)
+        ranked = self.config.table_rule == "evidence" and not self._stalled(study, done)
         if ranked:  # stable: ties keep the fair sampling's order
             order.sort(key=lambda i: -views[i]["evidence"])
         origin = {**origin, "of": len(moves), "rule": self.config.table_rule if ranked else "sampled"}
@@ -533,11 +533,11 @@ class FairNAD(Strategy):
         return Proposal(child, parents=[parent.trial], source=source,
                         origin={**origin, "idea": self.idea_at[(d, j)].brief(), "choice": k})  # fmt: skip
 
-    def _stalled(self, done) -> bool:
+    def _stalled(self, study, done) -> bool:
         """No more accurate model in the latest `stall` evaluations (config `stall`)."""
         if not self.config.stall or len(done) <= self.config.stall:
             return False
-        best = max(range(len(done)), key=lambda i: (done[i].metrics["accuracy"], -i))
+        best = max(range(len(done)), key=lambda i: (study.score(done[i]), -i))
         return len(done) - 1 - best >= self.config.stall
 
     def _llm_choice(self, study, parent, views, done, overall, origin, ranked: bool) -> tuple[int, str, dict]:

@@ -180,7 +180,7 @@ class LLMatic(Strategy):
             entered = False
             if c.ok:
                 self.by_trial[c.trial] = c
-                st = self.nets.add(solution=np.array([[c.trial]], float), objective=np.array([c.metrics["accuracy"]]),
+                st = self.nets.add(solution=np.array([[c.trial]], float), objective=np.array([study.score(c)]),
                                    measures=self.descriptors(study, c)[None, :])  # fmt: skip
                 entered = int(st["status"][0]) > 0
             if "prompt" not in c.origin or c.status == "duplicate":
@@ -188,8 +188,8 @@ class LLMatic(Strategy):
             pi, t = c.origin["prompt"], c.origin["temperature"]
             cell = tuple(c.origin["cell"]) if "cell" in c.origin else (pi, self._bin(t))
             delta = 1.0 if entered else (0.0 if c.ok else -0.5)
-            parent_best = max((self.by_trial[p].metrics["accuracy"] for p in c.parents if p in self.by_trial), default=0)
-            improved = c.ok and c.metrics["accuracy"] > parent_best
+            parent_best = max((study.score(self.by_trial[p]) for p in c.parents if p in self.by_trial), default=-math.inf)
+            improved = c.ok and study.score(c) > parent_best
             step = self.config.temperature_step
             used = self.cells.setdefault(cell, {"temperature": t, "curiosity": 0.0})
             used["curiosity"] += delta  # down as well as up

@@ -37,7 +37,7 @@ class RegularizedEvolution(Strategy):
         if len(self.population) >= cfg.population:
             size = min(cfg.sample, len(self.population))
             picks = self._rng.choice(len(self.population), size=size, replace=False)
-            parent = max((self.population[i] for i in picks), key=lambda c: c.metrics["accuracy"])
+            parent = max((self.population[i] for i in picks), key=study.score)
             for _ in range(cfg.mutation_tries):
                 child = study.space.mutate(parent.genotype, self._rng)
                 if study.seen(child) is None and study.in_domain(child):

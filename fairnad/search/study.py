@@ -145,11 +145,14 @@ class Study:
     def completed(self) -> list[Candidate]:
         return [c for c in self.candidates if c.ok]
 
+    def score(self, c: Candidate) -> float:
+        """A completed candidate's primary metric, signed so that higher is better (Objective.score)."""
+        primary = self.problem.primary
+        return primary.score(c.metrics[primary.name])
+
     def best(self) -> Candidate | None:
         done = self.completed()
-        primary = self.problem.primary
-        best = max if primary.direction == "max" else min
-        return best(done, key=lambda c: c.metrics[primary.name]) if done else None
+        return max(done, key=self.score) if done else None
 
     # -- the loop ---------------------------------------------------------------------------
     def optimize(self, strategy) -> None:
