@@ -631,6 +631,9 @@ def knowledge_build(
     from fairnad.lifecycle import build_dir_for
     from fairnad.prompts import templates_dir
 
+    for flag, value in (("--sentences", sentences), ("--max-items", max_items), ("--max-pages", max_pages)):
+        if value < 1:
+            raise ConfigError(f"{flag} {value}: give a whole number of 1 or more")
     template = load_template(template_path or templates_dir() / "fairnad.yaml")
     if not papers.is_dir():
         raise ConfigError(f"{papers}: not a folder of PDF papers")
@@ -676,56 +679,63 @@ def knowledge_add(
     _emit_json(s) if as_json else _print_knowledge_summary(s)
 
 
+def _load_tree(path: Path):
+    """A tree file, or the name of a shipped tree (papers13, template) as `search --knowledge` takes it."""
+    from fairnad.knowledge.tree import AttributeTree
+    from fairnad.lifecycle import SHIPPED_TREES, shipped_tree
+
+    if not path.exists() and str(path) in SHIPPED_TREES:
+        path = shipped_tree(str(path)) or path
+    return AttributeTree.load(path)
+
+
 @knowledge_app.command("show")
 @handles_errors
 def knowledge_show(
-    tree_path: Path = typer.Argument(..., help="A tree file."),
+    tree_path: Path = typer.Argument(..., help="A tree file, or a shipped tree: papers13, template."),
     depth: int = typer.Option(4, help="1 levels, 2 categories, 3 sub-categories, 4 attributes."),
     as_json: bool = JSON_OPT,
 ) -> None:
     """The tree in the terminal, with counts."""
     from rich.tree import Tree
 
-    from fairnad.knowledge.tree import AttributeTree
     from fairnad.report.tree_html import tree_payload
 
-    tree = AttributeTree.load(tree_path)
+    tree = _load_tree(tree_path)
     payload = tree_payload(tree)
     if as_json:
         _emit_json(payload)
         return
-    root = Tree(f"[bold]{payload['title']}[/] ({payload['subtitle']})")
+    root = Tree(f"[bold]{escape(payload['title'])}[/] ({payload['subtitle']})")  # names come from papers: text, not markup
     for lv in payload["levels"]:
         n_lv = sum(len(s["attributes"]) for c in lv["categories"] for s in c["subcategories"])
-        tl = root.add(f"[bold]{lv['name']}[/] ({n_lv})")
+        tl = root.add(f"[bold]{escape(lv['name'])}[/] ({n_lv})")
         if depth < 2:
             continue
         for c in lv["categories"]:
             n_c = sum(len(s["attributes"]) for s in c["subcategories"])
-            tc = tl.add(f"{c['name']} ({n_c})" + ("" if n_c else " [dim]empty[/]"))
+            tc = tl.add(f"{escape(c['name'])} ({n_c})" + ("" if n_c else " [dim]empty[/]"))
             if depth < 3:
                 continue
             for sub in c["subcategories"]:
-                ts = tc.add(f"[italic]{sub['name']}[/] ({len(sub['attributes'])})")
+                ts = tc.add(f"[italic]{escape(sub['name'])}[/] ({len(sub['attributes'])})")
                 if depth < 4:
                     continue
                 for a in sub["attributes"]:
                     flag = " [yellow]over-specific[/]" if a["over_specific"] else ""
-                    ts.add(f"{a['name']} [dim]x{a['frequency']}[/]{flag}")
+                    ts.add(f"{escape(a['name'])} [dim]x{a['frequency']}[/]{flag}")
     Console().print(root)
 
 
 @knowledge_app.command("search")
 @handles_errors
 def knowledge_search(
-    tree_path: Path = typer.Argument(..., help="A tree file."),
+    tree_path: Path = typer.Argument(..., help="A tree file, or a shipped tree: papers13, template."),
     query: str = typer.Argument(..., help="Text to look for in names, descriptions and quotes."),
     as_json: bool = JSON_OPT,
 ) -> None:
     """Find design ideas in a tree."""
-    from fairnad.knowledge.tree import AttributeTree
-
-    tree = AttributeTree.load(tree_path)
+    tree = _load_tree(tree_path)
     hits = tree.search(query)
     rows = [{"name": a["name"], "category": a["category"], "subcategory": a.get("subcategory"),
              "description": a.get("description"), "frequency": a["frequency"], "aliases": a.get("aliases", []),
@@ -734,27 +744,25 @@ def knowledge_search(
         _emit_json({"query": query, "hits": rows})
         return
     if not rows:
-        err_console.print(f"nothing matches {query!r}")
+        err_console.print(f"nothing matches {escape(repr(query))}")
         return
     t = Table("idea", "category", "papers", "first source")
     for r in rows:
         src = r["sources"][0] if r["sources"] else {}
-        t.add_row(r["name"], r["category"], str(r["frequency"]),
-                  f"{src.get('paper')} p.{src.get('page')}" if src else "template")  # fmt: skip
+        t.add_row(escape(r["name"]), escape(r["category"]), str(r["frequency"]),
+                  escape(f"{src.get('paper')} p.{src.get('page')}") if src else "template")  # fmt: skip
     Console().print(t)
 
 
 @knowledge_app.command("stats")
 @handles_errors
 def knowledge_stats(
-    tree_path: Path = typer.Argument(..., help="A tree file."),
+    tree_path: Path = typer.Argument(..., help="A tree file, or a shipped tree: papers13, template."),
     ideas: int = typer.Option(6, help="Ideas plotted per category (FairNAD's Figure 2); 0 for none."),
     as_json: bool = JSON_OPT,
 ) -> None:
     """Frequency per category and per idea, beside the fair (uniform per category) sampling FairNAD uses."""
-    from fairnad.knowledge.tree import AttributeTree
-
-    tree = AttributeTree.load(tree_path)
+    tree = _load_tree(tree_path)
     st = tree.stats()
     shares = tree.idea_shares()
     if as_json:
@@ -763,7 +771,7 @@ def knowledge_stats(
     peak = max([r["share_by_frequency"] for r in st["categories"]] + [r["share_fair"] for r in st["categories"]] + [1e-9])
     t = Table("category", "ideas", "mentions", "papers", "by frequency", "fair", "bias", "plot (| fair share)")
     for r in st["categories"]:
-        t.add_row(r["category"], str(r["attributes"]), str(r["mentions"]), str(r["papers"]),
+        t.add_row(escape(r["category"]), str(r["attributes"]), str(r["mentions"]), str(r["papers"]),
                   f"{100 * r['share_by_frequency']:.1f}%", f"{100 * r['share_fair']:.1f}%",
                   f"{r['bias']:.2f}x" if r["bias"] is not None else "-",
                   _bar(r["share_by_frequency"] / peak, r["share_fair"] / peak))  # fmt: skip
@@ -779,6 +787,10 @@ def knowledge_stats(
             if len(c["ideas"]) > ideas:
                 p.add_row(f"  [dim]... {len(c['ideas']) - ideas} more[/]", "", "", "", "")
         Console().print(p)
+    if not st["mentions"]:
+        Console().print(f"{st['attributes']} ideas, no mentions in papers (a tree of the template's own examples): "
+                        "there is no frequency to compare with fair sampling.")  # fmt: skip
+        return
     Console().print(f"{st['attributes']} ideas, {st['mentions']} mentions in {st['papers']} papers. Sampling ideas by "
                     f"frequency would be {st['total_variation_from_fair']:.2f} (total variation) from fair sampling; "
                     + (f"the most mentioned category is {st['most_to_least_frequent']}x the least."
@@ -796,15 +808,20 @@ def _bar(value: float, fair: float, width: int = 24) -> str:
 @knowledge_app.command("browse")
 @handles_errors
 def knowledge_browse(
-    tree_path: Path = typer.Argument(..., help="A tree file."),
+    tree_path: Path = typer.Argument(..., help="A tree file, or a shipped tree: papers13, template."),
     out: Path = typer.Option(Path("tree.html"), "-o", "--out", help="HTML file to write."),
     as_json: bool = JSON_OPT,
 ) -> None:
     """Write one self-contained HTML page to browse the tree (search, filters, quotes and pages)."""
-    from fairnad.knowledge.tree import AttributeTree
     from fairnad.report.tree_html import write_tree_html
 
-    path = write_tree_html(AttributeTree.load(tree_path), out)
+    tree = _load_tree(tree_path)
+    if out.is_dir():
+        raise ConfigError(f"{out}: a folder; give -o the HTML file to write (e.g. {out / 'tree.html'})")
+    try:
+        path = write_tree_html(tree, out)
+    except OSError as err:
+        raise ConfigError(f"{out}: cannot write the page ({err.strerror or err}); give -o a file path you can write") from None
     if as_json:
         _emit_json({"html": str(path)})
     else:

@@ -102,6 +102,11 @@ def test_the_shipped_template_has_the_three_levels():
         (("      - id: feature-extraction\n", "      - id: normalization\n"), "category id 'normalization' is used twice"),
         (("name: mini\n", "name: mini\ncolour: red\n"), ":2: colour: Extra inputs are not permitted"),
         (("    categories:\n", "    categories: [\n"), "not valid YAML"),
+        (("        examples: [batch normalization, layer normalization]\n",
+          "        examples: [batch normalization, layer normalization]\n        examples: [ok]\n"),
+         ":11: examples: written twice in one mapping"),  # YAML would silently keep only the last
+        (("examples: [batch normalization, layer normalization]", 'examples: [batch normalization, "  "]'),
+         ":10: levels.0.categories.0.examples.1: String should have at least 1 character"),
     ],
 )
 def test_malformed_templates_are_refused_with_line_and_reason(tmp_path, change, expected):
@@ -110,6 +115,17 @@ def test_malformed_templates_are_refused_with_line_and_reason(tmp_path, change, 
     with pytest.raises(ConfigError) as e:
         load_template(p)
     assert str(p) in str(e.value) and expected in str(e.value)
+
+
+def test_a_whole_pdf_followed_by_padding_is_read_and_a_cut_one_is_refused(tmp_path):
+    from fairnad.ingest.pdf import PaperError
+
+    data = make_paper(tmp_path / "paper.pdf").read_bytes()
+    (tmp_path / "padded.pdf").write_bytes(data + b"\0" * 4096 + b"\n" * 3000)  # as some downloads and mailers leave it
+    assert parse_pdf(tmp_path / "padded.pdf").pages[0].text == parse_pdf(tmp_path / "paper.pdf").pages[0].text
+    (tmp_path / "cut.pdf").write_bytes(data[: len(data) // 2])
+    with pytest.raises(PaperError, match="cut.pdf: damaged or truncated PDF"):
+        parse_pdf(tmp_path / "cut.pdf")
 
 
 # -- quotes and extraction ------------------------------------------------------------------------

@@ -138,6 +138,15 @@ def _first(data, kind):
     (lambda d: d["edges"].append({"source": "root", "target": "nowhere"}), r"node 'nowhere' has kind None"),
     (lambda d: d["edges"].append({"source": d["edges"][-1]["target"], "target": "root"}), r"do not form one tree"),
     (lambda d: d["graph"].update(version=99), r"tree format version 99, newer than this fairnad reads \(1\); upgrade"),
+    (lambda d: _first(d, "attribute").update(mentions="3"), r"mentions: Input should be a valid integer"),
+    (lambda d: _first(d, "attribute").update(mentions=float("nan")), r"mentions: Input should be a valid integer"),
+    (lambda d: _first(d, "attribute").pop("frequency"), r"frequency: Field required"),
+    (lambda d: _first(d, "attribute").update(aliases=None), r"aliases: Input should be a valid list"),
+    (lambda d: _first(d, "attribute").update(description=5), r"description: Input should be a valid string"),
+    (lambda d: _first(d, "attribute").update(sources=[{"paper": "p", "page": 1, "offset": "7"}]), r"sources.0.offset"),
+    (lambda d: d["graph"].update(papers="resnet"), r"papers: Input should be a valid list"),
+    (lambda d: d["graph"].pop("template"), r"template: Field required"),
+    (lambda d: d.update(nodes="x"), r"it needs 'nodes' and 'edges', each a list of objects"),
 ])  # fmt: skip
 def test_a_damaged_tree_is_one_line_naming_the_file_and_what_is_wrong(run_cli, tmp_path, damage, expected):
     data = _template_tree_data()
@@ -149,3 +158,28 @@ def test_a_damaged_tree_is_one_line_naming_the_file_and_what_is_wrong(run_cli, t
         assert p.returncode == 2 and re.search(r"t.json: (damaged tree file|tree format)", p.stderr), p.stderr
         assert re.search(expected, p.stderr) and "Traceback" not in p.stderr, p.stderr
     assert not (tmp_path / "r").exists()  # refused before a run folder was made
+
+
+def test_inspecting_shipped_trees_by_name_and_odd_inputs_in_one_line(run_cli, tmp_path):
+    """show/search/stats/browse take papers13 and template as --knowledge does; names from papers are
+    text, not terminal markup; a folder where a file belongs is one line."""
+    for cmd in (["show", "papers13", "--json"], ["stats", "template", "--json"], ["search", "papers13", "conv", "--json"],
+                ["browse", "template", "-o", "t.html", "--json"]):  # fmt: skip
+        p = run_cli("knowledge", *cmd)
+        assert p.returncode == 0 and json.loads(p.stdout), p.stderr
+    p = run_cli("knowledge", "stats", "template")
+    assert p.returncode == 0 and "no mentions in papers" in p.stdout
+    data = _template_tree_data()
+    _first(data, "attribute").update(name="evil [/x] [bold]idea")  # an LLM's or a paper's text
+    (tmp_path / "t.json").write_text(json.dumps(data))
+    for cmd in (["show", "t.json"], ["search", "t.json", "evil"], ["stats", "t.json"]):
+        p = run_cli("knowledge", *cmd, env={"COLUMNS": "200"})
+        assert p.returncode == 0 and "Traceback" not in p.stderr, p.stderr
+        assert cmd[0] == "stats" or "evil [/x] [bold]idea" in p.stdout
+    (tmp_path / "adir").mkdir()
+    p = run_cli("knowledge", "show", "adir")
+    assert p.returncode == 2 and "adir: a folder, not a tree file" in p.stderr and "Traceback" not in p.stderr
+    p = run_cli("knowledge", "browse", "t.json", "-o", "adir")
+    assert p.returncode == 2 and "adir: a folder; give -o the HTML file" in p.stderr
+    p = run_cli("knowledge", "build", "adir", "--max-pages", "0", "--llm", "http://127.0.0.1:1/v1")
+    assert p.returncode == 2 and "--max-pages 0: give a whole number of 1 or more" in p.stderr

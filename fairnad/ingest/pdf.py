@@ -176,22 +176,25 @@ def _is_heading(b: _Block, body: float) -> bool:
     return bigger or bool(caps) or (b.bold and b.size >= body - 0.6 and (NUMBERED.match(b.text) is not None or len(b.text) < 60))
 
 
-def _check_file(path: Path) -> None:
+def _check_file(path: Path) -> bytes:
+    """The file's bytes, or PaperError naming what makes it no usable PDF."""
     if not path.is_file():
         raise PaperError(f"{path}: file not found")
-    size = path.stat().st_size
-    if size == 0:
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise PaperError(f"{path}: cannot be read ({err.strerror or err})") from None
+    if not data:
         raise PaperError(f"{path}: empty file (0 bytes)")
-    with open(path, "rb") as f:
-        head = f.read(1024)
-        f.seek(max(0, size - 2048))
-        tail = f.read()
+    head = data[:1024]
+    tail = data.rstrip(b"\0 \t\r\n\x0c")[-2048:]  # a whole PDF may be followed by padding (NULs, blank lines)
     if b"%PDF-" not in head:
         printable = sum(32 <= c < 127 or c in (9, 10, 13) for c in head) / len(head)
         kind = "HTML" if b"<html" in head.lower() else "text" if printable > 0.95 else "binary data"
         raise PaperError(f"{path}: not a PDF (it starts like {kind}, no %PDF- header)")
     if b"%%EOF" not in tail:
         raise PaperError(f"{path}: damaged or truncated PDF (no end-of-file marker: was the download cut short?)")
+    return data
 
 
 def parse_pdf(path: str | Path, max_pages: int = 200) -> Document:
@@ -207,8 +210,7 @@ def parse_pdf(path: str | Path, max_pages: int = 200) -> Document:
 
 
 def _parse(path: Path, max_pages: int) -> Document:
-    _check_file(path)
-    data = path.read_bytes()
+    data = _check_file(path)
     try:
         doc = pymupdf.open(stream=data, filetype="pdf")
     except Exception as err:  # noqa: BLE001 - PyMuPDF raises several types for damaged files

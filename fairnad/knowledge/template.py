@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Annotated
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -19,16 +20,16 @@ SLUG = r"^[a-z0-9][a-z0-9-]*$"
 
 
 class Category(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     id: str = Field(pattern=SLUG)
     name: str = Field(min_length=2)
     description: str = Field(min_length=8)
-    examples: list[str] = Field(min_length=1)
+    examples: list[Annotated[str, Field(min_length=1)]] = Field(min_length=1)
 
 
 class Level(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     id: str = Field(pattern=SLUG)
     name: str = Field(min_length=2)
@@ -37,7 +38,7 @@ class Level(BaseModel):
 
 
 class Template(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     name: str = Field(pattern=SLUG)
     description: str = ""
@@ -79,6 +80,24 @@ def _node_at(node, loc: tuple):
     return node
 
 
+def _duplicate_key(node) -> tuple[str, int] | None:
+    """The first key written twice in one mapping (YAML would keep only the last), with its line."""
+    todo = [node]
+    while todo:
+        n = todo.pop()
+        if isinstance(n, yaml.MappingNode):
+            seen = set()
+            for k, v in n.value:
+                if isinstance(k, yaml.ScalarNode):
+                    if k.value in seen:
+                        return k.value, k.start_mark.line + 1
+                    seen.add(k.value)
+                todo.append(v)
+        elif isinstance(n, yaml.SequenceNode):
+            todo.extend(n.value)
+    return None
+
+
 def load_template(path: str | Path) -> Template:
     path = Path(path)
     try:
@@ -97,6 +116,9 @@ def load_template(path: str | Path) -> Template:
     except (ValueError, OverflowError, RecursionError) as err:
         raise yaml_value_error(path, err) from None
     check_yaml_values(data, path)
+    dup = _duplicate_key(node)
+    if dup:
+        raise ConfigError(f"{path}:{dup[1]}: {one_line(dup[0], 80)}: written twice in one mapping; keep one")
     if not isinstance(data, dict):
         raise ConfigError(f"{path}:1: a template is a mapping with name, description and levels")
     try:

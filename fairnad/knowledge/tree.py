@@ -11,10 +11,10 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import networkx as nx
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
 
 from fairnad.errors import ConfigError
 from fairnad.knowledge.names import slug
@@ -129,7 +129,7 @@ class AttributeTree:
             "tree": self.name, "papers": len(self.papers), "attributes": len(self.attributes()),
             "mentions": total, "categories": rows, "empty_categories": [r["category"] for r in rows if not r["attributes"]],
             "most_to_least_frequent": round(max(shares) / min(shares), 2) if shares and min(shares) > 0 else None,
-            "total_variation_from_fair": round(tv, 4),
+            "total_variation_from_fair": round(tv, 4) if total else None,  # no mentions: nothing sampled by frequency
         }  # fmt: skip
 
     def idea_shares(self) -> list[dict[str, Any]]:
@@ -200,13 +200,21 @@ class AttributeTree:
             data = json.loads(path.read_text())
         except FileNotFoundError:
             raise ConfigError(f"{path}: tree not found (build one with `fairnad knowledge build`)") from None
+        except IsADirectoryError:
+            raise ConfigError(f"{path}: a folder, not a tree file (give the tree's .json file)") from None
+        except OSError as err:
+            raise ConfigError(f"{path}: cannot read the tree file ({err.strerror or err})") from None
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
             raise ConfigError(f"{path}: not a tree file ({err})") from None
-        if not isinstance(data, dict) or data.get("graph", {}).get("format") != FORMAT:
+        if not isinstance(data, dict) or not isinstance(data.get("graph"), dict) or data["graph"].get("format") != FORMAT:
             raise ConfigError(f"{path}: not a fairnad attribute tree (no '{FORMAT}' format tag)")
+        if not all(isinstance(data.get(k), list) and all(isinstance(x, dict) for x in data[k]) for k in ("nodes", "edges")):
+            raise ConfigError(f"{path}: damaged tree file (it needs 'nodes' and 'edges', each a list of objects)")
         try:
             g = nx.node_link_graph(data, directed=True, edges="edges")
-        except (KeyError, TypeError, nx.NetworkXError) as err:
+        except KeyError as err:
+            raise ConfigError(f"{path}: damaged tree file (a {err.args[0]!r} entry is missing)") from None
+        except (TypeError, AttributeError, nx.NetworkXError) as err:
             raise ConfigError(f"{path}: damaged tree file ({err})") from None
         if "root" not in g:
             raise ConfigError(f"{path}: damaged tree file (no root node)")
@@ -220,6 +228,9 @@ class AttributeTree:
         return cls(g)
 
 
+_Count = Annotated[StrictInt, Field(ge=0)]  # papers or mentions: a whole number, never "3", 3.0 or NaN
+
+
 class _Node(BaseModel):
     """What every reader of a tree relies on in a node (other fields are free)."""
 
@@ -231,6 +242,11 @@ class _Node(BaseModel):
 class _Source(BaseModel):
     model_config = ConfigDict(extra="allow")
     paper: str
+    page: StrictInt | None = None
+    offset: StrictInt | None = None
+    evidence_offset: StrictInt | None = None
+    quote: StrictStr | None = None
+    evidence: StrictStr | None = None
 
 
 class _Category(_Node):
@@ -240,6 +256,23 @@ class _Category(_Node):
 class _Attribute(_Node):
     category: str
     sources: list[_Source] = []
+    frequency: _Count
+    mentions: _Count
+    aliases: list[StrictStr] = []
+    description: StrictStr | None = None
+    effect: StrictStr | None = None
+    subcategory: StrictStr | None = None
+
+
+class _Paper(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    name: str
+
+
+class _Graph(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    papers: list[_Paper] = []
+    template: Template  # `knowledge add` reads new papers with the tree's own template
 
 
 _KINDS = {"root": _Node, "level": _Node, "category": _Category, "subcategory": _Node, "attribute": _Attribute}
@@ -248,6 +281,11 @@ _KINDS = {"root": _Node, "level": _Node, "category": _Category, "subcategory": _
 def _damage(g: nx.DiGraph) -> str | None:
     """The first thing wrong with a loaded tree (None: readable): a node without the fields its
     readers use, or links that do not make one tree under the root."""
+    try:
+        _Graph.model_validate(g.graph)
+    except ValidationError as err:
+        e = err.errors()[0]
+        return f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
     for n, d in g.nodes(data=True):
         model = _KINDS.get(d.get("kind"))
         if model is None:
