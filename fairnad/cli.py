@@ -157,10 +157,11 @@ def _print_summary(s: dict) -> None:
             t.add_row("best genotype", b["genotype"] + (f"  {b['arch']}" if b.get("arch") else ""))
             if b.get("description"):
                 t.add_row("", b["description"])
-        acc = f"{b['accuracy']:.4f}%"
+        unit = b.get("unit", "%")
+        acc = f"{b['accuracy']:.4f}{unit}"
         if b["search_accuracy"] != b["accuracy"]:
-            acc += f"  (searched on {b['search_accuracy']:.4f}%{' validation' if s.get('space') == 'open' else ''})"
-        t.add_row("accuracy", acc)
+            acc += f"  (searched on {b['search_accuracy']:.4f}{unit}{' validation' if s.get('space') == 'open' else ''})"
+        t.add_row(b.get("metric", "accuracy"), acc)
         if b.get("rank") is not None:
             t.add_row("rank", f"{b['rank']}" + (f" of {s['table_size']}" if s.get("table_size") else ""))
         if "params" in b or "flops" in b:

@@ -254,6 +254,12 @@ def test_a_table_whose_metric_is_better_lower_is_searched_the_same_way(run_cli, 
         assert neg["acc_mean"] == pytest.approx(-pos["acc_mean"]) and neg["rank_mean"] == pytest.approx(pos["rank_mean"]), s
         assert neg["budget_acc_mean"] == pytest.approx(-pos["budget_acc_mean"]), s
         assert neg["hv_mean"] == pytest.approx(pos["hv_mean"]), s
+    # the run's summary names the table's column, not "accuracy" in %
+    p = run_cli("search", "--benchmark-file", "neg.csv", "--space-file", "neg.yaml", "-s", "regevo", "-n", "12",
+                "--llm", "none", "--run-dir", "one")  # fmt: skip
+    assert p.returncode == 0 and "val_error " in p.stdout and "%" not in p.stdout.split("val_error ")[1].split("\n")[0]
+    best = json.loads(run_cli("runs", "show", "one", "--json").stdout)["best"]
+    assert (best["metric"], best["unit"]) == ("val_error", "") and best["accuracy"] < 0
     # and the searches are searches: each beats random's exact expectation there
     for s in ("regevo", "fairnad", "llmatic", "evoprompting"):
         assert rows["neg"][s]["acc_mean"] < rows["neg"]["random (exact expectation)"]["acc_mean"], s

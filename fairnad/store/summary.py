@@ -92,6 +92,9 @@ def summarize(store: RunStore, bench: Any = None) -> dict[str, Any]:
             "search_accuracy": b["accuracy"],
             "rank": b.get("rank"),
             **{k: b[k] for k in ("params", "flops", "arch") if k in b},
+            # what the figures are: accuracy in %, or a user's table column (an error, a loss) as it is
+            "metric": "accuracy" if primary.get("unit", "%") == "%" else primary.get("label") or primary["name"],
+            "unit": primary.get("unit", "%"),
         }
         if bench is not None:
             out["best"]["description"] = bench.space.describe(best.genotype)
