@@ -576,6 +576,10 @@ def _print_knowledge_summary(s: dict) -> None:
         t.add_row("rejected for", ", ".join(f"{n} {why}" for why, n in sorted(s["rejections"].items(), key=lambda x: -x[1])))
     c = s["categories"]
     t.add_row("categories", f"{c['filled']} filled" + (f"; empty: {', '.join(c['empty'])}" if c["empty"] else ""))
+    f = s.get("found_by_name")
+    if f and f["papers_read"]:
+        t.add_row("found by name", f"{f['sources_added']} sources: {f['attributes_linked']} ideas stated in other "
+                                   f"papers of the {f['papers_read']} read")  # fmt: skip
     if s.get("pages_per_second"):
         t.add_row("parsing", f"{s['pages_per_second']} pages/s")
     if s.get("llm"):
@@ -624,6 +628,8 @@ def knowledge_build(
     max_pages: int = typer.Option(200, help="Pages read per paper, at most."),
     confirm_duplicates: Optional[bool] = typer.Option(None, "--confirm-duplicates/--no-confirm-duplicates",
                                                       help="Ask the LLM about near-duplicates (default: with your own server)."),
+    find_by_name: int = typer.Option(2, help="Look every idea up by name in the other papers: one that states it in "
+                                     "this many of its own sentences (no citation in them) gets a source; 0: off."),
     as_json: bool = JSON_OPT,
 ) -> None:
     """Read a folder of papers with the LLM and build the attribute tree of design ideas."""
@@ -635,13 +641,16 @@ def knowledge_build(
     for flag, value in (("--sentences", sentences), ("--max-items", max_items), ("--max-pages", max_pages)):
         if value < 1:
             raise ConfigError(f"{flag} {value}: give a whole number of 1 or more")
+    if find_by_name < 0:
+        raise ConfigError(f"--find-by-name {find_by_name}: give 0 (off) or a number of sentences")
     template = load_template(template_path or templates_dir() / "fairnad.yaml")
     if not papers.is_dir():
         raise ConfigError(f"{papers}: not a folder of PDF papers")
     pdfs = find_pdfs(papers)
     if not pdfs:
         raise ConfigError(f"{papers}: no .pdf files in this folder")
-    opts = BuildOptions(sentences=sentences, max_items=max_items, max_pages=max_pages, confirm_duplicates=confirm_duplicates)
+    opts = BuildOptions(sentences=sentences, max_items=max_items, max_pages=max_pages, confirm_duplicates=confirm_duplicates,
+                        find_by_name=find_by_name)  # fmt: skip
     s = _run_knowledge(pdfs, template, out, build_dir or build_dir_for(out), llm, model, api_key_env, opts)
     _emit_json(s) if as_json else _print_knowledge_summary(s)
 

@@ -69,7 +69,9 @@ def test_a_two_paper_build_with_the_default_model_stores_spans_at_their_offsets(
     assert sources and all(
         span_is_at_its_offsets(docs[x["paper"]], x["page"], x["offset"], x["offset"] + x["length"], x["quote"]) for x in sources
     )  # fmt: skip
-    assert all(x["evidence"] and x["alignment"] == "sentence" for x in sources)
+    assert all(x["evidence"] and x["alignment"] in ("sentence", "name") for x in sources)
+    assert any(x["alignment"] == "sentence" for x in sources)  # the model's own citations, not only lookups
+    assert s["found_by_name"]["papers_read"] == 2  # both papers read again to look the ideas up by name
 
 
 def test_knowledge_cli_errors(run_cli, tmp_path):

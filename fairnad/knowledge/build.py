@@ -16,7 +16,9 @@ from typing import Any
 
 from fairnad.ingest.pdf import PaperError, parse_pdf
 from fairnad.knowledge.consolidate import MERGE_AT, SOURCE_KEYS, consolidate
+from fairnad.knowledge.crosslink import MIN_SENTENCES, PaperIndex, link_by_name
 from fairnad.knowledge.embed import Embedder
+from fairnad.knowledge.evidence import split_sentences
 from fairnad.knowledge.extract import extract_paper
 from fairnad.knowledge.template import Template
 from fairnad.knowledge.tree import AttributeTree
@@ -32,6 +34,7 @@ class BuildOptions:
     temperature: float = 0.0
     confirm_duplicates: bool = False  # ask the LLM about near-duplicates (only worth it with a capable model)
     merge_at: float = MERGE_AT
+    find_by_name: int = MIN_SENTENCES  # a paper stating an idea's name in this many sentences gets a source (0: off)
 
 
 @dataclass
@@ -108,6 +111,9 @@ def assemble(template: Template, store: BuildStore, embedder: Embedder, opts: Bu
         for m in store.mentions(verified_only=True) if m["paper"] in papers
     ] + list(extra_mentions or [])  # fmt: skip
     report = consolidate(mentions, template, embedder, llm=llm if opts.confirm_duplicates else None, merge_at=opts.merge_at)
+    readable = readable_papers(list(papers.values()), opts.max_pages) if opts.find_by_name else []
+    report["found_by_name"] = link_by_name(report["attributes"], readable, opts.find_by_name)
+    report["attributes"].sort(key=lambda a: (a["category"], -a["frequency"], a["name"]))
     paper_list = [{k: p.get(k) for k in ("name", "title", "authors", "year", "pages", "sha256")} for p in papers.values()]
     known = {p["name"] for p in paper_list}
     carried = [*(extra_papers or []), *({"name": m["paper"], "title": m.get("title")} for m in extra_mentions or [])]
@@ -117,6 +123,22 @@ def assemble(template: Template, store: BuildStore, embedder: Embedder, opts: Bu
             known.add(p["name"])
     tree = AttributeTree.build(template, report["attributes"], paper_list, empty_categories=report["empty_categories"], **meta)
     return tree, report
+
+
+def readable_papers(rows: list[dict], max_pages: int) -> list[PaperIndex]:
+    """The build's papers that can be read again (the same file at its recorded path), as sentences
+    to look ideas up in by name; a paper moved or changed since is left out of the lookup."""
+    out = []
+    for p in rows:
+        path = Path(p.get("path") or "")
+        if not path.is_file() or _sha(path) != p["sha256"]:
+            continue
+        try:
+            doc = parse_pdf(path, max_pages)
+        except PaperError:
+            continue
+        out.append(PaperIndex(p["name"], p.get("title"), split_sentences(doc)))
+    return out
 
 
 def mentions_from_tree(tree: AttributeTree) -> list[dict]:

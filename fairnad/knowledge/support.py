@@ -38,13 +38,13 @@ class Support:
         return "name only partly in its sentence"
 
 
-def _words(text: str) -> set[str]:
+def sentence_words(text: str) -> set[str]:
     t = re.sub(r"(\d)\s*[x×]\s*(\d)", r"\1x\2", text)  # "3 × 3" is "3x3"
     t = re.sub(r"([a-z])([A-Z][a-z])", r"\1 \2", t)
     return {w[:-1] if len(w) > 3 and w.endswith("s") and not w.endswith("ss") else w for w in re.findall(r"[a-z0-9]+", t.lower())}
 
 
-def _found(word: str, words: set[str]) -> bool:
+def word_found(word: str, words: set[str]) -> bool:
     if word in words:
         return True
     if len(word) < 4:
@@ -61,8 +61,8 @@ def coverage(name: str, sentence: str) -> tuple[float, tuple[str, ...]]:
     key = sorted(name_key(name))
     if not key:
         return 0.0, ()
-    words = _words(sentence)
-    missing = tuple(k for k in key if not _found(k, words))
+    words = sentence_words(sentence)
+    missing = tuple(k for k in key if not word_found(k, words))
     return 1 - len(missing) / len(key), missing
 
 

@@ -212,5 +212,6 @@ def knowledge_summary(tree, report: dict[str, Any], papers: list[dict[str, Any]]
         "pages_per_second": round(pages / parse_s, 2) if parse_s else None,
         "per_paper": [{"paper": p["name"], "pages": p.get("pages"), "seconds": p.get("seconds"),
                        **{k: p.get("stats", {}).get(k) for k in ("proposed", "verified", "rejected")}} for p in done],
+        "found_by_name": report.get("found_by_name"),
         "llm": llm.stats() if llm is not None else None, "seconds": round(seconds, 2),
     }  # fmt: skip

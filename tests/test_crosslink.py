@@ -1,0 +1,96 @@
+"""An idea in the tree, looked up by name in the other papers (fairnad/knowledge/crosslink.py), on PDFs
+the tests make: a paper that states the name in two of its own sentences gets a source at exact
+offsets; one mention, a citing sentence, a longer word that starts like the name ("SqueezeNet") or a
+plain single word do not count; the build links by itself and reports it."""
+
+from __future__ import annotations
+
+from pdfs import make_paper
+
+from fairnad.ingest.pdf import parse_pdf
+from fairnad.knowledge.crosslink import PaperIndex, link_by_name, name_pattern
+from fairnad.knowledge.evidence import span_is_at_its_offsets, split_sentences
+
+USES = [
+    ("2 Method", True),
+    ("Each stage stacks depthwise separable convolutions with a wide kernel and few channels. We place the "
+     "depthwise separable convolution before the normalization step in every block of the network. Compact "
+     "models such as SqueezeNet reduce their parameters with small fire modules and squeeze layers. Stochastic "
+     "depth was proposed by Huang et al. for very deep residual networks trained on images. Stochastic depth is "
+     "not used in our smaller models because they train well without it. The scale of the first stage is kept "
+     "small, and the scale of the last stage grows with the width of the data.", False),
+]  # fmt: skip
+
+
+def _attr(name, paper="a", **kw):
+    return {"id": name, "name": name, "category": "operation/x", "aliases": [], "frequency": 1, "mentions": 1,
+            "sources": [{"paper": paper, "page": 1}], **kw}  # fmt: skip
+
+
+def test_a_paper_that_states_an_idea_in_its_own_sentences_gets_a_source_at_its_offsets(tmp_path):
+    a, b = make_paper(tmp_path / "a.pdf"), make_paper(tmp_path / "b.pdf", title="Separable Stages", body=USES, extra_page=False)
+    docs = {"a": parse_pdf(a), "b": parse_pdf(b)}
+    papers = [PaperIndex(n, n.upper(), split_sentences(d)) for n, d in docs.items()]
+    attrs = [_attr("depthwise separable convolution"), _attr("squeeze operation"), _attr("stochastic depth"),
+             _attr("scale"), _attr("DSConv block", aliases=["separable convolution"]),
+             _attr("MobileNet block", over_specific="named after a model")]  # fmt: skip
+    stats = link_by_name(attrs, papers)
+    by = {x["name"]: x for x in attrs}
+    dsc = by["depthwise separable convolution"]
+    assert [s["paper"] for s in dsc["sources"]] == ["a", "b"] and (dsc["frequency"], dsc["mentions"]) == (2, 2)
+    src = dsc["sources"][1]
+    assert src["alignment"] == "name" and src["quote"].lower() == "depthwise separable convolutions"
+    assert span_is_at_its_offsets(docs["b"], src["page"], src["offset"], src["offset"] + src["length"], src["quote"])
+    assert src["quote"] in src["evidence"] and span_is_at_its_offsets(
+        docs["b"], src["page"], src["evidence_offset"], src["evidence_offset"] + len(src["evidence"]), src["evidence"])
+    assert src["evidence"].startswith("Each stage stacks")  # the first sentence that states it
+    # found through an alias too
+    assert [s["paper"] for s in by["DSConv block"]["sources"]] == ["a", "b"]
+    # "SqueezeNet" and "squeeze layers" are not "squeeze operation"; a cited idea used once is not used;
+    # a plain word is not looked up; an idea named after a model stays with its one paper
+    for name in ("squeeze operation", "stochastic depth", "scale", "MobileNet block"):
+        assert [s["paper"] for s in by[name]["sources"]] == ["a"], name
+    assert stats == {"papers_read": 2, "sources_added": 2, "attributes_linked": 2}
+    # a paper already a source is not added again
+    assert link_by_name(attrs, papers)["sources_added"] == 0
+
+
+def test_name_patterns_take_plurals_and_hyphens_not_longer_words():
+    p = name_pattern("feature-maps")
+    assert p.search("the feature maps of a stage") and p.search("a feature-map") and p.search("featuremaps")
+    assert name_pattern("SE blocks").search("an SE block") and not name_pattern("SE blocks").search("SE-Net")
+    assert not name_pattern("group convolution").search("grouped convolutions")
+    assert name_pattern("ReLU").search("BN-ReLU-Conv") and name_pattern("ReLU6").search("ReLU6 caps it")
+    assert name_pattern("scale") is None and name_pattern("depth") is None and name_pattern("") is None
+
+
+def test_a_build_finds_its_ideas_by_name_in_its_other_papers(tmp_path):
+    """Through process_papers and assemble: the model names an idea in one paper (a scripted answer, so
+    the test is about the lookup), the build adds the other paper that uses it; --find-by-name 0 does not."""
+    from test_knowledge import MINI, PromptLLM, _answer
+
+    from fairnad.knowledge.build import BuildOptions, assemble, process_papers
+    from fairnad.knowledge.embed import Embedder
+    from fairnad.knowledge.template import load_template
+    from fairnad.llm import RecordingLLM
+    from fairnad.store import BuildStore
+
+    a = make_paper(tmp_path / "papers" / "a.pdf")
+    b = make_paper(tmp_path / "papers" / "b.pdf", title="Separable Stages", body=USES, extra_page=False)
+    (tmp_path / "mini.yaml").write_text(MINI)
+    mini, embedder = load_template(tmp_path / "mini.yaml"), Embedder()
+    with BuildStore.create(tmp_path / "build", {}) as store:
+        llm = RecordingLLM(PromptLLM(lambda p: _answer(p) if "Residual Blocks" in p else {"attributes": []}),
+                           sink=store.add_llm_call)  # fmt: skip
+        process_papers([a, b], mini, store, llm, embedder, BuildOptions())
+        tree, report = assemble(mini, store, embedder, BuildOptions())
+        plain, plain_report = assemble(mini, store, embedder, BuildOptions(find_by_name=0))
+    dsc = next(x for x in tree.attributes() if x["name"] == "depthwise separable convolution")
+    assert [(s["paper"], s["alignment"]) for s in dsc["sources"]] == [("a", "sentence"), ("b", "name")]
+    assert dsc["frequency"] == 2
+    assert report["found_by_name"] == {"papers_read": 2, "sources_added": 1, "attributes_linked": 1}
+    doc = parse_pdf(b)
+    src = dsc["sources"][1]
+    assert span_is_at_its_offsets(doc, src["page"], src["offset"], src["offset"] + src["length"], src["quote"])
+    dsc = next(x for x in plain.attributes() if x["name"] == "depthwise separable convolution")
+    assert [s["paper"] for s in dsc["sources"]] == ["a"] and plain_report["found_by_name"]["sources_added"] == 0
