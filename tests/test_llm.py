@@ -175,6 +175,9 @@ def test_recorder_serves_its_prefix_then_goes_live():
     assert second.complete([{"role": "user", "content": "3"}]).text == "c"
     with pytest.raises(ReplayExhausted, match="differs from call 1"):
         RecordingLLM(None, recorded=recorded).complete([{"role": "user", "content": "changed"}])
+    # a replay of a run or build that recorded nothing says what to do instead
+    with pytest.raises(ReplayExhausted, match="runs/k recorded no LLM calls, so there is nothing to replay; run with --llm"):
+        RecordingLLM(None, source="runs/k").complete([{"role": "user", "content": "1"}])
 
 
 def test_replay_backend_refuses_to_diverge():

@@ -113,7 +113,11 @@ class RecordingLLM:
                         f"{self.source} recorded no answer to this {purpose or 'request'}; replay can only re-ask "
                         "what was asked before"
                     )
-                raise ReplayExhausted(f"{self.source} has no live backend behind its {len(self._recorded)} calls")
+                if not self._recorded:
+                    raise ReplayExhausted(f"{self.source} recorded no LLM calls, so there is nothing to replay; run "
+                                          "with --llm embedded or a server address instead")  # fmt: skip
+                raise ReplayExhausted(f"{self.source} has no live backend behind its {len(self._recorded)} calls, "
+                                      "and this call was not among them; run with --llm embedded or a server address")  # fmt: skip
             if self.max_calls is not None and self.calls >= self.max_calls:
                 raise LLMBudgetExceeded(f"the run reached its cap of {self.max_calls} LLM calls (llm.max_calls)")
             if self.max_tokens is not None and self.usage.total >= self.max_tokens:
