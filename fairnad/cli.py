@@ -579,7 +579,8 @@ def _print_knowledge_summary(s: dict) -> None:
     f = s.get("found_by_name")
     if f and f["papers_read"]:
         t.add_row("found by name", f"{f['sources_added']} sources: {f['attributes_linked']} ideas stated in other "
-                                   f"papers of the {f['papers_read']} read")  # fmt: skip
+                                   f"papers of the {f['papers_read']} read; {f.get('template_examples', 0)} of the "
+                                   "template's examples stated in papers")  # fmt: skip
     if s.get("pages_per_second"):
         t.add_row("parsing", f"{s['pages_per_second']} pages/s")
     if s.get("llm"):
@@ -630,6 +631,9 @@ def knowledge_build(
                                                       help="Ask the LLM about near-duplicates (default: with your own server)."),
     find_by_name: int = typer.Option(2, help="Look every idea up by name in the other papers: one that states it in "
                                      "this many of its own sentences (no citation in them) gets a source; 0: off."),
+    template_examples: bool = typer.Option(True, "--template-examples/--no-template-examples",
+                                           help="Look the template's examples up by name too: one that a paper states "
+                                           "becomes an idea of that paper."),
     as_json: bool = JSON_OPT,
 ) -> None:
     """Read a folder of papers with the LLM and build the attribute tree of design ideas."""
@@ -650,7 +654,7 @@ def knowledge_build(
     if not pdfs:
         raise ConfigError(f"{papers}: no .pdf files in this folder")
     opts = BuildOptions(sentences=sentences, max_items=max_items, max_pages=max_pages, confirm_duplicates=confirm_duplicates,
-                        find_by_name=find_by_name)  # fmt: skip
+                        find_by_name=find_by_name, template_examples=template_examples)  # fmt: skip
     s = _run_knowledge(pdfs, template, out, build_dir or build_dir_for(out), llm, model, api_key_env, opts)
     _emit_json(s) if as_json else _print_knowledge_summary(s)
 

@@ -88,9 +88,42 @@ def test_a_build_finds_its_ideas_by_name_in_its_other_papers(tmp_path):
     dsc = next(x for x in tree.attributes() if x["name"] == "depthwise separable convolution")
     assert [(s["paper"], s["alignment"]) for s in dsc["sources"]] == [("a", "sentence"), ("b", "name")]
     assert dsc["frequency"] == 2
-    assert report["found_by_name"] == {"papers_read": 2, "sources_added": 1, "attributes_linked": 1}
+    assert report["found_by_name"] == {"papers_read": 2, "sources_added": 1, "attributes_linked": 1,
+                                       "template_examples": 0}  # its example is the model's idea: not added twice
     doc = parse_pdf(b)
     src = dsc["sources"][1]
     assert span_is_at_its_offsets(doc, src["page"], src["offset"], src["offset"] + src["length"], src["quote"])
     dsc = next(x for x in plain.attributes() if x["name"] == "depthwise separable convolution")
     assert [s["paper"] for s in dsc["sources"]] == ["a"] and plain_report["found_by_name"]["sources_added"] == 0
+
+
+def test_the_templates_examples_that_papers_state_become_their_ideas(tmp_path):
+    """A model that names nothing: the template example both papers state in two of their own sentences
+    is an idea with a source in each, in its example's category; the ones no paper states are not."""
+    from test_knowledge import MINI, PromptLLM
+
+    from fairnad.knowledge.build import BuildOptions, assemble, process_papers
+    from fairnad.knowledge.embed import Embedder
+    from fairnad.knowledge.template import load_template
+    from fairnad.llm import RecordingLLM
+    from fairnad.store import BuildStore
+
+    a = make_paper(tmp_path / "papers" / "a.pdf")
+    b = make_paper(tmp_path / "papers" / "b.pdf", title="Separable Stages", body=USES, extra_page=False)
+    (tmp_path / "mini.yaml").write_text(MINI)
+    mini, embedder = load_template(tmp_path / "mini.yaml"), Embedder()
+    with BuildStore.create(tmp_path / "build", {}) as store:
+        llm = RecordingLLM(PromptLLM(lambda p: {"attributes": []}), sink=store.add_llm_call)
+        process_papers([a, b], mini, store, llm, embedder, BuildOptions())
+        tree, report = assemble(mini, store, embedder, BuildOptions())
+        none, _ = assemble(mini, store, embedder, BuildOptions(template_examples=False))
+    (dsc,) = tree.attributes()
+    assert (dsc["name"], dsc["category"], dsc["from_template"]) == ("depthwise separable convolution",
+                                                                    "operation/feature-extraction", True)  # fmt: skip
+    assert [(s["paper"], s["alignment"]) for s in dsc["sources"]] == [("a", "name"), ("b", "name")]
+    assert dsc["frequency"] == 2 and report["found_by_name"]["template_examples"] == 1
+    docs = {"a": parse_pdf(a), "b": parse_pdf(b)}
+    assert all(span_is_at_its_offsets(docs[s["paper"]], s["page"], s["offset"], s["offset"] + s["length"], s["quote"])
+               for s in dsc["sources"])  # fmt: skip
+    assert "operation/feature-extraction" not in tree.stats()["empty_categories"]
+    assert none.attributes() == []

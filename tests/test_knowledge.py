@@ -362,6 +362,8 @@ def test_the_shipped_trees_are_chosen_by_name_and_every_span_is_at_its_offsets()
     docs = {}
     for a in papers13.attributes():
         for s in a["sources"]:
-            doc = docs.setdefault(s["paper"], parse_pdf(folder / f"{s['paper']}.pdf"))
+            if s["paper"] not in docs:  # (setdefault would parse the PDF again for every source)
+                docs[s["paper"]] = parse_pdf(folder / f"{s['paper']}.pdf")
+            doc = docs[s["paper"]]
             assert span_is_at_its_offsets(doc, s["page"], s["offset"], s["offset"] + s["length"], s["quote"])
             assert s["evidence"] and doc.pages[s["page"] - 1].text[s["evidence_offset"]:].startswith(s["evidence"])

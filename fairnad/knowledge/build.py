@@ -16,7 +16,7 @@ from typing import Any
 
 from fairnad.ingest.pdf import PaperError, parse_pdf
 from fairnad.knowledge.consolidate import MERGE_AT, SOURCE_KEYS, consolidate
-from fairnad.knowledge.crosslink import MIN_SENTENCES, PaperIndex, link_by_name
+from fairnad.knowledge.crosslink import MIN_SENTENCES, PaperIndex, examples_found, link_by_name
 from fairnad.knowledge.embed import Embedder
 from fairnad.knowledge.evidence import split_sentences
 from fairnad.knowledge.extract import extract_paper
@@ -35,6 +35,7 @@ class BuildOptions:
     confirm_duplicates: bool = False  # ask the LLM about near-duplicates (only worth it with a capable model)
     merge_at: float = MERGE_AT
     find_by_name: int = MIN_SENTENCES  # a paper stating an idea's name in this many sentences gets a source (0: off)
+    template_examples: bool = True  # the template's examples that papers state become ideas too
 
 
 @dataclass
@@ -113,6 +114,16 @@ def assemble(template: Template, store: BuildStore, embedder: Embedder, opts: Bu
     report = consolidate(mentions, template, embedder, llm=llm if opts.confirm_duplicates else None, merge_at=opts.merge_at)
     readable = readable_papers(list(papers.values()), opts.max_pages) if opts.find_by_name else []
     report["found_by_name"] = link_by_name(report["attributes"], readable, opts.find_by_name)
+    if opts.template_examples:
+        examples = examples_found(template, report["attributes"], readable, opts.find_by_name)
+        ids = {a["id"] for a in report["attributes"]}
+        for a in examples:
+            while a["id"] in ids:
+                a["id"] += "-x"
+            ids.add(a["id"])
+        report["attributes"] += examples
+        report["empty_categories"] = [c for c in report["empty_categories"] if c not in {a["category"] for a in examples}]
+        report["found_by_name"]["template_examples"] = len(examples)
     report["attributes"].sort(key=lambda a: (a["category"], -a["frequency"], a["name"]))
     paper_list = [{k: p.get(k) for k in ("name", "title", "authors", "year", "pages", "sha256")} for p in papers.values()]
     known = {p["name"] for p in paper_list}

@@ -15,9 +15,13 @@ What counts, chosen by reading a sample of the lookups in the 13 papers:
   work ("ShuffleNet utilizes group convolution ...");
 - a name of two or more words, or one written as a term (a capital after its first letter or a digit:
   ReLU, GELU, ReLU6, LayerNorm): "scale", "depth" or "attention" in a sentence says nothing.
-No model is asked and no idea is added: the tree learns where its ideas are used, not new ideas.
-Ideas flagged as named after a model or a paper are not looked up (they would stop being seen in one
-paper only).
+No model is asked: the tree learns where its ideas are used. Ideas flagged as named after a model or
+a paper are not looked up (they would stop being seen in one paper only).
+
+The template's own examples are looked up the same way (`examples_found`): an example that a paper
+states in its own sentences is an idea of that paper, grounded by construction and in the category
+its author gave it, whether or not the model named it. The model's extraction remains the way to
+ideas the template does not list.
 """
 
 from __future__ import annotations
@@ -27,6 +31,9 @@ from collections.abc import Iterable
 from functools import lru_cache
 
 from fairnad.knowledge.evidence import Sentence
+from fairnad.knowledge.names import name_key
+from fairnad.knowledge.template import Template
+from fairnad.knowledge.tree import example_attributes
 
 MIN_SENTENCES = 2  # a paper that states a name once may only mention it; in two of its own sentences, it uses it
 CITES = re.compile(r"\[\s*\d|\bet\s+al\b|\b(?:19|20)\d\d\b")
@@ -90,3 +97,15 @@ def link_by_name(attributes: list[dict], papers: list[PaperIndex], min_sentences
             a["mentions"] = a.get("mentions", 0) + len(new)
             added, linked = added + len(new), linked + 1
     return {"papers_read": len(papers), "sources_added": added, "attributes_linked": linked}
+
+
+def examples_found(template: Template, attributes: list[dict], papers: list[PaperIndex],
+                   min_sentences: int = MIN_SENTENCES) -> list[dict]:  # fmt: skip
+    """The template's examples that some paper states (as `link_by_name` counts it) and that no
+    attribute already names: new attributes, each with a source per paper (`from_template` set)."""
+    if min_sentences <= 0:
+        return []
+    named = {name_key(n) for a in attributes for n in [a["name"], *a.get("aliases", [])]}
+    fresh = [a for a in example_attributes(template) if name_key(a["name"]) not in named]
+    link_by_name(fresh, papers, min_sentences)
+    return [{**a, "from_template": True} for a in fresh if a["sources"]]

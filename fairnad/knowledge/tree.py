@@ -52,15 +52,7 @@ class AttributeTree:
     def from_template(cls, template: Template) -> "AttributeTree":
         """A tree whose attributes are the template's own examples (no papers read): the default
         idea space of a search when no tree built from papers is given."""
-        attrs = []
-        for lv, c in template.categories():
-            for ex in c.examples:
-                name = ex.split(" (")[0].strip()
-                detail = ex[len(name):].strip(" ()")
-                attrs.append({"id": slug(f"{c.id}-{name}"), "name": name, "category": f"{lv.id}/{c.id}",
-                              "subcategory": "template examples", "description": detail or f"{name} ({c.name})",
-                              "effect": "", "aliases": [], "frequency": 0, "mentions": 0, "sources": []})  # fmt: skip
-        return cls.build(template, attrs, source="template")
+        return cls.build(template, example_attributes(template), source="template")
 
     def _add_attribute(self, a: dict) -> None:
         lv, _, cid = a["category"].partition("/")
@@ -226,6 +218,20 @@ class AttributeTree:
         if problem:
             raise ConfigError(f"{path}: damaged tree file ({problem}); rebuild it with `fairnad knowledge build`")
         return cls(g)
+
+
+def example_attributes(template: Template) -> list[dict]:
+    """The template's examples as attributes with no source ("convolution variants (kernel size, ...)"
+    is named "convolution variants", the rest its description)."""
+    attrs = []
+    for lv, c in template.categories():
+        for ex in c.examples:
+            name = ex.split(" (")[0].strip()
+            detail = ex[len(name):].strip(" ()")
+            attrs.append({"id": slug(f"{c.id}-{name}"), "name": name, "category": f"{lv.id}/{c.id}",
+                          "subcategory": "template examples", "description": detail or f"{name} ({c.name})",
+                          "effect": "", "aliases": [], "frequency": 0, "mentions": 0, "sources": []})  # fmt: skip
+    return attrs
 
 
 _Count = Annotated[StrictInt, Field(ge=0)]  # papers or mentions: a whole number, never "3", 3.0 or NaN
