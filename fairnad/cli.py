@@ -746,16 +746,22 @@ def knowledge_show(
 def knowledge_search(
     tree_path: Path = typer.Argument(..., help="A tree file, or a shipped tree: papers13, template."),
     query: str = typer.Argument(..., help="Text to look for in names, descriptions and quotes."),
+    limit: int = typer.Option(50, help="Ideas shown at most, best matches first."),
     as_json: bool = JSON_OPT,
 ) -> None:
     """Find design ideas in a tree."""
+    if not query.strip():
+        raise ConfigError("knowledge search: give a word to look for (`knowledge show` lists every idea)")
+    if limit < 1:
+        raise ConfigError(f"--limit {limit}: give a whole number of 1 or more")
     tree = _load_tree(tree_path)
-    hits = tree.search(query)
+    found = tree.search(query, limit=None)
+    hits = found[:limit]
     rows = [{"name": a["name"], "category": a["category"], "subcategory": a.get("subcategory"),
              "description": a.get("description"), "frequency": a["frequency"], "aliases": a.get("aliases", []),
              "sources": [{k: s.get(k) for k in ("paper", "page", "quote")} for s in a["sources"]]} for a in hits]  # fmt: skip
     if as_json:
-        _emit_json({"query": query, "hits": rows})
+        _emit_json({"query": query, "total": len(found), "hits": rows})
         return
     if not rows:
         err_console.print(f"nothing matches {escape(repr(query))}")
@@ -766,6 +772,8 @@ def knowledge_search(
         t.add_row(escape(r["name"]), escape(r["category"]), str(r["frequency"]),
                   escape(f"{src.get('paper')} p.{src.get('page')}") if src else "template")  # fmt: skip
     Console().print(t)
+    if len(found) > len(rows):
+        err_console.print(f"the best {len(rows)} of {len(found)} matches (--limit)")
 
 
 @knowledge_app.command("stats")

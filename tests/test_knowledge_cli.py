@@ -171,6 +171,14 @@ def test_inspecting_shipped_trees_by_name_and_odd_inputs_in_one_line(run_cli, tm
         assert p.returncode == 0 and json.loads(p.stdout), p.stderr
     p = run_cli("knowledge", "stats", "template")
     assert p.returncode == 0 and "no mentions in papers" in p.stdout
+    # search: every match counted, the best --limit shown and the cut said; an empty query refused
+    p = run_cli("knowledge", "search", "papers13", "convolution", "--limit", "2", "--json")
+    found = json.loads(p.stdout)
+    assert len(found["hits"]) == 2 and found["total"] > 2
+    p = run_cli("knowledge", "search", "papers13", "convolution", "--limit", "2")
+    assert p.returncode == 0 and f"the best 2 of {found['total']} matches (--limit)" in p.stderr
+    p = run_cli("knowledge", "search", "papers13", " ")
+    assert p.returncode == 2 and "give a word to look for" in p.stderr
     data = _template_tree_data()
     _first(data, "attribute").update(name="evil [/x] [bold]idea")  # an LLM's or a paper's text
     (tmp_path / "t.json").write_text(json.dumps(data))

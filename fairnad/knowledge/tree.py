@@ -140,7 +140,7 @@ class AttributeTree:
             out.append({"category": path, "name": names.get(path, path), "ideas": ideas})
         return out
 
-    def search(self, query: str, limit: int = 50) -> list[dict]:
+    def search(self, query: str, limit: int | None = 50) -> list[dict]:
         q = query.lower().strip()
         hits = []
         for a in self.attributes():
