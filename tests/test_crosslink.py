@@ -127,3 +127,15 @@ def test_the_templates_examples_that_papers_state_become_their_ideas(tmp_path):
                for s in dsc["sources"])  # fmt: skip
     assert "operation/feature-extraction" not in tree.stats()["empty_categories"]
     assert none.attributes() == []
+    # knowledge add: a build folder that knows only a new paper carries the example over as it was
+    from fairnad.knowledge.build import mentions_from_tree
+
+    c = make_paper(tmp_path / "c.pdf", title="Another Paper", extra_page=False, body=[("1 Method", True), (
+        "We train a plain convolutional network with a wide stem and no normalization at all.", False)])  # fmt: skip
+    with BuildStore.create(tmp_path / "build2", {}) as store2:
+        process_papers([c], mini, store2, RecordingLLM(PromptLLM(lambda p: {"attributes": []}), sink=store2.add_llm_call),
+                       embedder, BuildOptions())  # fmt: skip
+        added, _ = assemble(mini, store2, embedder, BuildOptions(), extra_mentions=mentions_from_tree(tree),
+                            extra_papers=tree.papers)  # fmt: skip
+    (dsc2,) = added.attributes()
+    assert dsc2["from_template"] and dsc2["sources"] == dsc["sources"] and dsc2["category"] == dsc["category"]

@@ -159,5 +159,6 @@ def mentions_from_tree(tree: AttributeTree) -> list[dict]:
         for s in a["sources"]:
             out.append({"paper": s["paper"], "title": s.get("title"), "category": a["category"],
                         "subcategory": a.get("subcategory"), "name": a["name"], "description": a.get("description"),
-                        "effect": a.get("effect"), **{k: s.get(k) for k in SOURCE_KEYS if k not in ("paper", "title")}})  # fmt: skip
+                        "effect": a.get("effect"), "from_template": a.get("from_template", False),
+                        **{k: s.get(k) for k in SOURCE_KEYS if k not in ("paper", "title")}})  # fmt: skip
     return out

@@ -143,6 +143,8 @@ def consolidate(
             "effect": effect, "aliases": sorted({m["name"] for m in group} - {name}),
             "frequency": len(papers), "mentions": len(group),
             "over_specific": over_specific(name, titles) if len(papers) == 1 else None,
+            # a template example the papers state, carried over from an earlier tree (knowledge add)
+            **({"from_template": True} if all(m.get("from_template") for m in group) else {}),
             "sources": [{k: m.get(k) for k in SOURCE_KEYS} for m in group],
         })  # fmt: skip
     _merge_subcategories(attributes, embedder)
