@@ -43,9 +43,6 @@ class Objective:
     unit: str = ""
     label: str = ""  # how prompts name it ("validation accuracy"); the name when empty
 
-    def better(self, a: float, b: float) -> bool:
-        return a > b if self.direction == "max" else a < b
-
     def score(self, value: float) -> float:
         """`value` signed so that higher is better: strategies compare scores, so a table whose search
         column is better lower (an error) is searched the right way."""

@@ -116,11 +116,6 @@ def assemble(template: Template, store: BuildStore, embedder: Embedder, opts: Bu
     report["found_by_name"] = link_by_name(report["attributes"], readable, opts.find_by_name)
     if opts.template_examples:
         examples = examples_found(template, report["attributes"], readable, opts.find_by_name)
-        ids = {a["id"] for a in report["attributes"]}
-        for a in examples:
-            while a["id"] in ids:
-                a["id"] += "-x"
-            ids.add(a["id"])
         report["attributes"] += examples
         report["empty_categories"] = [c for c in report["empty_categories"] if c not in {a["category"] for a in examples}]
         report["found_by_name"]["template_examples"] = len(examples)
@@ -142,13 +137,14 @@ def readable_papers(rows: list[dict], max_pages: int) -> list[PaperIndex]:
     out = []
     for p in rows:
         path = Path(p.get("path") or "")
-        if not path.is_file() or _sha(path) != p["sha256"]:
+        if not path.is_file():
             continue
         try:
             doc = parse_pdf(path, max_pages)
         except PaperError:
             continue
-        out.append(PaperIndex(p["name"], p.get("title"), split_sentences(doc)))
+        if doc.sha256 == p["sha256"]:  # read once: the parse hashes the bytes it read
+            out.append(PaperIndex(p["name"], p.get("title"), split_sentences(doc)))
     return out
 
 

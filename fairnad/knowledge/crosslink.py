@@ -53,21 +53,20 @@ def name_pattern(name: str) -> re.Pattern | None:
 
 
 class PaperIndex:
-    """One paper's body sentences, for looking names up."""
+    """One paper's body sentences that cite nothing (its own), for looking names up."""
 
     def __init__(self, name: str, title: str | None, sentences: list[Sentence]) -> None:
-        self.name, self.title, self.sentences = name, title, sentences
+        self.name, self.title = name, title
+        self.own = [s for s in sentences if not CITES.search(s.text)]
 
     def stating(self, names: Iterable[str]) -> list[tuple[Sentence, re.Match]]:
-        """The sentences, in reading order, that state one of `names` and cite nothing."""
+        """The paper's own sentences, in reading order, that state one of `names`."""
         pats = [p for p in map(name_pattern, names) if p is not None]
         out = []
-        for s in self.sentences:
-            for p in pats:
-                m = p.search(s.text)
-                if m and not CITES.search(s.text):
-                    out.append((s, m))
-                    break
+        for s in self.own:
+            m = next((m for p in pats if (m := p.search(s.text))), None)
+            if m:
+                out.append((s, m))
         return out
 
 
@@ -80,8 +79,8 @@ def link_by_name(attributes: list[dict], papers: list[PaperIndex], min_sentences
     """Add a name-found source to each attribute for each paper that states it (in place); returns
     {"papers_read", "sources_added", "attributes_linked"}."""
     added = linked = 0
-    for a in attributes:
-        if a.get("over_specific") or min_sentences <= 0:
+    for a in attributes if min_sentences > 0 else []:
+        if a.get("over_specific"):
             continue
         names = [a["name"], *a.get("aliases", [])]
         have = {s["paper"] for s in a["sources"]}
@@ -102,10 +101,16 @@ def link_by_name(attributes: list[dict], papers: list[PaperIndex], min_sentences
 def examples_found(template: Template, attributes: list[dict], papers: list[PaperIndex],
                    min_sentences: int = MIN_SENTENCES) -> list[dict]:  # fmt: skip
     """The template's examples that some paper states (as `link_by_name` counts it) and that no
-    attribute already names: new attributes, each with a source per paper (`from_template` set)."""
-    if min_sentences <= 0:
-        return []
+    attribute already names: new attributes, each with a source per paper (`from_template` set) and
+    an id none of `attributes` has."""
     named = {name_key(n) for a in attributes for n in [a["name"], *a.get("aliases", [])]}
     fresh = [a for a in example_attributes(template) if name_key(a["name"]) not in named]
     link_by_name(fresh, papers, min_sentences)
-    return [{**a, "from_template": True} for a in fresh if a["sources"]]
+    found, ids = [], {a["id"] for a in attributes}
+    for a in fresh:
+        if a["sources"]:
+            while a["id"] in ids:
+                a["id"] += "-x"
+            ids.add(a["id"])
+            found.append({**a, "from_template": True})
+    return found
