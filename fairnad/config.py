@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from fairnad.errors import ConfigError, describe_validation_error
 from fairnad.files import read_yaml
-from fairnad.llm.embedded import DEFAULT_CACHE_MB, DEFAULT_CTX, DEFAULT_DRAFT
+from fairnad.llm.embedded import DEFAULT_CACHE_MB, DEFAULT_CTX, DEFAULT_DRAFT, EMBEDDED_TIMEOUT_S
 
 
 class LLMConfig(BaseModel):
@@ -26,7 +26,9 @@ class LLMConfig(BaseModel):
     model: str | None = Field(None, description="model name; default: the first one the server lists")
     api_key_env: str = Field("OPENAI_API_KEY", description="environment variable holding the API key")
     replay_from: str | None = Field(None, description="run directory whose recorded calls answer (backend replay)")
-    timeout: float = Field(120.0, gt=0, description="seconds per request")
+    timeout: float | None = Field(None, gt=0, description="seconds per request (default: 120 for a server, "
+                                  f"{EMBEDDED_TIMEOUT_S:.0f} for the embedded model: a 2,000-token prompt and a "
+                                  "600-token answer of the 1.5B model take ~3 min on one idle core)")
     max_retries: int = Field(4, ge=0, description="retries with backoff on 429/5xx/connection errors")
     structured: str = Field("auto", description="auto | json_schema | json_object_schema | json_object | prompt")
     max_calls: int | None = Field(None, ge=1, description="cap on LLM calls per run")

@@ -16,6 +16,7 @@ from fairnad.llm import (
     ReplayBackend,
     ReplayExhausted,
 )
+from fairnad.llm.embedded import EMBEDDED_TIMEOUT_S
 from fairnad.llm.structured import parse_json, validate
 
 from conftest import ScriptedLLM
@@ -209,7 +210,18 @@ def test_embedded_server_that_dies_is_restarted(tmp_path):
         backend.server._proc.wait()
         assert backend.complete(msgs, max_tokens=5).text
         assert backend.restarts == 1 and backend.server.running
+        assert backend.client._client.timeout == EMBEDDED_TIMEOUT_S  # the CPU model's own default
     assert not backend.server.running  # stopped with the provider
+
+
+def test_a_request_waits_120_s_on_a_server_unless_llm_timeout_says_otherwise(tmp_path):
+    from fairnad.config import LLMConfig
+    from fairnad.llm.provider import BackendProvider
+
+    server = dict(backend="openai", base_url="http://127.0.0.1:9/v1")
+    with BackendProvider(tmp_path) as provider:
+        assert provider.backend(LLMConfig(**server).model_dump())._client.timeout == 120
+        assert provider.backend(LLMConfig(**server, timeout=30).model_dump())._client.timeout == 30
 
 
 @pytest.mark.llm

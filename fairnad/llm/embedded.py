@@ -43,6 +43,11 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
 # the server's defaults, which the run config (`llm.embedded_*`) takes as its own: a server built
 # directly (tests, benchmarks) runs as a user's run does
 DEFAULT_CTX, DEFAULT_CACHE_MB, DEFAULT_DRAFT = 8192, 256, 4
+# seconds per request to the embedded model unless llm.timeout says otherwise: it runs on the CPU, where
+# a 2,000-token prompt and a 600-token answer of the 1.5B model take ~3 min on one idle core and several
+# times that beside other work (120 s, a server's default, timed out the tabular agent four times over
+# in CI; the benchmarks of docs/performance.md ran with 900)
+EMBEDDED_TIMEOUT_S = 900.0
 
 
 class EmbeddedServer:

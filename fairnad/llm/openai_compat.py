@@ -24,6 +24,7 @@ from fairnad.llm.structured import check_answer, schema_instructions
 # In the order `auto` tries them. `json_object_schema` is llama-cpp-python's dialect
 # ({"type": "json_object", "schema": ...}), grammar-constrained like `json_schema`.
 STRUCTURED_MODES = ("json_schema", "json_object_schema", "json_object", "prompt")
+SERVER_TIMEOUT_S = 120.0  # seconds per request to a server (llm.timeout)
 
 
 class OpenAICompatible:
@@ -35,7 +36,7 @@ class OpenAICompatible:
         model: str | None = None,
         api_key: str | None = None,
         *,
-        timeout: float = 120.0,
+        timeout: float = SERVER_TIMEOUT_S,
         max_retries: int = 4,
         structured: str = "auto",
         schema_retries: int = 2,

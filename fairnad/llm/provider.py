@@ -13,8 +13,8 @@ from typing import Any
 
 from fairnad.llm.base import Completion, LLMBadRequest, LLMUnavailable, Message
 from fairnad.llm import models
-from fairnad.llm.embedded import EmbeddedServer
-from fairnad.llm.openai_compat import OpenAICompatible
+from fairnad.llm.embedded import EMBEDDED_TIMEOUT_S, EmbeddedServer
+from fairnad.llm.openai_compat import SERVER_TIMEOUT_S, OpenAICompatible
 
 
 class LazyBackend:
@@ -93,7 +93,8 @@ class BackendProvider:
             return self._backends[key]
 
     def _build(self, s: dict[str, Any]) -> OpenAICompatible | EmbeddedBackend:
-        common = dict(timeout=s["timeout"], max_retries=s["max_retries"])
+        default_timeout = EMBEDDED_TIMEOUT_S if s["backend"] == "embedded" else SERVER_TIMEOUT_S
+        common = dict(timeout=s.get("timeout") or default_timeout, max_retries=s["max_retries"])
         if s["backend"] == "embedded":
             suffix = f"-{s['replica']}" if "replica" in s else ""
             log = self.log_dir / f"llm-server{suffix}.log" if self.log_dir else None
