@@ -57,16 +57,17 @@ def embedded_llm(embedded_server):
     return OpenAICompatible(embedded_server.base_url, embedded_server.alias, structured="json_object_schema", timeout=120)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def architect_server(tmp_path_factory):
     """The default embedded model (Qwen2.5-Coder-1.5B) on a free loopback port: for tests that claim
-    what the model does. One thread, as every server in tests (see the top of this file)."""
+    what the model does. One thread, as every server in tests (see the top of this file). Per module, not
+    per session: a 1.5B server holds ~4 GB after its prompts, which an idle server kept all session."""
     log = tmp_path_factory.mktemp("llm") / "architect.log"
     with EmbeddedServer(ARCHITECT, log_path=log) as server:
         yield server
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def architect_llm(architect_server):
     return OpenAICompatible(architect_server.base_url, architect_server.alias, structured="json_object_schema",
                             timeout=600)  # fmt: skip
