@@ -15,12 +15,12 @@ from pymoo.util.dominator import Dominator
 from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 
 
-def as_objectives(points: Sequence[tuple[float, float | None]], maximise: bool = True) -> np.ndarray:
-    """(accuracy, cost) pairs as rows of minimised objectives (-accuracy, cost); `maximise=False` for a
-    first objective where lower is better (an error rate)."""
+def as_objectives(points: Sequence[tuple[float, float | None]]) -> np.ndarray:
+    """(score, cost) pairs as rows of minimised objectives (-score, cost). A score is higher-is-better
+    (`Objective.score`: an error rate comes negated)."""
     if not len(points):
         return np.zeros((0, 2))
-    acc = np.array([p[0] for p in points], float) * (1.0 if maximise else -1.0)
+    acc = np.array([p[0] for p in points], float)
     cost = np.array([np.nan if p[1] is None else p[1] for p in points], float)
     if np.isnan(cost).all():
         cost = np.zeros(len(points))

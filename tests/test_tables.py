@@ -254,6 +254,22 @@ def test_a_table_whose_metric_is_better_lower_is_searched_the_same_way(run_cli, 
         assert neg["acc_mean"] == pytest.approx(-pos["acc_mean"]) and neg["rank_mean"] == pytest.approx(pos["rank_mean"]), s
         assert neg["budget_acc_mean"] == pytest.approx(-pos["budget_acc_mean"]), s
         assert neg["hv_mean"] == pytest.approx(pos["hv_mean"]), s
+    # what the summary and the report say improved the run is the same on both tables (the same run)
+    from fairnad.report.data import run_payload
+    from fairnad.store import RunStore
+    from fairnad.store.summary import summarize
+
+    pays, sums = [], []
+    for name in ("pos", "neg"):
+        run = tmp_path / f"b{name}" / name / "fairnad" / "seed0"
+        pays.append(run_payload(run))
+        with RunStore.open(run, readonly=True) as store:
+            sums.append(summarize(store))
+    flags = [[(r["trial"], r["improved_best"], r["improved_front"]) for r in p["candidates"]] for p in pays]
+    assert flags[0] == flags[1] and sum(f[1] for f in flags[0]) >= 3 and sum(f[2] for f in flags[0]) >= 3
+    assert pays[0]["front"] == pays[1]["front"] and sums[0]["children"] == sums[1]["children"]
+    assert [t["trial"] for t in sums[0]["trajectory"]] == [t["trial"] for t in sums[1]["trajectory"]]
+    assert sums[1]["best"]["trial"] == sums[0]["best"]["trial"] == sums[0]["trajectory"][-1]["trial"]
     # the run's summary names the table's column, not "accuracy" in %
     p = run_cli("search", "--benchmark-file", "neg.csv", "--space-file", "neg.yaml", "-s", "regevo", "-n", "12",
                 "--llm", "none", "--run-dir", "one")  # fmt: skip

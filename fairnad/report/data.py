@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from fairnad.store.summary import made_by_llm, summarize
+from fairnad.store.summary import made_by_llm, run_objective, summarize
 from fairnad.pareto import as_objectives, dominates, improves, nondominated
 from fairnad.space.candidate import Candidate
 from fairnad.store import RunStore
@@ -68,6 +68,7 @@ def run_payload(run_dir: str | Path) -> dict[str, Any]:
         events = store.events()
     cfg = meta.get("config", {})
     cost = cost_key(cands)
+    score = run_objective(meta).score  # signed so that higher is better (a table's error column)
     llm_strategy = summary["llm"]["calls"] > 0  # as summarize decides it
 
     # the LLM calls that made each candidate: the seqs its origin records (runs from before that was
@@ -95,10 +96,10 @@ def run_payload(run_dir: str | Path) -> dict[str, Any]:
         acc = m.get("accuracy") if c.ok else None
         improved_best = improved_front = False
         if acc is not None:
-            improved_best = best_acc is None or acc > best_acc
+            improved_best = best_acc is None or score(acc) > score(best_acc)
             best_acc = acc if improved_best else best_acc
             if cost is not None and m.get(cost) is not None:
-                p = as_objectives([(float(acc), float(m[cost]))])[0]
+                p = as_objectives([(score(float(acc)), float(m[cost]))])[0]
                 improved_front = improves(p, current_front)
                 if improved_front:
                     current_front = [q for q in current_front if not dominates(p, q)] + [p]
@@ -137,7 +138,7 @@ def run_payload(run_dir: str | Path) -> dict[str, Any]:
         "summary": summary,
         "cost": cost,
         "candidates": rows,
-        "front": [priced[i].trial for i in sorted(nondominated(as_objectives([(c.metrics["accuracy"], c.metrics[cost])
+        "front": [priced[i].trial for i in sorted(nondominated(as_objectives([(score(c.metrics["accuracy"]), c.metrics[cost])
                                                                               for c in priced])),
                                                    key=lambda i: priced[i].metrics[cost])],
         "progress": progress(rows, trajectory),

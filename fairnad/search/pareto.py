@@ -16,7 +16,7 @@ from fairnad.space.candidate import Candidate
 def objectives(cands: list[Candidate], cost: str = "params", primary: Objective = ACCURACY) -> np.ndarray:
     """(-accuracy, cost) per candidate (the problem's first objective against a cost); a missing cost
     counts as the worst (fairnad.pareto)."""
-    return as_objectives([(c.metrics[primary.name], c.metrics.get(cost)) for c in cands], primary.direction == "max")
+    return as_objectives([(primary.score(c.metrics[primary.name]), c.metrics.get(cost)) for c in cands])
 
 
 def rank_and_crowding(F: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:

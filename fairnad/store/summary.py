@@ -10,8 +10,15 @@ from typing import Any
 
 from fairnad.errors import FairnadError
 from fairnad.pareto import as_objectives, improves
+from fairnad.problem import ACCURACY, Objective
 from fairnad.space.candidate import Candidate
 from fairnad.store.sqlite import RunStore, StoreError, in_use
+
+
+def run_objective(meta: dict[str, Any]) -> Objective:
+    """What "best" means in a run: its first objective, as stored (an error column is better lower)."""
+    primary = (meta.get("objectives") or [{}])[0]
+    return Objective(primary.get("name", "accuracy"), primary.get("direction", "max"))
 
 
 def made_by_llm(origin: dict[str, Any]) -> bool:
@@ -45,10 +52,9 @@ def summarize(store: RunStore, bench: Any = None) -> dict[str, Any]:
     cands = store.candidates()
     done = [c for c in cands if c.ok]
     counted = [c for c in cands if c.counted]
-    # what "best" means: the run's first objective (runs from before it was stored: accuracy, higher)
-    primary = (meta.get("objectives") or [{"name": "accuracy", "direction": "max"}])[0]
-    pick = max if primary.get("direction", "max") == "max" else min
-    best = pick(done, key=lambda c: c.metrics[primary["name"]]) if done else None
+    primary = (meta.get("objectives") or [{}])[0]
+    objective = run_objective(meta)
+    best = max(done, key=lambda c: objective.score(c.metrics[objective.name])) if done else None
     statuses: dict[str, int] = {}
     origins: dict[str, int] = {}  # what produced the evaluated candidates: llm, fallback, mutation, random...
     sources: dict[str, int] = {}  # who made them: llm, algorithm, fallback, init ("?": a run from before sources)
@@ -93,7 +99,7 @@ def summarize(store: RunStore, bench: Any = None) -> dict[str, Any]:
             "rank": b.get("rank"),
             **{k: b[k] for k in ("params", "flops", "arch") if k in b},
             # what the figures are: accuracy in %, or a user's table column (an error, a loss) as it is
-            "metric": "accuracy" if primary.get("unit", "%") == "%" else primary.get("label") or primary["name"],
+            "metric": "accuracy" if primary.get("unit", "%") == "%" else primary.get("label") or objective.name,
             "unit": primary.get("unit", "%"),
         }
         if bench is not None:
@@ -103,9 +109,8 @@ def summarize(store: RunStore, bench: Any = None) -> dict[str, Any]:
     if best is not None:
         out["best"]["origin"] = origin_label(best.origin)
         out["best"]["by_llm"] = bool(llm_strategy and made_by_llm(best.origin))
-    maximise = primary.get("direction", "max") == "max"
-    out["children"] = children_table(cands, llm_strategy, maximise)
-    out["trajectory"] = best_so_far(cands, maximise)
+    out["children"] = children_table(cands, llm_strategy, objective)
+    out["trajectory"] = best_so_far(cands, objective)
     return out
 
 
@@ -122,7 +127,8 @@ def origin_label(origin: dict[str, Any]) -> str:
     return f"{op} ({origin['via']})" if origin.get("via") else op
 
 
-def children_table(cands: list[Candidate], llm_strategy: bool = True, maximise: bool = True) -> list[dict[str, Any]]:
+def children_table(cands: list[Candidate], llm_strategy: bool = True, objective: Objective = ACCURACY
+                   ) -> list[dict[str, Any]]:  # fmt: skip
     """Per origin: proposed, trained (evaluated without failing; of those, how many trained once their
     layers' input sizes were inferred from the data), improved the best so far, improved the
     Pareto front of accuracy and parameters (non-dominated by everything completed before it), and
@@ -139,27 +145,23 @@ def children_table(cands: list[Candidate], llm_strategy: bool = True, maximise: 
         if c.ok:
             r["trained"] += 1
             r["sizes_inferred"] += int(bool(c.origin.get("inferred_sizes")))
-            F = as_objectives([(x.metrics["accuracy"], x.metrics.get("params")) for x in [c, *done]], maximise)
+            F = as_objectives([(objective.score(x.metrics["accuracy"]), x.metrics.get("params")) for x in [c, *done]])
             r["improved_front"] += int(improves(F[0], F[1:]))
-            if best is None or _better(c.metrics["accuracy"], best, maximise):
+            if best is None or objective.score(c.metrics["accuracy"]) > best:
                 r["improved_best"] += int(best is not None)
-                best = c.metrics["accuracy"]
+                best = objective.score(c.metrics["accuracy"])
             done.append(c)
     return sorted(rows.values(), key=lambda r: (not r["by_llm"], r["origin"]))
 
 
-def _better(a: float, b: float, maximise: bool) -> bool:
-    return a > b if maximise else a < b
-
-
-def best_so_far(cands: list[Candidate], maximise: bool = True) -> list[dict[str, Any]]:
+def best_so_far(cands: list[Candidate], objective: Objective = ACCURACY) -> list[dict[str, Any]]:
     """After each counted evaluation: the reported accuracy and rank of the best-so-far (by search metric)."""
     traj = []
     best = None
     for c in cands:
         if not c.counted:
             continue
-        if c.ok and (best is None or _better(c.metrics["accuracy"], best.metrics["accuracy"], maximise)):
+        if c.ok and (best is None or objective.score(c.metrics["accuracy"]) > objective.score(best.metrics["accuracy"])):
             best = c
         if best is not None:
             traj.append(
