@@ -270,6 +270,15 @@ def test_a_table_whose_metric_is_better_lower_is_searched_the_same_way(run_cli, 
     assert pays[0]["front"] == pays[1]["front"] and sums[0]["children"] == sums[1]["children"]
     assert [t["trial"] for t in sums[0]["trajectory"]] == [t["trial"] for t in sums[1]["trajectory"]]
     assert sums[1]["best"]["trial"] == sums[0]["best"]["trial"] == sums[0]["trajectory"][-1]["trial"]
+    for a, b in zip(pays[0]["mutations"], pays[1]["mutations"], strict=True):
+        assert a["name"] == b["name"] and b["best"] == -a["best"]
+    from fairnad.report.html import run_page
+
+    def top_trials(page):
+        return [t["rows"] for sec in page["sections"] for t in sec.get("tables", [])
+                if "accuracy (search)" in t["columns"]][0]  # fmt: skip
+
+    assert [r[0] for r in top_trials(run_page(pays[0]))] == [r[0] for r in top_trials(run_page(pays[1]))]
     # the run's summary names the table's column, not "accuracy" in %
     p = run_cli("search", "--benchmark-file", "neg.csv", "--space-file", "neg.yaml", "-s", "regevo", "-n", "12",
                 "--llm", "none", "--run-dir", "one")  # fmt: skip

@@ -69,6 +69,7 @@ def run_payload(run_dir: str | Path) -> dict[str, Any]:
     cfg = meta.get("config", {})
     cost = cost_key(cands)
     score = run_objective(meta).score  # signed so that higher is better (a table's error column)
+    sign = score(1.0)
     llm_strategy = summary["llm"]["calls"] > 0  # as summarize decides it
 
     # the LLM calls that made each candidate: the seqs its origin records (runs from before that was
@@ -142,8 +143,9 @@ def run_payload(run_dir: str | Path) -> dict[str, Any]:
                                                                               for c in priced])),
                                                    key=lambda i: priced[i].metrics[cost])],
         "progress": progress(rows, trajectory),
-        "mutations": group_stats(rows, "op"),
-        "ideas": group_stats([r for r in rows if r["idea"]], "idea", extra="idea_category"),
+        "sign": sign,  # 1, or -1 where the metric is better lower: the best of a group is its max of sign * value
+        "mutations": group_stats(rows, "op", sign=sign),
+        "ideas": group_stats([r for r in rows if r["idea"]], "idea", extra="idea_category", sign=sign),
         "failures": failure_stats(rows),
         "llm": llm_stats(calls),
         "config": yaml.safe_dump(cfg, sort_keys=False),
@@ -165,7 +167,8 @@ def progress(rows: list[dict[str, Any]], trajectory: list[dict[str, Any]]) -> li
             for p, r in zip(trajectory, counted)]  # fmt: skip
 
 
-def group_stats(rows: list[dict[str, Any]], key: str, extra: str | None = None) -> list[dict[str, Any]]:
+def group_stats(rows: list[dict[str, Any]], key: str, extra: str | None = None, sign: float = 1.0
+                ) -> list[dict[str, Any]]:  # fmt: skip
     """Per mutation type (or idea): proposed, evaluated, valid, improved the best, improved the front."""
     groups: dict[str, dict[str, Any]] = {}
     for r in rows:
@@ -177,7 +180,7 @@ def group_stats(rows: list[dict[str, Any]], key: str, extra: str | None = None) 
         g["evaluated"] += r["counted"]
         if r["accuracy"] is not None:
             g["valid"] += 1
-            g["best"] = r["accuracy"] if g["best"] is None else max(g["best"], r["accuracy"])
+            g["best"] = r["accuracy"] if g["best"] is None else max(g["best"], r["accuracy"], key=lambda a: sign * a)
         g["improved_best"] += r["improved_best"]
         g["improved_front"] += r["improved_front"]
     return sorted(groups.values(), key=lambda g: (-g["improved_front"], -g["valid"], g["name"]))

@@ -81,7 +81,7 @@ def _pct(x) -> str | None:
 def run_page(run: dict[str, Any]) -> dict[str, Any]:
     s = run["summary"]
     cands = run["candidates"]
-    done = sorted((r for r in cands if r["accuracy"] is not None), key=lambda r: -r["accuracy"])
+    done = sorted((r for r in cands if r["accuracy"] is not None), key=lambda r: -run.get("sign", 1) * r["accuracy"])
     cost = run["cost"]
     llm = s["llm"]
     valid = sum(1 for r in cands if r["counted"] and r["accuracy"] is not None)
@@ -90,7 +90,8 @@ def run_page(run: dict[str, Any]) -> dict[str, Any]:
         ["status", s.get("status")], ["evaluations", f"{s['evaluations']} of {s['budget']} ({s['proposals']} proposals)"],
         ["probes", f"{s.get('probes', 0)} (build and shape checks and quick trainings, stored in the run)"],
         ["valid", f"{valid} of {s['evaluations']}" + (f" ({100 * valid / s['evaluations']:.0f}%)" if s["evaluations"] else "")],
-        ["best", None if not s["best"] else f"{s['best']['accuracy']:.3f}% (trial {s['best']['trial']})"],
+        ["best", None if not s["best"] else f"{s['best'].get('metric', 'accuracy')} {s['best']['accuracy']:.3f}"
+                 f"{s['best'].get('unit', '%')} (trial {s['best']['trial']})"],
         ["LLM", f"{llm['calls']} calls, {llm['tokens_in']:,} tokens in, {llm['tokens_out']:,} out, "
                 f"{llm['seconds']:.1f} s, {llm['errors']} errors"],
         ["proposed by the LLM itself", f"{s.get('llm_made', 0)} of {s['evaluations']} evaluations"],
