@@ -695,12 +695,9 @@ def knowledge_add(
 
 def _load_tree(path: Path):
     """A tree file, or the name of a shipped tree (papers13, template) as `search --knowledge` takes it."""
-    from fairnad.knowledge.tree import AttributeTree
-    from fairnad.lifecycle import SHIPPED_TREES, shipped_tree
+    from fairnad.lifecycle import load_tree
 
-    if not path.exists() and str(path) in SHIPPED_TREES:
-        path = shipped_tree(str(path)) or path
-    return AttributeTree.load(path)
+    return load_tree(path)
 
 
 @knowledge_app.command("show")

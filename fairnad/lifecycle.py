@@ -47,19 +47,29 @@ def shipped_tree(name: str) -> Path | None:
     return None
 
 
-def load_knowledge(cfg: SearchConfig):
-    """The attribute tree of ideas: --knowledge FILE or a shipped tree's name (papers13: built from 13
-    papers; template: the template's own examples, the default until papers13 is shown to help)."""
+def load_tree(source: str | Path | None = None):
+    """An attribute tree: a tree file, or a shipped tree's name (papers13: built from 13 papers;
+    template: the template's own examples, the default). A file that exists wins over a name, for
+    every command alike (`search --knowledge`, `knowledge show/search/stats/browse`)."""
     from fairnad.knowledge.template import load_template
     from fairnad.knowledge.tree import AttributeTree
     from fairnad.prompts import templates_dir
 
-    if cfg.knowledge and cfg.knowledge not in SHIPPED_TREES:
-        return AttributeTree.load(cfg.knowledge)
-    path = shipped_tree(cfg.knowledge or "template")
+    source = str(source or "template")
+    if Path(source).exists() or source not in SHIPPED_TREES:
+        return AttributeTree.load(source)
+    path = shipped_tree(source)
     if path is not None:
         return AttributeTree.load(path)
-    return AttributeTree.from_template(load_template(templates_dir() / "fairnad.yaml"))
+    if source == "template":  # a checkout without the built file: the template itself
+        return AttributeTree.from_template(load_template(templates_dir() / "fairnad.yaml"))
+    raise ConfigError(f"the shipped tree {source} is missing from this installation: build it with `make tree`, "
+                      "or give a tree file")
+
+
+def load_knowledge(cfg: SearchConfig):
+    """The attribute tree of ideas a search samples: --knowledge (load_tree)."""
+    return load_tree(cfg.knowledge)
 
 
 def tabular_problem(cfg: SearchConfig) -> Problem:

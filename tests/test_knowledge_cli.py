@@ -162,6 +162,24 @@ def test_a_damaged_tree_is_one_line_naming_the_file_and_what_is_wrong(run_cli, t
     assert not (tmp_path / "r").exists()  # refused before a run folder was made
 
 
+def test_a_tree_file_wins_over_a_shipped_name_in_search_and_knowledge_alike(run_cli, tmp_path, monkeypatch):
+    """One rule for `search --knowledge` and the knowledge commands: a file that exists is that file
+    (before, the search took the shipped tree where `knowledge show` took the file)."""
+    from fairnad.knowledge.template import load_template
+    from fairnad.knowledge.tree import AttributeTree
+    from fairnad.lifecycle import load_tree
+
+    (tmp_path / "mini.yaml").write_text(MINI)
+    AttributeTree.from_template(load_template(tmp_path / "mini.yaml")).save(tmp_path / "papers13")
+    monkeypatch.chdir(tmp_path)
+    mine = load_tree("papers13")
+    assert not mine.papers and len(mine.attributes()) == len(AttributeTree.load(tmp_path / "papers13").attributes())
+    shown = json.loads(run_cli("knowledge", "stats", "papers13", "--json").stdout)
+    assert shown["attributes"] == len(mine.attributes()) and len(load_tree(None).attributes()) > shown["attributes"]
+    p = run_cli("search", "--space", "open", "--knowledge", "nothere.json", "-n", "1")
+    assert p.returncode == 2 and "nothere.json" in p.stderr and "Traceback" not in p.stderr
+
+
 def test_inspecting_shipped_trees_by_name_and_odd_inputs_in_one_line(run_cli, tmp_path):
     """show/search/stats/browse take papers13 and template as --knowledge does; names from papers are
     text, not terminal markup; a folder where a file belongs is one line."""
