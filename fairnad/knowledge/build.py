@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from fairnad.ingest.pdf import PaperError, parse_pdf
-from fairnad.knowledge.consolidate import MERGE_AT, SOURCE_KEYS, consolidate
+from fairnad.knowledge.consolidate import MERGE_AT, SOURCE_KEYS, attribute_order, consolidate
 from fairnad.knowledge.crosslink import MIN_SENTENCES, PaperIndex, examples_found, link_by_name
 from fairnad.knowledge.embed import Embedder
 from fairnad.knowledge.evidence import split_sentences
@@ -119,7 +119,7 @@ def assemble(template: Template, store: BuildStore, embedder: Embedder, opts: Bu
         report["attributes"] += examples
         report["empty_categories"] = [c for c in report["empty_categories"] if c not in {a["category"] for a in examples}]
         report["found_by_name"]["template_examples"] = len(examples)
-    report["attributes"].sort(key=lambda a: (a["category"], -a["frequency"], a["name"]))
+    report["attributes"].sort(key=attribute_order)  # again: the lookups changed frequencies and added examples
     paper_list = [{k: p.get(k) for k in ("name", "title", "authors", "year", "pages", "sha256")} for p in papers.values()]
     known = {p["name"] for p in paper_list}
     carried = [*(extra_papers or []), *({"name": m["paper"], "title": m.get("title")} for m in extra_mentions or [])]

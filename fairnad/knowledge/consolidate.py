@@ -81,6 +81,11 @@ def over_specific(name: str, titles: list[str]) -> str | None:
     return None
 
 
+def attribute_order(a: dict[str, Any]) -> tuple:
+    """How a tree lists its attributes: by category, the most frequent first, then by name."""
+    return a["category"], -a["frequency"], a["name"]
+
+
 def consolidate(
     mentions: list[dict[str, Any]],
     template: Template,
@@ -150,7 +155,7 @@ def consolidate(
     _merge_subcategories(attributes, embedder)
     filled = {a["category"] for a in attributes}
     return {
-        "attributes": sorted(attributes, key=lambda a: (a["category"], -a["frequency"], a["name"])),
+        "attributes": sorted(attributes, key=attribute_order),
         "empty_categories": [p for p in cat_paths if p not in filled],
         "merged": len(mentions) - len(attributes), "confirmations": confirmations,
     }
