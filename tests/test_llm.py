@@ -238,7 +238,9 @@ def test_prompt_lookup_drafting_copies_as_well_as_plain_decoding(tmp_path):
     for draft in (0, 8):  # one server at a time
         with BackendProvider(tmp_path / f"draft{draft}") as provider:
             backend = provider.backend(LLMConfig(embedded_threads=1, embedded_draft=draft).model_dump())
-            assert ("--draft_model" in backend.server._proc.args) == (draft > 0)
+            args = backend.server._proc.args
+            assert ("--draft_model" in args) == (draft > 0)
+            assert args[args.index("--logits_all") + 1] == ("true" if draft else "false")  # drafting needs them
             answers.append(backend.complete(msgs, max_tokens=200))
     plain, drafted = answers
     copied = [sum(f"self.conv{i}(x)" in out.text for i in range(12)) for out in (plain, drafted)]

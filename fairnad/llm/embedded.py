@@ -63,6 +63,7 @@ class EmbeddedServer:
         startup_timeout: float = 120.0,
         log_path: str | Path | None = None,
         draft_tokens: int = DEFAULT_DRAFT,
+        logits_all: bool | None = None,
     ) -> None:
         # a catalogue name (default: models.DEFAULT_MODEL) or a .gguf path; checked before anything starts
         self.model_path = models.resolve(str(model) if model else None)
@@ -80,6 +81,12 @@ class EmbeddedServer:
         # prompt-lookup decoding: up to N tokens proposed from the text so far (the prompt holds the parent
         # a code answer mostly copies) and checked in one batch; 0 turns it off
         self.draft_tokens = draft_tokens
+        # llama-cpp-python's server keeps every prompt token's logits by default (logits_all): a row of
+        # vocabulary floats per token (0.6 MB for Qwen), copied again into each cached prompt state.
+        # Drafting needs them (and turns them on); without it they cost memory and prompt speed: 1.5B,
+        # drafting off, 4 calls: 5.7 -> 3.7 GB peak, 166 -> 114 s (benchmarks/llm_memory.py). None:
+        # only when drafting
+        self.logits_all = draft_tokens > 0 or bool(logits_all)
         self.startup_timeout = startup_timeout
         self.log_path = Path(log_path) if log_path else Path(tempfile.gettempdir()) / f"fairnad-llm-{os.getpid()}.log"
         self.port: int | None = None
@@ -113,6 +120,7 @@ class EmbeddedServer:
                 ]  # fmt: skip
                 if self.draft_tokens > 0:
                     cmd += ["--draft_model", "prompt-lookup-decoding", "--draft_model_num_pred_tokens", str(self.draft_tokens)]
+                cmd += ["--logits_all", str(self.logits_all).lower()]
                 if self.cache_mb > 0:
                     cmd += ["--cache", "true", "--cache_type", "ram", "--cache_size", str(self.cache_mb * 2**20)]
                 self.log_path.parent.mkdir(parents=True, exist_ok=True)
