@@ -17,12 +17,9 @@ import re
 import time
 from pathlib import Path
 
-from fairnad.evaluate.datasets import dataset_spec
 from fairnad.llm import OpenAICompatible
 from fairnad.llm.embedded import EmbeddedServer
-from fairnad.prompts import render
-from fairnad.search.ideas import Idea
-from fairnad.space.reference import reference
+from llm_speed import idea_prompt  # (benchmarks/: the same prompt as the speed figures)
 
 
 def memory_kb(pid: int) -> dict[str, int]:
@@ -35,14 +32,7 @@ def memory_kb(pid: int) -> dict[str, int]:
 
 
 def the_prompts() -> list[list[dict]]:
-    spec = dataset_spec("mnist1d")
-    contract = render("contract.j2", dataset="mnist1d", input_shape=list(spec.input_shape), num_classes=10,
-                      max_params=1_500_000)  # fmt: skip
-    parent = {"code": reference("mnist1d-cnn").source(), "accuracy": 95.0, "cost_text": "0.037M parameters",
-              "curve": "", "shapes": ""}  # fmt: skip
-    idea = Idea("se", "squeeze-and-excitation", "attention", "Attention mechanisms")
-    text = render("fairnad/idea_open.j2", contract=contract, parent=parent, idea=idea, form="file",
-                  fb={"front": [], "failures": [], "ideas": [], "cost": "params"})  # fmt: skip
+    text = idea_prompt(form="file")
     return [[{"role": "system", "content": who}, {"role": "user", "content": text}]
             for who in ("You improve neural networks one idea at a time.", "You are an agent that refines models.")]
 

@@ -21,6 +21,18 @@ from fairnad.search.ideas import Idea
 from fairnad.space.reference import reference
 
 
+def idea_prompt(form: str = "definitions") -> str:
+    """FairNAD's idea prompt for the MNIST-1D reference CNN and squeeze-and-excitation: a typical code
+    request (~750 tokens), the same in every benchmark of the embedded server."""
+    spec = dataset_spec("mnist1d")
+    contract = render("contract.j2", dataset="mnist1d", input_shape=list(spec.input_shape), num_classes=10,
+                      max_params=1_500_000)  # fmt: skip
+    parent = {"code": reference("mnist1d-cnn").source(), "accuracy": 95.0, "cost_text": "0.037M parameters", "curve": "", "shapes": ""}
+    idea = Idea("se", "squeeze-and-excitation", "attention", "Attention mechanisms")
+    return render("fairnad/idea_open.j2", contract=contract, parent=parent, idea=idea, form=form,
+                  fb={"front": [], "failures": [], "ideas": [], "cost": "params"})  # fmt: skip
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--models", default=",".join(models.CATALOGUE))
@@ -29,13 +41,7 @@ def main() -> None:
     ap.add_argument("--max-tokens", type=int, default=300)
     ap.add_argument("--draft", type=int, default=None, help="prompt-lookup drafting, tokens (default: llm.embedded_draft; 0 off)")
     args = ap.parse_args()
-    spec = dataset_spec("mnist1d")
-    contract = render("contract.j2", dataset="mnist1d", input_shape=list(spec.input_shape), num_classes=10,
-                      max_params=1_500_000)  # fmt: skip
-    parent = {"code": reference("mnist1d-cnn").source(), "accuracy": 95.0, "cost_text": "0.037M parameters", "curve": "", "shapes": ""}
-    idea = Idea("se", "squeeze-and-excitation", "attention", "Attention mechanisms")
-    prompt = render("fairnad/idea_open.j2", contract=contract, parent=parent, idea=idea, form="definitions",
-                    fb={"front": [], "failures": [], "ideas": [], "cost": "params"})  # fmt: skip
+    prompt = idea_prompt()
     print("| model | threads | server start s | prompt tokens | prompt tok/s | out tok/s | all tok/s (in + out per s) |")
     print("|---|---|---|---|---|---|---|")
     for name in args.models.split(","):

@@ -63,7 +63,7 @@ class EmbeddedServer:
         startup_timeout: float = 120.0,
         log_path: str | Path | None = None,
         draft_tokens: int = DEFAULT_DRAFT,
-        logits_all: bool | None = None,
+        logits_all: bool = False,
     ) -> None:
         # a catalogue name (default: models.DEFAULT_MODEL) or a .gguf path; checked before anything starts
         self.model_path = models.resolve(str(model) if model else None)
@@ -84,9 +84,8 @@ class EmbeddedServer:
         # llama-cpp-python's server keeps every prompt token's logits by default (logits_all): a row of
         # vocabulary floats per token (0.6 MB for Qwen), copied again into each cached prompt state.
         # Drafting needs them (and turns them on); without it they cost memory and prompt speed: 1.5B,
-        # drafting off, 4 calls: 5.7 -> 3.7 GB peak, 166 -> 114 s (benchmarks/llm_memory.py). None:
-        # only when drafting
-        self.logits_all = draft_tokens > 0 or bool(logits_all)
+        # drafting off, 4 calls: 5.7 -> 3.7 GB peak, 166 -> 114 s (benchmarks/llm_memory.py)
+        self.logits_all = draft_tokens > 0 or logits_all
         self.startup_timeout = startup_timeout
         self.log_path = Path(log_path) if log_path else Path(tempfile.gettempdir()) / f"fairnad-llm-{os.getpid()}.log"
         self.port: int | None = None

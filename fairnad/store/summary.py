@@ -16,9 +16,10 @@ from fairnad.store.sqlite import RunStore, StoreError, in_use
 
 
 def run_objective(meta: dict[str, Any]) -> Objective:
-    """What "best" means in a run: its first objective, as stored (an error column is better lower)."""
-    primary = (meta.get("objectives") or [{}])[0]
-    return Objective(primary.get("name", "accuracy"), primary.get("direction", "max"))
+    """What "best" means in a run: its first objective, as stored (an error column is better lower);
+    runs from before objectives were stored searched accuracy."""
+    stored = meta.get("objectives")
+    return Objective(**stored[0]) if stored else ACCURACY
 
 
 def made_by_llm(origin: dict[str, Any]) -> bool:
@@ -52,7 +53,6 @@ def summarize(store: RunStore, bench: Any = None) -> dict[str, Any]:
     cands = store.candidates()
     done = [c for c in cands if c.ok]
     counted = [c for c in cands if c.counted]
-    primary = (meta.get("objectives") or [{}])[0]
     objective = run_objective(meta)
     best = max(done, key=lambda c: objective.score(c.metrics[objective.name])) if done else None
     statuses: dict[str, int] = {}
@@ -99,8 +99,8 @@ def summarize(store: RunStore, bench: Any = None) -> dict[str, Any]:
             "rank": b.get("rank"),
             **{k: b[k] for k in ("params", "flops", "arch") if k in b},
             # what the figures are: accuracy in %, or a user's table column (an error, a loss) as it is
-            "metric": "accuracy" if primary.get("unit", "%") == "%" else primary.get("label") or objective.name,
-            "unit": primary.get("unit", "%"),
+            "metric": "accuracy" if objective.unit == "%" else objective.label or objective.name,
+            "unit": objective.unit,
         }
         if bench is not None:
             out["best"]["description"] = bench.space.describe(best.genotype)
