@@ -41,8 +41,10 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
 
 
 # the server's defaults, which the run config (`llm.embedded_*`) takes as its own: a server built
-# directly (tests, benchmarks) runs as a user's run does
-DEFAULT_CTX, DEFAULT_CACHE_MB, DEFAULT_DRAFT = 8192, 256, 4
+# directly (tests, benchmarks) runs as a user's run does. No drafting by default: drafting needs every
+# prompt token's logits kept, and without them whole-file code answers came 23% faster in half the
+# memory (1.5B, 2 threads, 6 answers of ~600 tokens: 209 -> 160 s, 8.2 -> 4.4 GB; benchmarks/llm_memory.py)
+DEFAULT_CTX, DEFAULT_CACHE_MB, DEFAULT_DRAFT = 8192, 256, 0
 # seconds per request to the embedded model unless llm.timeout says otherwise: it runs on the CPU, where
 # a 2,000-token prompt and a 600-token answer of the 1.5B model take ~3 min on one idle core and several
 # times that beside other work (120 s, a server's default, timed out the tabular agent four times over
