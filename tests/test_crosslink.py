@@ -5,6 +5,8 @@ plain single word do not count; the build links by itself and reports it."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pdfs import make_paper
 
 from fairnad.ingest.pdf import parse_pdf
@@ -64,12 +66,17 @@ def test_name_patterns_take_plurals_and_hyphens_not_longer_words():
     assert name_pattern("scale") is None and name_pattern("depth") is None and name_pattern("") is None
 
 
-def test_a_build_finds_its_ideas_by_name_in_its_other_papers(tmp_path):
+def test_a_build_finds_its_ideas_by_name_in_its_other_papers(tmp_path, monkeypatch):
     """Through process_papers and assemble: the model names an idea in one paper (a scripted answer, so
-    the test is about the lookup), the build adds the other paper that uses it; --find-by-name 0 does not."""
+    the test is about the lookup), the build adds the other paper that uses it; --find-by-name 0 does not.
+    Extraction and both lookups parse each paper once."""
     from test_knowledge import MINI, PromptLLM, _answer
 
+    from fairnad.knowledge import build
     from fairnad.knowledge.build import BuildOptions, assemble, process_papers
+
+    parsed = []
+    monkeypatch.setattr(build, "parse_pdf", lambda path, pages: parsed.append(Path(path).name) or parse_pdf(path, pages))
     from fairnad.knowledge.embed import Embedder
     from fairnad.knowledge.template import load_template
     from fairnad.llm import RecordingLLM
@@ -85,6 +92,7 @@ def test_a_build_finds_its_ideas_by_name_in_its_other_papers(tmp_path):
         process_papers([a, b], mini, store, llm, embedder, BuildOptions())
         tree, report = assemble(mini, store, embedder, BuildOptions())
         plain, plain_report = assemble(mini, store, embedder, BuildOptions(find_by_name=0))
+    assert sorted(parsed) == ["a.pdf", "b.pdf"]
     dsc = next(x for x in tree.attributes() if x["name"] == "depthwise separable convolution")
     assert [(s["paper"], s["alignment"]) for s in dsc["sources"]] == [("a", "sentence"), ("b", "name")]
     assert dsc["frequency"] == 2

@@ -93,6 +93,25 @@ def test_too_little_memory_is_one_line_naming_what_to_do(monkeypatch):
     models.check_memory(path, 8192)
 
 
+def test_the_memory_check_counts_the_logits_rows_drafting_keeps(monkeypatch, tmp_path):
+    """llama-cpp-python keeps a row of vocabulary floats per batch token, or per context token when
+    drafting needs every logit: the vocabulary comes from the GGUF's header (the file's own tokens), and
+    a header that cannot be read counts as a large vocabulary rather than none."""
+    path = models.resolve("smollm2-135m")
+    assert models.vocab_size(path) == 49152  # SmolLM2's tokenizer
+    plain, drafting = models.memory_needed(path, 8192, 256), models.memory_needed(path, 8192, 256, logits_all=True)
+    assert drafting - plain == (8192 - 512) * 49152 * 4
+    head = tmp_path / "head.gguf"  # the header cut off before the tokens
+    data = path.read_bytes()[: 1 << 20]
+    head.write_bytes(data[: data.index(b"tokenizer.ggml.tokens")])
+    assert models.vocab_size(head) is None
+    assert models.memory_needed(head, 8192, logits_all=True) > (8192 * models.VOCAB_IF_UNKNOWN * 4)
+    monkeypatch.setattr(models, "memory_available", lambda: plain + 2**20)  # enough only without drafting
+    models.check_memory(path, 8192, 256)
+    with pytest.raises(LLMUnavailable, match=r"set llm.embedded_draft=0"):
+        models.check_memory(path, 8192, 256, logits_all=True)
+
+
 def test_llms_lists_the_models_as_json(run_cli):
     p = run_cli("llms", "--json")
     assert p.returncode == 0, p.stderr

@@ -7,6 +7,7 @@ resumed build skips the papers already done and re-asks nothing.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import time
 from collections.abc import Callable
@@ -14,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fairnad.ingest.pdf import PaperError, parse_pdf
+from fairnad.ingest.pdf import Document, PaperError, parse_pdf
 from fairnad.knowledge.consolidate import MERGE_AT, SOURCE_KEYS, attribute_order, consolidate
 from fairnad.knowledge.crosslink import MIN_SENTENCES, PaperIndex, examples_found, link_by_name
 from fairnad.knowledge.embed import Embedder
@@ -61,6 +62,22 @@ def _sha(path: Path) -> str:
         return hashlib.sha256(str(path).encode()).hexdigest()
 
 
+def read_pdf(path: Path, max_pages: int) -> Document:
+    """A paper parsed once per build process: extraction and the look-up by name read the same papers,
+    and parsing the 13 shipped papers takes about a minute. Keyed by the file's size and mtime, so a
+    paper changed since is read afresh."""
+    try:
+        st = path.stat()
+    except OSError:
+        return parse_pdf(path, max_pages)  # which says what is wrong with the file, as PaperError
+    return _read_pdf(str(path), st.st_size, st.st_mtime_ns, max_pages)
+
+
+@functools.lru_cache(maxsize=64)
+def _read_pdf(path: str, size: int, mtime_ns: int, max_pages: int) -> Document:
+    return parse_pdf(path, max_pages)
+
+
 def process_papers(
     pdfs: list[Path], template: Template, store: BuildStore, llm: RecordingLLM, embedder: Embedder,
     opts: BuildOptions, progress: Progress | None = None,
@@ -78,7 +95,7 @@ def process_papers(
         t0 = time.time()
         note(path.name, "parsing")
         try:
-            doc = parse_pdf(path, opts.max_pages)
+            doc = read_pdf(path, opts.max_pages)
         except PaperError as err:
             row = {"sha256": sha, "path": str(path), "name": path.stem, "status": "skipped", "error": str(err)}
             store.record_paper(row, [])
@@ -140,7 +157,7 @@ def readable_papers(rows: list[dict], max_pages: int) -> list[PaperIndex]:
         if not path.is_file():
             continue
         try:
-            doc = parse_pdf(path, max_pages)
+            doc = read_pdf(path, max_pages)
         except PaperError:
             continue
         if doc.sha256 == p["sha256"]:  # read once: the parse hashes the bytes it read

@@ -70,7 +70,6 @@ class EmbeddedServer:
         # a catalogue name (default: models.DEFAULT_MODEL) or a .gguf path; checked before anything starts
         self.model_path = models.resolve(str(model) if model else None)
         self.alias = models.name_for(self.model_path)  # the model name the server answers to
-        models.check_memory(self.model_path, n_ctx, cache_mb)
         self.n_ctx = n_ctx
         # llama.cpp keeps one context: prompts that alternate (an idea prompt, then an agent's) would
         # evaluate their shared text afresh each time. The RAM cache keeps recent prompt states and
@@ -86,8 +85,10 @@ class EmbeddedServer:
         # llama-cpp-python's server keeps every prompt token's logits by default (logits_all): a row of
         # vocabulary floats per token (0.6 MB for Qwen), copied again into each cached prompt state.
         # Drafting needs them (and turns them on); without it they cost memory and prompt speed: 1.5B,
-        # drafting off, 4 calls: 5.7 -> 3.7 GB peak, 166 -> 114 s (benchmarks/llm_memory.py)
+        # drafting off, 4 calls: 5.7 -> 3.7 GB peak, 166 -> 114 s (benchmarks/llm_memory.py). The memory
+        # check counts them.
         self.logits_all = draft_tokens > 0 or logits_all
+        models.check_memory(self.model_path, n_ctx, cache_mb, self.logits_all)
         self.startup_timeout = startup_timeout
         self.log_path = Path(log_path) if log_path else Path(tempfile.gettempdir()) / f"fairnad-llm-{os.getpid()}.log"
         self.port: int | None = None

@@ -16,6 +16,7 @@ import importlib.util
 import json
 import os
 import re
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -215,13 +216,69 @@ def name_for(path: Path) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", path.stem)[:64] or "model"
 
 
-def memory_needed(path: Path, n_ctx: int, cache_mb: int = 0) -> int:
-    """A cautious estimate of what serving the file takes: the weights, plus the KV cache and
-    buffers (grown with the context), plus the prompt-state cache, plus the server process itself."""
+# GGUF metadata value types (the GGUF spec): fixed sizes, 8 = string, 9 = array
+_GGUF_SIZES = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
+VOCAB_IF_UNKNOWN = 256_000  # a GGUF whose vocabulary cannot be read: as large as common vocabularies come
+
+
+def vocab_size(path: Path) -> int | None:
+    """The model's vocabulary, read from the GGUF header (the length of ``tokenizer.ggml.tokens``): the
+    logits rows the server keeps are this many floats each. None where the header cannot be read."""
+    def read(f, n: int) -> bytes:
+        b = f.read(n)
+        if len(b) != n:
+            raise EOFError
+        return b
+
+    def u32(f) -> int:
+        return struct.unpack("<I", read(f, 4))[0]
+
+    def u64(f) -> int:
+        return struct.unpack("<Q", read(f, 8))[0]
+
+    def skip(f, kind: int) -> None:
+        if kind == 8:
+            f.seek(u64(f), 1)
+        elif kind == 9:
+            inner, count = u32(f), u64(f)
+            if inner in _GGUF_SIZES:
+                f.seek(_GGUF_SIZES[inner] * count, 1)
+            else:
+                for _ in range(count):
+                    skip(f, inner)
+        else:
+            f.seek(_GGUF_SIZES[kind], 1)
+
+    try:
+        with open(path, "rb", buffering=1 << 16) as f:
+            if read(f, 4) != GGUF_MAGIC or u32(f) < 2:  # version 1 used 32-bit counts; long gone
+                return None
+            u64(f)  # tensors
+            for _ in range(u64(f)):
+                key = read(f, u64(f))
+                kind = u32(f)
+                if key == b"tokenizer.ggml.tokens" and kind == 9:
+                    u32(f)
+                    return u64(f)
+                skip(f, kind)
+    except (OSError, EOFError, KeyError, struct.error):
+        return None
+    return None
+
+
+def memory_needed(path: Path, n_ctx: int, cache_mb: int = 0, logits_all: bool = False) -> int:
+    """A cautious estimate of what serving the file takes: the weights, the KV cache and buffers (grown
+    with the context), the logits rows the server keeps, the prompt-state cache, and the server process.
+    Measured on the 1.5B model (8,192 context, 256 MB cache): 4.4 GB peak without logits_all, 8.2 GB
+    with (benchmarks/llm_memory.py); this says 4.7 and 9.4 GB."""
     size = path.stat().st_size
-    # a cached prompt state also holds a copy of the logits buffer (512 x vocabulary floats) that
-    # llama-cpp-python does not count against the cache's size: about 7x what it counts
-    return int(size * 1.1 + n_ctx * 64 * 1024 + cache_mb * 8 * 2**20 + 300 * 2**20)
+    # llama-cpp-python keeps a row of vocabulary floats per token in the batch (512), or per token of the
+    # whole context with logits_all (which drafting needs): 0.3 GB or 5 GB for Qwen's 151,936 tokens
+    row = (vocab_size(path) or VOCAB_IF_UNKNOWN) * 4
+    logits = (n_ctx if logits_all else 512) * row
+    # a cached prompt state also holds a copy of the batch's logits (512 rows) that llama-cpp-python
+    # does not count against the cache's size: about 7x what it counts
+    return int(size * 1.1 + n_ctx * 64 * 1024 + logits + cache_mb * 8 * 2**20 + 300 * 2**20)
 
 
 def memory_available() -> int | None:
@@ -234,12 +291,14 @@ def memory_available() -> int | None:
     return None
 
 
-def check_memory(path: Path, n_ctx: int, cache_mb: int = 0) -> None:
-    need, have = memory_needed(path, n_ctx, cache_mb), memory_available()
+def check_memory(path: Path, n_ctx: int, cache_mb: int = 0, logits_all: bool = False) -> None:
+    need, have = memory_needed(path, n_ctx, cache_mb, logits_all), memory_available()
     if have is not None and need > have:
         raise LLMUnavailable(
             f"too little memory for {path.name}: serving it needs about {need / 2**30:.1f} GiB, "
-            f"{have / 2**30:.1f} GiB is available; free memory, lower llm.embedded_ctx or llm.embedded_cache_mb, or pick a smaller model "
+            f"{have / 2**30:.1f} GiB is available; free memory, lower llm.embedded_ctx or llm.embedded_cache_mb, "
+            + ("set llm.embedded_draft=0 (drafting keeps every token's logits), " if logits_all else "")
+            + "or pick a smaller model "
             "(--llm embedded:qwen2.5-coder-0.5b)"
         )
 
