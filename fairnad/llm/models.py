@@ -269,8 +269,8 @@ def vocab_size(path: Path) -> int | None:
 def memory_needed(path: Path, n_ctx: int, cache_mb: int = 0, logits_all: bool = False) -> int:
     """A cautious estimate of what serving the file takes: the weights, the KV cache and buffers (grown
     with the context), the logits rows the server keeps, the prompt-state cache, and the server process.
-    Measured on the 1.5B model (8,192 context, 256 MB cache): 4.4 GB peak without logits_all, 8.2 GB
-    with (benchmarks/llm_memory.py); this says 4.7 and 9.4 GB."""
+    The 1.5B model (8,192 context, 256 MB cache), six whole-file code answers: 4.4 GB peak without
+    logits_all, 8.2 GB with (benchmarks/llm_memory.py); this says 4.2 and 8.6 GB."""
     size = path.stat().st_size
     # llama-cpp-python keeps a row of vocabulary floats per token in the batch (512), or per token of the
     # whole context with logits_all (which drafting needs): 0.3 GB or 5 GB for Qwen's 151,936 tokens
