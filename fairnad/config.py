@@ -43,7 +43,7 @@ class LLMConfig(BaseModel):
     embedded_cache_mb: int = Field(DEFAULT_CACHE_MB, ge=0, description="embedded server: recent prompt states kept, so a prompt "
                                    "resumes from the longest one it shares a beginning with (0: off); llama-cpp-python "
                                    "counts only their KV data (~50 MB a 1,800-token prompt of the 1.5B model), and each "
-                                   "state also copies the server's logits buffer (~300 MB), so RAM use is ~7x this")
+                                   "state also copies the server's logits buffer (~300 MB), so RAM use is up to ~10x this")
     embedded_draft: int = Field(DEFAULT_DRAFT, ge=0, description="embedded server: prompt-lookup decoding, up to N tokens "
                                 "proposed from the text so far and checked in one batch (0: off); an answer that copies "
                                 "its prompt (a child's code) copies in batches, but drafting keeps every prompt token's logits "
