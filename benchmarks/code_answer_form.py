@@ -17,7 +17,6 @@ from types import SimpleNamespace
 import numpy as np
 
 from fairnad.evaluate.code import EvalRequest, run_request
-from fairnad.evaluate.datasets import dataset_spec
 from fairnad.knowledge.tree import AttributeTree
 from fairnad.llm import OpenAICompatible
 from fairnad.llm.embedded import EmbeddedServer
@@ -26,6 +25,7 @@ from fairnad.search.common import ask_code
 from fairnad.search.ideas import IdeaSpace
 from fairnad.space.code import scale
 from fairnad.space.reference import reference
+from llm_speed import idea_prompt  # (benchmarks/: the prompt every embedded-server benchmark asks)
 
 
 def main() -> None:
@@ -39,15 +39,11 @@ def main() -> None:
     ap.add_argument("--out", default=None, help="JSONL of every child (code, error) for reading")
     args = ap.parse_args()
 
-    spec = dataset_spec("mnist1d")
-    contract = render("contract.j2", dataset="mnist1d", input_shape=list(spec.input_shape),
-                      num_classes=spec.num_classes, max_params=1_500_000)  # fmt: skip
     ref = reference("mnist1d-cnn").source()
     rng = np.random.default_rng(0)
     parents = [ref] + [scale(ref, k, rng)[0] for k in ("up", "tune")]
     ideas = IdeaSpace.from_tree(AttributeTree.load("knowledge/template.json"))
     picks = [(parents[i % len(parents)], ideas.sample(rng)) for i in range(args.n)]
-    fb = {"front": [], "failures": [], "ideas": [], "cost": "params"}
     rows = []
 
     def check(code: str) -> str | None:  # what FairNAD's repair step asks (a build and shape probe)
@@ -59,8 +55,7 @@ def main() -> None:
         study = SimpleNamespace(llm=llm)
         for form in args.forms.split(","):
             for i, (parent, idea) in enumerate(picks):
-                view = {"code": parent, "accuracy": 95.0, "cost_text": "0.040M parameters", "curve": "", "shapes": ""}
-                prompt = render("fairnad/idea_open.j2", contract=contract, parent=view, idea=idea, fb=fb, form=form)
+                prompt = idea_prompt(form, parent_code=parent, idea=idea)
                 t0 = time.time()
                 tok = [0]
                 real = llm.complete

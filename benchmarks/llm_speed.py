@@ -21,14 +21,15 @@ from fairnad.search.ideas import Idea
 from fairnad.space.reference import reference
 
 
-def idea_prompt(form: str = "definitions") -> str:
-    """FairNAD's idea prompt for the MNIST-1D reference CNN and squeeze-and-excitation: a typical code
-    request (~750 tokens), the same in every benchmark of the embedded server."""
+def idea_prompt(form: str = "definitions", parent_code: str | None = None, idea: Idea | None = None) -> str:
+    """FairNAD's idea prompt on MNIST-1D, by default for the reference CNN and squeeze-and-excitation: a
+    typical code request (~750 tokens), the same in every benchmark of the embedded server."""
     spec = dataset_spec("mnist1d")
-    contract = render("contract.j2", dataset="mnist1d", input_shape=list(spec.input_shape), num_classes=10,
+    contract = render("contract.j2", dataset="mnist1d", input_shape=list(spec.input_shape), num_classes=spec.num_classes,
                       max_params=1_500_000)  # fmt: skip
-    parent = {"code": reference("mnist1d-cnn").source(), "accuracy": 95.0, "cost_text": "0.037M parameters", "curve": "", "shapes": ""}
-    idea = Idea("se", "squeeze-and-excitation", "attention", "Attention mechanisms")
+    code = parent_code or reference("mnist1d-cnn").source()
+    parent = {"code": code, "accuracy": 95.0, "cost_text": "0.037M parameters", "curve": "", "shapes": ""}
+    idea = idea or Idea("se", "squeeze-and-excitation", "attention", "Attention mechanisms")
     return render("fairnad/idea_open.j2", contract=contract, parent=parent, idea=idea, form=form,
                   fb={"front": [], "failures": [], "ideas": [], "cost": "params"})  # fmt: skip
 
