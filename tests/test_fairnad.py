@@ -314,3 +314,22 @@ def test_iterative_refinement_builds_on_the_ideas_that_worked():
     assert {strategy._refining_idea()[0].id for _ in range(20)} == {"drop"}  # trained, when nothing improved
     strategy.idea_stats["res"] = {"tried": 4, "valid": 2, "improved": 1}
     assert {(i.id, worked) for i, worked in (strategy._refining_idea() for _ in range(20))} == {("res", True)}
+    # the parent's own line is not refined with its own ideas again (the model writes the parent back)
+    assert {(i.id, worked) for i, worked in (strategy._refining_idea({"res"}) for _ in range(20))} == {("drop", True)}
+    assert {(i.id, worked) for i, worked in (strategy._refining_idea({"res", "drop"}) for _ in range(20))} == {("se", False)}
+
+
+def test_a_models_ideas_are_those_of_its_line_of_descent():
+    from types import SimpleNamespace
+
+    from fairnad.space.candidate import Candidate
+
+    def cand(trial, parents, idea=None):
+        return Candidate(id=trial, trial=trial, genotype=str(trial), parents=parents,
+                         origin={"op": "idea", "idea": {"id": idea}} if idea else {"op": "init"})  # fmt: skip
+
+    cands = [cand(0, []), cand(1, [0], "se"), cand(2, [1], "res"), cand(3, [0], "drop"), cand(4, [2, 3])]
+    study = SimpleNamespace(candidates=cands)
+    assert create_strategy("fairnad", {})._ideas_of(study, cands[2]) == {"se", "res"}
+    assert create_strategy("fairnad", {})._ideas_of(study, cands[4]) == {"se", "res", "drop"}
+    assert create_strategy("fairnad", {})._ideas_of(study, cands[0]) == set()

@@ -13,7 +13,7 @@ switched off for ablations):
              through the model's own width/depth arguments where it has them, through the LLM where
              it does not; tables: the cheap half grows and the dear half shrinks by one option.
   iterative  the most accurate model on the front is refined with an idea that has worked (its
-             children improved the front, else trained); open spaces: the sandbox drives the
+             children improved the front, else trained) and is not already in its line; open spaces: the sandbox drives the
              turns (each answer is built and checked, a failure goes back to the model once, then
              it is asked afresh) until the child passes and is new; tables: the LLM chooses among
              new one-option neighbours of that model, as for ideas (`table_answer: write`: an agent
@@ -402,7 +402,7 @@ class FairNAD(Strategy):
         fb = self._feedback(study)
         if self.open:  # the sandbox drives the turns: every answer is built and checked, no tool call needed
             turns = self.config.agent_turns
-            idea, worked = self._refining_idea()
+            idea, worked = self._refining_idea(self._ideas_of(study, parent))
             origin = {"op": "iterative", **({"idea": idea.brief(), "idea_worked": worked} if idea else {})}
             prompt = render("fairnad/iterate_open.j2", contract=self.contract, parent=self._parent_view(parent, study),
                             fb=fb, idea=idea, worked=worked, form=self.config.code_answer)  # fmt: skip
@@ -444,16 +444,40 @@ class FairNAD(Strategy):
                         invalid_reason=f"the agent produced no new valid model in {run.turns} turns"
                                        + (f" ({run.error})" if run.error else ""))  # fmt: skip
 
-    def _refining_idea(self) -> tuple[Idea | None, bool]:
+    def _refining_idea(self, used: set[str] = frozenset()) -> tuple[Idea | None, bool]:
         """What an iterative refinement builds on (the paper's agent refines high-performing ideas):
         an idea whose children improved the front, else one whose children trained, drawn uniformly;
         before any has, a fairly sampled one. A bare "refine it" makes a small model copy the model.
+        Ideas in `used` (the parent's own line) are passed over: asked to add resolution scaling to the
+        model it made, the 1.5B model wrote that model back (seed 2: 4 of 8 iterative children).
         Returns (idea, whether it has worked)."""
         for key in ("improved", "valid"):
-            ids = sorted(i for i, s in self.idea_stats.items() if s[key] and i in self.ideas.by_id)
+            ids = sorted(i for i, s in self.idea_stats.items() if s[key] and i in self.ideas.by_id and i not in used)
             if ids:
                 return self.ideas.by_id[ids[int(self.rng.integers(len(ids)))]], True
-        return (self.ideas.sample(self.rng), False) if len(self.ideas) else (None, False)
+        if not len(self.ideas):
+            return None, False
+        for _ in range(20):  # a fair draw, again while it lands on the parent's own ideas
+            idea = self.ideas.sample(self.rng)
+            if idea.id not in used:
+                break
+        return idea, False
+
+    @staticmethod
+    def _ideas_of(study, model) -> set[str]:
+        """The ideas a model's line of descent was written with (its own, its parents', ...)."""
+        by_trial = {c.trial: c for c in study.candidates}
+        out: set[str] = set()
+        todo, seen = [model], set()
+        while todo:
+            c = todo.pop()
+            if c.trial in seen:
+                continue
+            seen.add(c.trial)
+            if c.origin.get("idea"):
+                out.add(c.origin["idea"]["id"])
+            todo += [by_trial[t] for t in c.parents if t in by_trial]
+        return out
 
     # -- tables: the LLM chooses among one-option changes ---------------------------------------------
     def _move(self, study, parent: str, child: str) -> tuple[int, int, str]:
