@@ -7,7 +7,7 @@ prompt resumed from a cached state evaluates only its new part), prompt and gene
 server's own log, and the wall time of the calls.
 
     python benchmarks/llm_memory.py [--model qwen2.5-coder-1.5b] [--threads 2] \
-        [--settings "draft=4" "draft=0" "draft=0 logits_all=false"]
+        [--settings "draft=4" "draft=0" "draft=0 logits_all=true"]
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--max-tokens", type=int, default=200)
-    ap.add_argument("--settings", nargs="+", default=["draft=4", "draft=0", "draft=0 logits_all=false"])
+    ap.add_argument("--settings", nargs="+", default=["draft=4", "draft=0", "draft=0 logits_all=true"])
     args = ap.parse_args()
     prompts = the_prompts()
     print("| setting | peak RSS GB | final RSS GB | prompt tokens asked / evaluated | prompt tok/s | out tok/s | "

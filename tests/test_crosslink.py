@@ -74,13 +74,13 @@ def test_a_build_finds_its_ideas_by_name_in_its_other_papers(tmp_path, monkeypat
 
     from fairnad.knowledge import build
     from fairnad.knowledge.build import BuildOptions, assemble, process_papers
-
-    parsed = []
-    monkeypatch.setattr(build, "parse_pdf", lambda path, pages: parsed.append(Path(path).name) or parse_pdf(path, pages))
     from fairnad.knowledge.embed import Embedder
     from fairnad.knowledge.template import load_template
     from fairnad.llm import RecordingLLM
     from fairnad.store import BuildStore
+
+    parsed = []
+    monkeypatch.setattr(build, "parse_pdf", lambda path, pages: parsed.append(Path(path).name) or parse_pdf(path, pages))
 
     a = make_paper(tmp_path / "papers" / "a.pdf")
     b = make_paper(tmp_path / "papers" / "b.pdf", title="Separable Stages", body=USES, extra_page=False)

@@ -100,7 +100,7 @@ def test_the_memory_check_counts_the_logits_rows_drafting_keeps(monkeypatch, tmp
     path = models.resolve("smollm2-135m")
     assert models.vocab_size(path) == 49152  # SmolLM2's tokenizer
     plain, drafting = models.memory_needed(path, 8192, 256), models.memory_needed(path, 8192, 256, logits_all=True)
-    assert drafting - plain == (8192 - 512) * 49152 * 4
+    assert drafting - plain == (8192 - models.BATCH_ROWS) * 49152 * 4
     head = tmp_path / "head.gguf"  # the header cut off before the tokens
     data = path.read_bytes()[: 1 << 20]
     head.write_bytes(data[: data.index(b"tokenizer.ggml.tokens")])

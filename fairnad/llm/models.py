@@ -219,6 +219,7 @@ def name_for(path: Path) -> str:
 # GGUF metadata value types (the GGUF spec): fixed sizes, 8 = string, 9 = array
 _GGUF_SIZES = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
 VOCAB_IF_UNKNOWN = 256_000  # a GGUF whose vocabulary cannot be read: as large as common vocabularies come
+BATCH_ROWS = 512  # llama-cpp-python's default n_batch (the server is started without one): logits rows kept
 
 
 def vocab_size(path: Path) -> int | None:
@@ -272,11 +273,11 @@ def memory_needed(path: Path, n_ctx: int, cache_mb: int = 0, logits_all: bool = 
     The 1.5B model (8,192 context, 256 MB cache): 4.6 GiB peak in an open MNIST-1D FairNAD run, 8.2 GiB
     with logits_all over six code answers (benchmarks/llm_memory.py); this says 4.7 and 9.1 GiB."""
     size = path.stat().st_size
-    # llama-cpp-python keeps a row of vocabulary floats per token in the batch (512), or per token of the
+    # llama-cpp-python keeps a row of vocabulary floats per token in the batch, or per token of the
     # whole context with logits_all (which drafting needs): 0.3 GB or 5 GB for Qwen's 151,936 tokens
     row = (vocab_size(path) or VOCAB_IF_UNKNOWN) * 4
-    logits = (n_ctx if logits_all else 512) * row
-    # a cached prompt state also holds a copy of the batch's logits (512 rows) that llama-cpp-python
+    logits = (n_ctx if logits_all else BATCH_ROWS) * row
+    # a cached prompt state also holds a copy of the batch's logits rows that llama-cpp-python
     # does not count against the cache's size: a full 256 MB cache held ~2.4 GB in a FairNAD run
     return int(size * 1.1 + n_ctx * 64 * 1024 + logits + cache_mb * 10 * 2**20 + 300 * 2**20)
 
