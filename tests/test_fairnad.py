@@ -311,8 +311,8 @@ def test_iterative_refinement_builds_on_the_ideas_that_worked():
     strategy.rng = np.random.default_rng(0)
     assert strategy._refining_idea()[1] is False  # nothing has worked yet: a fair draw
     strategy.idea_stats = {"se": {"tried": 3, "valid": 0, "improved": 0}, "drop": {"tried": 2, "valid": 1, "improved": 0}}
-    # a child that only trained is no sign the idea works (seed 0: five refinements with an idea whose child
-    # had trained to 56%): still a fair draw
+    # a child that only trained is no sign the idea works (seed 0: 4 refinements with squeeze-and-excitation
+    # after its one child trained to 56%): still a fair draw
     assert {worked for _, worked in (strategy._refining_idea() for _ in range(20))} == {False}
     assert {i.id for i, _ in (strategy._refining_idea() for _ in range(40))} == {"se", "res", "drop"}
     strategy.idea_stats["res"] = {"tried": 4, "valid": 2, "improved": 1}

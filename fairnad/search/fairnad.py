@@ -448,8 +448,8 @@ class FairNAD(Strategy):
         """What an iterative refinement builds on (the paper's agent refines high-performing ideas):
         an idea whose children improved the front, drawn uniformly; else a fairly sampled one. A bare
         "refine it" makes a small model copy the model. A child that merely trained is not an idea
-        that worked: refining with such ideas took 5 of seed 0's 7 iterative children to
-        squeeze-and-excitation, whose one child had trained to 56% (2 of the 5 trained, none improved).
+        that worked: with that rule, 5 of one run's 7 iterative children (seed 0) refined with such
+        an idea, 4 with squeeze-and-excitation after its one child trained to 56%; 2 of the 5 trained.
         Ideas in `used` (the parent's own line) are passed over: asked to add resolution scaling to the
         model it made, the 1.5B model wrote that model back (seed 2: 4 of 8 iterative children).
         Returns (idea, whether it has worked)."""
