@@ -337,3 +337,31 @@ def test_a_models_ideas_are_those_of_its_line_of_descent():
     assert create_strategy("fairnad", {})._ideas_of(study, cands[2]) == {"se", "res"}
     assert create_strategy("fairnad", {})._ideas_of(study, cands[4]) == {"se", "res", "drop"}
     assert create_strategy("fairnad", {})._ideas_of(study, cands[0]) == set()
+
+
+def test_failures_in_later_prompts_give_the_error_and_where_not_the_failing_line(tmp_path):
+    """A run's feedback once quoted a failing default argument, and the model copied it into 37 of its next
+    39 answers: later prompts name the error and where it happened, never the failing source line."""
+    from fairnad.prompts import render
+    from fairnad.space.candidate import Proposal
+
+    bad_line = "def __init__(self, c, stride: int = 2 if cin % 2 == 1 else 1):"
+    code = ("import torch.nn as nn\n\n\nclass ConvBlock1d(nn.Module):\n    " + bad_line + "\n"
+            "        super().__init__()\n        self.conv = nn.Conv1d(c, c, 3, stride, 1)\n\n"
+            "    def forward(self, x):\n        return self.conv(x)\n\n\n"
+            "def build_model(num_classes: int = 10):\n"
+            "    return nn.Sequential(ConvBlock1d(1), nn.Flatten(), nn.LazyLinear(num_classes))\n")  # fmt: skip
+    study, problem = _open_study(tmp_path, budget=2)
+    try:
+        strategy = create_strategy("fairnad", {})
+        strategy._setup(study)
+        origin = {"op": "idea", "idea": {"id": "strided", "name": "strided blocks"}, "source": "llm"}
+        results = study._run_batch([Proposal(code, parents=[], origin=origin)])
+        assert results[0].status == "failed" and bad_line in results[0].metrics["traceback"]  # the sandbox keeps it
+        strategy.tell(study, results)
+        feedback = render("fairnad/feedback.j2", fb=strategy._feedback(study))
+    finally:
+        problem.close()
+    assert ('- idea with idea "strided blocks": import: NameError: name \'cin\' is not defined (in ConvBlock1d)\n\n'
+            in feedback)  # one line per failure, a blank line before the next section
+    assert "cin % 2" not in feedback and "candidate.py" not in feedback

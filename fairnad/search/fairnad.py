@@ -45,7 +45,7 @@ from fairnad.search.pareto import front, improves_front, objectives, rank_and_cr
 from fairnad.search.random_search import UnseenSampler
 from fairnad.search.common import ask_code, ask_genotype, cost_text, problem_text, starting_models, view
 from fairnad.space.candidate import Proposal
-from fairnad.space.code import infer_input_sizes, own_frames, scale, shrink_to_budget
+from fairnad.space.code import failure_site, infer_input_sizes, scale, shrink_to_budget
 
 MUTATIONS = ("idea", "pareto", "iterative")
 # how a child's check begins when the LLM wrote a network that was already evaluated
@@ -689,8 +689,8 @@ class FairNAD(Strategy):
             if not c.ok:
                 self.failures.append({
                     "op": op, "idea": (c.origin.get("idea") or {}).get("name"), "category": c.metrics.get("failure", "failed"),
-                    "error": (c.error or "")[:300], "traceback": own_frames(c.metrics.get("traceback") or "")[-600:],
-                })  # fmt: skip
+                    "error": (c.error or "")[:300], "where": failure_site(c.metrics.get("traceback") or ""),
+                })  # fmt: skip  (the error and where, not the failing line: see failure_site)
                 budget = study.problem.max_params
                 attempt = c.origin.get("attempt", 0) + 1
                 if (self.open and c.metrics.get("failure") == "budget" and attempt <= 2 and budget
