@@ -19,13 +19,13 @@ switched off for ablations):
              new one-option neighbours of that model, as for ideas (`table_answer: write`: an agent
              (qwen-agent) with a tool backed by the table; an answer that calls no tool is told to,
              while turns are left).
-Every prompt carries fine-grained feedback: the parent's metrics and curve, the failure category
-and traceback of recent failed children, per-idea statistics (tried / valid / improved the front)
-and the current front. An LLM-written child that fails its check is asked afresh (`retries`);
-inferred input sizes heal a last answer that still fails on a shape. A child over the parameter
-budget is shrunk and retried once. With `--llm none` (tables) each LLM step is replaced by its
-deterministic counterpart. The per-idea and per-mutation-type statistics are kept in the run store
-(meta `fairnad_stats`).
+Every prompt carries fine-grained feedback: the parent's metrics and curve, the failure category,
+error and site of recent failed children (not their failing line, which a model copies back),
+per-idea statistics (tried / valid / improved the front) and the current front. An LLM-written
+child that fails its check is asked afresh (`retries`); inferred input sizes heal a last answer
+that still fails on a shape. A child over the parameter budget is shrunk and retried once. With
+`--llm none` (tables) each LLM step is replaced by its deterministic counterpart. The per-idea and
+per-mutation-type statistics are kept in the run store (meta `fairnad_stats`).
 """
 
 from __future__ import annotations
