@@ -14,7 +14,7 @@ from typing import Any
 
 from fairnad.errors import ConfigError
 from fairnad.evaluate.code import EvalRequest, run_request
-from fairnad.evaluate.sandbox import SandboxResult
+from fairnad.evaluate.sandbox import Limits, Sandbox, SandboxResult
 
 
 class LocalPool:
@@ -91,17 +91,28 @@ def make_executor(kind: str = "local", workers: int = 1, gpus: list[int] | None 
                   device: str = "cpu", isolation: str = "auto"):  # fmt: skip
     if kind == "local":
         if device.startswith("cuda"):
-            check_cuda(device, gpus)
+            check_cuda(device, gpus, isolation)
         return LocalPool(workers, gpus, isolation)
     if kind == "ray":
         return RayExecutor(address, gpus_per_task=1 if device.startswith("cuda") else 0, isolation=isolation)
     raise ConfigError(f"--executor {kind!r}: use local or ray")
 
 
-def check_cuda(device: str, gpus: list[int] | None = None) -> None:
-    """Refuse a CUDA run on a machine whose torch sees no such GPU, before any candidate is spent on it
-    (each would fail alike). Asked of a child process: this one does not import torch, and CUDA must
-    not be set up in a process that forks the evaluations."""
+# the smallest network the worker can check on a device: builds, runs one forward pass, reports
+_DEVICE_PROBE = """
+from torch import nn
+
+def build_model(num_classes=2, in_chans=1):
+    return nn.Sequential(nn.Flatten(), nn.Linear(in_chans * 16, num_classes))
+"""
+
+
+def check_cuda(device: str, gpus: list[int] | None = None, isolation: str = "auto") -> None:
+    """Refuse a CUDA run that every candidate would fail alike, before any is spent on it: torch here
+    sees no such GPU, or the sandbox's jail hides it from the evaluation process (checked with one
+    tiny sandboxed model: a jail that broke CUDA once failed every GPU evaluation unseen). Asked of
+    child processes: this one does not import torch, and CUDA must not be set up in a process that
+    forks the evaluations."""
     probe = "import torch; print(torch.__version__, torch.version.cuda, torch.cuda.device_count() if torch.cuda.is_available() else 0)"
     try:
         out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120).stdout.split()
@@ -114,3 +125,15 @@ def check_cuda(device: str, gpus: list[int] | None = None) -> None:
         raise ConfigError(f"--device {device}{f' with --gpus {gpus}' if gpus else ''}: torch {version} ({cuda}) sees "
                           f"{count} CUDA device{'s' if count != 1 else ''} here; use --device cpu, or check the driver "
                           "and CUDA_VISIBLE_DEVICES")  # fmt: skip
+    sandbox = Sandbox(Limits(timeout=180, memory_mb=16384), isolation=isolation)
+    if sandbox.isolation == "limits":
+        return  # the evaluation process sees what this machine's torch sees
+    slot = gpus[0] if gpus else None
+    job = {"dataset": {"name": "device-check", "path": None, "num_classes": 2, "input_shape": [1, 4, 4]},
+           "device": "cuda" if slot is not None else device, "checks_only": True, "train": {}}  # fmt: skip
+    r = sandbox.run(_DEVICE_PROBE, job, env={"CUDA_VISIBLE_DEVICES": str(slot)} if slot is not None else None)
+    if r.status != "complete":
+        why = (r.error or "").splitlines()[0][:300] if r.error else f"{r.category}"
+        raise ConfigError(f"--device {device}: torch {version} sees {count} CUDA device(s) here, but not inside the "
+                          f"sandbox's namespace jail ({why}); run with --isolation limits (candidates then run with "
+                          "limits only, not jailed) and report the machine's driver and container")  # fmt: skip

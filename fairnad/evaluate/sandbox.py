@@ -34,6 +34,15 @@ CATEGORIES = ("syntax", "import", "build", "shape", "budget", "timeout", "memory
 # package, the dataset: $FAIRNAD_JAIL_RO, one path per line), /dev, a fresh /proc and its work
 # directory (writable). The user's home, other runs and the project are simply not there. Then
 # chroot, and every capability is dropped (setpriv), so it can neither remount nor chroot back out.
+#
+# /proc is the namespace's own (it shows only the sandbox's processes) and stays a read-write mount:
+# remounting it read-only makes CUDA's initialisation fail (cudaGetDeviceCount: Error 304, "OS call
+# failed or operation not supported on this OS"; bisected on an H200, 2026-12-04), so every GPU
+# evaluation failed. What a writable /proc could reach outside the sandbox is closed the way container
+# runtimes close it (Docker's defaults, under which CUDA works): the kernel's settings and triggers
+# (/proc/sys, sysrq-trigger, irq, bus, fs) are read-only binds, and what leaks kernel memory or other
+# processes' activity (kcore, keys, timer_list, sched_debug, latency_stats; acpi, scsi, asound) is
+# hidden behind /dev/null or an empty read-only tmpfs.
 _JAIL = r"""
 set -e
 W="$1"; shift
@@ -50,8 +59,13 @@ for f in /etc/shadow /etc/gshadow /etc/sudoers; do [ -f "$R$f" ] && mount --bind
 mkdir -p "$R/dev" "$R/proc" "$R/tmp" "$R$W"
 mount --rbind /dev "$R/dev"
 mount -t proc proc "$R/proc"
+for p in sys sysrq-trigger irq bus fs; do
+  [ -e "$R/proc/$p" ] && mount --bind "$R/proc/$p" "$R/proc/$p" && mount -o remount,bind,ro "$R/proc/$p" || true
+done
+for p in kcore keys timer_list sched_debug latency_stats; do [ -f "$R/proc/$p" ] && mount --bind /dev/null "$R/proc/$p" || true; done
+for p in acpi scsi asound; do [ -d "$R/proc/$p" ] && mount -t tmpfs -o ro,mode=555 fairnad-masked "$R/proc/$p" || true; done
 mount --bind "$W" "$R$W"
-for m in $(awk '{print $2}' /proc/self/mounts | grep "^$R/" | grep -v "^$R$W$" | grep -v "^$R/dev"); do
+for m in $(awk '{print $2}' /proc/self/mounts | grep "^$R/" | grep -v "^$R$W$" | grep -v "^$R/dev" | grep -v "^$R/proc"); do
   mount -o remount,bind,ro "$m" 2>/dev/null || true
 done
 mount -o remount,ro "$R"
@@ -320,6 +334,7 @@ class Sandbox:
             "HOME": str(work), "TMPDIR": str(work), "PYTHONDONTWRITEBYTECODE": "1", "PYTHONNOUSERSITE": "1",
             "PYTHONHASHSEED": "0", "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads,
             "OPENBLAS_NUM_THREADS": threads, "FAIRNAD_T0": repr(t0), "FAIRNAD_RESULT_FD": str(fd),
+            "FAIRNAD_ISOLATION": self.isolation,
             "PYTHONPATH": os.pathsep.join(str(Path(p).resolve()) for p in sys.path if p and Path(p).is_dir()),
         })  # fmt: skip
         return env
