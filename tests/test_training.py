@@ -121,3 +121,29 @@ def test_divergence_stops_training():
 
 def test_flop_count_of_a_linear_layer():
     assert count_flops(torch.nn.Linear(20, 10), (20,), torch.device("cpu")) == 2 * 20 * 10
+
+
+@pytest.mark.parametrize("name", sorted(REFERENCES))
+def test_flop_count_is_torchs_and_imports_no_compiler(name):
+    """The same count as torch's FlopCounterMode, without the torch._dynamo import that mode pays for
+    at its first op (1-1.5 s of every CPU evaluation, ~3-4 s on a GPU box)."""
+    import subprocess
+    import sys
+
+    from torch.utils.flop_counter import FlopCounterMode
+
+    ref = REFERENCES[name]
+    shape = tuple(dataset_spec(ref.datasets[0]).input_shape)
+    model = _load(ref).build_model(num_classes=10, in_chans=shape[0]).eval()
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        model(torch.zeros((1, *shape)))
+    assert count_flops(model, shape, torch.device("cpu")) == counter.get_total_flops() > 0
+    if name == "resnet20":  # in a fresh process: the compiler stays unimported
+        probe = ("import importlib.util, sys, torch\nfrom fairnad.evaluate.train import count_flops\n"
+                 f"spec = importlib.util.spec_from_file_location('m', {str(ref.path)!r})\n"
+                 "mod = importlib.util.module_from_spec(spec)\nspec.loader.exec_module(mod)\n"
+                 "n = count_flops(mod.build_model(num_classes=10, in_chans=3), (3, 32, 32), torch.device('cpu'))\n"
+                 "print(n, 'torch._dynamo' in sys.modules)\n")  # fmt: skip
+        out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.split()
+        assert out == [str(counter.get_total_flops()), "False"]

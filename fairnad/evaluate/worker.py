@@ -125,8 +125,7 @@ def main(job_path: str) -> int:
     np.random.seed(seed % (2**32))
     device = torch.device(job.get("device", "cpu"))
     if device.type == "cuda" and (not torch.cuda.is_available() or (device.index or 0) >= torch.cuda.device_count()):
-        fail(ch, "crash", message=f"device {device}: not visible to the evaluation process (torch "
-             f"{torch.__version__}, {torch.cuda.device_count()} CUDA devices); the model was not run")  # fmt: skip
+        fail(ch, "crash", message=cuda_not_visible(device, torch))
         return 0
     # cuDNN autotuning (benchmark mode) measured +6 to +25 s of start-up per model on an H100 for
     # at most a few percent of throughput: short proxy trainings are better off with its heuristics.
@@ -269,15 +268,30 @@ def main(job_path: str) -> int:
     except BaseException as exc:  # noqa: BLE001
         fail(ch, "crash", exc, params=params)
         return 0
+    ch.send(event="stage", stage="trained", t=time.time() - T0)
     flops = _flops(model, in_shape, device)  # after training: a metric, not a check, and slow to set up
+    ch.send(event="stage", stage="flops", t=time.time() - T0)
     metrics = {"params": params, "flops": flops, "macs": flops // 2 if flops else None, **res,
                "startup_seconds": first.get("t"), "structure": structure}  # fmt: skip
     if job.get("save_weights"):
         err = save_weights(model, job["weights_file"], metrics)
         if err:
             metrics["weights_error"] = err  # weights are a bonus: the metrics stand without them
+        ch.send(event="stage", stage="weights", t=time.time() - T0)
     ch.send(event="result", status="complete", category=None, error=None, traceback=None, metrics=metrics)
     return 0
+
+
+def cuda_not_visible(device, torch) -> str:
+    """Why a CUDA evaluation cannot run, with the likely cause: the sandbox's isolation (a jail that
+    hides what CUDA's initialisation needs) is told apart from a machine whose torch sees no GPU."""
+    what = (f"device {device}: not visible to the evaluation process (torch {torch.__version__}, "
+            f"{torch.cuda.device_count()} CUDA devices); the model was not run")
+    isolation = os.environ.get("FAIRNAD_ISOLATION", "")
+    if isolation.startswith("namespaces"):
+        return (f"{what}. Likely the sandbox's namespace jail: if `--isolation limits` sees the GPU, the jail hides "
+                "what CUDA needs (report it, with this machine's driver and container)")
+    return f"{what}; check the driver, CUDA_VISIBLE_DEVICES and --gpus"
 
 
 def save_weights(model, path: str, metrics: dict) -> str | None:
@@ -346,4 +360,12 @@ def _flops(model, in_shape, device) -> int | None:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1]))
+    code = main(sys.argv[1])
+    # The result is sent: end here, without the interpreter's and CUDA's teardown (freeing every module
+    # and the device context), which the parent would otherwise wait for before the next evaluation.
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
