@@ -42,6 +42,22 @@ def pytest_collection_modifyitems(items):
         return -2 * ("llm" in marks) - ("slow" in marks)
 
     items.sort(key=cost)  # stable: file order within each class, the same on every worker
+    gpu = [item for item in items if item.get_closest_marker("gpu")]
+    if gpu and not cuda_available():
+        skip = pytest.mark.skip(reason="needs a CUDA GPU (none visible to torch here); benchmarks/gpu_check.py runs it")
+        for item in gpu:
+            item.add_marker(skip)
+
+
+def cuda_available() -> bool:
+    """Whether torch sees a CUDA device (asked of a child process: CUDA is not set up in the test
+    process, which forks the sandboxes)."""
+    probe = "import torch; print(int(torch.cuda.is_available() and torch.cuda.device_count() > 0))"
+    try:
+        out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return out.strip() == "1"
 
 
 @pytest.fixture(scope="session")
