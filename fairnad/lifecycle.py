@@ -229,8 +229,9 @@ def replay_source(cfg: LLMConfig, kind=RunStore) -> Path:
 
 def check_llm_none(cfg: SearchConfig, strategy) -> None:
     """--llm none only where every LLM step has a deterministic counterpart (new runs and resumes)."""
-    if cfg.llm.backend == "none" and strategy.uses_llm and not (strategy.runs_without_llm and cfg.space == "tabular"):
-        able = "tabular spaces only" if strategy.runs_without_llm else "fairnad, llmatic and evoprompting on tables"
+    if cfg.llm.backend == "none" and strategy.uses_llm and cfg.space not in strategy.runs_without_llm:
+        able = (f"{' and '.join(strategy.runs_without_llm)} spaces only" if strategy.runs_without_llm
+                else "fairnad on tables and open spaces; llmatic and evoprompting on tables")  # fmt: skip
         raise ConfigError(f"--llm none: {strategy.name} has no run without its LLM here ({able}); give it an LLM")
 
 

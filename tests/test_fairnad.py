@@ -365,3 +365,30 @@ def test_failures_in_later_prompts_give_the_error_and_where_not_the_failing_line
     assert ('- idea with idea "strided blocks": import: NameError: name \'cin\' is not defined (in ConvBlock1d)\n\n'
             in feedback)  # one line per failure, a blank line before the next section
     assert "cin % 2" not in feedback and "candidate.py" not in feedback
+
+
+@pytest.mark.slow
+def test_llm_none_on_an_open_space_trains_argument_moves_end_to_end(run_cli, tmp_path):
+    """`--llm none` on MNIST-1D through the CLI: FairNAD's deterministic counterpart. The starting models
+    train, then every idea and iterative child is an argument move of the strongest front model (it
+    says which), Pareto children move arguments too; real training, no server, no LLM call."""
+    r = run_cli("search", "--space", "open", "--dataset", "mnist1d", "--strategy", "fairnad", "--llm", "none",
+                "--budget", "10", "--epochs", "2", "--seed", "3", "--run-dir", "r", "--json")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["evaluations"] == 10 and out["llm"]["calls"] == 0
+    with sqlite3.connect(tmp_path / "r" / "run.db") as c:
+        rows = [(json.loads(o), s, json.loads(m)) for o, s, m in c.execute(
+            "SELECT origin, status, metrics FROM candidates WHERE counted = 1 ORDER BY trial")]  # fmt: skip
+    children = [(o, s, m) for o, s, m in rows if o.get("op") in ("idea", "iterative", "pareto")]
+    assert children, [o for o, _, _ in rows]
+    for origin, status, metrics in children:
+        assert origin["via"] == "arguments" and origin["changes"] and origin["action"] in ("up", "down", "tune")
+        assert status == "complete" and metrics["val_acc"] > 20, metrics  # a real model, trained (chance is 10%)
+    assert {o["op"] for o, _, _ in children} & {"idea", "iterative"}  # the LLM steps' counterparts ran
+    assert all(o.get("counterpart") == "arguments" for o, _, _ in children if o["op"] in ("idea", "iterative"))
+    # FairNAD's LLM-less counterpart exists only for FairNAD in open spaces: the others refuse in one line
+    r = run_cli("search", "--space", "open", "--dataset", "mnist1d", "--strategy", "llmatic", "--llm", "none",
+                "--budget", "2")
+    assert r.returncode == 2 and "--llm none: llmatic has no run without its LLM here" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1

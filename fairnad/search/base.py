@@ -51,8 +51,8 @@ class Strategy(ABC):
     name: ClassVar[str]
     Config: ClassVar[type[StrategyConfig]] = StrategyConfig
     uses_llm: ClassVar[bool] = False
-    # with --llm none an LLM strategy runs each LLM step's deterministic counterpart (tables only)
-    runs_without_llm: ClassVar[bool] = False
+    # the kinds of space where, with --llm none, an LLM strategy runs each LLM step's deterministic counterpart
+    runs_without_llm: ClassVar[tuple[str, ...]] = ()
     spaces: ClassVar[tuple[str, ...]] = ("tabular",)  # which kinds of space it can search
 
     def __init__(self, config: StrategyConfig) -> None:
@@ -269,6 +269,10 @@ def _check_class(ep_name: str, cls: Any) -> str | None:
     spaces = cls.spaces
     if isinstance(spaces, str) or not spaces or any(s not in KNOWN_SPACES for s in spaces):
         return f"{cls.__qualname__}.spaces is {spaces!r}; expected a tuple of {', '.join(KNOWN_SPACES)}"
+    without = cls.runs_without_llm
+    if isinstance(without, (str, bool)) or any(s not in spaces for s in without or ()):
+        return (f"{cls.__qualname__}.runs_without_llm is {without!r}; expected a tuple of the spaces it searches "
+                "without an LLM (of its own spaces), or ()")  # fmt: skip
     return None
 
 

@@ -39,7 +39,7 @@ class EvoPrompting(Strategy):
     name = "evoprompting"
     Config = EvoPromptingConfig
     uses_llm = True
-    runs_without_llm = True
+    runs_without_llm = ("tabular",)
     spaces = ("tabular", "open")
 
     def __init__(self, config: EvoPromptingConfig) -> None:

@@ -24,7 +24,9 @@ error and site of recent failed children (not their failing line, which a model 
 per-idea statistics (tried / valid / improved the front) and the current front. An LLM-written
 child that fails its check is asked afresh (`retries`); inferred input sizes heal a last answer
 that still fails on a shape. A child over the parameter budget is shrunk and retried once. With
-`--llm none` (tables) each LLM step is replaced by its deterministic counterpart. The per-idea and
+`--llm none` each LLM step is replaced by its deterministic counterpart: on tables as above; in open
+spaces an idea or iterative child is an argument move of the strongest front model (width, depth or
+another build_model knob), and a Pareto move the model could not make is another argument move. The per-idea and
 per-mutation-type statistics are kept in the run store (meta `fairnad_stats`).
 """
 
@@ -148,7 +150,7 @@ class FairNAD(Strategy):
     name = "fairnad"
     Config = FairNADConfig
     uses_llm = True
-    runs_without_llm = True
+    runs_without_llm = ("tabular", "open")
     spaces = ("tabular", "open")
 
     def __init__(self, config: FairNADConfig) -> None:
@@ -236,6 +238,9 @@ class FairNAD(Strategy):
             return self._pareto_tabular(study, parent, action, {"op": "pareto", "action": action, "to": "gap"})
         if op == "pareto":  # Pareto-aware: a parent on or near the front, by NSGA-II's tournament
             return self._pareto(study, done[tournament(rank, crowd, self.rng)[0]], done, rank)
+        if self.open and study.llm is None:  # --llm none: an idea or iterative child is an argument move instead
+            strong = sorted((c for c, r in zip(done, rank) if r == 0), key=study.score, reverse=True)
+            return self._argument_move(study, strong, {"op": op, "counterpart": "arguments"})
         parent = self._parent(study, done, rank, crowd)
         if op == "idea" and len(self.ideas):
             return self._idea(study, parent)
@@ -257,14 +262,16 @@ class FairNAD(Strategy):
     def _no_parent(self, study) -> Proposal | None:
         """Every starting model failed: ask the LLM for a fresh model from the contract, with their
         failures as feedback, `fresh_tries` times; then stop, naming the failures."""
-        if self.fresh_left <= 0:
+        if self.fresh_left <= 0 or study.llm is None:
             from fairnad.search.study import StrategyStalled
 
             fails = "; ".join(f"trial {c.trial} {c.metrics.get('failure') or c.status}: {(c.error or '')[:70]}"
                               for c in study.candidates[-4:])  # fmt: skip
+            tried = ("with --llm none there is no fresh model to ask for" if study.llm is None
+                     else f"{self.config.fresh_tries} fresh models from the LLM failed too")  # fmt: skip
             raise StrategyStalled(
-                f"fairnad: no starting model trained and {self.config.fresh_tries} fresh models from the LLM failed "
-                f"too ({fails}); check the starting models (open.initial), the dataset and the open.* limits"
+                f"fairnad: no starting model trained and {tried} ({fails}); check the starting models (open.initial), "
+                "the dataset and the open.* limits"
             )
         self.fresh_left -= 1
         prompt = render("fairnad/fresh_open.j2", contract=self.contract, fb=self._feedback(study))
@@ -334,10 +341,37 @@ class FairNAD(Strategy):
             if scaled is not None and study.seen(scaled[0]) is None:
                 return Proposal(scaled[0], parents=[parent.trial], source="algorithm",
                                 origin={**origin, "via": "arguments", "changes": scaled[1]})  # fmt: skip
+            if study.llm is None:  # no model to rewrite it: another argument move of the same parent
+                return self._argument_move(study, [parent], {"op": "pareto", "counterpart": "arguments"})
             prompt = render("fairnad/pareto_open.j2", contract=self.contract, parent=self._parent_view(parent, study),
                             action=action, fb=self._feedback(study), form=self.config.code_answer)  # fmt: skip
             return self._code_answer(study, prompt, parent, {**origin, "via": "llm"})
         return self._pareto_tabular(study, parent, action, origin)
+
+    def _argument_move(self, study, parents, origin) -> Proposal:
+        """Open spaces without an LLM (--llm none): a new model one move of a parent's build_model
+        arguments away - width or depth up (inside the parameter budget) or down, or another knob
+        (kernel size, expansion, dropout ...) tuned - the kinds in random order, a few draws each; the
+        next of `parents` only when the first has no new move. The child's origin says which move
+        (`action`, `changes`) and which LLM step it stands in for (`op`)."""
+        for parent in parents:
+            params, budget = parent.metrics.get("params"), self.budget
+            for action in map(str, self.rng.permutation(["up", "down", "tune"])):
+                factor = 1.3
+                if action == "up" and params and budget:  # params grow about as width squared
+                    factor = min(1.3, (0.95 * budget / params) ** 0.5)
+                    if factor < 1.05:
+                        continue
+                for _ in range(3):  # a draw picks width or depth, or the knob and its value: another may be new
+                    scaled = scale(parent.genotype, action, self.rng, factor=factor)
+                    if scaled is None:
+                        break
+                    if study.seen(scaled[0]) is None:
+                        return Proposal(scaled[0], parents=[parent.trial], source="algorithm", origin={
+                            **origin, "action": action, "via": "arguments", "changes": scaled[1]})  # fmt: skip
+        return Proposal(parents[0].genotype, parents=[parents[0].trial], source="algorithm",
+                        origin={**origin, "via": "arguments"},
+                        invalid_reason="no new model one argument move away (its build_model arguments)")  # fmt: skip
 
     def _front_gap(self, study, done, rank) -> tuple[Any, str]:
         """The front member beside the front's largest gap, and the way that fills it: the area a model

@@ -63,7 +63,7 @@ class LLMatic(Strategy):
     name = "llmatic"
     Config = LLMaticConfig
     uses_llm = True
-    runs_without_llm = True
+    runs_without_llm = ("tabular",)
     spaces = ("tabular", "open")
     T_RANGE = (0.05, 1.55)
 
