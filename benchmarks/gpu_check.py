@@ -108,13 +108,13 @@ def reference_models(data: Path, device: str, epochs: int, models) -> list[dict]
     return rows
 
 
-def worker_scaling(data: Path, device: str, epochs: int, counts, gpu: int) -> list[dict]:
+def worker_scaling(data: Path, device: str, epochs: int, counts, gpu: int, quick: bool) -> list[dict]:
     """Evaluations per minute with n workers on one GPU (the local pool's slots all naming it)."""
     from fairnad.evaluate.executors import LocalPool
 
     rows = []
     for n in counts:
-        jobs = max(8, 2 * n)
+        jobs = 2 * n if quick else max(8, 2 * n)
         pool = LocalPool(workers=n, gpus=[gpu] * n if device.startswith("cuda") else None)
         t = time.time()
         results = pool.map([_request(data, device, "resnet20", epochs, seed=s) for s in range(jobs)])
@@ -223,8 +223,8 @@ def main() -> int:
         os.environ.setdefault("FAIRNAD_CACHE", str(Path(tmp) / "cache"))  # the dataset cache: made here, dropped after
         data = make_data(Path(tmp) / "cifar", quick)
         res["epochs"] = 1 if quick else a.epochs
-        res["models"] = reference_models(data, device, res["epochs"], MODELS[:2] if quick else MODELS)
-        res["workers"] = worker_scaling(data, device, 1 if quick else 2, (1, 2) if quick else (1, 2, 4, 8), a.gpu)
+        res["models"] = reference_models(data, device, res["epochs"], MODELS[:1] if quick else MODELS)
+        res["workers"] = worker_scaling(data, device, 1 if quick else 2, (1, 2) if quick else (1, 2, 4, 8), a.gpu, quick)
         res["throughput"] = trainer_throughput(a.device, quick)
         res["search_workers"] = 2 if quick else 4
         res["search"] = open_search(data, a.device, 4 if quick else 20, res["search_workers"], 1 if quick else 2, a.gpu)

@@ -139,3 +139,23 @@ def test_cuda_on_a_machine_without_it_is_refused_before_a_run_and_a_worker_says_
 
     r = run_request(EvalRequest(source=reference("mnist1d-cnn").source(), dataset="mnist1d", epochs=1, device="cuda"))
     assert r.status == "failed" and r.category == "crash" and "not visible to the evaluation process" in r.error
+
+
+@pytest.mark.slow
+def test_the_gpu_check_runs_end_to_end_on_the_cpu(tmp_path):
+    """benchmarks/gpu_check.py is what a GPU machine runs (CI has none): its every step, on the CPU with
+    tiny sizes, so the one command does not rot between the sessions that have a GPU."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "gpu_check.py"
+    r = subprocess.run([sys.executable, str(script), "--device", "cpu", "--quick", "--skip-tests", "--json"],
+                       capture_output=True, text=True, timeout=900, cwd=tmp_path)  # fmt: skip
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = json.loads(r.stdout)
+    assert [m["model"] for m in out["models"]] == ["resnet20"] and out["models"][0]["status"] == "complete"
+    assert out["models"][0]["after_training_s"] is not None and out["models"][0]["flops_s"] is not None
+    assert [w["workers"] for w in out["workers"]] == [1, 2] and all(w["complete"] == w["evaluations"] for w in out["workers"])
+    assert "reference_img_s" in out["throughput"]
+    assert out["search"]["evaluations"] == 4
