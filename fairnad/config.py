@@ -121,6 +121,9 @@ class SearchConfig(BaseModel):
     max_seconds: float | None = Field(None, gt=0, description="wall-clock budget of this session")
     max_probes: int | None = Field(None, ge=0, description="cap on probes (a strategy's cheap checks before it spends "
                                    "an evaluation); past it, strategies go on without checking")
+    cost: Literal["params", "flops"] | None = Field(
+        None, description="the cost axis of the Pareto front: what 'improved the front', NSGA-II and every Pareto "
+        "move are judged on (default params)")
     open: OpenSpaceConfig = Field(default_factory=OpenSpaceConfig)
     knowledge: str | None = Field(None, description="attribute tree of ideas: a tree file, or 'papers13' (the tree built "
                                   "from 13 architecture papers) or 'template' (the template's own examples, the default)")

@@ -72,16 +72,31 @@ def load_knowledge(cfg: SearchConfig):
     return load_tree(cfg.knowledge)
 
 
+def run_cost(cfg: SearchConfig) -> str:
+    """The run's cost axis: `cost`, or what FairNAD's own `cost` setting said (runs that set it there)."""
+    own = (cfg.strategies.get("fairnad") or {}).get("cost") if cfg.strategy == "fairnad" else None
+    if cfg.cost and own and own != cfg.cost:
+        raise ConfigError(f"strategies.fairnad.cost={own} differs from cost={cfg.cost}; set the run's cost only")
+    return cfg.cost or own or "params"
+
+
 def tabular_problem(cfg: SearchConfig) -> Problem:
     bench = open_benchmark(cfg)
     m = bench.spec.metrics
+    cost = run_cost(cfg)
+    columns = {"params": m.params, "flops": m.flops}
+    if cfg.cost and not columns[cost]:
+        raise ConfigError(f"cost={cost}: the table {bench.spec.name} has no {cost} column; use cost="
+                          f"{'flops' if cost == 'params' else 'params'} or leave it out")  # fmt: skip
+    if not columns[cost] and columns[{"params": "flops", "flops": "params"}[cost]]:
+        cost = "flops" if cost == "params" else "params"  # the table's one cost column
     # a candidate's "accuracy" is the table's search column, whichever way it is better
     primary = ACCURACY if m.higher_is_better else Objective("accuracy", "min", label=m.search)
     problem = Problem(kind="tabular", space=bench.space, evaluator=TabularEvaluator(bench, cfg.fidelity),
                       dataset=bench.spec.dataset, objectives=(primary, *(o for o, c in ((PARAMS, m.params),
-                      (FLOPS, m.flops)) if c)), domain=bench.keys, bench=bench)  # fmt: skip
-    if m.params or m.flops:
-        col = bench.columns[m.params or m.flops]
+                      (FLOPS, m.flops)) if c)), domain=bench.keys, bench=bench, cost=cost)  # fmt: skip
+    if columns[cost]:
+        col = bench.columns[columns[cost]]  # the mean cost, on the run's cost axis, of each option
         idx = np.array([bench.space.parse(k) for k in bench.keys])
         # the mean cost of the entries that use each option at each position: what "bigger" means
         problem.option_costs = [[float(col[idx[:, d] == j].mean()) if (idx[:, d] == j).any() else 0.0
@@ -139,7 +154,7 @@ def open_problem(cfg: SearchConfig) -> Problem:
                       num_classes=spec.num_classes, max_params=o.max_params)  # fmt: skip
     return Problem(
         kind="open", space=CodeSpace(o.dataset), evaluator=evaluator, dataset=o.dataset,
-        objectives=(Objective("accuracy", "max", "%", "validation accuracy"), PARAMS, FLOPS),
+        objectives=(Objective("accuracy", "max", "%", "validation accuracy"), PARAMS, FLOPS), cost=run_cost(cfg),
         ideas=load_knowledge(cfg), contract=contract, initial=initial, max_params=o.max_params,
         # through Study.probe: stored and counted. check: builds, output shape, params/FLOPs; train: one epoch
         probes={"check": probe, "train": lambda src: probe(src, checks_only=False, epochs=1)},
@@ -276,7 +291,8 @@ def create_run(cfg: SearchConfig, run_dir: str | Path | None = None) -> RunHandl
     try:
         (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
         store.set_meta(versions=versions(),  # what the run was made with: shown by the report
-                       objectives=[dataclasses.asdict(o) for o in problem.objectives])  # what "best" means, for readers
+                       objectives=[dataclasses.asdict(o) for o in problem.objectives],  # what "best" means, for readers
+                       cost=problem.cost)  # the front's cost axis (the verdicts stored with the candidates use it)
     except (OSError, StoreError) as err:
         store.close()
         problem.close()

@@ -1,5 +1,6 @@
 """Pareto dominance of models on (accuracy, cost): one rule for the search, the run summaries and the
-report, so a child "improves the front" in the same cases wherever it is counted.
+report, so a child "improves the front" in the same cases wherever it is counted. `Verdicts` applies it
+as each model finishes: the Study stores what it decides, and everything else reads that.
 
 Objectives are minimised as pymoo has them, (-accuracy, cost); pymoo's Dominator decides dominance.
 A point equal to one already on the front adds nothing: it does not improve the front. A missing
@@ -45,3 +46,30 @@ def nondominated(F: np.ndarray) -> np.ndarray:
     if len(F) == 0:
         return np.zeros(0, int)
     return np.asarray(NonDominatedSorting().do(F, only_non_dominated_front=True), int)
+
+
+class Verdicts:
+    """Whether each finished model improved the best and the Pareto front, decided in trial order: the
+    first model improves both (there was none before it); a later one improves the best when its score
+    (higher is better, `Objective.score`) beats every earlier one, and the front when nothing finished
+    before it dominates or equals its (score, cost). A missing cost counts as worse than any known one.
+    The Study decides a run's verdicts with one of these and stores them with the candidates; readers of
+    runs stored before verdicts were (fairnad < 0.2) rebuild them with one too."""
+
+    def __init__(self) -> None:
+        self.best: float | None = None
+        self.front: list[np.ndarray] = []  # the non-dominated points so far, as minimised objectives
+
+    def judge(self, score: float | None, cost: float | None) -> tuple[bool, bool]:
+        """(improved the best, improved the front) of the next model; a model without a score (it
+        failed, or was never evaluated) improves neither."""
+        if score is None:
+            return False, False
+        best = self.best is None or score > self.best
+        if best:
+            self.best = score
+        p = np.array([-float(score), float("inf") if cost is None else float(cost)])
+        front = improves(p, self.front)
+        if front:
+            self.front = [q for q in self.front if not dominates(p, q)] + [p]
+        return best, front

@@ -52,10 +52,22 @@ class Objective:
     def text(self) -> str:
         return self.label or self.name
 
+    @property
+    def goal(self) -> str:
+        """What a prompt asks for, the direction in words: "the highest accuracy (%)", "the lowest error"."""
+        unit = f" ({self.unit})" if self.unit else ""
+        return f"the {'highest' if self.direction == 'max' else 'lowest'} {self.text}{unit}"
+
+    @property
+    def better(self) -> str:
+        """How a prompt says "better" for this objective: "higher" or "lower"."""
+        return "higher" if self.direction == "max" else "lower"
+
 
 ACCURACY = Objective("accuracy", "max", "%")
 PARAMS = Objective("params", "min")
 FLOPS = Objective("flops", "min")
+COSTS = {"params": PARAMS, "flops": FLOPS}
 
 
 @dataclass
@@ -66,6 +78,8 @@ class Problem:
     dataset: str
     # the first is what "best" means (accuracy); the others are the costs a front trades it against
     objectives: tuple[Objective, ...] = (ACCURACY, PARAMS)
+    # the cost axis of the Pareto front: what "improved the front" and every Pareto move are judged on
+    cost: Literal["params", "flops"] = "params"
     domain: list[str] | None = None  # every genotype that can be evaluated, for a finite table
     # -- open spaces: model code trained for real
     ideas: Any = None  # the attribute tree of design ideas (knowledge.tree.AttributeTree)

@@ -1,14 +1,15 @@
 """One Pareto rule (fairnad.pareto, pymoo's Dominator) for the search, the run summary and the report:
-the same children improve the front wherever it is counted, ties included."""
+the same children improve the front wherever it is counted, ties included; a run stored before the
+Study stored its verdicts is judged by the same rule."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from fairnad.pareto import as_objectives, dominates, improves, nondominated
+from fairnad.pareto import Verdicts, as_objectives, dominates, improves, nondominated
 from fairnad.report.data import run_payload
 from fairnad.store.summary import children_table
-from fairnad.search.pareto import front, improves_front
+from fairnad.search.pareto import front
 from fairnad.space.candidate import Candidate
 from fairnad.store import RunStore
 
@@ -41,7 +42,8 @@ def test_dominance_and_ties():
 
 def test_search_summary_and_report_count_the_same_front(tmp_path):
     cands = _candidates()
-    search = [improves_front(c, [x for x in cands[:i] if x.ok], "params") for i, c in enumerate(cands)]
+    judge = Verdicts()
+    search = [judge.judge(c.metrics["accuracy"] if c.ok else None, c.metrics.get("params"))[1] for c in cands]
     assert search == IMPROVES
     table = children_table(cands)
     assert sum(r["improved_front"] for r in table) == sum(IMPROVES)

@@ -119,3 +119,45 @@ def test_a_run_is_in_use_only_while_a_process_holds_it(tmp_path):
     assert not in_use(tmp_path / "r")
     with RunStore.open(tmp_path / "r", readonly=True):  # a reader does not hold it
         assert not in_use(tmp_path / "r")
+
+
+def test_a_run_stored_before_verdicts_reads_and_resumes_by_the_same_rule(run_cli, tmp_path):
+    """A run made before the Study stored its verdicts (no improved_best / improved_front columns, no
+    cost in its meta): its summary and report judge it by the same rule the Study uses, and a resume
+    keeps every stored row as it was and stores verdicts for the new candidates only."""
+    from fairnad.report.data import run_payload
+
+    p = run_cli("search", "-b", "nas-bench-macro", "-s", "fairnad", "-n", "20", "--llm", "none", "--run-dir", "new",
+                "--json")  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    fresh = json.loads(p.stdout)
+    stored = _rows(tmp_path / "new" / "run.db", "candidates", "trial, improved_best, improved_front")
+    # the same run as an older fairnad stored it
+    old = tmp_path / "old"
+    old.mkdir()
+    with sqlite3.connect(tmp_path / "new" / "run.db") as src, sqlite3.connect(old / "run.db") as dst:
+        src.backup(dst)
+    with sqlite3.connect(old / "run.db") as c:
+        c.execute("ALTER TABLE candidates DROP COLUMN improved_best")
+        c.execute("ALTER TABLE candidates DROP COLUMN improved_front")
+        c.execute("DELETE FROM meta WHERE key = 'cost'")
+    before = _rows(old / "run.db", "candidates")
+    shown = json.loads(run_cli("runs", "show", "old", "--json").stdout)
+    assert shown["children"] == fresh["children"] and shown["best"]["trial"] == fresh["best"]["trial"]
+    payload = run_payload(old)
+    assert [(r["trial"], r["improved_best"], r["improved_front"]) for r in payload["candidates"]] == \
+        [(t, bool(b), bool(f)) for t, b, f in stored]  # fmt: skip
+    p = run_cli("resume", "old", "--budget", "26", "--json")
+    assert p.returncode == 0, p.stderr
+    after = _rows(old / "run.db", "candidates", "trial, genotype, parents, origin, status, metrics, error, counted, "
+                  "created, finished, improved_best, improved_front")  # fmt: skip
+    assert [row[:10] for row in after[: len(before)]] == [row[1:] for row in before]  # nothing stored changed
+    assert all(row[10] is None for row in after[: len(before)])  # (their verdicts are not written after the fact)
+    assert all(row[10] is not None and row[11] is not None for row in after[len(before):]) and len(after) > len(before)
+    # the new verdicts follow from all the models before them, the old ones included
+    from fairnad.pareto import Verdicts
+
+    judge = Verdicts()
+    expected = [judge.judge(json.loads(r[5])["accuracy"] if r[4] == "complete" else None,
+                            json.loads(r[5]).get("params")) for r in after]  # fmt: skip
+    assert [(bool(r[10]), bool(r[11])) for r in after[len(before):]] == expected[len(before):]

@@ -26,7 +26,7 @@ class _Scores:
     """What FairNAD's table rules read of a study: its primary objective's scores (higher is better)."""
 
     def __init__(self, objective: Objective) -> None:
-        self.problem = SimpleNamespace(primary=objective)
+        self.problem = SimpleNamespace(primary=objective, cost="params")
 
     def score(self, c: Candidate) -> float:
         return self.problem.primary.score(c.metrics[self.problem.primary.name])
@@ -212,12 +212,9 @@ def test_relabelled_files_load_back_as_the_same_benchmark(run_cli, tmp_path):
 
 
 
-@pytest.mark.slow
-def test_a_table_whose_metric_is_better_lower_is_searched_the_same_way(run_cli, tmp_path):
-    """A user's table that searches an error (`higher_is_better: false`): every strategy compares
-    scores, not raw values, so on the table with its search and report columns negated (exact in
-    floating point) each strategy makes the very same run, and the bench's figures are the same or
-    negated. Before, regevo, FairNAD, LLMatic and EvoPrompting chased the worst models there."""
+def _pos_and_negated_tables(run_cli, tmp_path) -> None:
+    """pos.csv/.yaml: relabelled NB201-CIFAR-100; neg.csv/.yaml: the same table with its search and report
+    columns negated (exact in floating point) and declared better lower (`higher_is_better: false`)."""
     p = run_cli("benchmarks", "relabel", "nb201-cifar100", "2", "-o", "rl", "--json")
     assert p.returncode == 0, p.stderr
     info = json.loads(p.stdout)
@@ -237,6 +234,15 @@ def test_a_table_whose_metric_is_better_lower_is_searched_the_same_way(run_cli, 
                         "search: val_error\n  report: test_error\n  higher_is_better: false")
     assert "higher_is_better: false" in rest
     (tmp_path / "neg.yaml").write_text("name: neg\n" + rest)
+
+
+@pytest.mark.slow
+def test_a_table_whose_metric_is_better_lower_is_searched_the_same_way(run_cli, tmp_path):
+    """A user's table that searches an error (`higher_is_better: false`): every strategy compares
+    scores, not raw values, so on the table with its search and report columns negated (exact in
+    floating point) each strategy makes the very same run, and the bench's figures are the same or
+    negated. Before, regevo, FairNAD, LLMatic and EvoPrompting chased the worst models there."""
+    _pos_and_negated_tables(run_cli, tmp_path)
     strategies = ["random", "regevo", "fairnad", "llmatic", "evoprompting"]
     rows = {}
     for name in ("pos", "neg"):
@@ -267,6 +273,32 @@ def test_a_table_whose_metric_is_better_lower_is_searched_the_same_way(run_cli, 
             sums.append(summarize(store))
     flags = [[(r["trial"], r["improved_best"], r["improved_front"]) for r in p["candidates"]] for p in pays]
     assert flags[0] == flags[1] and sum(f[1] for f in flags[0]) >= 3 and sum(f[2] for f in flags[0]) >= 3
+    # the verdicts are the Study's, stored with the candidates, and every reader shows the stored ones
+    for name, pay in zip(("pos", "neg"), pays):
+        for s in strategies:
+            stored = query(tmp_path / f"b{name}" / name / s / "seed0" / "run.db",
+                           "SELECT trial, improved_best, improved_front FROM candidates ORDER BY trial")  # fmt: skip
+            assert all(b is not None and f is not None for _, b, f in stored), (name, s)
+            if s == "fairnad":
+                assert [(t, bool(b), bool(f)) for t, b, f in stored] == flags[0]
+    # FairNAD's own statistics (they feed its prompts) count the same children as the summary and report
+    stats = [json.loads(query(tmp_path / f"b{name}" / name / "fairnad" / "seed0" / "run.db",
+                              "SELECT value FROM meta WHERE key = 'fairnad_stats'")[0][0]) for name in ("pos", "neg")]  # fmt: skip
+    assert stats[0] == stats[1]
+    by_op = {}
+    for r in pays[0]["candidates"]:
+        if r["counted"] and r["op"] in stats[0]["mutations"]:
+            by_op[r["op"]] = by_op.get(r["op"], 0) + r["improved_front"]
+    assert {op: st["improved"] for op, st in stats[0]["mutations"].items()} == {op: by_op.get(op, 0) for op in stats[0]["mutations"]}
+    # export picks the same (best) models on both tables: the lowest errors on the negated one
+    exported = []
+    for name in ("pos", "neg"):
+        p = run_cli("export", str(tmp_path / f"b{name}" / name / "fairnad" / "seed0"), "--top", "3", "-o", f"ex{name}", "--json")
+        assert p.returncode == 0, p.stderr
+        exported.append([(m["trial"], m["accuracy"]) for m in json.loads(p.stdout)["models"]])
+    assert [t for t, _ in exported[0]] == [t for t, _ in exported[1]]
+    assert [a for _, a in exported[1]] == [-a for _, a in exported[0]] == sorted(-a for _, a in exported[0])
+    assert exported[1][0][1] == sums[1]["best"]["search_accuracy"]
     assert pays[0]["front"] == pays[1]["front"] and sums[0]["children"] == sums[1]["children"]
     assert [t["trial"] for t in sums[0]["trajectory"]] == [t["trial"] for t in sums[1]["trajectory"]]
     assert sums[1]["best"]["trial"] == sums[0]["best"]["trial"] == sums[0]["trajectory"][-1]["trial"]
@@ -506,3 +538,67 @@ def test_llmatic_temperature_walks_beyond_one_bin():
         strat.tell(_Study, [child])
         strat.by_trial[t] = child
     assert max(v["temperature"] for v in strat.cells.values()) == pytest.approx(1.3)
+
+
+@pytest.mark.slow
+def test_with_cost_flops_one_count_of_improved_the_front_everywhere(run_cli, tmp_path):
+    """The run's cost axis (`cost=flops`) is the one the Study judges "improved the front" on, and FairNAD's
+    own statistics (its prompts), the summary, the report and the stored verdicts all count the same
+    children. Before, FairNAD counted on FLOPs while the summary and report counted on parameters
+    (5 against 11 in one run). The old way of saying it, strategies.fairnad.cost, gives the same run."""
+    from fairnad.pareto import Verdicts
+    from fairnad.report.data import run_payload
+    from fairnad.store import RunStore
+    from fairnad.store.summary import summarize
+
+    args = ["search", "-b", "nas-bench-macro", "-s", "fairnad", "-n", "40", "--seed", "2", "--llm", "none", "--json"]
+    p = run_cli(*args, "--set", "cost=flops", "--run-dir", "r")
+    assert p.returncode == 0, p.stderr
+    run = tmp_path / "r"
+    stored = query(run / "run.db", "SELECT trial, improved_front, metrics, status FROM candidates ORDER BY trial")
+    front = [bool(f) for _, f, _, _ in stored]
+    stats = json.loads(query(run / "run.db", "SELECT value FROM meta WHERE key = 'fairnad_stats'")[0][0])
+    with RunStore.open(run, readonly=True) as store:
+        summary = summarize(store)
+    payload = run_payload(run)
+    assert summary["cost"] == payload["cost"] == "flops"
+    counts = {"stored": sum(front), "fairnad": sum(s["improved"] for s in stats["mutations"].values()),
+              "summary": sum(r["improved_front"] for r in summary["children"]),
+              "report": sum(r["improved_front"] for r in payload["candidates"])}
+    assert len(set(counts.values())) == 1 and counts["stored"] >= 3, counts
+    # judged on FLOPs: the same models judged on parameters give another front (on NAS-Bench-Macro the two
+    # costs rank models differently; on NB201 they do not)
+    on = {key: Verdicts() for key in ("params", "flops")}
+    judged = {key: [on[key].judge(json.loads(m)["accuracy"] if st == "complete" else None,
+                                  json.loads(m).get(key))[1] for _, _, m, st in stored] for key in on}  # fmt: skip
+    assert judged["flops"] == front and judged["params"] != front
+    p = run_cli(*args, "--set", "strategies.fairnad.cost=flops", "--run-dir", "old")
+    assert p.returncode == 0, p.stderr
+    assert query(tmp_path / "old" / "run.db", "SELECT genotype, improved_front FROM candidates ORDER BY trial") == \
+        query(run / "run.db", "SELECT genotype, improved_front FROM candidates ORDER BY trial")  # fmt: skip
+    p = run_cli(*args, "--set", "cost=params", "--set", "strategies.fairnad.cost=flops", "--run-dir", "both")
+    assert p.returncode == 2 and "strategies.fairnad.cost=flops differs from cost=params" in p.stderr
+
+
+@pytest.mark.llm
+@pytest.mark.slow
+def test_prompts_on_a_better_lower_table_ask_for_the_lowest_value(run_cli, tmp_path):
+    """Every LLM strategy's prompts on a table whose metric is an error word the direction and unit from
+    the run's Objective: the lowest val_error, no "maximize", no "most accurate", no "% accuracy", no
+    "at least" a target. Real prompts, recorded by real runs (the plumbing model answers them)."""
+    _pos_and_negated_tables(run_cli, tmp_path)
+    table = ["--benchmark-file", "neg.csv", "--space-file", "neg.yaml", "--llm", "embedded:smollm2-135m", "--seed", "1"]
+    runs = {"genius": ["-n", "3"], "fairnad": ["-n", "5", "--set", "strategies.fairnad.init_population=2"],
+            "llmatic": ["-n", "4", "--set", "strategies.llmatic.init_population=2"],
+            "evoprompting": ["-n", "4", "--set", "strategies.evoprompting.init_population=2"]}
+    for strategy, args in runs.items():
+        p = run_cli("search", "-s", strategy, *table, *args, "--run-dir", strategy, timeout=900)
+        assert p.returncode == 0, (strategy, p.stderr[-2000:])
+        prompts = [json.loads(m) for (m,) in query(tmp_path / strategy / "run.db", "SELECT messages FROM llm_calls")]
+        text = "\n".join(msg["content"] for msgs in prompts for msg in msgs)
+        assert prompts, strategy
+        for wrong in ("maximize", "most accurate", "% accuracy", "% val_error", "at least"):
+            assert wrong not in text, (strategy, wrong)
+        assert "lower is better" in text or "lowest val_error" in text or "at most" in text, strategy
+    genius = query(tmp_path / "genius" / "run.db", "SELECT messages FROM llm_calls ORDER BY seq")[0][0]
+    assert "the goal is the model with the lowest val_error" in genius

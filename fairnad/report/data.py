@@ -9,11 +9,10 @@ import bisect
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import yaml
 
-from fairnad.store.summary import made_by_llm, run_objective, summarize
-from fairnad.pareto import as_objectives, dominates, improves, nondominated
+from fairnad.store.summary import made_by_llm, run_objective, summarize, verdicts
+from fairnad.pareto import as_objectives, nondominated
 from fairnad.space.candidate import Candidate
 from fairnad.store import RunStore
 
@@ -24,14 +23,6 @@ PROMPT_MESSAGES = 3  # the last messages of the request that made a candidate
 def _cap(text: Any, n: int = TEXT_CAP) -> str:
     s = "" if text is None else str(text)
     return s if len(s) <= n else s[:n] + f"\n... ({len(s) - n:,} more characters)"
-
-
-def cost_key(cands: list[Candidate]) -> str | None:
-    """The cost axis of the run: parameters when candidates report them, else FLOPs."""
-    for key in ("params", "flops"):
-        if any(c.ok and c.metrics.get(key) is not None for c in cands):
-            return key
-    return None
 
 
 def active_seconds(store: RunStore, cands: list[Candidate]):
@@ -67,9 +58,11 @@ def run_payload(run_dir: str | Path) -> dict[str, Any]:
         elapsed = active_seconds(store, cands)
         events = store.events()
     cfg = meta.get("config", {})
-    cost = cost_key(cands)
-    score = run_objective(meta).score  # signed so that higher is better (a table's error column)
+    cost = summary["cost"]  # the run's cost axis, on which its verdicts were decided
+    objective = run_objective(meta)
+    score = objective.score  # signed so that higher is better (a table's error column)
     sign = score(1.0)
+    judged = verdicts(cands, objective, cost)  # as the Study stored them
     llm_strategy = summary["llm"]["calls"] > 0  # as summarize decides it
 
     # the LLM calls that made each candidate: the seqs its origin records (runs from before that was
@@ -90,20 +83,9 @@ def run_payload(run_dir: str | Path) -> dict[str, Any]:
         tokens_before.append(tokens_before[-1] + (c.get("tokens_in") or 0) + (c.get("tokens_out") or 0))
 
     rows = []
-    current_front: list[np.ndarray] = []  # the non-dominated points so far, as minimised objectives
-    best_acc = None
-    for c in cands:
+    for c, (improved_best, improved_front) in zip(cands, judged):
         m = c.metrics
         acc = m.get("accuracy") if c.ok else None
-        improved_best = improved_front = False
-        if acc is not None:
-            improved_best = best_acc is None or score(acc) > score(best_acc)
-            best_acc = acc if improved_best else best_acc
-            if cost is not None and m.get(cost) is not None:
-                p = as_objectives([(score(float(acc)), float(m[cost]))])[0]
-                improved_front = improves(p, current_front)
-                if improved_front:
-                    current_front = [q for q in current_front if not dominates(p, q)] + [p]
         ids = made_by.get(c.trial, [])
         prompt = None
         if ids:

@@ -43,7 +43,7 @@ from fairnad.prompts import render
 from fairnad.search.agent import Tool, run_agent
 from fairnad.search.base import Strategy, StrategyConfig, register
 from fairnad.search.ideas import Idea, IdeaSpace
-from fairnad.search.pareto import front, improves_front, objectives, rank_and_crowding, tournament
+from fairnad.search.pareto import front, objectives, rank_and_crowding, tournament
 from fairnad.search.random_search import UnseenSampler
 from fairnad.search.common import ask_code, ask_genotype, cost_text, problem_text, starting_models, view
 from fairnad.space.candidate import Proposal
@@ -75,7 +75,9 @@ class FairNADConfig(StrategyConfig):
     tournament: int | None = Field(None, ge=1, description="parent = accuracy: models drawn per tournament; default 3 "
                                    "in open spaces, 5 on tables (with gap moves, 5 matched or beat 3 on best accuracy "
                                    "on 5 of the 6 tables, 30 seeds)")
-    cost: Literal["params", "flops"] = "params"
+    cost: Literal["params", "flops"] | None = Field(
+        None, description="the cost axis of FairNAD's front; the run's `cost` setting, which this may only repeat "
+        "(kept so that runs that set it here resume)")
     pareto_move: Literal["gap", "halves"] = Field(
         "gap", description="tables: where a Pareto move goes: into the largest gap of the front (the front member "
         "beside it moves toward it; below the cheapest member counts), or the front's cheap half grows and its dear "
@@ -232,7 +234,7 @@ class FairNAD(Strategy):
         op = self.ops[int(self.rng.choice(len(self.ops), p=self.op_p))]
         if self.llm_misses >= 3 and "pareto" in self.ops:
             op, self.llm_misses = "pareto", 0  # the LLM keeps failing: take a step that needs none
-        rank, crowd = rank_and_crowding(objectives(done, self.config.cost, study.problem.primary), self.rng)
+        rank, crowd = rank_and_crowding(objectives(done, study.problem.cost, study.problem.primary), self.rng)
         if op == "pareto" and not self.open and self.config.pareto_move == "gap":
             parent, action = self._front_gap(study, done, rank)
             return self._pareto_tabular(study, parent, action, {"op": "pareto", "action": action, "to": "gap"})
@@ -257,7 +259,7 @@ class FairNAD(Strategy):
         if self.budget:  # over the budget only when nothing else is there
             pool = [c for c in pool if (c.metrics.get("params") or 0) <= self.budget] or pool
         picks = self.rng.choice(len(pool), size=min(self.tournament, len(pool)), replace=False)
-        return max((pool[int(i)] for i in picks), key=lambda c: (study.score(c), -(c.metrics.get(self.config.cost) or 0)))
+        return max((pool[int(i)] for i in picks), key=lambda c: (study.score(c), -(c.metrics.get(study.problem.cost) or 0)))
 
     def _no_parent(self, study) -> Proposal | None:
         """Every starting model failed: ask the LLM for a fresh model from the contract, with their
@@ -318,13 +320,13 @@ class FairNAD(Strategy):
                 p.origin = {**p.origin, "idea": ideas[-1].brief(), "ideas_in_parent": [i.name for i in ideas[:-1]]}
             return p
         prompt = render("fairnad/idea_tabular.j2", problem=self.problem, parent=self._parent_view(parent, study),
-                        idea=idea, fb=fb, metric=study.problem.primary.text)  # fmt: skip
+                        idea=idea, fb=fb, objective=study.problem.primary)  # fmt: skip
         return self._tabular_answer(study, prompt, parent, origin, idea)
 
     def _pareto(self, study, parent, done, rank) -> Proposal:
         on_front = [c for c, r in zip(done, rank) if r == 0]
-        costs = [c.metrics.get(self.config.cost) or 0 for c in on_front]
-        small = (parent.metrics.get(self.config.cost) or 0) <= float(np.median(costs)) if costs else True
+        costs = [c.metrics.get(study.problem.cost) or 0 for c in on_front]
+        small = (parent.metrics.get(study.problem.cost) or 0) <= float(np.median(costs)) if costs else True
         if not self.open:  # a table: the front's cheap half grows, its dear half shrinks, one option at a time
             return self._pareto_tabular(study, parent, "up" if small else "down", {"op": "pareto",
                                         "action": "up" if small else "down"})  # fmt: skip
@@ -377,7 +379,7 @@ class FairNAD(Strategy):
         """The front member beside the front's largest gap, and the way that fills it: the area a model
         halfway across a gap would add to the hypervolume (cost and accuracy scaled to what has been
         seen), with the stretch below the cheapest member as a gap too."""
-        cost = self.config.cost
+        cost = study.problem.cost
         members = sorted((c for c, r in zip(done, rank) if r == 0), key=lambda c: c.metrics.get(cost) or 0)
         costs = np.array([c.metrics.get(cost) or 0 for c in done], dtype=float)
         accs = np.array([study.score(c) for c in done], dtype=float)
@@ -408,7 +410,7 @@ class FairNAD(Strategy):
                     continue
                 c = cost[d][j] if cost else j
                 child = space.format(idx[:d] + [j] + idx[d + 1 :])
-                if study.seen(child) is None and study.in_domain(child):
+                if study.is_new(child):
                     ((moves if (c > here if action == "up" else c < here) else others)).append((d, child))
         origin = {**origin, "source": "algorithm"}  # a move through the table's options, no LLM answer in it
         for pool, how in ((moves, {}), (others, {"direction": "any"})):
@@ -422,7 +424,7 @@ class FairNAD(Strategy):
 
     def _iterative(self, study, parent) -> Proposal:
         if not self.open and (study.llm is None or self._choosing(study)):  # a new one-option neighbour of it
-            alts = [g for g in study.space.neighbours(parent.genotype) if study.seen(g) is None and study.in_domain(g)]
+            alts = study.unseen(study.space.neighbours(parent.genotype))
             if alts and self._choosing(study):
                 picks = self.rng.permutation(len(alts))[: self.config.choices]
                 return self._chosen(study, parent, [self._move(study, parent.genotype, alts[int(i)]) for i in picks],
@@ -464,7 +466,7 @@ class FairNAD(Strategy):
         tools = [Tool("check_architecture", "Is this architecture valid, what does it cost, was it evaluated?",
                       arch_arg, check_architecture)]  # fmt: skip
         task = render("fairnad/agent_tabular.j2", problem=self.problem, parent=self._parent_view(parent, study),
-                      fb=fb, metric=study.problem.primary.text, n=space.ndim)  # fmt: skip
+                      fb=fb, objective=study.problem.primary, n=space.ndim)  # fmt: skip
         run = run_agent(study.llm, system=render("fairnad/system.j2"), task=task, tools=tools,
                         max_turns=self.config.agent_turns, temperature=self.config.temperature, max_tokens=300,
                         seed=study.seed * 7919 + len(study.candidates), done=lambda: state["passed"] is not None,
@@ -532,7 +534,7 @@ class FairNAD(Strategy):
                 continue
             tried.add(idea.id)
             child = study.space.format(idx[: idea.position] + [idea.option] + idx[idea.position + 1 :])
-            if study.seen(child) is None and study.in_domain(child):
+            if study.is_new(child):
                 moves.append((idea.position, idea.option, child))
                 if len(moves) == self.config.choices:
                     break
@@ -604,7 +606,7 @@ class FairNAD(Strategy):
         from fairnad.llm import LLMOutputError
 
         prompt = render("fairnad/choose_tabular.j2", problem=self.problem, parent=self._parent_view(parent, study),
-                        fb=self._feedback(study, ideas=False), metric=study.problem.primary.text, n_done=len(done),
+                        fb=self._feedback(study, ideas=False), objective=study.problem.primary, n_done=len(done),
                         overall=overall, moves=views, ranked=ranked)  # fmt: skip
         schema = {"type": "object", "properties": {"rationale": {"type": "string", "maxLength": 160},
                   "choice": {"enum": list(range(1, len(views) + 1))}},
@@ -657,8 +659,7 @@ class FairNAD(Strategy):
     def _neighbour_with(self, study, genotype: str, idea: Idea) -> str | None:
         """A new one-option neighbour of `genotype` in the table that keeps the idea, drawn uniformly."""
         space = study.space
-        alts = [g for g in space.neighbours(genotype) if study.seen(g) is None and study.in_domain(g)
-                and space.parse(g)[idea.position] == idea.option]  # fmt: skip
+        alts = [g for g in study.unseen(space.neighbours(genotype)) if space.parse(g)[idea.position] == idea.option]
         return alts[int(self.rng.integers(len(alts)))] if alts else None
 
     def _tabular_answer(self, study, prompt: str, parent, origin, idea: Idea) -> Proposal:
@@ -710,8 +711,7 @@ class FairNAD(Strategy):
         for c in results:
             if not c.counted:
                 continue
-            before = [x for x in study.completed() if x.trial < c.trial]
-            improved = improves_front(c, before, self.config.cost, study.problem.primary)
+            improved = bool(c.improved_front)  # the Study's verdict, stored with the child
             op = c.origin.get("op", "?")
             for bucket in (self.type_stats.setdefault(op, _stat()),) + (
                 (self.idea_stats.setdefault(c.origin["idea"]["id"], {**_stat(), "name": c.origin["idea"]["name"]}),)
@@ -742,7 +742,7 @@ class FairNAD(Strategy):
 
     def _feedback(self, study, ideas: bool = True) -> dict[str, Any]:
         cfg = self.config
-        fr = (front(study.completed(), cfg.cost, self.rng, study.problem.primary)[-cfg.front_in_prompt :]
+        fr = (front(study.completed(), study.problem.cost, self.rng, study.problem.primary)[-cfg.front_in_prompt :]
               if cfg.front_in_prompt else [])  # fmt: skip
         rows = []
         for c in fr:
@@ -750,4 +750,5 @@ class FairNAD(Strategy):
             rows.append({"summary": summary or f"trial {c.trial}", "accuracy": c.metrics["accuracy"],
                          "cost_text": cost_text(c.metrics)})  # fmt: skip
         top = sorted(self.idea_stats.values(), key=lambda s: (-s["tried"], s["name"]))[: cfg.ideas_in_prompt] if ideas else []
-        return {"front": rows, "failures": list(self.failures), "ideas": top, "cost": cfg.cost}
+        return {"front": rows, "failures": list(self.failures), "ideas": top, "cost": study.problem.cost,
+                "objective": study.problem.primary}

@@ -8,7 +8,7 @@ from pymoo.core.population import Population
 from pymoo.core.problem import Problem
 from pymoo.operators.survival.rank_and_crowding import RankAndCrowding
 
-from fairnad.pareto import as_objectives, improves, nondominated
+from fairnad.pareto import as_objectives, nondominated
 from fairnad.problem import ACCURACY, Objective
 from fairnad.space.candidate import Candidate
 
@@ -56,11 +56,3 @@ def front(cands: list[Candidate], cost: str, rng: np.random.Generator | None = N
     """The completed candidates on the Pareto front, by ascending cost."""
     on = nondominated(objectives(cands, cost, primary)) if cands else []
     return sorted((cands[i] for i in on), key=lambda c: c.metrics.get(cost) or 0)
-
-
-def improves_front(new: Candidate, before: list[Candidate], cost: str, primary: Objective = ACCURACY) -> bool:
-    """Does `new` join the front of the candidates completed before it (fairnad.pareto's rule)?"""
-    if not new.ok:
-        return False
-    F = objectives([new, *[c for c in before if c.ok]], cost, primary)
-    return improves(F[0], F[1:])

@@ -16,6 +16,7 @@ import numpy as np
 
 from fairnad.errors import FairnadError
 from fairnad.llm import LLM
+from fairnad.pareto import Verdicts
 from fairnad.problem import Problem
 from fairnad.space.candidate import Candidate, Proposal
 from fairnad.store import RunStore
@@ -62,6 +63,7 @@ class Study:
         self.callbacks: list[Callable[[Study, Candidate], None]] = []
         self.started = time.time()
         self._probes = {p["key"]: p["result"] for p in store.probes()}  # answered from the store on resume
+        self._verdicts = Verdicts()  # improved the best / the front, decided as each candidate finishes
         self.probes_run = 0  # probes this session actually ran
         self.max_probes = max_probes
         self._cap_logged = False
@@ -142,6 +144,14 @@ class Study:
     def seen(self, genotype: str) -> Candidate | None:
         return self._evaluated.get(self.key(genotype))
 
+    def is_new(self, genotype: str) -> bool:
+        """Whether `genotype` could be evaluated and has not been (a table's: it is in the table)."""
+        return self.seen(genotype) is None and self.in_domain(genotype)
+
+    def unseen(self, genotypes) -> list[str]:
+        """Those of `genotypes` that are new (`is_new`), in their order."""
+        return [g for g in genotypes if self.is_new(g)]
+
     def completed(self) -> list[Candidate]:
         return [c for c in self.candidates if c.ok]
 
@@ -214,8 +224,20 @@ class Study:
                 cand.error = result.error
                 cand.counted = result.status in ("complete", "failed")
                 cand.finished = time.time()
+        for cand, pending in admitted:  # in trial order: each verdict is decided against the models before it
+            self._judge(cand, stored=not pending)
+            if pending:
                 self.store.finish_candidate(cand)
         return [self._accept(c) for c, _ in admitted]
+
+    def _judge(self, cand: Candidate, stored: bool) -> None:
+        """Decide once whether `cand` improved the best and the Pareto front (fairnad.pareto.Verdicts, on
+        the problem's cost axis). A stored candidate keeps the verdict it was stored with; one stored
+        before verdicts were (an older run) gets it decided here, in memory only: nothing stored changes."""
+        score = self.score(cand) if cand.ok else None
+        decided = self._verdicts.judge(score, cand.metrics.get(self.problem.cost) if cand.ok else None)
+        if not (stored and cand.improved_best is not None):
+            cand.improved_best, cand.improved_front = decided
 
     def _admit(self, p: Proposal, trial: int, in_batch: dict[str, Candidate]) -> tuple[Candidate, bool]:
         """(candidate, needs evaluation). Everything is in the store before anything is evaluated."""
@@ -246,6 +268,7 @@ class Study:
             self.store.add_candidate(cand)
             return cand, True
         cand.status = "invalid" if reason is not None else "duplicate"
+        cand.improved_best = cand.improved_front = False  # never evaluated: improved nothing
         cand.error = reason or f"already evaluated as trial {prior.trial}"
         if prior is not None:
             cand.metrics = {"duplicate_of": prior.trial, "accuracy": prior.metrics.get("accuracy")}

@@ -71,6 +71,10 @@ class Candidate:
     counted: bool = False
     created: float = 0.0
     finished: float | None = None
+    # the Study's verdict when it finished (fairnad.pareto.Verdicts): better than every model before it,
+    # and joined the Pareto front of score and the run's cost axis. None: a run stored before verdicts were
+    improved_best: bool | None = None
+    improved_front: bool | None = None
 
     @property
     def ok(self) -> bool:

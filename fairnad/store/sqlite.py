@@ -67,7 +67,9 @@ CREATE TABLE IF NOT EXISTS candidates (
     error TEXT,
     counted INTEGER NOT NULL DEFAULT 0,
     created REAL NOT NULL,
-    finished REAL
+    finished REAL,
+    improved_best INTEGER,
+    improved_front INTEGER
 );
 CREATE TABLE IF NOT EXISTS probes (
     seq INTEGER PRIMARY KEY,
@@ -296,16 +298,19 @@ class RunStore(SqliteStore):
     """One search run: the common tables plus every candidate. `create` a new run, `open` to resume."""
 
     SCHEMA = _RUN_SCHEMA
+    # the Study's verdicts (improved the best / the front), stored since fairnad 0.2; NULL in older runs
+    ADDED_COLUMNS = {"candidates": [("improved_best", "INTEGER"), ("improved_front", "INTEGER")]}
 
     # -- candidates -------------------------------------------------------------------------
     def add_candidate(self, cand: Candidate) -> Candidate:
         with self._tx() as c:
             cur = c.execute(
                 "INSERT INTO candidates(trial, genotype, parents, origin, status, metrics, error, counted, created,"
-                " finished) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " finished, improved_best, improved_front) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 _storable(
                     cand.trial, cand.genotype, json.dumps(cand.parents), json.dumps(cand.origin), cand.status,
                     json.dumps(cand.metrics), cand.error, int(cand.counted), cand.created, cand.finished,
+                    _flag(cand.improved_best), _flag(cand.improved_front),
                 ),
             )  # fmt: skip
             cand.id = cur.lastrowid
@@ -314,19 +319,25 @@ class RunStore(SqliteStore):
     def finish_candidate(self, cand: Candidate) -> None:
         with self._tx() as c:
             c.execute(
-                "UPDATE candidates SET status = ?, metrics = ?, error = ?, counted = ?, finished = ? WHERE id = ?",
-                _storable(cand.status, json.dumps(cand.metrics), cand.error, int(cand.counted), cand.finished, cand.id),
-            )
+                "UPDATE candidates SET status = ?, metrics = ?, error = ?, counted = ?, finished = ?, improved_best = ?,"
+                " improved_front = ? WHERE id = ?",
+                _storable(cand.status, json.dumps(cand.metrics), cand.error, int(cand.counted), cand.finished,
+                          _flag(cand.improved_best), _flag(cand.improved_front), cand.id),
+            )  # fmt: skip
 
     def candidates(self) -> list[Candidate]:
+        have = {r[1] for r in self._query("PRAGMA table_info(candidates)")}
+        verdicts = ", ".join(c if c in have else "NULL" for c in ("improved_best", "improved_front"))  # (older runs)
         rows = self._query(
-            "SELECT id, trial, genotype, parents, origin, status, metrics, error, counted, created, finished"
-            " FROM candidates ORDER BY trial"
+            "SELECT id, trial, genotype, parents, origin, status, metrics, error, counted, created, finished, "
+            f"{verdicts} FROM candidates ORDER BY trial"
         )
         return [
             Candidate(
                 id=r[0], trial=r[1], genotype=r[2], parents=json.loads(r[3]), origin=json.loads(r[4]), status=r[5],
                 metrics=json.loads(r[6]), error=r[7], counted=bool(r[8]), created=r[9], finished=r[10],
+                improved_best=None if r[11] is None else bool(r[11]),
+                improved_front=None if r[12] is None else bool(r[12]),
             )
             for r in rows
         ]  # fmt: skip
@@ -347,6 +358,10 @@ class RunStore(SqliteStore):
             raise
         return [{"seq": r[0], "kind": r[1], "key": r[2], "genotype": r[3], "result": json.loads(r[4]), "seconds": r[5]}
                 for r in rows]  # fmt: skip
+
+
+def _flag(v: bool | None) -> int | None:
+    return None if v is None else int(v)
 
 
 class _Tx:

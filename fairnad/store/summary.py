@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from fairnad.errors import FairnadError
-from fairnad.pareto import as_objectives, improves
+from fairnad.pareto import Verdicts
 from fairnad.problem import ACCURACY, Objective
 from fairnad.space.candidate import Candidate
 from fairnad.store.sqlite import RunStore, StoreError, in_use
@@ -20,6 +20,30 @@ def run_objective(meta: dict[str, Any]) -> Objective:
     runs from before objectives were stored searched accuracy."""
     stored = meta.get("objectives")
     return Objective(**stored[0]) if stored else ACCURACY
+
+
+def run_cost(meta: dict[str, Any], cands: list[Candidate] = ()) -> str:
+    """The run's cost axis, as stored ("params" or "flops"). Runs from before it was stored: what the
+    config or FairNAD's own `cost` setting said, else params, or FLOPs where no model has a parameter count."""
+    if meta.get("cost"):
+        return meta["cost"]
+    cfg = meta.get("config") or {}
+    said = cfg.get("cost") or ((cfg.get("strategies") or {}).get("fairnad") or {}).get("cost")
+    if said:
+        return said
+    priced = lambda key: any(c.ok and c.metrics.get(key) is not None for c in cands)  # noqa: E731
+    return "flops" if not priced("params") and priced("flops") else "params"
+
+
+def verdicts(cands: list[Candidate], objective: Objective = ACCURACY, cost: str = "params") -> list[tuple[bool, bool]]:
+    """(improved the best, improved the front) of each candidate, in order: the verdicts the Study stored
+    with them. A run stored before verdicts were gets them decided by the same rule (Verdicts) here."""
+    judge, out = Verdicts(), []
+    for c in cands:
+        decided = judge.judge(objective.score(c.metrics[objective.name]) if c.ok else None,
+                              c.metrics.get(cost) if c.ok else None)  # fmt: skip
+        out.append(decided if c.improved_best is None else (bool(c.improved_best), bool(c.improved_front)))
+    return out
 
 
 def made_by_llm(origin: dict[str, Any]) -> bool:
@@ -53,8 +77,9 @@ def summarize(store: RunStore, bench: Any = None) -> dict[str, Any]:
     cands = store.candidates()
     done = [c for c in cands if c.ok]
     counted = [c for c in cands if c.counted]
-    objective = run_objective(meta)
-    best = max(done, key=lambda c: objective.score(c.metrics[objective.name])) if done else None
+    objective, cost = run_objective(meta), run_cost(meta, cands)
+    judged = verdicts(cands, objective, cost)
+    best = next((c for c, (b, _) in zip(reversed(cands), reversed(judged)) if b), None)  # the last to improve it
     statuses: dict[str, int] = {}
     origins: dict[str, int] = {}  # what produced the evaluated candidates: llm, fallback, mutation, random...
     sources: dict[str, int] = {}  # who made them: llm, algorithm, fallback, init ("?": a run from before sources)
@@ -109,8 +134,9 @@ def summarize(store: RunStore, bench: Any = None) -> dict[str, Any]:
     if best is not None:
         out["best"]["origin"] = origin_label(best.origin)
         out["best"]["by_llm"] = bool(llm_strategy and made_by_llm(best.origin))
-    out["children"] = children_table(cands, llm_strategy, objective)
-    out["trajectory"] = best_so_far(cands, objective)
+    out["cost"] = cost
+    out["children"] = children_table(cands, llm_strategy, judged)
+    out["trajectory"] = best_so_far(cands, judged)
     return out
 
 
@@ -127,16 +153,15 @@ def origin_label(origin: dict[str, Any]) -> str:
     return f"{op} ({origin['via']})" if origin.get("via") else op
 
 
-def children_table(cands: list[Candidate], llm_strategy: bool = True, objective: Objective = ACCURACY
+def children_table(cands: list[Candidate], llm_strategy: bool = True, judged: list[tuple[bool, bool]] | None = None
                    ) -> list[dict[str, Any]]:  # fmt: skip
     """Per origin: proposed, trained (evaluated without failing; of those, how many trained once their
-    layers' input sizes were inferred from the data), improved the best so far, improved the
-    Pareto front of accuracy and parameters (non-dominated by everything completed before it), and
-    whether the LLM wrote those children. Refused proposals (duplicates, no code) count as proposed."""
+    layers' input sizes were inferred from the data), improved the best so far, improved the Pareto
+    front of score and the run's cost (the stored verdicts, `judged`: see `verdicts`), and whether the
+    LLM wrote those children. Refused proposals (duplicates, no code) count as proposed."""
+    judged = judged if judged is not None else verdicts(cands)
     rows: dict[str, dict[str, Any]] = {}
-    done: list[Candidate] = []
-    best = None
-    for c in cands:
+    for c, (improved_best, improved_front) in zip(cands, judged):
         r = rows.setdefault(origin_label(c.origin), {"origin": origin_label(c.origin), "by_llm": False, "proposed": 0,
                                                      "trained": 0, "sizes_inferred": 0, "improved_best": 0,
                                                      "improved_front": 0})  # fmt: skip
@@ -145,23 +170,21 @@ def children_table(cands: list[Candidate], llm_strategy: bool = True, objective:
         if c.ok:
             r["trained"] += 1
             r["sizes_inferred"] += int(bool(c.origin.get("inferred_sizes")))
-            F = as_objectives([(objective.score(x.metrics["accuracy"]), x.metrics.get("params")) for x in [c, *done]])
-            r["improved_front"] += int(improves(F[0], F[1:]))
-            if best is None or objective.score(c.metrics["accuracy"]) > best:
-                r["improved_best"] += int(best is not None)
-                best = objective.score(c.metrics["accuracy"])
-            done.append(c)
+            r["improved_front"] += int(improved_front)
+            r["improved_best"] += int(improved_best)
     return sorted(rows.values(), key=lambda r: (not r["by_llm"], r["origin"]))
 
 
-def best_so_far(cands: list[Candidate], objective: Objective = ACCURACY) -> list[dict[str, Any]]:
-    """After each counted evaluation: the reported accuracy and rank of the best-so-far (by search metric)."""
+def best_so_far(cands: list[Candidate], judged: list[tuple[bool, bool]] | None = None) -> list[dict[str, Any]]:
+    """After each counted evaluation: the reported accuracy and rank of the best so far (the last
+    candidate whose stored verdict says it improved the best)."""
+    judged = judged if judged is not None else verdicts(cands)
     traj = []
     best = None
-    for c in cands:
+    for c, (improved_best, _) in zip(cands, judged):
         if not c.counted:
             continue
-        if c.ok and (best is None or objective.score(c.metrics["accuracy"]) > objective.score(best.metrics["accuracy"])):
+        if improved_best:
             best = c
         if best is not None:
             traj.append(
