@@ -37,7 +37,9 @@ from fairnad import __version__
 from fairnad.config import SearchConfig
 from fairnad.errors import ConfigError, FairnadError
 from fairnad.space.candidate import Candidate
+from fairnad.problem import Objective
 from fairnad.store import RunStore
+from fairnad.store.summary import run_objective
 
 
 class ExportError(FairnadError):
@@ -81,9 +83,11 @@ def _safe_text(text: str, limit: int = 120) -> str:
 
 
 # -- the run --------------------------------------------------------------------------------------
-def _ranked(cands: list[Candidate], top: int) -> list[Candidate]:
-    done = [c for c in cands if c.ok and isinstance(c.metrics.get("accuracy"), (int, float))]
-    return sorted(done, key=lambda c: (-float(c.metrics["accuracy"]), c.trial))[:top]
+def _ranked(cands: list[Candidate], top: int, objective: Objective) -> list[Candidate]:
+    """The `top` best completed candidates by the run's objective (its direction: a table whose metric is
+    better lower exports its lowest), the earlier trial first on ties."""
+    done = [c for c in cands if c.ok and isinstance(c.metrics.get(objective.name), (int, float))]
+    return sorted(done, key=lambda c: (-objective.score(float(c.metrics[objective.name])), c.trial))[:top]
 
 
 def _writable_dir(out: Path) -> Path:
@@ -109,7 +113,7 @@ def export_run(run_dir: str | Path, out: str | Path, top: int = 3, prefix: str =
         cfg = SearchConfig.model_validate(meta["config"])
     except Exception as err:  # noqa: BLE001 - a run written by another version
         raise ExportError(f"{run_dir}: cannot read the run's config ({str(err).splitlines()[0]})") from None
-    best = _ranked(cands, top)
+    best = _ranked(cands, top, run_objective(meta))
     if not best:
         raise ExportError(f"{run_dir}: no completed candidates to export")
     _writable_dir(out)
