@@ -27,9 +27,16 @@ def templates_dir() -> Path:
     raise ConfigError("no templates folder found; set FAIRNAD_TEMPLATES to the folder holding prompts/")
 
 
+def measure(value: float, objective) -> str:
+    """A value of the search's objective as a prompt says it, with its unit and name: "93.10% accuracy",
+    "6.92 error" (the Objective also says which way is better: `objective.goal`, `objective.better`)."""
+    unit = objective.unit if objective.unit in ("", "%") else f" {objective.unit}"
+    return f"{value:.2f}{unit} {objective.text}"
+
+
 @lru_cache(maxsize=8)
 def _env(root: str) -> jinja2.Environment:
-    return jinja2.Environment(
+    env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(root),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=False,
@@ -37,6 +44,8 @@ def _env(root: str) -> jinja2.Environment:
         lstrip_blocks=True,
         autoescape=False,  # prompts are plain text for a model, not HTML
     )
+    env.filters["measure"] = measure
+    return env
 
 
 def render(name: str, **context) -> str:

@@ -44,7 +44,7 @@ def problem_text(study, answer: bool = True) -> str:
     `answer` false, without how to answer with an architecture."""
     space = study.space
     return render("genius/problem.j2", space=space.description, dataset=study.problem.dataset, answer=answer,
-                  metric=study.problem.primary.text, example=json.dumps(space.labels(space.format([0] * space.ndim))))  # fmt: skip
+                  objective=study.problem.primary, example=json.dumps(space.labels(space.format([0] * space.ndim))))  # fmt: skip
 
 
 def cost_text(m: dict) -> str:
@@ -222,5 +222,5 @@ def unseen_variant(study, genotype: str, rng) -> tuple[str, str] | None:
             if scaled is not None and study.seen(scaled[0]) is None:
                 return scaled[0], f"scaled {kind}"
         return None
-    options = [g for g in study.space.neighbours(genotype) if study.seen(g) is None and study.in_domain(g)]
+    options = study.unseen(study.space.neighbours(genotype))
     return (options[int(rng.integers(len(options)))], "random neighbour") if options else None

@@ -104,7 +104,7 @@ class EvoPrompting(Strategy):
             child = code
         else:
             prompt = render("evoprompting/tabular.j2", problem=self.problem, examples=examples, target=target,
-                            metric=study.problem.primary.text)  # fmt: skip
+                            objective=study.problem.primary)  # fmt: skip
             try:
                 child = ask_genotype(study, prompt, temperature=self.config.temperature, seed=seed,
                                      purpose="evoprompting.child")  # fmt: skip

@@ -59,7 +59,7 @@ class Genius(Strategy):
         example = json.dumps(study.space.labels(study.space.format([0] * study.space.ndim)))
         problem = render(
             "genius/problem.j2", space=space, dataset=study.problem.dataset,
-            metric=study.problem.primary.text, example=example,
+            objective=study.problem.primary, example=example,
         )  # fmt: skip
         self._head = [
             {"role": "system", "content": render("genius/system.j2")},
@@ -111,7 +111,7 @@ class Genius(Strategy):
     def _fallback(self, study) -> Proposal:
         best = study.best()
         if best is not None:
-            options = [g for g in study.space.neighbours(best.genotype) if study.seen(g) is None and study.in_domain(g)]
+            options = study.unseen(study.space.neighbours(best.genotype))
             if options:
                 g = options[int(self._rng.integers(len(options)))]
                 return Proposal(g, parents=[best.trial], origin={"op": "fallback", "fallback": "neighbour of the best"},
@@ -129,7 +129,7 @@ class Genius(Strategy):
                     labels = json.dumps(study.space.labels(c.genotype))
                     extra = f"Your last proposals could not be used, so {labels} was evaluated instead."
                 self.pending = render(
-                    "genius/feedback.j2", accuracy=c.metrics["accuracy"], metric=obj.text, unit=obj.unit,
+                    "genius/feedback.j2", accuracy=c.metrics["accuracy"], objective=obj,
                     extra=extra,
                 )  # fmt: skip
             elif c.origin.get("op") != "fallback":
@@ -137,5 +137,5 @@ class Genius(Strategy):
                 dup = c.status == "duplicate"
                 self.pending = render(
                     "genius/rejected.j2", duplicate=dup, reason=c.error or c.status,
-                    accuracy=c.metrics.get("accuracy") or 0.0, metric=obj.text, unit=obj.unit,
+                    accuracy=c.metrics.get("accuracy") or 0.0, objective=obj,
                 )  # fmt: skip

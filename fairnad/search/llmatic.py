@@ -159,12 +159,12 @@ class LLMatic(Strategy):
                 return [Proposal(text[:200] or "(empty)", [p.trial for p in parents], origin,
                                  text if how.get("edit_error") else "the answer contained no code")]
             return [self._fresh(study, code, parents, origin)]
-        metric = study.problem.primary.text
+        objective = study.problem.primary
         if crossover:
-            prompt = render("llmatic/crossover_tabular.j2", problem=self.problem, a=views[0], b=views[1], metric=metric)
+            prompt = render("llmatic/crossover_tabular.j2", problem=self.problem, a=views[0], b=views[1], objective=objective)
         else:
             prompt = render("llmatic/mutate_tabular.j2", problem=self.problem, parent=views[0], instruction=instruction,
-                            metric=metric)  # fmt: skip
+                            objective=objective)  # fmt: skip
         try:
             g = ask_genotype(study, prompt, temperature=temp, seed=seed, purpose=purpose)
         except ValueError as err:

@@ -40,7 +40,7 @@ class RegularizedEvolution(Strategy):
             parent = max((self.population[i] for i in picks), key=study.score)
             for _ in range(cfg.mutation_tries):
                 child = study.space.mutate(parent.genotype, self._rng)
-                if study.seen(child) is None and study.in_domain(child):
+                if study.is_new(child):
                     return [Proposal(child, parents=[parent.trial], origin={"op": "mutation"}, source="algorithm")]
         g = self._sampler.draw(study)
         # the first members are the starting population; later random draws stand in for a mutation
