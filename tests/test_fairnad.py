@@ -180,9 +180,9 @@ def test_without_an_llm_the_change_with_the_best_record_is_taken(tmp_path):
         # (stall off: 25 random models may hold their best 20 evaluations back, a stall; tests/test_tables.py)
         fair = create_strategy("fairnad", {"choices": 6, "evidence_prior": prior, "stall": 0})
         fair._setup(study)
-        moves = [fair._move(study, parent.genotype, g) for g in space.neighbours(parent.genotype)[:6]]
+        moves = [fair.steps._move(study, parent.genotype, g) for g in space.neighbours(parent.genotype)[:6]]
         gain = [record(d, j, prior) - record(d, old[d], prior) for d, j, _ in moves]
-        child = fair._chosen(study, parent, moves, {"op": "idea"})
+        child = fair.steps._chosen(study, parent, moves, {"op": "idea"})
         assert child.genotype == moves[int(np.argmax(gain))][2] and child.source == "algorithm"
         assert child.origin["rule"] == "evidence" and child.origin["of"] == 6
         picks.add(child.genotype)
@@ -190,7 +190,7 @@ def test_without_an_llm_the_change_with_the_best_record_is_taken(tmp_path):
     assert create_strategy("fairnad", {}).config.evidence_prior == 4
     sampled = create_strategy("fairnad", {"choices": 6, "table_rule": "sampled"})
     sampled._setup(study)
-    assert sampled._chosen(study, parent, moves, {"op": "idea"}).genotype == moves[0][2]  # the fair sample as is
+    assert sampled.steps._chosen(study, parent, moves, {"op": "idea"}).genotype == moves[0][2]  # the fair sample as is
 
 
 @pytest.mark.llm
@@ -305,22 +305,24 @@ def test_open_run_resumes_after_kill_9(run_cli, tmp_path):
 
 
 def test_iterative_refinement_builds_on_the_ideas_that_worked():
+    from fairnad.search.fairnad_base import Steps
+
     strategy = create_strategy("fairnad", {})
     strategy.ideas = IdeaSpace({"a": [Idea("se", "squeeze-and-excitation", "a", "A"), Idea("res", "residual", "a", "A")],
                                 "b": [Idea("drop", "dropout", "b", "B")]})  # fmt: skip
     strategy.rng = np.random.default_rng(0)
-    assert strategy._refining_idea()[1] is False  # nothing has worked yet: a fair draw
+    assert Steps(strategy).refining_idea()[1] is False  # nothing has worked yet: a fair draw
     strategy.idea_stats = {"se": {"tried": 3, "valid": 0, "improved": 0}, "drop": {"tried": 2, "valid": 1, "improved": 0}}
     # a child that only trained is no sign the idea works (seed 0: 4 refinements with squeeze-and-excitation
     # after its one child trained to 56%): still a fair draw
-    assert {worked for _, worked in (strategy._refining_idea() for _ in range(20))} == {False}
-    assert {i.id for i, _ in (strategy._refining_idea() for _ in range(40))} == {"se", "res", "drop"}
+    assert {worked for _, worked in (Steps(strategy).refining_idea() for _ in range(20))} == {False}
+    assert {i.id for i, _ in (Steps(strategy).refining_idea() for _ in range(40))} == {"se", "res", "drop"}
     strategy.idea_stats["res"] = {"tried": 4, "valid": 2, "improved": 1}
-    assert {(i.id, worked) for i, worked in (strategy._refining_idea() for _ in range(20))} == {("res", True)}
+    assert {(i.id, worked) for i, worked in (Steps(strategy).refining_idea() for _ in range(20))} == {("res", True)}
     strategy.idea_stats["drop"]["improved"] = 1
     # the parent's own line is not refined with its own ideas again (the model writes the parent back)
-    assert {(i.id, worked) for i, worked in (strategy._refining_idea({"res"}) for _ in range(20))} == {("drop", True)}
-    assert {(i.id, worked) for i, worked in (strategy._refining_idea({"res", "drop"}) for _ in range(20))} == {("se", False)}
+    assert {(i.id, worked) for i, worked in (Steps(strategy).refining_idea({"res"}) for _ in range(20))} == {("drop", True)}
+    assert {(i.id, worked) for i, worked in (Steps(strategy).refining_idea({"res", "drop"}) for _ in range(20))} == {("se", False)}
 
 
 def test_a_models_ideas_are_those_of_its_line_of_descent():
@@ -332,11 +334,13 @@ def test_a_models_ideas_are_those_of_its_line_of_descent():
         return Candidate(id=trial, trial=trial, genotype=str(trial), parents=parents,
                          origin={"op": "idea", "idea": {"id": idea}} if idea else {"op": "init"})  # fmt: skip
 
+    from fairnad.search.fairnad_open import OpenSteps
+
     cands = [cand(0, []), cand(1, [0], "se"), cand(2, [1], "res"), cand(3, [0], "drop"), cand(4, [2, 3])]
     study = SimpleNamespace(candidates=cands)
-    assert create_strategy("fairnad", {})._ideas_of(study, cands[2]) == {"se", "res"}
-    assert create_strategy("fairnad", {})._ideas_of(study, cands[4]) == {"se", "res", "drop"}
-    assert create_strategy("fairnad", {})._ideas_of(study, cands[0]) == set()
+    assert OpenSteps._ideas_of(study, cands[2]) == {"se", "res"}
+    assert OpenSteps._ideas_of(study, cands[4]) == {"se", "res", "drop"}
+    assert OpenSteps._ideas_of(study, cands[0]) == set()
 
 
 def test_failures_in_later_prompts_give_the_error_and_where_not_the_failing_line(tmp_path):
@@ -359,7 +363,7 @@ def test_failures_in_later_prompts_give_the_error_and_where_not_the_failing_line
         results = study._run_batch([Proposal(code, parents=[], origin=origin)])
         assert results[0].status == "failed" and bad_line in results[0].metrics["traceback"]  # the sandbox keeps it
         strategy.tell(study, results)
-        feedback = render("fairnad/feedback.j2", fb=strategy._feedback(study))
+        feedback = render("fairnad/feedback.j2", fb=strategy.steps.feedback(study))
     finally:
         problem.close()
     assert ('- idea with idea "strided blocks": import: NameError: name \'cin\' is not defined (in ConvBlock1d)\n\n'

@@ -40,6 +40,16 @@ def _cand(trial: int, acc: float, params: float, status: str = "complete", **ori
                      metrics={"accuracy": acc, "params": params} if status == "complete" else {"failure": "shape"})
 
 
+def _table_steps(strategy):
+    """FairNAD's table moves over `strategy`, without a study: for the units that need none."""
+    from fairnad.search.fairnad_base import Steps
+    from fairnad.search.fairnad_tabular import TableSteps
+
+    steps = TableSteps.__new__(TableSteps)
+    Steps.__init__(steps, strategy)
+    return steps
+
+
 # -- parent choice -----------------------------------------------------------------------------------
 def test_parent_choice_prefers_accurate_models_where_nsga2_picks_the_cheap_end():
     """A population like a real one: a few tiny, poor models on the cheap end of the front and many
@@ -78,12 +88,12 @@ def test_a_pareto_move_on_a_table_goes_into_the_fronts_largest_gap():
     strat.rng = np.random.default_rng(0)
     done = [_cand(0, 60.0, 1e5), _cand(1, 62.0, 2e5), _cand(2, 90.0, 9e5), _cand(3, 91.0, 1e6), _cand(4, 50.0, 9.5e5)]
     rank, _ = rank_and_crowding(objectives(done, "params"), strat.rng)
-    moves = {(m.trial, action) for m, action in (strat._front_gap(_MAX, done, rank) for _ in range(50))}
+    moves = {(m.trial, action) for m, action in (_table_steps(strat)._front_gap(_MAX, done, rank) for _ in range(50))}
     assert moves == {(1, "up"), (2, "down")}  # either side of it; not the cheap end, not the narrow gaps
     # a front whose cheapest member is dear: the stretch below it is the largest gap
     done = [_cand(0, 80.0, 8e5), _cand(1, 81.0, 9e5), _cand(2, 40.0, 1e6)]
     rank, _ = rank_and_crowding(objectives(done, "params"), strat.rng)
-    member, action = strat._front_gap(_MAX, done, rank)
+    member, action = _table_steps(strat)._front_gap(_MAX, done, rank)
     assert (member.trial, action) == (0, "down")
 
 
@@ -93,10 +103,10 @@ def test_a_stalled_run_takes_changes_in_their_fair_order_not_by_evidence(run_cli
     best model brings it back."""
     strat = create_strategy("fairnad", {"stall": 3})
     accs = [60.0, 70.0, 65.0, 69.0]
-    assert not strat._stalled(_MAX, [_cand(i, a, 1e5) for i, a in enumerate(accs)])  # 2 since the best
-    assert strat._stalled(_MAX, [_cand(i, a, 1e5) for i, a in enumerate(accs + [70.0])])  # a tie is no better
-    assert not strat._stalled(_MAX, [_cand(i, a, 1e5) for i, a in enumerate(accs + [70.0, 71.0])])
-    assert not create_strategy("fairnad", {"stall": 0})._stalled(_MAX, [_cand(i, 50.0, 1e5) for i in range(30)])
+    assert not _table_steps(strat)._stalled(_MAX, [_cand(i, a, 1e5) for i, a in enumerate(accs)])  # 2 since the best
+    assert _table_steps(strat)._stalled(_MAX, [_cand(i, a, 1e5) for i, a in enumerate(accs + [70.0])])  # a tie is no better
+    assert not _table_steps(strat)._stalled(_MAX, [_cand(i, a, 1e5) for i, a in enumerate(accs + [70.0, 71.0])])
+    assert not _table_steps(create_strategy("fairnad", {"stall": 0}))._stalled(_MAX, [_cand(i, 50.0, 1e5) for i in range(30)])
     # in a run: every change made while stalled is marked so, and only then
     p = run_cli("search", "-b", "nb201-cifar100", "-s", "fairnad", "-n", "80", "--seed", "3", "--llm", "none",
                 "--set", "strategies.fairnad.stall=5", "--run-dir", "r")  # fmt: skip
