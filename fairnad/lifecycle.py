@@ -304,7 +304,7 @@ def create_run(cfg: SearchConfig, run_dir: str | Path | None = None) -> RunHandl
 
 
 # FairNAD settings added after runs began storing their settings, with the behaviour of runs made before
-FAIRNAD_BEFORE = {"evidence_prior": 0, "stall": 0, "new_idea_on_duplicate": False}
+FAIRNAD_BEFORE = {"evidence_prior": 0, "stall": 0, "new_idea_on_duplicate": False, "adaptive": False}
 
 
 def _as_created(config: dict[str, Any]) -> dict[str, Any]:

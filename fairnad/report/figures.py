@@ -175,3 +175,17 @@ def bench_bands(bench: str, curves: dict[str, dict[str, list]], expectation: dic
                                  hovertemplate="random expectation %{y:.3f} at %{x}<extra></extra>"))  # fmt: skip
     fig.update_layout(**_layout(bench, "evaluations", "best reported accuracy (%)", height=420))
     return fig
+
+
+def chances(credit: dict[str, Any]) -> go.Figure:
+    """An adaptive run's chance of each arm (mutation type / source) after each child told to the credit."""
+    fig = go.Figure()
+    pts = credit["chances"]
+    for i, arm in enumerate(a["arm"] for a in credit["arms"]):
+        fig.add_trace(go.Scatter(
+            x=[p["evaluations"] for p in pts], y=[p.get(arm) for p in pts], mode="lines",
+            line=dict(shape="hv", color=PALETTE[i % len(PALETTE)]), name=text(arm),
+            hovertemplate=f"{text(arm)}: %{{y:.2f}} after %{{x}} evaluations<extra></extra>",
+        ))  # fmt: skip
+    fig.update_layout(**_layout("How the credit moved the chances", "evaluations", "chance of the next child"))
+    return fig

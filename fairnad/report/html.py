@@ -121,6 +121,20 @@ def run_page(run: dict[str, Any]) -> dict[str, Any]:
                                                                                      "Per mutation type"))],
          "tables": [{"columns": ["mutation"] + group_cols[1:], "rows": group_rows(run["mutations"])}]},
     ]  # fmt: skip
+    credit = s.get("credit")
+    if credit:
+        sections.append({
+            "id": "credit", "title": "Credit: the LLM against the algorithm",
+            "note": "Adaptive FairNAD: each child's mutation type and maker (the LLM, or the step's deterministic "
+                    "counterpart, the algorithm alone) is drawn with these chances, which follow how often each "
+                    "arm's children improved the best or the front (strategies.fairnad.adaptive).",
+            "figures": [_fig(F.chances(credit))] if credit["chances"] else [],
+            "tables": [{"columns": ["arm", "children", "improved", "per evaluation", "LLM seconds",
+                                    "improved per LLM minute", "chance at start", "chance now"],
+                        "rows": [[a["arm"], a["children"], a["improved"], a["improved_per_evaluation"],
+                                  a["llm_seconds"], a["improved_per_llm_minute"], a["start"], a["chance"]]
+                                 for a in credit["arms"]]}],
+        })  # fmt: skip
     if run["ideas"]:
         sections.append({"id": "ideas", "title": "Ideas", "figures": [_fig(F.group_bars(run["ideas"], "Per idea"))],
                          "tables": [{"columns": ["idea", "category"] + group_cols[1:],

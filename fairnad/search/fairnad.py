@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from fairnad.search.base import Strategy, register
+from fairnad.search.credit import Credit
 from fairnad.search.fairnad_base import (  # noqa: F401  (the settings and defaults, named from here too)
     DUPLICATE, MUTATIONS, OPEN_PROBS, OPEN_TOURNAMENT, TABLE_PROBS, TABLE_TOURNAMENT, FairNADConfig, Steps, stat,
 )
@@ -93,6 +94,25 @@ class FairNAD(Strategy):
         self.steps = OpenSteps(self, study) if problem.is_open else TableSteps(self, study)
         self.init = deque(self.steps.start(study))
         self.init_left = self.config.init_population
+        # adaptive where there is a choice between the LLM and the algorithm: with --llm none, the types keep
+        # their fixed chances (adapting among them alone gave 0.02-0.2 points lower best accuracy on the six
+        # tables, 10 seeds, 50 and 100 evaluations, for a higher hypervolume: docs/performance.md)
+        self.credit = self._credit(study) if self.config.adaptive and study.llm is not None else None
+        self.chances: list[dict[str, Any]] = []  # how the credit moved the chances, after each child told
+
+    def _credit(self, study) -> Credit:
+        """The arms: each mutation type in use, an LLM step split between the LLM and its deterministic
+        counterpart (`algorithm_share`). A Pareto move is the algorithm's (in open spaces it asks the LLM
+        only for a model whose arguments cannot scale)."""
+        share = self.config.algorithm_share
+        base: dict[tuple[str, str], float] = {}
+        for op, p in zip(self.ops, self.op_p):
+            if op == "pareto":
+                base[(op, "algorithm")] = float(p)
+            else:
+                base[(op, "llm")] = float(p) * (1 - share)
+                base[(op, "algorithm")] = float(p) * share
+        return Credit(base, floor=self.config.credit_floor, prior=self.config.credit_prior)
 
     # -- ask --------------------------------------------------------------------------------------
     def ask(self, study) -> list[Proposal]:
@@ -120,9 +140,24 @@ class FairNAD(Strategy):
                 return self.init.popleft()
         if not done:  # nothing to mutate yet
             return self.steps.no_parent(study, pending)
-        op = self.ops[int(self.rng.choice(len(self.ops), p=self.op_p))]
+        arm = None
+        if self.credit is not None:  # adaptive: the arm (type and source) its credit draws
+            arm, chance = self.credit.draw(self.rng)
+            op = arm.op
+        else:  # the paper's fixed chances; every LLM step is the LLM's
+            op = self.ops[int(self.rng.choice(len(self.ops), p=self.op_p))]
         if self.llm_misses >= 3 and "pareto" in self.ops:
             op, self.llm_misses = "pareto", 0  # the LLM keeps failing: take a step that needs none
+            arm = next((a for a in self.credit.arms if a.op == "pareto"), None) if arm is not None else None
+            chance = None
+        by_llm = arm is None or arm.source == "llm" or op == "pareto"
+        self.steps.llm = study.llm if by_llm else None
+        p = self._child(study, done, op)
+        if arm is not None:
+            p.origin = {**p.origin, "arm": arm.name, **({"chance": round(chance, 4)} if chance is not None else {})}
+        return p
+
+    def _child(self, study, done, op: str) -> Proposal:
         rank, crowd = rank_and_crowding(objectives(done, study.problem.cost, study.problem.primary), self.rng)
         if op == "pareto":  # Pareto-aware: a parent on or near the front (a table's: beside its largest gap)
             return self.steps.pareto(study, done, rank, crowd)
@@ -158,6 +193,10 @@ class FairNAD(Strategy):
                 bucket["tried"] += 1
                 bucket["valid"] += int(c.ok)
                 bucket["improved"] += int(improved)
+            if self.credit is not None and c.origin.get("arm"):
+                self.credit.tell(c.origin["arm"], bool(c.improved_best or c.improved_front))
+                self.chances.append({"evaluations": study.evaluations, **{a: s["chance"]
+                                     for a, s in self.credit.state().items()}})  # fmt: skip
             if not c.ok:
                 self.failures.append({
                     "op": op, "idea": (c.origin.get("idea") or {}).get("name"), "category": c.metrics.get("failure", "failed"),
@@ -165,4 +204,5 @@ class FairNAD(Strategy):
                 })  # fmt: skip  (the error and where, not the failing line: see failure_site)
                 self.steps.on_failure(study, c)
         if results:
-            study.store.set_meta(fairnad_stats={"mutations": self.type_stats, "ideas": self.idea_stats})
+            credit = {"credit": self.credit.state(), "chances": self.chances} if self.credit is not None else {}
+            study.store.set_meta(fairnad_stats={"mutations": self.type_stats, "ideas": self.idea_stats, **credit})

@@ -101,6 +101,18 @@ class FairNADConfig(StrategyConfig):
     failures_in_prompt: int = Field(3, ge=0)
     front_in_prompt: int = Field(5, ge=0)
     ideas_in_prompt: int = Field(8, ge=0)
+    adaptive: bool = Field(
+        True, description="move the chances of the mutation types, and of the LLM against each LLM step's "
+        "deterministic counterpart (the algorithm alone), towards those whose children improve the best or the "
+        "front, per evaluation (search/credit.py: probability matching with a floor); false: the paper's fixed "
+        "`probs`, every idea and iterative child the LLM's")
+    credit_floor: float = Field(0.05, ge=0, le=0.5, description="adaptive: the least chance of every arm (type and "
+                                "source), so one that starts badly is still tried")
+    credit_prior: float = Field(4.0, ge=0, description="adaptive: children at the pooled success rate added to each "
+                                "arm's record (how much evidence it takes to move a chance)")
+    algorithm_share: float = Field(0.25, ge=0, le=1, description="adaptive, with an LLM: the share of each LLM step's "
+                                   "starting chance given to its deterministic counterpart (open spaces: argument "
+                                   "moves of the strongest front model; tables: the change with the best evidence)")
     batch: int = Field(1, ge=1, description="children per step (evaluated in parallel)")
     include_over_specific: bool = False
 
@@ -127,10 +139,13 @@ class Steps:
     `idea(parent)`, `pareto(done, rank, crowd)` (the half picks its parent on or near the front),
     `pareto_of(parent)` (idea children where there are no ideas), `iterative(strongest)`; before any
     model has trained, `no_parent`; for each failed child, `on_failure`. What the strategy keeps (its
-    settings, random generator, ideas, statistics, LLM misses) is read through `self.core`."""
+    settings, random generator, ideas, statistics, LLM misses) is read through `self.core`. `self.llm`
+    is the LLM a step may ask: the study's, or None when the step is its deterministic counterpart (the
+    arm drawn was the algorithm's, or the run has no LLM)."""
 
     def __init__(self, core: FairNAD) -> None:
         self.core = core
+        self.llm = None  # the LLM of the step being made: the study's, or None for the algorithm alone
 
     @property
     def config(self):

@@ -74,7 +74,7 @@ class OpenSteps(Steps):
 
     # -- the three mutation types -------------------------------------------------------------------
     def idea(self, study, parent, done, rank) -> Proposal:
-        if study.llm is None:  # --llm none: an argument move of the strongest front model instead
+        if self.llm is None:  # --llm none: an argument move of the strongest front model instead
             return self._argument_move(study, self._strongest(study, done, rank), {"op": "idea", "counterpart": "arguments"})
         idea = self.ideas.sample(self.rng)
         origin = {"op": "idea", "idea": idea.brief()}
@@ -124,14 +124,14 @@ class OpenSteps(Steps):
         if scaled is not None and study.seen(scaled[0]) is None:
             return Proposal(scaled[0], parents=[parent.trial], source="algorithm",
                             origin={**origin, "via": "arguments", "changes": scaled[1]})  # fmt: skip
-        if study.llm is None:  # no model to rewrite it: another argument move of the same parent
+        if self.llm is None:  # no model to rewrite it: another argument move of the same parent
             return self._argument_move(study, [parent], {"op": "pareto", "counterpart": "arguments"})
         prompt = render("fairnad/pareto_open.j2", contract=self.contract, parent=self.parent_view(parent, study),
                         action=action, fb=self.feedback(study), form=self.config.code_answer)  # fmt: skip
         return self._code_answer(study, prompt, parent, {**origin, "via": "llm"})
 
     def iterative(self, study, parent, done, rank) -> Proposal:
-        if study.llm is None:  # --llm none: an argument move of the strongest front model instead
+        if self.llm is None:  # --llm none: an argument move of the strongest front model instead
             return self._argument_move(study, self._strongest(study, done, rank),
                                        {"op": "iterative", "counterpart": "arguments"})  # fmt: skip
         fb = self.feedback(study)

@@ -53,7 +53,7 @@ class TableSteps(Steps):
         choosing = self._choosing(study)
         if choosing and (moves := self._idea_moves(study, parent, first=idea)):
             return self._chosen(study, parent, moves, {"op": "idea"})
-        if study.llm is None or choosing:  # the idea set into the parent, nothing else changed
+        if self.llm is None or choosing:  # the idea set into the parent, nothing else changed
             return self._idea_applied(study, parent, {**origin, "source": "algorithm"}, idea)
         prompt = render("fairnad/idea_tabular.j2", problem=self.problem_text, parent=self.parent_view(parent, study),
                         idea=idea, fb=self.feedback(study), objective=study.problem.primary)  # fmt: skip
@@ -74,7 +74,7 @@ class TableSteps(Steps):
         return self._pareto_tabular(study, parent, action, {"op": "pareto", "action": action})
 
     def iterative(self, study, parent, done, rank) -> Proposal:
-        if study.llm is None or self._choosing(study):  # a new one-option neighbour of it
+        if self.llm is None or self._choosing(study):  # a new one-option neighbour of it
             alts = study.unseen(study.space.neighbours(parent.genotype))
             if alts and self._choosing(study):
                 picks = self.rng.permutation(len(alts))[: self.config.choices]
@@ -110,7 +110,7 @@ class TableSteps(Steps):
                       arch_arg, check_architecture)]  # fmt: skip
         task = render("fairnad/agent_tabular.j2", problem=self.problem_text, parent=self.parent_view(parent, study),
                       fb=fb, objective=study.problem.primary, n=space.ndim)  # fmt: skip
-        run = run_agent(study.llm, system=render("fairnad/system.j2"), task=task, tools=tools,
+        run = run_agent(self.llm, system=render("fairnad/system.j2"), task=task, tools=tools,
                         max_turns=self.config.agent_turns, temperature=self.config.temperature, max_tokens=300,
                         seed=study.seed * 7919 + len(study.candidates), done=lambda: state["passed"] is not None,
                         nudge=render("fairnad/agent_nudge.j2", n=space.ndim))  # fmt: skip
@@ -221,7 +221,7 @@ class TableSteps(Steps):
     def _choosing(self, study) -> bool:
         """Whether a table's idea or iterative child is chosen among one-option changes: by the LLM
         (table_answer: choice) or, without one, by the evidence (table_rule: evidence)."""
-        if study.llm is None:
+        if self.llm is None:
             return self.config.table_rule == "evidence"
         return self.config.table_answer == "choice"
 
@@ -240,7 +240,7 @@ class TableSteps(Steps):
             order.sort(key=lambda i: -views[i]["evidence"])
         origin = {**origin, "of": len(moves), "rule": self.config.table_rule if ranked else "sampled"}
         k, source = 1, "algorithm"
-        if study.llm is not None:
+        if self.llm is not None:
             k, source, origin = self._llm_choice(study, parent, [views[i] for i in order], done, overall, origin,
                                                  ranked)  # fmt: skip
         d, j, child = moves[order[k - 1]]
@@ -266,7 +266,7 @@ class TableSteps(Steps):
                   "required": ["rationale", "choice"], "additionalProperties": False}  # fmt: skip
         msgs = [{"role": "system", "content": render("fairnad/system.j2")}, {"role": "user", "content": prompt}]
         try:
-            out = study.llm.complete(msgs, temperature=self.config.temperature, schema=schema, max_tokens=120,
+            out = self.llm.complete(msgs, temperature=self.config.temperature, schema=schema, max_tokens=120,
                                      seed=study.seed * 7919 + len(study.candidates),
                                      purpose=f"fairnad.{origin['op']}")  # fmt: skip
             k = int((out.parsed or {}).get("choice"))

@@ -274,6 +274,10 @@ class SqliteStore:
         )[0]
         return {"calls": calls, "tokens_in": tin, "tokens_out": tout, "seconds": round(secs, 3), "errors": errors}
 
+    def llm_latencies(self) -> list[tuple[int, float | None]]:
+        """(seq, seconds) of every stored LLM call."""
+        return [(seq, lat) for seq, lat in self._query("SELECT seq, latency FROM llm_calls ORDER BY seq")]
+
     # -- events -----------------------------------------------------------------------------
     def add_event(self, kind: str, **data: Any) -> None:
         with self._tx() as c:

@@ -75,7 +75,6 @@ def summarize(store: RunStore, bench: Any = None) -> dict[str, Any]:
     meta = store.meta()
     cfg = meta.get("config", {})
     cands = store.candidates()
-    done = [c for c in cands if c.ok]
     counted = [c for c in cands if c.counted]
     objective, cost = run_objective(meta), run_cost(meta, cands)
     judged = verdicts(cands, objective, cost)
@@ -135,6 +134,7 @@ def summarize(store: RunStore, bench: Any = None) -> dict[str, Any]:
         out["best"]["origin"] = origin_label(best.origin)
         out["best"]["by_llm"] = bool(llm_strategy and made_by_llm(best.origin))
     out["cost"] = cost
+    out["credit"] = credit_table(meta, cands, store) if (meta.get("fairnad_stats") or {}).get("credit") else None
     out["children"] = children_table(cands, llm_strategy, judged)
     out["trajectory"] = best_so_far(cands, judged)
     return out
@@ -173,6 +173,25 @@ def children_table(cands: list[Candidate], llm_strategy: bool = True, judged: li
             r["improved_front"] += int(improved_front)
             r["improved_best"] += int(improved_best)
     return sorted(rows.values(), key=lambda r: (not r["by_llm"], r["origin"]))
+
+
+def credit_table(meta: dict[str, Any], cands: list[Candidate], store: RunStore) -> dict[str, Any]:
+    """An adaptive FairNAD run's arms (mutation type / source): children, how many improved the best or the
+    front, the LLM seconds their asking took, and the chance the credit started and ended with; and the
+    chances after each child (search/credit.py, stored in the run's meta `fairnad_stats`)."""
+    stats = meta["fairnad_stats"]
+    latency = {seq: lat or 0.0 for seq, lat in store.llm_latencies()}
+    seconds: dict[str, float] = {}
+    for c in cands:
+        arm = c.origin.get("arm")
+        if arm:
+            seconds[arm] = seconds.get(arm, 0.0) + sum(latency.get(s, 0.0) for s in c.origin.get("llm_calls") or ())
+    arms = [{"arm": name, "children": a["children"], "improved": a["improved"], "start": a["start"],
+             "chance": a["chance"], "llm_seconds": round(seconds.get(name, 0.0), 1),
+             "improved_per_evaluation": round(a["improved"] / a["children"], 3) if a["children"] else None,
+             "improved_per_llm_minute": round(60 * a["improved"] / seconds[name], 3) if seconds.get(name) else None}
+            for name, a in stats["credit"].items()]  # fmt: skip
+    return {"arms": arms, "chances": stats.get("chances") or []}
 
 
 def best_so_far(cands: list[Candidate], judged: list[tuple[bool, bool]] | None = None) -> list[dict[str, Any]]:
