@@ -23,11 +23,13 @@ import yaml
 from fairnad.config import LLMConfig, SearchConfig, parse_llm_flag
 from fairnad.errors import ConfigError, FairnadError, RunPaused
 from fairnad.evaluate.tabular import TabularBenchmark, TabularEvaluator, load_table
-from fairnad.llm import LLMBudgetExceeded, LLMError, LLMUnavailable, RecordingLLM, ReplayBackend, ReplayExhausted
+from fairnad.llm import (LLMBudgetExceeded, LLMError, LLMUnavailable, RecordingLLM, ReplayBackend, ReplayExhausted,
+                         ReplayMismatch)
 from fairnad.llm.provider import BackendProvider
+from fairnad.llm.recorder import replayable
 from fairnad.problem import ACCURACY, FLOPS, PARAMS, Objective, Problem
 from fairnad.search.base import create_strategy
-from fairnad.search.study import Study
+from fairnad.search.study import ResumeMismatch, Study, recorded_by
 from fairnad.space.candidate import Candidate
 from fairnad.space.code import own_frames
 from fairnad.store import BuildStore, RunStore, StoreError
@@ -207,13 +209,13 @@ def recorded_llm(cfg: LLMConfig, store: RunStore | BuildStore, provider: Backend
         if is_build:
             cache = [*own, *source_calls]
         else:
-            answered = len([c for c in own if not c.get("error")])
-            live = ReplayBackend(source_calls, source=str(src_dir), start=answered)
+            live = ReplayBackend(source_calls, source=str(src_dir), start=len(replayable(own)))
     else:
         live = provider.lazy(cfg.model_dump())
     return RecordingLLM(live, sink=store.add_llm_call, recorded=recorded, cache=cache, max_calls=cfg.max_calls,
                         max_tokens=cfg.max_tokens, source=str(src_dir if cfg.backend == "replay" and is_build
-                                                              else store.run_dir))  # fmt: skip
+                                                              else store.run_dir),
+                        note="" if is_build else f" ({recorded_by(store)})")  # fmt: skip
 
 
 def replay_source(cfg: LLMConfig, kind=RunStore) -> Path:
@@ -351,6 +353,10 @@ def execute(
     try:
         study.optimize(strategy)
         finished = True
+    except ReplayMismatch as err:  # the run's own record differs: a resume cannot go past it, so it is no pause
+        store.set_meta(status="failed")
+        store.add_event("failed", reason=str(err), evaluations=study.evaluations)
+        raise ResumeMismatch(str(err)) from None
     except (LLMUnavailable, LLMBudgetExceeded, ReplayExhausted) as err:
         store.set_meta(status="paused")
         store.add_event("paused", reason=str(err), evaluations=study.evaluations)

@@ -9,12 +9,16 @@ import pytest
 
 from fairnad.evaluate.tabular import load_benchmark
 from fairnad.llm import (
+    Completion,
     LLMBudgetExceeded,
+    LLMOutputError,
     LLMUnavailable,
     OpenAICompatible,
     RecordingLLM,
     ReplayBackend,
     ReplayExhausted,
+    ReplayMismatch,
+    Usage,
 )
 from fairnad.llm.embedded import EMBEDDED_TIMEOUT_S
 from fairnad.llm.structured import parse_json, validate
@@ -191,6 +195,74 @@ def test_replay_backend_refuses_to_diverge():
     assert rb.complete([{"role": "user", "content": "1"}]).text == "a"
     with pytest.raises(ReplayExhausted, match="recorded 1 LLM calls and this run asks for more"):
         rb.complete([{"role": "user", "content": "1"}])
+
+
+class _Answers:
+    """Answers in order: a string, or an exception to raise (a failed answer, a server that is down)."""
+
+    def __init__(self, answers):
+        self.answers = list(answers)
+        self.asked = 0
+
+    def complete(self, messages, **kw):
+        self.asked += 1
+        a = self.answers.pop(0)
+        if isinstance(a, Exception):
+            raise a
+        return Completion(text=a, usage=Usage(10, 5), model="scripted")
+
+
+def _ask(llm, content):
+    """(text, or the error's class and message)."""
+    try:
+        return llm.complete([{"role": "user", "content": content}], purpose="t").text
+    except (LLMOutputError, LLMUnavailable) as err:
+        return type(err).__name__, str(err)
+
+
+def _record(answers, asks):
+    stored = []
+    sink = lambda rec: stored.append({**rec, "seq": len(stored) + 1}) or len(stored)  # noqa: E731
+    llm = RecordingLLM(_Answers(answers), sink=sink)
+    got = [_ask(llm, q) for q in asks]
+    return stored, got, llm.trail
+
+
+def test_a_failed_answer_is_replayed_in_its_place_and_a_pause_is_asked_again():
+    bad = LLMOutputError("m gave no schema-valid JSON after 3 tries (cut off)")
+    asks = ["1", "2", "3", "3", "4"]
+    stored, got, trail = _record(["a", bad, LLMUnavailable("down"), "c", bad], asks)
+    assert got == ["a", ("LLMOutputError", str(bad)), ("LLMUnavailable", "down"), "c", ("LLMOutputError", str(bad))]
+    assert [r["error_class"] for r in stored] == [None, "LLMOutputError", "LLMUnavailable", None, "LLMOutputError"]
+    assert trail == [1, 4]  # failed answers made no proposal; nor did the pause
+    # a resume: the run asks again what it asked, minus the call that paused it; nothing goes live
+    live = _Answers([])
+    again = RecordingLLM(live, recorded=stored)
+    assert [_ask(again, q) for q in ["1", "2", "3", "4"]] == [got[0], got[1], got[3], got[4]]
+    assert live.asked == 0 and again.trail == [1, 4] and again.stats()["replayed"] == 4
+    # `--llm replay:RUN`: the same answers and errors, recorded again with their class
+    copy = []
+    rb = RecordingLLM(ReplayBackend(stored, source="runs/x"), sink=lambda rec: copy.append(rec) or len(copy))
+    assert [_ask(rb, q) for q in ["1", "2", "3", "4"]] == [got[0], got[1], got[3], got[4]]
+    assert [(r["text"], r["error"], r["error_class"]) for r in copy] == [
+        (r["text"], r["error"], r["error_class"]) for r in stored if r["error_class"] != "LLMUnavailable"]
+    # a request that differs from the record at its place is a mismatch, not a pause
+    with pytest.raises(ReplayMismatch, match=r"call 2 differs from call 2 .*changed since it was recorded \(v1\)"):
+        r = RecordingLLM(live, recorded=stored, note=" (v1)")
+        r.complete([{"role": "user", "content": "1"}])
+        r.complete([{"role": "user", "content": "other"}])
+
+
+def test_failed_answers_recorded_before_their_class_was_stored():
+    bad = LLMOutputError("m gave no schema-valid JSON after 3 tries (cut off)")
+    stored, got, _ = _record(["a", bad, "c"], ["1", "2", "3"])
+    old = [{**r, "error_class": None} for r in stored]  # (an older run: the class only in the text)
+    replay = RecordingLLM(None, recorded=old)
+    assert [_ask(replay, q) for q in ["1", "2", "3"]] == got
+    # an older resume asked the failed request again (it left failed answers out): the re-ask is its answer
+    reasked = [old[0], old[1], {**old[2], "key": old[1]["key"], "seq": 3}]
+    replay = RecordingLLM(None, recorded=reasked)
+    assert [_ask(replay, q) for q in ["1", "2"]] == ["a", "c"]
 
 
 @pytest.mark.llm

@@ -39,6 +39,11 @@ class ReplayExhausted(LLMError):
     """A replay backend was asked for more calls than were recorded, or for a different request."""
 
 
+class ReplayMismatch(ReplayExhausted):
+    """A resumed run asked something else than its own record at the same position: its config, code or
+    data changed since it was recorded (a resume cannot go past it; see RecordingLLM)."""
+
+
 @dataclass
 class Usage:
     tokens_in: int = 0

@@ -4,6 +4,11 @@
 recorded earlier (so a resumed run re-walks its own history without a server), then from the
 live backend; it hands every call to `sink` (the run store) and enforces per-run caps.
 `ReplayBackend` answers from another run's recorded calls: a run re-executed without a server.
+
+A call whose answer failed its schema (LLMOutputError) is part of the record like any answer: the
+caller took it as a refused proposal and went on, so a replay raises the same error in its place.
+Errors that paused the run (the server down, a cap, a bad request, a replay that ran out) are not:
+a resumed run asks those again.
 """
 
 from __future__ import annotations
@@ -18,14 +23,53 @@ from fairnad.llm.base import (
     Completion,
     LLMBudgetExceeded,
     LLMError,
+    LLMOutputError,
     Message,
     ReplayExhausted,
+    ReplayMismatch,
     Usage,
     request_key,
 )
 
 CallRecord = dict[str, Any]
-"""One call as stored: seq, key, purpose, messages, params, text, parsed, model, tokens, latency, error."""
+"""One call as stored: seq, key, purpose, messages, params, text, parsed, model, tokens, latency, error,
+error_class (the exception's class name; None for calls recorded before it was stored)."""
+
+# The model answered and its answer was unusable: the caller consumes these (a refused proposal), so
+# they are replayed in their place. Every other LLMError paused the run and is asked again on resume.
+ANSWER_ERRORS: dict[str, type[LLMError]] = {"LLMOutputError": LLMOutputError}
+
+
+def answer_error(rec: CallRecord) -> type[LLMError] | None:
+    """The error class a replay of `rec` raises: its answer failed (ANSWER_ERRORS); else None."""
+    if not rec.get("error"):
+        return None
+    name = rec.get("error_class") or str(rec["error"]).split(":", 1)[0]  # (older records: the text's prefix)
+    return ANSWER_ERRORS.get(name)
+
+
+def replayable(records: Sequence[CallRecord]) -> list[CallRecord]:
+    """The calls a replay answers, in order: every answer, failed ones included; not the calls whose
+    error paused the run (they are asked again). A failed answer recorded before `error_class` was stored
+    whose request was asked again next (a resume of that time re-asked it) counts once, as the re-ask."""
+    out = []
+    for i, rec in enumerate(records):
+        if rec.get("error"):
+            if answer_error(rec) is None:
+                continue
+            if rec.get("error_class") is None:
+                later = next((r for r in records[i + 1 :] if not r.get("error") or answer_error(r)), None)
+                if later is not None and later["key"] == rec["key"]:
+                    continue
+        out.append(rec)
+    return out
+
+
+def _raise_recorded(rec: CallRecord) -> None:
+    """Raise the error `rec` recorded, with its message, when it has one."""
+    cls = answer_error(rec)
+    if cls is not None:
+        raise cls(str(rec["error"]).split(": ", 1)[-1])
 
 
 class RecordingLLM:
@@ -39,14 +83,16 @@ class RecordingLLM:
         max_tokens: int | None = None,
         source: str = "the recorded run",
         cache: Sequence[CallRecord] = (),
+        note: str = "",
     ) -> None:
         self.live = live
         # answers by request key, in any order (knowledge builds: the same prompt is never asked twice)
         self._cache = {r["key"]: r for r in cache if not r.get("error")}
         self.cache_hits = 0
         self.sink = sink
-        self._recorded = [r for r in recorded if not r.get("error")]
+        self._recorded = replayable(recorded)
         self._pos = 0
+        self.note = note  # said after a mismatch with the record (e.g. which version recorded it)
         self.max_calls = max_calls
         self.max_tokens = max_tokens
         self.source = source
@@ -90,12 +136,13 @@ class RecordingLLM:
             if self._pos < len(self._recorded):
                 rec = self._recorded[self._pos]
                 if rec["key"] != key:
-                    raise ReplayExhausted(
+                    raise ReplayMismatch(
                         f"call {self._pos + 1} differs from call {rec.get('seq', self._pos + 1)} of {self.source} "
                         f"({purpose or 'unnamed'} vs {rec.get('purpose') or 'unnamed'}): the run's config, "
-                        "code or data changed since it was recorded"
+                        f"code or data changed since it was recorded{self.note}"
                     )
                 self._pos += 1
+                _raise_recorded(rec)  # a failed answer fails again (not in the trail: it made no proposal)
                 self.trail.append(rec.get("seq"))
                 return _completion(rec)
             hit = self._cache.get(key)
@@ -153,6 +200,7 @@ class RecordingLLM:
                 "finish_reason": out.finish_reason,
                 "attempts": out.attempts,
                 "error": f"{type(error).__name__}: {error}" if error else None,
+                "error_class": type(error).__name__ if error else None,
                 "created": started,
                 "replayed_from": getattr(self.live, "source", None),
             }
@@ -194,10 +242,10 @@ class ReplayBackend:
     """A backend that answers, in order, the calls another run recorded (no server needed).
 
     Each request must hash to the recorded one: a replay that asks something else stops with
-    a clear error instead of silently diverging."""
+    a clear error instead of silently diverging. A failed answer fails again (ANSWER_ERRORS)."""
 
     def __init__(self, recorded: Sequence[CallRecord], source: str, start: int = 0) -> None:
-        self._calls = [r for r in recorded if not r.get("error")]
+        self._calls = replayable(recorded)
         self._pos = start
         self.source = source
         self._lock = threading.Lock()
@@ -217,4 +265,5 @@ class ReplayBackend:
                     "the config, code or data changed since it was recorded"
                 )
             self._pos += 1
+        _raise_recorded(rec)
         return _completion(rec)
