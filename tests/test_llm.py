@@ -265,6 +265,61 @@ def test_failed_answers_recorded_before_their_class_was_stored():
     assert [_ask(replay, q) for q in ["1", "2"]] == ["a", "c"]
 
 
+class _Trainable:
+    """A backend that can be 'trained': its prompt is a number, saved to and loaded from a file."""
+
+    trainable = True
+
+    def __init__(self):
+        self.prompt = 0
+        self.tuned = 0
+
+    def complete(self, messages, **kw):
+        return Completion(text=f"prompt {self.prompt}")
+
+    def tune_prompt(self, texts, *, steps, seed):
+        self.tuned += 1
+        self.prompt += steps
+        return {"texts": len(texts), "steps": steps, "loss_before": 1.0, "loss_after": 0.5}
+
+    def save_prompt(self, path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(str(self.prompt))
+
+    def load_prompt(self, path):
+        self.prompt = int(path.read_text())
+        return True
+
+
+def test_soft_prompt_tunings_are_recorded_replayed_and_loaded_before_going_live(tmp_path):
+    calls, events = [], []
+    first = RecordingLLM(_Trainable(), sink=lambda rec: calls.append({**rec, "seq": len(calls) + 1}) or len(calls),
+                         tuning_sink=events.append, folder=tmp_path / "a")  # fmt: skip
+    first.complete([{"role": "user", "content": "1"}])
+    row = first.tune_prompt(["x", "y"], steps=3, seed=0, purpose="t.tune")
+    assert row["file"] == "soft_prompts/001.safetensors" and (tmp_path / "a" / row["file"]).read_text() == "3"
+    assert first.complete([{"role": "user", "content": "2"}]).text == "prompt 3"
+    assert events == [row] and row["purpose"] == "t.tune" and row["n"] == 1
+    # resume: the call and the tuning are replayed (nothing trained), then the live backend gets the
+    # recorded prompt before it answers
+    live = _Trainable()
+    again = RecordingLLM(live, recorded=calls, tunings=events, folder=tmp_path / "a")
+    again.complete([{"role": "user", "content": "1"}])
+    assert again.tune_prompt(["x", "y"], steps=3, seed=0)["loss_after"] == 0.5 and live.tuned == 0
+    assert again.complete([{"role": "user", "content": "2"}]).text == "prompt 3" and live.prompt == 0  # recorded
+    assert again.complete([{"role": "user", "content": "3"}]).text == "prompt 3"  # live, with the prompt loaded
+    assert again.stats()["prompts_loaded"] == [row["file"]] and again.stats()["tunings_replayed"] == 1
+    with pytest.raises(ReplayMismatch, match="soft prompt tuning 1 differs"):
+        RecordingLLM(live, tunings=events, folder=tmp_path / "a").tune_prompt(["other"], steps=3, seed=0)
+    # replay into another run: the tuning comes from the record, its prompt is copied into the new folder
+    copied = []
+    rb = RecordingLLM(ReplayBackend(calls, "a", tunings=events, folder=tmp_path / "a"), sink=lambda rec: 1,
+                      tuning_sink=copied.append, folder=tmp_path / "b")  # fmt: skip
+    rb.complete([{"role": "user", "content": "1"}])
+    assert rb.tune_prompt(["x", "y"], steps=3, seed=0)["loss_after"] == 0.5
+    assert (tmp_path / "b" / copied[0]["file"]).read_text() == "3" and copied[0]["key"] == events[0]["key"]
+
+
 @pytest.mark.llm
 def test_embedded_server_that_dies_is_restarted(tmp_path):
     import os

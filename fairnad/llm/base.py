@@ -91,3 +91,9 @@ def request_key(
         d["stop"] = list(stop)
     blob = json.dumps(d, sort_keys=True, ensure_ascii=False)
     return hashlib.sha256(blob.encode()).hexdigest()[:32]
+
+
+def tuning_key(texts: list[str], params: dict[str, Any]) -> str:
+    """A stable hash of a soft prompt tuning request (its texts and settings); replay checks it."""
+    blob = json.dumps({"texts": list(texts), "p": params}, sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:32]
