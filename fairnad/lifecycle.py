@@ -23,11 +23,13 @@ import yaml
 from fairnad.config import LLMConfig, SearchConfig, parse_llm_flag
 from fairnad.errors import ConfigError, FairnadError, RunPaused
 from fairnad.evaluate.tabular import TabularBenchmark, TabularEvaluator, load_table
-from fairnad.llm import LLMBudgetExceeded, LLMError, LLMUnavailable, RecordingLLM, ReplayBackend, ReplayExhausted
+from fairnad.llm import (LLMBudgetExceeded, LLMError, LLMUnavailable, RecordingLLM, ReplayBackend, ReplayExhausted,
+                         ReplayMismatch)
 from fairnad.llm.provider import BackendProvider
+from fairnad.llm.recorder import replayable
 from fairnad.problem import ACCURACY, FLOPS, PARAMS, Objective, Problem
 from fairnad.search.base import create_strategy
-from fairnad.search.study import Study
+from fairnad.search.study import ResumeMismatch, Study, recorded_by
 from fairnad.space.candidate import Candidate
 from fairnad.space.code import own_frames
 from fairnad.store import BuildStore, RunStore, StoreError
@@ -209,26 +211,39 @@ def recorded_llm(cfg: LLMConfig, store: RunStore | BuildStore, provider: Backend
     """The LLM as a run or build sees it: every call recorded in its store and answered from there
     when it was asked before. `replay` answers from another folder of the same kind: a run's calls
     in order (a search is re-executed exactly), a build's by request (papers may come in any order).
-    The call and token caps of the settings hold, replayed calls included."""
+    A run's soft prompt tunings are recorded and replayed the same way (`prompt_tuned` events, the
+    prompt as a file in the run folder). The call and token caps of the settings hold, replayed calls
+    included."""
     own = store.llm_calls()
     is_build = isinstance(store, BuildStore)
     kind = BuildStore if is_build else RunStore
     live: Any = None
     recorded, cache = (own if not is_build else ()), (own if is_build else ())
+    tunings = [] if is_build else _tunings(store)
     if cfg.backend == "replay":
         src_dir = replay_source(cfg, kind)
         with kind.open(src_dir, readonly=True) as src:
             source_calls = src.llm_calls()
+            source_tunings = [] if is_build else _tunings(src)
         if is_build:
             cache = [*own, *source_calls]
         else:
-            answered = len([c for c in own if not c.get("error")])
-            live = ReplayBackend(source_calls, source=str(src_dir), start=answered)
+            live = ReplayBackend(source_calls, source=str(src_dir), start=len(replayable(own)),
+                                 tunings=source_tunings, tuning_start=len(tunings), folder=src_dir)  # fmt: skip
     else:
         live = provider.lazy(cfg.model_dump())
+    sink = None if is_build else (lambda rec: store.add_event("prompt_tuned", **rec))
     return RecordingLLM(live, sink=store.add_llm_call, recorded=recorded, cache=cache, max_calls=cfg.max_calls,
                         max_tokens=cfg.max_tokens, source=str(src_dir if cfg.backend == "replay" and is_build
-                                                              else store.run_dir))  # fmt: skip
+                                                              else store.run_dir),
+                        tunings=tunings, tuning_sink=sink, folder=store.run_dir,
+                        note="" if is_build else f" ({recorded_by(store)})")  # fmt: skip
+
+
+def _tunings(store: RunStore) -> list[dict[str, Any]]:
+    """The run's recorded soft prompt tunings, in order (events of runs made before they were replayable
+    carry no key and are not among them: such a run trains again on resume)."""
+    return [e for e in store.events() if e["kind"] == "prompt_tuned" and e.get("key")]
 
 
 def replay_source(cfg: LLMConfig, kind=RunStore) -> Path:
@@ -367,6 +382,10 @@ def execute(
     try:
         study.optimize(strategy)
         finished = True
+    except ReplayMismatch as err:  # the run's own record differs: a resume cannot go past it, so it is no pause
+        store.set_meta(status="failed")
+        store.add_event("failed", reason=str(err), evaluations=study.evaluations)
+        raise ResumeMismatch(str(err)) from None
     except (LLMUnavailable, LLMBudgetExceeded, ReplayExhausted) as err:
         store.set_meta(status="paused")
         store.add_event("paused", reason=str(err), evaluations=study.evaluations)

@@ -9,12 +9,16 @@ import pytest
 
 from fairnad.evaluate.tabular import load_benchmark
 from fairnad.llm import (
+    Completion,
     LLMBudgetExceeded,
+    LLMOutputError,
     LLMUnavailable,
     OpenAICompatible,
     RecordingLLM,
     ReplayBackend,
     ReplayExhausted,
+    ReplayMismatch,
+    Usage,
 )
 from fairnad.llm.embedded import EMBEDDED_TIMEOUT_S
 from fairnad.llm.structured import parse_json, validate
@@ -191,6 +195,129 @@ def test_replay_backend_refuses_to_diverge():
     assert rb.complete([{"role": "user", "content": "1"}]).text == "a"
     with pytest.raises(ReplayExhausted, match="recorded 1 LLM calls and this run asks for more"):
         rb.complete([{"role": "user", "content": "1"}])
+
+
+class _Answers:
+    """Answers in order: a string, or an exception to raise (a failed answer, a server that is down)."""
+
+    def __init__(self, answers):
+        self.answers = list(answers)
+        self.asked = 0
+
+    def complete(self, messages, **kw):
+        self.asked += 1
+        a = self.answers.pop(0)
+        if isinstance(a, Exception):
+            raise a
+        return Completion(text=a, usage=Usage(10, 5), model="scripted")
+
+
+def _ask(llm, content):
+    """(text, or the error's class and message)."""
+    try:
+        return llm.complete([{"role": "user", "content": content}], purpose="t").text
+    except (LLMOutputError, LLMUnavailable) as err:
+        return type(err).__name__, str(err)
+
+
+def _record(answers, asks):
+    stored = []
+    sink = lambda rec: stored.append({**rec, "seq": len(stored) + 1}) or len(stored)  # noqa: E731
+    llm = RecordingLLM(_Answers(answers), sink=sink)
+    got = [_ask(llm, q) for q in asks]
+    return stored, got, llm.trail
+
+
+def test_a_failed_answer_is_replayed_in_its_place_and_a_pause_is_asked_again():
+    bad = LLMOutputError("m gave no schema-valid JSON after 3 tries (cut off)")
+    asks = ["1", "2", "3", "3", "4"]
+    stored, got, trail = _record(["a", bad, LLMUnavailable("down"), "c", bad], asks)
+    assert got == ["a", ("LLMOutputError", str(bad)), ("LLMUnavailable", "down"), "c", ("LLMOutputError", str(bad))]
+    assert [r["error_class"] for r in stored] == [None, "LLMOutputError", "LLMUnavailable", None, "LLMOutputError"]
+    assert trail == [1, 4]  # failed answers made no proposal; nor did the pause
+    # a resume: the run asks again what it asked, minus the call that paused it; nothing goes live
+    live = _Answers([])
+    again = RecordingLLM(live, recorded=stored)
+    assert [_ask(again, q) for q in ["1", "2", "3", "4"]] == [got[0], got[1], got[3], got[4]]
+    assert live.asked == 0 and again.trail == [1, 4] and again.stats()["replayed"] == 4
+    # `--llm replay:RUN`: the same answers and errors, recorded again with their class
+    copy = []
+    rb = RecordingLLM(ReplayBackend(stored, source="runs/x"), sink=lambda rec: copy.append(rec) or len(copy))
+    assert [_ask(rb, q) for q in ["1", "2", "3", "4"]] == [got[0], got[1], got[3], got[4]]
+    assert [(r["text"], r["error"], r["error_class"]) for r in copy] == [
+        (r["text"], r["error"], r["error_class"]) for r in stored if r["error_class"] != "LLMUnavailable"]
+    # a request that differs from the record at its place is a mismatch, not a pause
+    with pytest.raises(ReplayMismatch, match=r"call 2 differs from call 2 .*changed since it was recorded \(v1\)"):
+        r = RecordingLLM(live, recorded=stored, note=" (v1)")
+        r.complete([{"role": "user", "content": "1"}])
+        r.complete([{"role": "user", "content": "other"}])
+
+
+def test_failed_answers_recorded_before_their_class_was_stored():
+    bad = LLMOutputError("m gave no schema-valid JSON after 3 tries (cut off)")
+    stored, got, _ = _record(["a", bad, "c"], ["1", "2", "3"])
+    old = [{**r, "error_class": None} for r in stored]  # (an older run: the class only in the text)
+    replay = RecordingLLM(None, recorded=old)
+    assert [_ask(replay, q) for q in ["1", "2", "3"]] == got
+    # an older resume asked the failed request again (it left failed answers out): the re-ask is its answer
+    reasked = [old[0], old[1], {**old[2], "key": old[1]["key"], "seq": 3}]
+    replay = RecordingLLM(None, recorded=reasked)
+    assert [_ask(replay, q) for q in ["1", "2"]] == ["a", "c"]
+
+
+class _Trainable:
+    """A backend that can be 'trained': its prompt is a number, saved to and loaded from a file."""
+
+    trainable = True
+
+    def __init__(self):
+        self.prompt = 0
+        self.tuned = 0
+
+    def complete(self, messages, **kw):
+        return Completion(text=f"prompt {self.prompt}")
+
+    def tune_prompt(self, texts, *, steps, seed):
+        self.tuned += 1
+        self.prompt += steps
+        return {"texts": len(texts), "steps": steps, "loss_before": 1.0, "loss_after": 0.5}
+
+    def save_prompt(self, path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(str(self.prompt))
+
+    def load_prompt(self, path):
+        self.prompt = int(path.read_text())
+        return True
+
+
+def test_soft_prompt_tunings_are_recorded_replayed_and_loaded_before_going_live(tmp_path):
+    calls, events = [], []
+    first = RecordingLLM(_Trainable(), sink=lambda rec: calls.append({**rec, "seq": len(calls) + 1}) or len(calls),
+                         tuning_sink=events.append, folder=tmp_path / "a")  # fmt: skip
+    first.complete([{"role": "user", "content": "1"}])
+    row = first.tune_prompt(["x", "y"], steps=3, seed=0, purpose="t.tune")
+    assert row["file"] == "soft_prompts/001.safetensors" and (tmp_path / "a" / row["file"]).read_text() == "3"
+    assert first.complete([{"role": "user", "content": "2"}]).text == "prompt 3"
+    assert events == [row] and row["purpose"] == "t.tune" and row["n"] == 1
+    # resume: the call and the tuning are replayed (nothing trained), then the live backend gets the
+    # recorded prompt before it answers
+    live = _Trainable()
+    again = RecordingLLM(live, recorded=calls, tunings=events, folder=tmp_path / "a")
+    again.complete([{"role": "user", "content": "1"}])
+    assert again.tune_prompt(["x", "y"], steps=3, seed=0)["loss_after"] == 0.5 and live.tuned == 0
+    assert again.complete([{"role": "user", "content": "2"}]).text == "prompt 3" and live.prompt == 0  # recorded
+    assert again.complete([{"role": "user", "content": "3"}]).text == "prompt 3"  # live, with the prompt loaded
+    assert again.stats()["prompts_loaded"] == [row["file"]] and again.stats()["tunings_replayed"] == 1
+    with pytest.raises(ReplayMismatch, match="soft prompt tuning 1 differs"):
+        RecordingLLM(live, tunings=events, folder=tmp_path / "a").tune_prompt(["other"], steps=3, seed=0)
+    # replay into another run: the tuning comes from the record, its prompt is copied into the new folder
+    copied = []
+    rb = RecordingLLM(ReplayBackend(calls, "a", tunings=events, folder=tmp_path / "a"), sink=lambda rec: 1,
+                      tuning_sink=copied.append, folder=tmp_path / "b")  # fmt: skip
+    rb.complete([{"role": "user", "content": "1"}])
+    assert rb.tune_prompt(["x", "y"], steps=3, seed=0)["loss_after"] == 0.5
+    assert (tmp_path / "b" / copied[0]["file"]).read_text() == "3" and copied[0]["key"] == events[0]["key"]
 
 
 @pytest.mark.llm

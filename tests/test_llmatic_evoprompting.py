@@ -181,12 +181,21 @@ def test_cli_bench_runs_both_strategies_and_replays(run_cli, tmp_path):
 
 
 # -- soft prompt tuning on a real local transformers model ------------------------------------------
+def _run(tmp_path, name):
+    with RunStore.open(tmp_path / name, readonly=True) as store:
+        cands = [(c.trial, c.genotype, c.status, c.metrics, c.origin) for c in store.candidates()]
+        return cands, [e for e in store.events() if e["kind"] == "prompt_tuned"], store.llm_calls(), store.events()
+
+
 @pytest.mark.slow
 def test_evoprompting_tunes_a_soft_prompt_on_a_local_transformers_model(run_cli, tmp_path):
-    proc = run_cli("search", "-b", "nb201-cifar100", "-s", "evoprompting", "-n", "7", "--llm", "transformers",
-                   "--set", "strategies.evoprompting.init_population=3", "--set", "strategies.evoprompting.children=2",
-                   "--set", "strategies.evoprompting.tuning_steps=3", "--run-dir", "t", "--json",
-                   env={"FAIRNAD_LLM_THREADS": "1"}, timeout=1500)  # fmt: skip  (~2 min alone, far more beside other tests)
+    # one parent: each round's other child is tuned on, so round 2 is written with the prompt of round 1
+    args = ["-b", "nb201-cifar100", "-s", "evoprompting", "--set", "strategies.evoprompting.init_population=3",
+            "--set", "strategies.evoprompting.children=2", "--set", "strategies.evoprompting.parents=1",
+            "--set", "strategies.evoprompting.tuning_steps=3", "--json"]  # fmt: skip
+    env = {"FAIRNAD_LLM_THREADS": "1"}
+    proc = run_cli("search", *args, "-n", "7", "--llm", "transformers", "--run-dir", "t", env=env,
+                   timeout=1500)  # fmt: skip  (~2 min alone, far more beside other tests)
     assert proc.returncode == 0, proc.stderr
     store = RunStore.open(tmp_path / "t")
     # no grammar on this backend: the answers are decoded within the schema's choices, so every one parses
@@ -194,8 +203,40 @@ def test_evoprompting_tunes_a_soft_prompt_on_a_local_transformers_model(run_cli,
     assert len(calls) >= 4 and all(c["parsed"] and not c["error"] for c in calls)
     assert all(c.status == "complete" for c in store.candidates())
     events = store.events()
+    store.close()
     tuned = [e for e in events if e["kind"] == "prompt_tuned"]
     assert tuned and not [e for e in events if e["kind"] == "prompt_tuning_skipped"]
     first = tuned[0]
     assert first["steps"] == 3 and first["texts"] >= 1 and first["trainable_parameters"] > 0
     assert first["loss_after"] < first["loss_before"]  # the soft prompt learned the non-parent children
+    # each tuned prompt is kept in the run folder
+    files = [tmp_path / "t" / e["file"] for e in tuned]
+    assert [e["n"] for e in tuned] == [1, 2] and all(f.is_file() for f in files)
+    t_cands, t_tuned, t_calls, _ = _run(tmp_path, "t")
+    tunings = lambda ev: [(e["key"], e["loss_before"], e["loss_after"]) for e in ev]  # noqa: E731
+
+    # --llm replay:t re-executes it without a model: the recorded tunings are taken, their prompts copied
+    r = run_cli("search", *args, "-n", "7", "--llm", "replay:t", "--run-dir", "r", env=env)
+    assert r.returncode == 0, r.stderr
+    r_cands, r_tuned, _, _ = _run(tmp_path, "r")
+    assert r_cands == t_cands and tunings(r_tuned) == tunings(t_tuned)
+    assert [(tmp_path / "r" / e["file"]).read_bytes() for e in r_tuned] == [f.read_bytes() for f in files]
+
+    # a resume whose answers and tunings are all recorded builds no model: one that cannot be loaded is not missed
+    p = run_cli("resume", "t", "--llm", f"transformers:{tmp_path / 'no-such-model.gguf'}", env=env)
+    assert p.returncode == 0, p.stderr
+    cands, again, calls_after, events = _run(tmp_path, "t")
+    assert cands == t_cands and again == t_tuned and len(calls_after) == len(t_calls)
+    session = [e for e in events if e["kind"] == "session"][-1]["llm"]
+    assert session["replayed"] == len(t_calls) and session["tunings_replayed"] == len(t_tuned)
+
+    # a run stopped after its first tuning goes on with the prompt it tuned, loaded from its file: it makes
+    # the same children, and tunes on from the same prompt, as the run that was never stopped
+    h = run_cli("search", *args, "-n", "5", "--llm", "transformers", "--run-dir", "h", env=env, timeout=1500)
+    assert h.returncode == 0, h.stderr
+    assert tunings(_run(tmp_path, "h")[1]) == tunings(t_tuned[:1])
+    p = run_cli("resume", "h", "--budget", "7", env=env, timeout=1500)
+    assert p.returncode == 0, p.stderr
+    h_cands, h_tuned, _, events = _run(tmp_path, "h")
+    assert h_cands == t_cands and tunings(h_tuned) == tunings(t_tuned)
+    assert [e for e in events if e["kind"] == "session"][-1]["llm"]["prompts_loaded"] == [first["file"]]

@@ -161,3 +161,88 @@ def test_a_run_stored_before_verdicts_reads_and_resumes_by_the_same_rule(run_cli
     expected = [judge.judge(json.loads(r[5])["accuracy"] if r[4] == "complete" else None,
                             json.loads(r[5]).get("params")) for r in after]  # fmt: skip
     assert [(bool(r[10]), bool(r[11])) for r in after[len(before):]] == expected[len(before):]
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.llm
+@pytest.mark.slow
+def test_answers_that_failed_their_schema_are_replayed_in_their_place(run_cli, tmp_path, embedded_server):
+    """GENIUS takes an answer that fails its schema as a refused proposal and goes on: a run killed after
+    such answers resumes and replays to the same candidates, asking nothing it asked before."""
+    import shutil
+
+    from chaos import query
+    from faultproxy import ANSWER_TIMEOUT_S, FaultProxy
+
+    db = tmp_path / "g" / "run.db"
+    # (rationale first: an answer cut in half lacks its architecture)
+    args = ["-b", "nas-bench-macro", "-s", "genius", "-n", "6", "--seed", "3",
+            "--set", "strategies.genius.rationale_first=true"]  # fmt: skip
+    cut = ["garbled"] * 3  # the answer and both repairs cut off: the call fails its schema (LLMOutputError)
+    failed = "SELECT COUNT(*) FROM llm_calls WHERE error LIKE 'LLMOutputError:%'"
+    cand_cols, call_cols = "trial, genotype, parents, origin, status, metrics", "seq, key, text, error"
+    with FaultProxy(embedded_server.base_url, [None, *cut, None, *cut]) as px:
+        # (the server's grammar mode named, so that no request of the schedule goes to finding it out)
+        proc = _start(["search", *args, "--llm", px.base_url, "--run-dir", "g", "--set",
+                       f"llm.timeout={ANSWER_TIMEOUT_S}", "--set", "llm.structured=json_object_schema"],
+                      tmp_path)  # fmt: skip
+        _wait_for(lambda: (query(db, failed) or [(0,)])[0][0] >= 2 or proc.poll() is not None, timeout=600)
+        assert proc.poll() is None, proc.stderr.read()
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        done_before = [r for r in _rows(db, "candidates", cand_cols) if r[4] != "running"]
+        calls_before = _rows(db, "llm_calls", call_cols)
+        first_failed = next(i for i, r in enumerate(calls_before) if r[3])
+        assert any(not r[3] for r in calls_before[first_failed:])  # a good answer after a failed one
+        p = run_cli("resume", "g", "--json")  # the calls not yet made go live, through the proxy
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["evaluations"] == 6
+    assert _rows(db, "candidates", cand_cols)[: len(done_before)] == done_before
+    calls = _rows(db, "llm_calls", call_cols)
+    assert calls[: len(calls_before)] == calls_before
+    sessions = lambda d: [json.loads(x) for k, x in _rows(d, "events", "kind, data") if k == "session"]  # noqa: E731
+    assert sessions(db)[-1]["llm"]["replayed"] == len(calls_before)  # the failed answers too: nothing asked again
+    refused = query(db, "SELECT origin FROM candidates WHERE error LIKE '%schema-valid%'")
+    assert len(refused) >= 2 and not any("llm_calls" in json.loads(o) for (o,) in refused)  # no proposal of theirs
+
+    # --llm replay:g re-executes it with no server at all (the proxy is gone): the same candidates and calls
+    r = run_cli("search", *args, "--llm", "replay:g", "--run-dir", "r", "--json")
+    assert r.returncode == 0, r.stderr
+    assert _rows(tmp_path / "r" / "run.db", "candidates", cand_cols) == _rows(db, "candidates", cand_cols)
+    key_cols = "key, text, error, error_class"
+    assert _rows(tmp_path / "r" / "run.db", "llm_calls", key_cols) == _rows(db, "llm_calls", key_cols)
+    assert not list((tmp_path / "r").glob("llm-server*.log"))
+
+    # and it resumes again, whole, with an LLM address that answers nothing
+    dead = f"http://127.0.0.1:{_free_port()}/v1"
+    again = run_cli("resume", "g", "--llm", dead, "--json")
+    assert again.returncode == 0, again.stderr
+    assert _rows(db, "llm_calls", call_cols) == calls and sessions(db)[-1]["llm"]["replayed"] == len(calls)
+
+    # a run recorded before failed answers had their class stored (only the error text says it) resumes
+    # the same way, and its records stay as they were
+    shutil.copytree(tmp_path / "g", tmp_path / "old")
+    old = tmp_path / "old" / "run.db"
+    with sqlite3.connect(old) as c:
+        c.execute("ALTER TABLE llm_calls DROP COLUMN error_class")
+    stored = _rows(old, "llm_calls"), _rows(old, "candidates")
+    p = run_cli("resume", "old", "--llm", dead, "--json")
+    assert p.returncode == 0, p.stderr
+    assert [r[:-1] for r in _rows(old, "llm_calls")] == stored[0] and _rows(old, "candidates") == stored[1]
+    assert {r[-1] for r in _rows(old, "llm_calls")} == {None}  # (the class column is added, empty)
+    # one whose record no longer matches what it asks stops with one line that says so, changing nothing
+    with sqlite3.connect(old) as c:
+        c.execute("UPDATE llm_calls SET key = 'changed' WHERE seq = 3")
+    stored = _rows(old, "llm_calls"), _rows(old, "candidates")
+    p = run_cli("resume", "old", "--llm", dead)
+    assert p.returncode == 2, p.stderr
+    line = p.stderr.strip().splitlines()[-1]
+    assert "call 3 differs from call 3" in line and "recorded by fairnad" in line and "Traceback" not in p.stderr
+    assert (_rows(old, "llm_calls"), _rows(old, "candidates")) == stored

@@ -10,6 +10,7 @@ from fairnad.llm.base import (
     LLMUnavailable,
     Message,
     ReplayExhausted,
+    ReplayMismatch,
     Usage,
 )
 from fairnad.llm.embedded import EmbeddedServer
@@ -19,5 +20,5 @@ from fairnad.llm.recorder import RecordingLLM, ReplayBackend
 __all__ = [
     "LLM", "Completion", "EmbeddedServer", "LLMBadRequest", "LLMBudgetExceeded", "LLMError",
     "LLMOutputError", "LLMUnavailable", "Message", "OpenAICompatible", "RecordingLLM",
-    "ReplayBackend", "ReplayExhausted", "Usage",
+    "ReplayBackend", "ReplayExhausted", "ReplayMismatch", "Usage",
 ]  # fmt: skip

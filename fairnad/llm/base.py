@@ -39,6 +39,11 @@ class ReplayExhausted(LLMError):
     """A replay backend was asked for more calls than were recorded, or for a different request."""
 
 
+class ReplayMismatch(ReplayExhausted):
+    """A resumed run asked something else than its own record at the same position: its config, code or
+    data changed since it was recorded (a resume cannot go past it; see RecordingLLM)."""
+
+
 @dataclass
 class Usage:
     tokens_in: int = 0
@@ -85,4 +90,10 @@ def request_key(
     if stop:
         d["stop"] = list(stop)
     blob = json.dumps(d, sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(blob.encode()).hexdigest()[:32]
+
+
+def tuning_key(texts: list[str], params: dict[str, Any]) -> str:
+    """A stable hash of a soft prompt tuning request (its texts and settings); replay checks it."""
+    blob = json.dumps({"texts": list(texts), "p": params}, sort_keys=True, ensure_ascii=False, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:32]

@@ -253,6 +253,43 @@ class LocalTransformers:
         self.tunings.append(row)
         return row
 
+    def save_prompt(self, path: str | Path) -> None:
+        """The tuned soft prompt (peft's prompt embeddings) as a safetensors file, written whole or not at all."""
+        from peft import get_peft_model_state_dict
+        from safetensors.torch import save_file
+
+        path = Path(path)
+        with self._lock:
+            if self.model is self.base:
+                raise LLMUnavailable(f"{path}: no soft prompt has been tuned on {self.name}, so there is none to save")
+            state = {k: v.detach().cpu().contiguous() for k, v in get_peft_model_state_dict(self.model).items()}
+        part = path.with_name(path.name + ".part")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            save_file(state, str(part), metadata={"format": "peft prompt tuning", "model": self.name})
+            os.replace(part, path)
+        except OSError as err:
+            raise LLMUnavailable(f"{path}: cannot write the tuned soft prompt ({err.strerror or err})") from None
+
+    def load_prompt(self, path: str | Path) -> bool:
+        """Answer (and train on) with the soft prompt saved in `path` (save_prompt)."""
+        from peft import PromptTuningConfig, TaskType, get_peft_model, set_peft_model_state_dict
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            state = load_file(str(path))
+            tokens = int(state["prompt_embeddings"].shape[0])
+        except (OSError, KeyError, SafetensorError) as err:
+            raise LLMUnavailable(f"{path}: not a soft prompt this model can load ({err})") from None
+        with self._lock:
+            if self.model is self.base:
+                cfg = PromptTuningConfig(task_type=TaskType.CAUSAL_LM, num_virtual_tokens=tokens)
+                self.model = get_peft_model(self.base, cfg)
+            set_peft_model_state_dict(self.model, state)
+            self.model.eval()
+        return True
+
 
 def _choices_first(schema: dict | None) -> dict | None:
     """The schema with its fixed-length enum array (a genotype) as the first property: this backend's

@@ -27,10 +27,23 @@ class LazyBackend:
     def complete(self, messages: list[Message], **kw) -> Completion:
         return self._provider.backend(self._settings).complete(messages, **kw)
 
+    @property
+    def trainable(self) -> bool:
+        """Whether the backend is a model fairnad can train (known from the settings: nothing is started)."""
+        return self._settings.get("backend") == "transformers"
+
     def tune_prompt(self, texts: list[str], **kw):
-        """Soft prompt tuning when the backend is a model fairnad can train, else None."""
-        backend = self._provider.backend(self._settings)
-        return backend.tune_prompt(texts, **kw) if getattr(backend, "trainable", False) else None
+        """Soft prompt tuning when the backend is a model fairnad can train, else None (a server or API
+        is not started to find out)."""
+        return self._provider.backend(self._settings).tune_prompt(texts, **kw) if self.trainable else None
+
+    def save_prompt(self, path) -> None:
+        if self.trainable:
+            self._provider.backend(self._settings).save_prompt(path)
+
+    def load_prompt(self, path) -> bool:
+        """The soft prompt in `path` into the model (started now); False when the backend cannot hold one."""
+        return bool(self.trainable and self._provider.backend(self._settings).load_prompt(path))
 
 
 class EmbeddedBackend:

@@ -133,11 +133,11 @@ class EvoPrompting(Strategy):
         if not self.config.prompt_tuning or not children or study.llm is None:
             return
         texts = [c.genotype if self.open else " ".join(map(str, study.space.labels(c.genotype))) for c in children]
-        result = study.llm.tune_prompt(texts, steps=self.config.tuning_steps, seed=study.seed + self.round)
+        # (recorded by the LLM layer as a `prompt_tuned` event, the prompt as a file: a replay takes it from there)
+        result = study.llm.tune_prompt(texts, steps=self.config.tuning_steps, seed=study.seed + self.round,
+                                       purpose="evoprompting.tune")  # fmt: skip
         if result is None:
             if not self.tuning_note_given:
                 self.tuning_note_given = True
                 study.store.add_event("prompt_tuning_skipped", reason="the LLM backend (a server or API) cannot be "
                                       "trained; evolutionary prompting runs alone (use --llm transformers to tune)")  # fmt: skip
-            return
-        study.store.add_event("prompt_tuned", round=self.round, **result)

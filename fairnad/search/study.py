@@ -26,6 +26,14 @@ class ResumeMismatch(FairnadError):
     """A resumed run proposed something else than what it recorded: code or config changed."""
 
 
+def recorded_by(store: RunStore) -> str:
+    """Which fairnad recorded the run, and which reads it (said with a resume mismatch)."""
+    from fairnad import __version__
+
+    made = store.meta().get("fairnad_version") or "(unknown)"
+    return f"the run was recorded by fairnad {made}, this is {__version__}"
+
+
 class StrategyStalled(FairnadError):
     """The strategy kept proposing genotypes that could not be evaluated."""
 
@@ -246,7 +254,8 @@ class Study:
             if stored.genotype != p.genotype:
                 raise ResumeMismatch(
                     f"{self.store.run_dir}: on resume trial {trial} proposed {p.genotype[:60]!r} but the run recorded "
-                    f"{stored.genotype[:60]!r}; the config, code or LLM answers changed since the run was recorded"
+                    f"{stored.genotype[:60]!r}; the config, code or LLM answers changed since the run was recorded "
+                    f"({recorded_by(self.store)})"
                 )
             if stored.status != "running":
                 observe = getattr(self.evaluator, "observe", None)

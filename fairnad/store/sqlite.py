@@ -45,7 +45,8 @@ CREATE TABLE IF NOT EXISTS llm_calls (
     attempts INTEGER,
     error TEXT,
     replayed_from TEXT,
-    created REAL NOT NULL
+    created REAL NOT NULL,
+    error_class TEXT
 );
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY,
@@ -81,6 +82,13 @@ CREATE TABLE IF NOT EXISTS probes (
     created REAL NOT NULL
 );
 """
+
+
+# columns of the common tables added after release: an older run or build gets them when it is opened to
+# write (its rows stay as they were: NULL there); a reader selects them only where they exist
+COMMON_ADDED_COLUMNS: dict[str, list[tuple[str, str]]] = {
+    "llm_calls": [("error_class", "TEXT")],  # the error's class: a failed answer is replayed, a pause is not
+}
 
 
 class StoreError(FairnadError):
@@ -186,7 +194,7 @@ class SqliteStore:
         if not readonly and cls.SCHEMA:  # tables and columns added since the run was made
             try:
                 store._conn.executescript(cls.SCHEMA)
-                for table, columns in cls.ADDED_COLUMNS.items():
+                for table, columns in [*COMMON_ADDED_COLUMNS.items(), *cls.ADDED_COLUMNS.items()]:
                     have = {row[1] for row in store._conn.execute(f"PRAGMA table_info({table})")}
                     for name, decl in columns:
                         if name not in have:
@@ -239,26 +247,25 @@ class SqliteStore:
         with self._tx() as c:
             cur = c.execute(
                 "INSERT INTO llm_calls(key, purpose, messages, params, text, parsed, model, tokens_in, tokens_out,"
-                " latency, finish_reason, attempts, error, replayed_from, created)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " latency, finish_reason, attempts, error, replayed_from, created, error_class)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 _storable(
                     rec["key"], rec.get("purpose"), json.dumps(rec["messages"]), json.dumps(p), rec.get("text"),
                     json.dumps(rec.get("parsed")), rec.get("model"), rec.get("tokens_in"), rec.get("tokens_out"),
                     rec.get("latency"), rec.get("finish_reason"), rec.get("attempts"), rec.get("error"),
-                    rec.get("replayed_from"), rec.get("created") or time.time(),
+                    rec.get("replayed_from"), rec.get("created") or time.time(), rec.get("error_class"),
                 ),
             )  # fmt: skip
             return cur.lastrowid
 
     def llm_calls(self) -> list[dict[str, Any]]:
-        rows = self._query(
-            "SELECT seq, key, purpose, messages, params, text, parsed, model, tokens_in, tokens_out, latency,"
-            " finish_reason, attempts, error, replayed_from, created FROM llm_calls ORDER BY seq"
-        )
         keys = (
             "seq key purpose messages params text parsed model tokens_in tokens_out latency finish_reason attempts "
             "error replayed_from created"
         ).split()
+        have = {row[1] for row in self._query("PRAGMA table_info(llm_calls)")}
+        keys += [name for name, _ in COMMON_ADDED_COLUMNS["llm_calls"] if name in have]  # (an older run, read only)
+        rows = self._query(f"SELECT {', '.join(keys)} FROM llm_calls ORDER BY seq")
         out = []
         for r in rows:
             d = dict(zip(keys, r))
