@@ -109,7 +109,7 @@ def open_problem(cfg: SearchConfig) -> Problem:
     spec = dataset_spec(o.dataset)
     prepare(o.dataset, o.data_dir)  # a missing or malformed data folder fails here, before the run starts
     initial = []
-    for item in o.initial or [f"ref:{r.name}" for r in for_dataset(o.dataset)]:
+    for item in o.initial or [f"ref:{r.name}" for r in for_dataset(o.dataset, spec.input_shape)]:
         if item.startswith("ref:"):
             initial.append(reference(item[4:]).source())
         else:
