@@ -254,9 +254,9 @@ def create_run(cfg: SearchConfig, run_dir: str | Path | None = None) -> RunHandl
     strategy = create_strategy(cfg.strategy, cfg.strategies.get(cfg.strategy))  # refuse bad settings early
     _check_other_settings(cfg)
     if cfg.space not in strategy.spaces:
-        from fairnad.search.base import REGISTRY
+        from fairnad.search.base import strategy_infos
 
-        able = sorted(n for n, c in REGISTRY.items() if cfg.space in c.spaces)
+        able = sorted(i.name for i in strategy_infos() if i.ok and cfg.space in i.cls.spaces)
         raise ConfigError(f"strategy {strategy.name} cannot search {cfg.space} spaces; use one of: {', '.join(able)}")
     check_llm_none(cfg, strategy)
     if cfg.llm.backend == "replay" and strategy.uses_llm:

@@ -41,7 +41,7 @@ from pydantic import Field, field_validator
 
 from fairnad.prompts import render
 from fairnad.search.agent import Tool, run_agent
-from fairnad.search.base import Strategy, StrategyConfig, register
+from fairnad.search.base import Strategy, StrategyConfig
 from fairnad.search.ideas import Idea, IdeaSpace
 from fairnad.search.pareto import front, improves_front, objectives, rank_and_crowding, tournament
 from fairnad.search.random_search import UnseenSampler
@@ -145,7 +145,6 @@ def _stat() -> dict[str, int]:
     return {"tried": 0, "valid": 0, "improved": 0}
 
 
-@register
 class FairNAD(Strategy):
     name = "fairnad"
     Config = FairNADConfig
