@@ -97,7 +97,8 @@ def tabular_problem(cfg: SearchConfig) -> Problem:
     return problem
 
 
-def open_problem(cfg: SearchConfig) -> Problem:
+def open_problem(cfg: SearchConfig, run_dir: Path | None = None) -> Problem:
+    """Model code trained on cfg.open.dataset; the trained weights kept in <run_dir>/weights."""
     from fairnad.evaluate.code import CodeEvaluator, EvalRequest, run_request
     from fairnad.evaluate.datasets import dataset_spec, prepare
     from fairnad.evaluate.executors import make_executor
@@ -123,7 +124,8 @@ def open_problem(cfg: SearchConfig) -> Problem:
                        seed=cfg.seed, max_params=o.max_params, train=dict(o.train), timeout=o.timeout,
                        memory_mb=o.memory_mb, threads=o.threads)  # fmt: skip
     executor = make_executor(o.executor, o.workers, o.gpus, o.address, o.device, o.isolation)
-    evaluator = CodeEvaluator(base, executor, keep_weights=o.keep_weights)  # weights_dir: once the run folder exists
+    evaluator = CodeEvaluator(base, executor, weights_dir=Path(run_dir) / "weights" if run_dir is not None else None,
+                              keep_weights=o.keep_weights)  # fmt: skip
 
     def probe(source: str, **extra) -> dict:
         """A sandbox run reduced to what a strategy may read: the same for the same code on every run
@@ -147,14 +149,9 @@ def open_problem(cfg: SearchConfig) -> Problem:
     )  # fmt: skip
 
 
-def make_problem(cfg: SearchConfig) -> Problem:
-    return open_problem(cfg) if cfg.space == "open" else tabular_problem(cfg)
-
-
-def _attach_run_dir(problem: Problem, run_dir: Path) -> None:
-    """Trained weights go to <run_dir>/weights (open runs; tabular evaluators train nothing)."""
-    if hasattr(problem.evaluator, "weights_dir"):
-        problem.evaluator.weights_dir = Path(run_dir) / "weights"
+def make_problem(cfg: SearchConfig, run_dir: Path | None = None) -> Problem:
+    """The run's problem; an open one keeps trained weights in <run_dir>/weights (none without a run)."""
+    return open_problem(cfg, run_dir) if cfg.space == "open" else tabular_problem(cfg)
 
 
 def open_benchmark(cfg: SearchConfig) -> TabularBenchmark:
@@ -261,10 +258,10 @@ def create_run(cfg: SearchConfig, run_dir: str | Path | None = None) -> RunHandl
     check_llm_none(cfg, strategy)
     if cfg.llm.backend == "replay" and strategy.uses_llm:
         replay_source(cfg.llm)
-    problem = make_problem(cfg)
+    run_dir = Path(run_dir) if run_dir else Path(cfg.runs_dir) / default_run_name(cfg)
+    problem = make_problem(cfg, run_dir)
     if cfg.fidelity is not None and problem.bench is not None:
         problem.bench.search_column(cfg.fidelity)
-    run_dir = Path(run_dir) if run_dir else Path(cfg.runs_dir) / default_run_name(cfg)
     # every setting of the strategy is stored, defaults included: a default changed later does not change
     # what a resume of this run replays
     cfg.strategies = {**cfg.strategies, cfg.strategy: strategy.config.model_dump(mode="json")}
@@ -283,7 +280,6 @@ def create_run(cfg: SearchConfig, run_dir: str | Path | None = None) -> RunHandl
         if isinstance(err, StoreError):
             raise
         raise StoreError(f"{run_dir / 'config.yaml'}: cannot write ({err.strerror or err})") from None
-    _attach_run_dir(problem, store.run_dir)
     return RunHandle(cfg, store, problem)
 
 
@@ -317,8 +313,7 @@ def open_run(run_dir: str | Path, budget: int | None = None, *, below_done: bool
                                   "(or leave -n out to finish its own budget)")  # fmt: skip
             cfg.budget = budget
             store.set_meta(config=cfg.model_dump(mode="json"))
-        problem = make_problem(cfg)
-        _attach_run_dir(problem, store.run_dir)
+        problem = make_problem(cfg, store.run_dir)
         return RunHandle(cfg, store, problem)
     except Exception:
         store.close()

@@ -44,6 +44,12 @@ class TabularEvaluator:
             return Result("invalid", error=f"{candidate.genotype} is not in the table", category="not_in_table")
         return Result("complete", metrics=metrics, seconds=time.perf_counter() - t)
 
+    def evaluate_many(self, candidates: list[Candidate], fidelity: str | None = None) -> list[Result]:
+        return [self.evaluate(c, fidelity) for c in candidates]
+
+    def observe(self, candidate: Candidate) -> None:
+        """A lookup remembers nothing between candidates."""
+
 
 # -- loading ---------------------------------------------------------------------------------------
 def _registry() -> dict[str, dict]:
