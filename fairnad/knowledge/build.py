@@ -11,7 +11,7 @@ import functools
 import hashlib
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,15 +37,6 @@ class BuildOptions:
     merge_at: float = MERGE_AT
     find_by_name: int = MIN_SENTENCES  # a paper stating an idea's name in this many sentences gets a source (0: off)
     template_examples: bool = True  # the template's examples that papers state become ideas too
-
-
-@dataclass
-class BuildReport:
-    papers: list[dict[str, Any]] = field(default_factory=list)
-    skipped: list[dict[str, str]] = field(default_factory=list)
-    consolidation: dict[str, Any] = field(default_factory=dict)
-    llm: dict[str, Any] = field(default_factory=dict)
-    seconds: float = 0.0
 
 
 Progress = Callable[[str, str], None]  # (paper name, stage)
