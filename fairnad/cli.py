@@ -590,6 +590,8 @@ def _print_knowledge_summary(s: dict) -> None:
     Console().print(t)
     for sk in s["skipped"]:
         err_console.print(f"[yellow]skipped:[/] {escape(str(sk['reason']))}", soft_wrap=True)
+    for w in s["warnings"]:
+        err_console.print(f"[yellow]warning:[/] {escape(w['paper'])}: {escape(w['warning'])}", soft_wrap=True)
 
 
 def _run_knowledge(pdfs, template, out: Path, build_dir: Path, llm_flag, model, api_key_env, opts,

@@ -99,7 +99,7 @@ def process_papers(
                             temperature=opts.temperature,
                             on_category=lambda lv, c: note(path.name, f"extracting {lv.id}/{c.id}"))  # fmt: skip
         stats = {**res.stats, "parse_seconds": round(parse_s, 3), "pages_per_second": round(len(doc.pages) / max(parse_s, 1e-9), 2),
-                 "skipped_pages": doc.skipped_pages}  # fmt: skip
+                 "skipped_pages": doc.skipped_pages, "warnings": doc.warnings}  # fmt: skip
         row = {"sha256": doc.sha256, "path": str(path), "name": doc.name, "title": doc.title, "authors": doc.authors,
                "year": doc.year, "pages": len(doc.pages), "status": "done", "stats": stats,
                "seconds": round(time.time() - t0, 3)}  # fmt: skip
