@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from fairnad.config import SearchConfig
+from fairnad.config import SearchConfig, set_dotted
 from fairnad.errors import FairnadError
 from fairnad.evaluate.relabel import split_name, write_relabelled
 from fairnad.evaluate.tabular import load_benchmark, user_benchmark_files
@@ -211,11 +211,7 @@ def _with_settings(base: SearchConfig, settings: dict[str, Any]) -> SearchConfig
     """The bench's config with a job's dotted settings on top (an ablation's switches)."""
     data = base.model_dump(mode="json")
     for key, value in settings.items():
-        *path, last = key.split(".")
-        node = data
-        for p in path:
-            node = node.setdefault(p, {})
-        node[last] = value
+        set_dotted(data, key, value)
     return SearchConfig.model_validate(data)
 
 

@@ -21,7 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from fairnad import __version__
-from fairnad.config import load_config, parse_llm_flag, parse_value
+from fairnad.config import load_config, parse_assignments, parse_llm_flag
 from fairnad.errors import ConfigError, FairnadError, one_line
 from fairnad.llm import LLMBadRequest, LLMError
 
@@ -400,16 +400,6 @@ def _model_source(arg: str) -> tuple[str, str]:
         raise ConfigError(f"{arg}: not a Python source file") from None
 
 
-def _parse_kv(items: list[str], flag: str) -> dict[str, Any]:
-    out = {}
-    for item in items:
-        if "=" not in item:
-            raise ConfigError(f"{flag} {item!r}: expected NAME=VALUE")
-        k, v = item.split("=", 1)
-        out[k.strip()] = parse_value(v)
-    return out
-
-
 @app.command()
 @handles_errors
 def evaluate(
@@ -448,13 +438,13 @@ def evaluate(
         if n is not None and n < 1:
             raise ConfigError(f"{flag} {n}: must be at least 1")
     try:
-        train = check_overrides(_parse_kv(train_opt, "--train"))
+        train = check_overrides(dict(parse_assignments(train_opt, "--train", "NAME=VALUE")))
     except ValueError as err:
         raise ConfigError(f"--train {err}") from None
     sources = [_model_source(m) for m in models]
     request = dict(dataset=dataset, epochs=epochs, data_dir=str(data_dir) if data_dir else None, device=device,
                    seed=seed, max_params=max_params, train=train,
-                   model_args=_parse_kv(model_arg, "--model-arg"), timeout=timeout, memory_mb=memory_mb,
+                   model_args=dict(parse_assignments(model_arg, "--model-arg", "NAME=VALUE")), timeout=timeout, memory_mb=memory_mb,
                    threads=threads)  # fmt: skip
     pool = dict(executor=executor, workers=workers, gpus=_gpu_ids(gpus) if gpus else None,
                 address=address, isolation=isolation)  # fmt: skip
