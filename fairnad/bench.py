@@ -89,6 +89,7 @@ def run_bench(
     `out` (default runs/bench-<time>; a rerun resumes it); then the tables and the page.
     `on_start(runs, budget, out)` hears the plan, `on_progress(n)` each n evaluations done.
     Returns {"out_dir", "files", "rows", "failures"}."""
+    budgets = sorted(budgets)
     own = [add_user_benchmark(*own_table)] if own_table else []
     names = list_benchmarks() if benchmarks is None else list(benchmarks)
     names += [n for n in own if n not in names]
