@@ -16,15 +16,16 @@ import traceback
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from fairnad.config import SearchConfig
-from fairnad.errors import FairnadError
-from fairnad.evaluate.relabel import split_name, write_relabelled
-from fairnad.evaluate.tabular import load_benchmark, user_benchmark_files
+from fairnad.config import SearchConfig, set_dotted
+from fairnad.errors import ConfigError, FairnadError
+from fairnad.evaluate.relabel import relabelled_name, split_name, write_relabelled
+from fairnad.evaluate.tabular import add_user_benchmark, list_benchmarks, load_benchmark, user_benchmark_files
 from fairnad.llm import LLMError
 from fairnad.llm.provider import BackendProvider
 from fairnad.lifecycle import RunHandle, check_llm_none, create_run, execute, open_run
@@ -63,6 +64,52 @@ def ablations(base: SearchConfig) -> list[tuple[str, dict[str, Any]]]:
     if base.llm.backend != "none":
         rows.append(("fairnad --llm none", {"llm.backend": "none"}))
     return rows
+
+
+def run_bench(
+    base: SearchConfig,
+    benchmarks: list[str] | None,
+    strategies: list[str],
+    seeds: list[int],
+    budgets: list[int],
+    out: Path | None = None,
+    *,
+    own_table: tuple[Path, Path] | None = None,
+    relabel: int | None = None,
+    ablate: bool = False,
+    max_params: int | None = None,
+    workers: int = 1,
+    llm_servers: int = 1,
+    on_start: Callable[[int, int, Path], None] | None = None,
+    on_progress: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
+    """`fairnad bench`: every strategy (and with `ablate` FairNAD's ablations) on every benchmark
+    (None: the built-in ones; `own_table` (table, space file) added under its space's name; with
+    `relabel` each beside its relabelled copy) for every seed, to the largest of `budgets`, into
+    `out` (default runs/bench-<time>; a rerun resumes it); then the tables and the page.
+    `on_start(runs, budget, out)` hears the plan, `on_progress(n)` each n evaluations done.
+    Returns {"out_dir", "files", "rows", "failures"}."""
+    budgets = sorted(budgets)
+    own = [add_user_benchmark(*own_table)] if own_table else []
+    names = list_benchmarks() if benchmarks is None else list(benchmarks)
+    names += [n for n in own if n not in names]
+    if relabel is not None:
+        names = [n for b in names for n in (b, relabelled_name(b, relabel))]
+    check_bench_strategies(base, strategies)  # unknown names and --llm none without a counterpart: before any run
+    out = out or Path(base.runs_dir) / f"bench-{datetime.now():%Y%m%d-%H%M%S}"
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out}: a file, not a folder; give a new or an existing bench folder")
+    jobs = plan(base, names, strategies, seeds, out, ablations(base) if ablate else [])
+    if on_start is not None:
+        on_start(len(jobs), budgets[-1], out)
+    results = run_grid(base, jobs, budgets[-1], workers=workers, llm_servers=llm_servers, on_progress=on_progress)
+    rows = table(results, budgets, max_params)
+    title = (f"fairnad bench: {', '.join(strategies)}{' and FairNAD ablations' if ablate else ''} on {len(names)} "
+             f"benchmarks, {len(seeds)} seeds")  # fmt: skip
+    files = write_tables(rows, out, title, max_params)
+    files["html"] = write_page(results, rows, out, title)
+    failures = [{"run_dir": str(r["job"].run_dir), "error": r["error"]} for r in results if "error" in r]
+    return {"out_dir": str(out), "files": files, "rows": rows, "failures": failures}
 
 
 def check_bench_strategies(base: SearchConfig, strategies: list[str]) -> None:
@@ -211,11 +258,7 @@ def _with_settings(base: SearchConfig, settings: dict[str, Any]) -> SearchConfig
     """The bench's config with a job's dotted settings on top (an ablation's switches)."""
     data = base.model_dump(mode="json")
     for key, value in settings.items():
-        *path, last = key.split(".")
-        node = data
-        for p in path:
-            node = node.setdefault(p, {})
-        node[last] = value
+        set_dotted(data, key, value)
     return SearchConfig.model_validate(data)
 
 

@@ -1,4 +1,5 @@
-"""The `fairnad` command line: the only place that wires the stages together for a user.
+"""The `fairnad` command line: parses arguments, calls the lifecycle (the one wiring place) and
+renders what it returns (render.py). Nothing here opens a store, a table or an LLM.
 
 Every command that produces results takes --json and then prints exactly one JSON object on
 stdout; progress and messages go to stderr.
@@ -9,21 +10,18 @@ from __future__ import annotations
 import functools
 import json
 import os
-import shlex
 import sys
 from pathlib import Path
 from typing import Any, Optional
 
 import typer
-from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
-from fairnad import __version__
-from fairnad.config import load_config, parse_llm_flag, parse_value
-from fairnad.errors import ConfigError, FairnadError, one_line
+from fairnad import __version__, render
+from fairnad.config import load_config, parse_assignments, parse_llm_flag
+from fairnad.errors import ConfigError, FairnadError
 from fairnad.llm import LLMBadRequest, LLMError
+from fairnad.render import err_console
 
 os.environ.setdefault("PYMUPDF_SUGGEST_LAYOUT_ANALYZER", "0")
 
@@ -43,7 +41,6 @@ knowledge_app = typer.Typer(help="Build, extend, inspect and browse attribute tr
                             no_args_is_help=True)  # fmt: skip
 app.add_typer(knowledge_app, name="knowledge")
 
-err_console = Console(stderr=True, highlight=False, emoji=False)  # (":-1:" in a message stays as it is)
 JSON_OPT = typer.Option(False, "--json", help="Print one JSON object on stdout (progress stays on stderr).")
 
 
@@ -86,117 +83,17 @@ def _root(
 
 
 # -- search / resume ---------------------------------------------------------------------------
-def _progress_callback(progress: Progress, task, budget: int):
-    """Live line: budget used (the bar), best so far, share of valid evaluations, LLM calls and tokens."""
+def _run(handle, label: str, as_json: bool) -> None:
+    """Execute a created or reopened run with a progress line, then print its summary."""
+    from fairnad import lifecycle
 
-    def on_result(study, cand) -> None:
-        best = study.best()
-        parts = []
-        if best is not None:
-            m = best.metrics
-            parts.append(f"best {m.get('test_accuracy', m['accuracy']):.2f}%"
-                         + (f" rank {m['rank']}" if m.get("rank") is not None else ""))  # fmt: skip
-        if study.evaluations:
-            parts.append(f"valid {100 * len(study.completed()) / study.evaluations:.0f}%")
-        if study.probes:
-            parts.append(f"probes {study.probes}")
-        if study.llm is not None:
-            st = study.llm.stats()
-            parts.append(f"llm {st['calls']} calls {_tokens(st['tokens_in'] + st['tokens_out'])} tok")
-        progress.update(task, completed=study.evaluations, description=" · ".join(parts))
-
-    return on_result
-
-
-def _tokens(n: int) -> str:
-    return f"{n / 1e6:.1f}M" if n >= 1e6 else f"{n / 1e3:.1f}k" if n >= 1e3 else str(n)
-
-
-def _run_with_progress(handle, label: str) -> dict:
-    from fairnad.llm.provider import BackendProvider
-    from fairnad.lifecycle import execute
-
-    with BackendProvider(handle.store.run_dir) as provider:
-        progress = Progress(
-            TextColumn(f"[bold]{label}[/]"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
-            TimeElapsedColumn(), console=err_console,
-        )  # fmt: skip
-        done = sum(c.counted for c in handle.store.candidates())
-        with progress:
-            task = progress.add_task("starting", total=handle.cfg.budget, completed=done)
-            try:
-                return execute(handle, provider, _progress_callback(progress, task, handle.cfg.budget))
-            finally:
-                handle.store.close()
-
-
-def _print_summary(s: dict) -> None:
-    t = Table(show_header=False, box=None, pad_edge=False)
-    t.add_column(style="bold")
-    t.add_column()
-    t.add_row("run", s["run_dir"])
-    t.add_row("strategy", f"{s['strategy']} on {s['benchmark']} (seed {s['seed']})")
-    t.add_row("evaluations", f"{s['evaluations']} of {s['budget']}  ({s['proposals']} proposals: "
-                             f"{_statuses_text(s['statuses'])})")  # fmt: skip
-    if s.get("space_exhausted"):
-        t.add_row("", f"every model of the table ({_num(s.get('table_size'))}) has been evaluated: the budget was larger")
-    if s.get("probes"):
-        t.add_row("probes", f"{s['probes']} (build and shape checks before an evaluation, stored in the run)")
-    for i, r in enumerate(s.get("children") or []):
-        t.add_row("children" if i == 0 else "", f"{r['origin']}{' (LLM-written)' if r['by_llm'] else ''}: "
-                  f"{r['proposed']} proposed, {r['trained']} {'trained' if s.get('space') == 'open' else 'valid'}"
-                  f"{' (' + str(r['sizes_inferred']) + ' with input sizes inferred)' if r.get('sizes_inferred') else ''}, "
-                  f"{r['improved_front']} improved the front, "
-                  f"{r['improved_best']} the best")  # fmt: skip
-    b = s.get("best")
-    if b:
-        by = f" ({b['origin']}, {'written by the LLM' if b.get('by_llm') else 'not written by the LLM'})" if b.get("origin") else ""
-        if s.get("space") == "open":
-            t.add_row("best model", f"trial {b['trial']}{by}: {s['run_dir']}/best_model.py")
-        else:
-            t.add_row("best genotype", b["genotype"] + (f"  {b['arch']}" if b.get("arch") else ""))
-            if b.get("description"):
-                t.add_row("", b["description"])
-        unit = b.get("unit", "%")
-        acc = f"{b['accuracy']:.4f}{unit}"
-        if b["search_accuracy"] != b["accuracy"]:
-            acc += f"  (searched on {b['search_accuracy']:.4f}{unit}{' validation' if s.get('space') == 'open' else ''})"
-        t.add_row(b.get("metric", "accuracy"), acc)
-        if b.get("rank") is not None:
-            t.add_row("rank", f"{b['rank']}" + (f" of {s['table_size']}" if s.get("table_size") else ""))
-        if "params" in b or "flops" in b:
-            t.add_row("params / FLOPs", f"{_num(b.get('params'))} / {_num(b.get('flops'))}")
-    llm = s["llm"]
-    if llm["calls"]:
-        t.add_row("LLM", f"{llm['calls']} calls, {llm['tokens_in']} tokens in, {llm['tokens_out']} out, {llm['seconds']:.1f}s")
-    t.add_row("status", f"{s['status']}  ({s.get('seconds') or 0:.1f}s)")
-    t.add_row("report", f"fairnad report {s['run_dir']}")
-    Console().print(t)
-
-
-_STATUS_WORDS = {"complete": "evaluated", "failed": "failed", "invalid": "refused (no usable model)",
-                 "duplicate": "duplicates", "running": "in flight"}
-
-
-def _statuses_text(statuses: dict[str, int]) -> str:
-    """{'complete': 7, 'invalid': 4} -> '7 evaluated, 4 refused (no usable model)'."""
-    return ", ".join(f"{n} {_STATUS_WORDS.get(k, k)}" for k, n in sorted(statuses.items(), key=lambda kv: -kv[1])) or "none"
-
-
-def _report(summary: dict, as_json: bool) -> None:
+    with render.run_progress(label, handle.cfg.budget, handle.done) as on_result:
+        summary = lifecycle.run_to_budget(handle, on_result)
     if as_json:
         summary.pop("trajectory", None)
         _emit_json(summary)
     else:
-        _print_summary(summary)
-
-
-def _num(v) -> str:
-    if v is None:
-        return "n/a"
-    if v >= 1e5:
-        return f"{v / 1e6:.2f}M"
-    return f"{v:,.0f}" if float(v).is_integer() else f"{v:,.4g}"  # a table's CSV gives 18000.0 for 18,000
+        render.run_summary(summary)
 
 
 def _gpu_ids(text: str) -> list[int]:
@@ -241,7 +138,7 @@ def search(
     as_json: bool = JSON_OPT,
 ) -> None:
     """Search architectures: on a tabular benchmark, or in open-ended model code trained for real (--space open)."""
-    from fairnad.lifecycle import create_run
+    from fairnad import lifecycle
 
     overrides: dict[str, Any] = {
         "space": space, "benchmark": benchmark, "benchmark_file": str(benchmark_file) if benchmark_file else None,
@@ -266,9 +163,9 @@ def search(
     elif any(v is not None for v in (dataset, data_dir, device, epochs, workers, gpus, max_params)):
         raise ConfigError("--dataset, --data-dir, --device, --epochs, --workers, --gpus and --max-params are "
                           "open-space settings; this search is on a table (add --space open to train models)")  # fmt: skip
-    handle = create_run(cfg, run_dir)
-    err_console.print(f"run folder: {handle.store.run_dir}")
-    _report(_run_with_progress(handle, f"{cfg.strategy} · {cfg.benchmark_name}"), as_json)
+    handle = lifecycle.create_run(cfg, run_dir)
+    err_console.print(f"run folder: {handle.run_dir}")
+    _run(handle, f"{cfg.strategy} · {cfg.benchmark_name}", as_json)
 
 
 @app.command()
@@ -280,15 +177,10 @@ def resume(
     as_json: bool = JSON_OPT,
 ) -> None:
     """Continue a stopped, paused or killed run to its budget; nothing done is redone."""
-    from fairnad.config import LLMConfig
-    from fairnad.lifecycle import open_run
+    from fairnad import lifecycle
 
-    handle = open_run(run_dir, budget, below_done=False)
-    if llm is not None:
-        fields = {**handle.cfg.llm.model_dump(), **parse_llm_flag(llm)}
-        handle.cfg.llm = LLMConfig.model_validate(fields)
-        handle.store.set_meta(config=handle.cfg.model_dump(mode="json"))
-    _report(_run_with_progress(handle, f"{handle.cfg.strategy} · {handle.cfg.benchmark_name} (resumed)"), as_json)
+    handle = lifecycle.open_run(run_dir, budget, below_done=False, llm=llm)
+    _run(handle, f"{handle.cfg.strategy} · {handle.cfg.benchmark_name} (resumed)", as_json)
 
 
 @app.command()
@@ -320,28 +212,18 @@ def bench(
     as_json: bool = JSON_OPT,
 ) -> None:
     """Compare strategies on tabular benchmarks over seeds and budgets; writes bench.md/.csv/.json/.html."""
-    from datetime import datetime
-
-    from fairnad.bench import ablations, check_bench_strategies, plan, run_grid, table, write_page, write_tables
-    from fairnad.evaluate.relabel import relabelled_name
-    from fairnad.evaluate.tabular import add_user_benchmark, list_benchmarks
+    from fairnad.bench import run_bench
 
     overrides: dict[str, Any] = {"llm.model": model}
     if llm is not None:
         overrides.update({f"llm.{k}": v for k, v in parse_llm_flag(llm).items()})
     base = load_config(config, overrides, set_)
-    own = []
-    if benchmark_file or space_file:
-        if not (benchmark_file and space_file):
-            raise ConfigError("--benchmark-file and --space-file go together: a table needs its space description")
-        own = [add_user_benchmark(benchmark_file, space_file)]
-    chosen = benchmarks_ if benchmarks_ is not None else ("" if own else "all")
-    names = list_benchmarks() if chosen == "all" else [b.strip() for b in chosen.split(",") if b.strip()]
-    names += [n for n in own if n not in names]
-    if relabel is not None:
-        if relabel < 0:
-            raise ConfigError(f"--relabel {relabel}: a seed of 0 or more")
-        names = [n for b in names for n in (b, relabelled_name(b, relabel))]
+    if (benchmark_file or space_file) and not (benchmark_file and space_file):
+        raise ConfigError("--benchmark-file and --space-file go together: a table needs its space description")
+    chosen = benchmarks_ if benchmarks_ is not None else ("" if benchmark_file else "all")
+    names = None if chosen == "all" else [b.strip() for b in chosen.split(",") if b.strip()]
+    if relabel is not None and relabel < 0:
+        raise ConfigError(f"--relabel {relabel}: a seed of 0 or more")
     if max_params is not None and max_params < 1:
         raise ConfigError(f"--max-params {max_params}: must be at least 1")
     strats = [s.strip() for s in strategies.split(",") if s.strip()]
@@ -349,7 +231,6 @@ def bench(
         raise ConfigError("--strategies: none given; name one or more, e.g. random,regevo,fairnad (`fairnad strategies`)")
     if workers < 1 or llm_servers < 1:
         raise ConfigError(f"--workers {workers} / --llm-servers {llm_servers}: each must be at least 1")
-    check_bench_strategies(base, strats)  # unknown names and --llm none without a counterpart: before any run
     try:
         ks = sorted({int(k) for k in budgets.split(",") if k.strip()})
     except ValueError:
@@ -358,58 +239,17 @@ def bench(
         raise ConfigError("--budgets and --seeds must be positive")
     if first_seed < 0:
         raise ConfigError(f"--first-seed {first_seed}: a seed of 0 or more")
-    out = out or Path(base.runs_dir) / f"bench-{datetime.now():%Y%m%d-%H%M%S}"
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out}: a file, not a folder; give a new or an existing bench folder")
-    jobs = plan(base, names, strats, list(range(first_seed, first_seed + seeds)), out, ablations(base) if ablate else [])
-    err_console.print(f"bench: {len(jobs)} runs of {ks[-1]} evaluations into {out}")
-    progress = Progress(TextColumn("[bold]bench[/]"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                        console=err_console)  # fmt: skip
-    with progress:
-        task = progress.add_task("", total=len(jobs) * ks[-1])
-        results = run_grid(base, jobs, ks[-1], workers=workers, llm_servers=llm_servers,
-                           on_progress=lambda n: progress.advance(task, n))  # fmt: skip
-    rows = table(results, ks, max_params)
-    title = f"fairnad bench: {', '.join(strats)}{' and FairNAD ablations' if ablate else ''} on {len(names)} benchmarks, {seeds} seeds"
-    files = write_tables(rows, out, title, max_params)
-    files["html"] = write_page(results, rows, out, title)
-    failures = [{"run_dir": str(r["job"].run_dir), "error": r["error"]} for r in results if "error" in r]
-    if as_json:
-        _emit_json({"out_dir": str(out), "files": files, "rows": rows, "failures": failures})
-    else:
-        Console().print((out / "bench.md").read_text())
-        for f in failures:
-            err_console.print(f"[red]failed:[/] {f['run_dir']}: {f['error']}")
-    if failures:
+    with render.bench_progress() as bar:
+        res = run_bench(base, names, strats, list(range(first_seed, first_seed + seeds)), ks, out,
+                        own_table=(benchmark_file, space_file) if benchmark_file else None, relabel=relabel,
+                        ablate=ablate, max_params=max_params, workers=workers, llm_servers=llm_servers,
+                        on_start=bar.start, on_progress=bar.advance)  # fmt: skip
+    _emit_json(res) if as_json else render.bench(res)
+    if res["failures"]:
         raise typer.Exit(1)
 
 
 # -- evaluate / models ---------------------------------------------------------------------------
-def _model_source(arg: str) -> tuple[str, str]:
-    """(label, source) of a model file path or a reference model given as ref:NAME."""
-    if arg.startswith("ref:"):
-        from fairnad.space.reference import reference
-
-        return arg, reference(arg[4:]).source()
-    p = Path(arg)
-    try:
-        return arg, p.read_text()
-    except FileNotFoundError:
-        raise ConfigError(f"{arg}: model file not found (or use ref:NAME for a reference model, see `fairnad models`)") from None
-    except (UnicodeDecodeError, IsADirectoryError):
-        raise ConfigError(f"{arg}: not a Python source file") from None
-
-
-def _parse_kv(items: list[str], flag: str) -> dict[str, Any]:
-    out = {}
-    for item in items:
-        if "=" not in item:
-            raise ConfigError(f"{flag} {item!r}: expected NAME=VALUE")
-        k, v = item.split("=", 1)
-        out[k.strip()] = parse_value(v)
-    return out
-
-
 @app.command()
 @handles_errors
 def evaluate(
@@ -438,24 +278,17 @@ def evaluate(
     as_json: bool = JSON_OPT,
 ) -> None:
     """Evaluate model files in the sandbox: checks, proxy training, params/FLOPs, accuracy."""
-    from fairnad.lifecycle import evaluate_models
+    from fairnad import lifecycle
 
     if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
         raise ConfigError(f"--device {device!r}: use cpu or cuda")
-    from fairnad.evaluate.recipe import check_overrides
-
     for flag, n in (("--epochs", epochs), ("--final-epochs", final_epochs), ("--workers", workers)):
         if n is not None and n < 1:
             raise ConfigError(f"{flag} {n}: must be at least 1")
-    try:
-        train = check_overrides(_parse_kv(train_opt, "--train"))
-    except ValueError as err:
-        raise ConfigError(f"--train {err}") from None
-    sources = [_model_source(m) for m in models]
     request = dict(dataset=dataset, epochs=epochs, data_dir=str(data_dir) if data_dir else None, device=device,
-                   seed=seed, max_params=max_params, train=train,
-                   model_args=_parse_kv(model_arg, "--model-arg"), timeout=timeout, memory_mb=memory_mb,
-                   threads=threads)  # fmt: skip
+                   seed=seed, max_params=max_params, train=dict(parse_assignments(train_opt, "--train", "NAME=VALUE")),
+                   model_args=dict(parse_assignments(model_arg, "--model-arg", "NAME=VALUE")), timeout=timeout,
+                   memory_mb=memory_mb, threads=threads)  # fmt: skip
     pool = dict(executor=executor, workers=workers, gpus=_gpu_ids(gpus) if gpus else None,
                 address=address, isolation=isolation)  # fmt: skip
     if rungs:
@@ -465,71 +298,29 @@ def evaluate(
                 raise ValueError(ks)
         except ValueError:
             raise ConfigError(f"--rungs {rungs!r}: expected comma-separated epochs like 1,3,9") from None
-        out = evaluate_models(sources, request, pool, rungs=ks, eta=eta, top_k=top_k, final_epochs=final_epochs,
-                              on_rung=lambda r, alive: err_console.print(
-                                  f"rung {r + 1}/{len(ks)}: {len(alive)} models x {ks[r]} epochs"))  # fmt: skip
-        _emit_json(out) if as_json else _print_halving(out)
+        out = lifecycle.evaluate_models(models, request, pool, rungs=ks, eta=eta, top_k=top_k, final_epochs=final_epochs,
+                                        on_rung=lambda r, alive: err_console.print(
+                                            f"rung {r + 1}/{len(ks)}: {len(alive)} models x {ks[r]} epochs"))  # fmt: skip
+        _emit_json(out) if as_json else render.halving(out)
         return
-    with err_console.status(f"evaluating {len(sources)} model(s) on {dataset}"):
-        rows = evaluate_models(sources, request, pool)["results"]
+    with err_console.status(f"evaluating {len(models)} model(s) on {dataset}"):
+        rows = lifecycle.evaluate_models(models, request, pool)["results"]
     if as_json:
         _emit_json(rows[0] if len(rows) == 1 else {"results": rows})
     else:
-        _print_evaluations(rows)
+        render.evaluations(rows)
     if any(r["status"] != "complete" for r in rows):
         raise typer.Exit(1)
-
-
-def _print_evaluations(rows: list[dict]) -> None:
-    for r in rows:
-        m = r["metrics"]
-        t = Table(show_header=False, box=None, pad_edge=False)
-        t.add_column(style="bold")
-        t.add_column()
-        t.add_row("model", f"{r['model']} on {r['dataset']}")
-        if r["status"] == "complete":
-            t.add_row("accuracy", f"val {m['val_acc']:.2f}%  test {m['test_acc']:.2f}%")
-            t.add_row("params / FLOPs", f"{_num(m.get('params'))} / {_num(m.get('flops'))}")
-            t.add_row("training", f"{m['train_seconds']:.1f}s, {m['images_per_second']:.0f} samples/s, "
-                                  f"first step {r['startup_seconds']}s after start")  # fmt: skip
-            if r["curves"]:
-                t.add_row("val acc by epoch", " ".join(f"{c['val_acc']:.1f}" for c in r["curves"]))
-        else:
-            t.add_row("failed", f"[red]{r['category']}[/]: {r['error']}")
-            if r.get("traceback"):
-                t.add_row("traceback", r["traceback"].strip().splitlines()[-1][:200])
-        t.add_row("sandbox", f"{r['isolation']}, {r['seconds']:.1f}s, peak {m.get('peak_memory_mb', 0):.0f} MB")
-        Console().print(t)
-
-
-def _print_halving(out: dict) -> None:
-    t = Table("model", *[f"{k} ep val" for k in out["rungs"]], "final test", "params")
-    for m in out["models"]:
-        cells = []
-        for i in range(len(out["rungs"])):
-            r = m["rungs"][i] if i < len(m["rungs"]) else None
-            cells.append("-" if r is None else (f"{r['val_acc']:.2f}" if r["status"] == "complete" else r["category"]))
-        f = m["final"]
-        final = "-" if not f else (f"{f['test_acc']:.2f}" if f["status"] == "complete" else f["category"])
-        t.add_row(m["model"], *cells, final, _num((m["rungs"][0] or {}).get("params")))
-    Console().print(t)
 
 
 @app.command("models")
 @handles_errors
 def models_cmd(as_json: bool = JSON_OPT) -> None:
     """List the reference models (use them as ref:NAME with evaluate, or as search starting points)."""
-    from fairnad.space.reference import REFERENCES
+    from fairnad import lifecycle
 
-    rows = [{"name": r.name, "file": str(r.path), "datasets": list(r.datasets), "scale": r.scale, "summary": r.summary}
-            for r in REFERENCES.values()]  # fmt: skip
-    if as_json:
-        _emit_json({"models": rows})
-        return
-    t = Table("name", "for", "scaling arguments", "what")
-    for r in rows:
-        t.add_row(r["name"], ", ".join(r["datasets"]), ", ".join(f"{k}={v}" for k, v in r["scale"].items()), r["summary"])
-    Console().print(t)
+    rows = lifecycle.reference_models()
+    _emit_json({"models": rows}) if as_json else render.reference_models(rows)
 
 
 @app.command("llms")
@@ -539,80 +330,14 @@ def llms_cmd(
     as_json: bool = JSON_OPT,
 ) -> None:
     """List the embedded models (use them as --llm embedded:NAME): installed or not, size, licence, speed."""
-    from fairnad.llm import models
+    from fairnad import lifecycle
 
-    if assemble:
-        for row in models.listing():
-            if not row["missing_packages"] and not row["assembled"]:
-                err_console.print(f"assembling {row['name']} into {models.home()} ...")
-                models.resolve(row["name"])
-    rows = models.listing()
-    if as_json:
-        _emit_json({"models": rows, "default": models.DEFAULT_MODEL, "cache": str(models.home())})
-        return
-    t = Table("name", "installed", "size", "licence", "tokens/s", "what")
-    t.columns[0].no_wrap = True
-    for r in rows:
-        sp = r["speed"]
-        speed = f"{sp['tokens_per_s']:.0f} ({sp['out_tokens_per_s']:.0f} out), {sp['measured'][:10]}" if sp else "not yet"
-        inst = "yes" if r["installed"] else f"no: {r['install']}"
-        t.add_row(r["name"] + (" (default)" if r["default"] else ""), inst,
-                  f"{r['size'] / 1e9:.2f} GB" if r["size"] else "-", r["licence"], speed, r["notes"])  # fmt: skip
-    Console().print(t)
-    err_console.print(f"model cache: {models.home()} (FAIRNAD_HOME); tokens/s: in + out per second of the last run here")
+    res = lifecycle.llm_models(assemble, on_assemble=lambda name, cache: err_console.print(
+        f"assembling {name} into {cache} ..."))  # fmt: skip
+    _emit_json(res) if as_json else render.llm_models(res)
 
 
 # -- knowledge ---------------------------------------------------------------------------------
-def _print_knowledge_summary(s: dict) -> None:
-    t = Table(show_header=False, box=None, pad_edge=False)
-    t.add_column(style="bold")
-    t.add_column()
-    t.add_row("tree", s["tree"])
-    t.add_row("papers", f"{s['papers']} read" + (f", {len(s['skipped'])} skipped" if s["skipped"] else ""))
-    a = s["attributes"]
-    t.add_row("attributes", f"{a['proposed']} proposed, {a['verified']} accepted (grounded and supported), "
-                            f"{a['rejected']} rejected; {a['consolidated']} after merging")  # fmt: skip
-    if s.get("rejections"):
-        t.add_row("rejected for", ", ".join(f"{n} {why}" for why, n in sorted(s["rejections"].items(), key=lambda x: -x[1])))
-    c = s["categories"]
-    t.add_row("categories", f"{c['filled']} filled" + (f"; empty: {', '.join(c['empty'])}" if c["empty"] else ""))
-    f = s.get("found_by_name")
-    if f and f["papers_read"]:
-        t.add_row("found by name", f"{f['sources_added']} sources: {f['attributes_linked']} ideas stated in other "
-                                   f"papers of the {f['papers_read']} read; {f.get('template_examples', 0)} of the "
-                                   "template's examples stated in papers")  # fmt: skip
-    if s.get("pages_per_second"):
-        t.add_row("parsing", f"{s['pages_per_second']} pages/s")
-    if s.get("llm"):
-        t.add_row("LLM", f"{s['llm']['calls']} calls ({s['llm'].get('cached', 0)} from cache), "
-                         f"{s['llm']['tokens_in']} tokens in, {s['llm']['tokens_out']} out")  # fmt: skip
-    t.add_row("time", f"{s['seconds']}s")
-    Console().print(t)
-    for sk in s["skipped"]:
-        err_console.print(f"[yellow]skipped:[/] {escape(str(sk['reason']))}", soft_wrap=True)
-
-
-def _run_knowledge(pdfs, template, out: Path, build_dir: Path, llm_flag, model, api_key_env, opts,
-                   extra_mentions=None, extra_papers=None) -> dict:  # fmt: skip
-    """A knowledge build (lifecycle.build_knowledge) with a progress bar over the papers."""
-    from fairnad.lifecycle import build_knowledge, llm_config
-
-    progress = Progress(TextColumn("[bold]{task.description}[/]"), BarColumn(), MofNCompleteColumn(),
-                        TextColumn("{task.fields[stage]}"), TimeElapsedColumn(), console=err_console)  # fmt: skip
-    with progress:
-        task = progress.add_task("papers", total=len(pdfs), stage="")
-        seen: set[str] = set()
-
-        def note(paper: str | None, stage: str) -> None:
-            progress.update(task, stage=f"{paper}: {stage}" if paper else stage)
-            if stage in ("done", "skipped", "already done", "skipped before") and paper not in seen:
-                seen.add(paper)
-                progress.advance(task)
-
-        return build_knowledge(pdfs, template, out, build_dir, llm_config(llm_flag, model, api_key_env), opts,
-                               note=note, extra_mentions=extra_mentions, extra_papers=extra_papers)  # fmt: skip
-
-
 @knowledge_app.command("build")
 @handles_errors
 def knowledge_build(
@@ -637,26 +362,20 @@ def knowledge_build(
     as_json: bool = JSON_OPT,
 ) -> None:
     """Read a folder of papers with the LLM and build the attribute tree of design ideas."""
-    from fairnad.knowledge.build import BuildOptions, find_pdfs
-    from fairnad.knowledge.template import load_template
-    from fairnad.lifecycle import build_dir_for
-    from fairnad.prompts import templates_dir
+    from fairnad import lifecycle
 
     for flag, value in (("--sentences", sentences), ("--max-items", max_items), ("--max-pages", max_pages)):
         if value < 1:
             raise ConfigError(f"{flag} {value}: give a whole number of 1 or more")
     if find_by_name < 0:
         raise ConfigError(f"--find-by-name {find_by_name}: give 0 (off) or a number of sentences")
-    template = load_template(template_path or templates_dir() / "fairnad.yaml")
-    if not papers.is_dir():
-        raise ConfigError(f"{papers}: not a folder of PDF papers")
-    pdfs = find_pdfs(papers)
-    if not pdfs:
-        raise ConfigError(f"{papers}: no .pdf files in this folder")
-    opts = BuildOptions(sentences=sentences, max_items=max_items, max_pages=max_pages, confirm_duplicates=confirm_duplicates,
-                        find_by_name=find_by_name, template_examples=template_examples)  # fmt: skip
-    s = _run_knowledge(pdfs, template, out, build_dir or build_dir_for(out), llm, model, api_key_env, opts)
-    _emit_json(s) if as_json else _print_knowledge_summary(s)
+    pdfs, template = lifecycle.knowledge_inputs(papers, template_path)
+    options = dict(sentences=sentences, max_items=max_items, max_pages=max_pages, confirm_duplicates=confirm_duplicates,
+                   find_by_name=find_by_name, template_examples=template_examples)  # fmt: skip
+    llm_cfg = lifecycle.llm_config(llm, model, api_key_env)
+    with render.paper_progress(len(pdfs)) as note:
+        s = lifecycle.build_knowledge(pdfs, template, out, build_dir, llm_cfg, options, note=note)
+    _emit_json(s) if as_json else render.knowledge_summary(s)
 
 
 @knowledge_app.command("add")
@@ -671,33 +390,12 @@ def knowledge_add(
     as_json: bool = JSON_OPT,
 ) -> None:
     """Add one paper to an existing tree: only the new paper is read, then everything is consolidated again."""
-    from fairnad.knowledge.build import BuildOptions, mentions_from_tree
-    from fairnad.knowledge.tree import AttributeTree
-    from fairnad.lifecycle import build_dir_for
-    from fairnad.store import BuildStore
+    from fairnad import lifecycle
 
-    tree = AttributeTree.load(tree_path)
-    if not paper.is_file():
-        raise ConfigError(f"{paper}: file not found")
-    with open(paper, "rb") as f:  # before anything is opened or rewritten: the tree stays as it is
-        if f.read(1024).find(b"%PDF-") < 0:
-            raise ConfigError(f"{paper}: not a PDF (no %PDF- header); knowledge add reads one PDF paper")
-    bdir = build_dir or Path(tree.g.graph.get("build_dir") or build_dir_for(tree_path))
-    known = set()
-    if (bdir / BuildStore.DB).is_file():
-        with BuildStore.open(bdir, readonly=True) as st:
-            known = {p["name"] for p in st.papers() if p["status"] == "done"}
-    extra = [m for m in mentions_from_tree(tree) if m["paper"] not in known]  # papers only the tree remembers
-    papers = [p for p in tree.papers if p.get("name") not in known]
-    s = _run_knowledge([paper], tree.template, tree_path, bdir, llm, model, api_key_env, BuildOptions(), extra, papers)
-    _emit_json(s) if as_json else _print_knowledge_summary(s)
-
-
-def _load_tree(path: Path):
-    """A tree file, or the name of a shipped tree (papers13, template) as `search --knowledge` takes it."""
-    from fairnad.lifecycle import load_tree
-
-    return load_tree(path)
+    llm_cfg = lifecycle.llm_config(llm, model, api_key_env)
+    with render.paper_progress(1) as note:
+        s = lifecycle.add_paper(paper, tree_path, build_dir, llm_cfg, note=note)
+    _emit_json(s) if as_json else render.knowledge_summary(s)
 
 
 @knowledge_app.command("show")
@@ -708,34 +406,10 @@ def knowledge_show(
     as_json: bool = JSON_OPT,
 ) -> None:
     """The tree in the terminal, with counts."""
-    from rich.tree import Tree
+    from fairnad import lifecycle
 
-    from fairnad.report.tree_html import tree_payload
-
-    tree = _load_tree(tree_path)
-    payload = tree_payload(tree)
-    if as_json:
-        _emit_json(payload)
-        return
-    root = Tree(f"[bold]{escape(payload['title'])}[/] ({payload['subtitle']})")  # names come from papers: text, not markup
-    for lv in payload["levels"]:
-        n_lv = sum(len(s["attributes"]) for c in lv["categories"] for s in c["subcategories"])
-        tl = root.add(f"[bold]{escape(lv['name'])}[/] ({n_lv})")
-        if depth < 2:
-            continue
-        for c in lv["categories"]:
-            n_c = sum(len(s["attributes"]) for s in c["subcategories"])
-            tc = tl.add(f"{escape(c['name'])} ({n_c})" + ("" if n_c else " [dim]empty[/]"))
-            if depth < 3:
-                continue
-            for sub in c["subcategories"]:
-                ts = tc.add(f"[italic]{escape(sub['name'])}[/] ({len(sub['attributes'])})")
-                if depth < 4:
-                    continue
-                for a in sub["attributes"]:
-                    flag = " [yellow]over-specific[/]" if a["over_specific"] else ""
-                    ts.add(f"{escape(a['name'])} [dim]x{a['frequency']}[/]{flag}")
-    Console().print(root)
+    payload = lifecycle.tree_view(tree_path)
+    _emit_json(payload) if as_json else render.tree(payload, depth)
 
 
 @knowledge_app.command("search")
@@ -747,30 +421,14 @@ def knowledge_search(
     as_json: bool = JSON_OPT,
 ) -> None:
     """Find design ideas in a tree."""
+    from fairnad import lifecycle
+
     if not query.strip():
         raise ConfigError("knowledge search: give a word to look for (`knowledge show` lists every idea)")
     if limit < 1:
         raise ConfigError(f"--limit {limit}: give a whole number of 1 or more")
-    tree = _load_tree(tree_path)
-    found = tree.search(query, limit=None)
-    hits = found[:limit]
-    rows = [{"name": a["name"], "category": a["category"], "subcategory": a.get("subcategory"),
-             "description": a.get("description"), "frequency": a["frequency"], "aliases": a.get("aliases", []),
-             "sources": [{k: s.get(k) for k in ("paper", "page", "quote")} for s in a["sources"]]} for a in hits]  # fmt: skip
-    if as_json:
-        _emit_json({"query": query, "total": len(found), "hits": rows})
-        return
-    if not rows:
-        err_console.print(f"nothing matches {escape(repr(query))}")
-        return
-    t = Table("idea", "category", "papers", "first source")
-    for r in rows:
-        src = r["sources"][0] if r["sources"] else {}
-        t.add_row(escape(r["name"]), escape(r["category"]), str(r["frequency"]),
-                  escape(f"{src.get('paper')} p.{src.get('page')}") if src else "template")  # fmt: skip
-    Console().print(t)
-    if len(found) > len(rows):
-        err_console.print(f"the best {len(rows)} of {len(found)} matches (--limit)")
+    res = lifecycle.search_tree(tree_path, query, limit)
+    _emit_json(res) if as_json else render.tree_hits(res)
 
 
 @knowledge_app.command("stats")
@@ -781,47 +439,10 @@ def knowledge_stats(
     as_json: bool = JSON_OPT,
 ) -> None:
     """Frequency per category and per idea, beside the fair (uniform per category) sampling FairNAD uses."""
-    tree = _load_tree(tree_path)
-    st = tree.stats()
-    shares = tree.idea_shares()
-    if as_json:
-        _emit_json({**st, "ideas": shares})
-        return
-    peak = max([r["share_by_frequency"] for r in st["categories"]] + [r["share_fair"] for r in st["categories"]] + [1e-9])
-    t = Table("category", "ideas", "mentions", "papers", "by frequency", "fair", "bias", "plot (| fair share)")
-    for r in st["categories"]:
-        t.add_row(escape(r["category"]), str(r["attributes"]), str(r["mentions"]), str(r["papers"]),
-                  f"{100 * r['share_by_frequency']:.1f}%", f"{100 * r['share_fair']:.1f}%",
-                  f"{r['bias']:.2f}x" if r["bias"] is not None else "-",
-                  _bar(r["share_by_frequency"] / peak, r["share_fair"] / peak))  # fmt: skip
-    Console().print(t)
-    if ideas > 0 and shares:
-        peak = max(max(i["share_by_frequency"], i["share_fair"]) for c in shares for i in c["ideas"])
-        p = Table("idea", "papers", "by frequency", "fair", "plot (| fair share)", title="How often each idea appears")
-        for c in shares:
-            p.add_row(f"[bold]{escape(c['name'])}[/]", "", "", "", "")
-            for i in c["ideas"][:ideas]:
-                p.add_row(f"  {escape(i['name'])}", str(i["frequency"]), f"{100 * i['share_by_frequency']:.1f}%",
-                          f"{100 * i['share_fair']:.1f}%", _bar(i["share_by_frequency"] / peak, i["share_fair"] / peak))  # fmt: skip
-            if len(c["ideas"]) > ideas:
-                p.add_row(f"  [dim]... {len(c['ideas']) - ideas} more[/]", "", "", "", "")
-        Console().print(p)
-    if not st["mentions"]:
-        Console().print(f"{st['attributes']} ideas, no mentions in papers (a tree of the template's own examples): "
-                        "there is no frequency to compare with fair sampling.")  # fmt: skip
-        return
-    Console().print(f"{st['attributes']} ideas, {st['mentions']} mentions in {st['papers']} papers. Sampling ideas by "
-                    f"frequency would be {st['total_variation_from_fair']:.2f} (total variation) from fair sampling; "
-                    + (f"the most mentioned category is {st['most_to_least_frequent']}x the least."
-                       if st["most_to_least_frequent"] else "a category without mentions leaves no ratio of most to least."))  # fmt: skip
+    from fairnad import lifecycle
 
-
-def _bar(value: float, fair: float, width: int = 24) -> str:
-    """A text bar of `value` (0..1 of the width) with a | where the fair share is."""
-    cells = ["[blue]█[/]" if i < round(value * width) else " " for i in range(width)]
-    f = min(width - 1, round(fair * width))
-    cells[f] = "[bold red]|[/]"
-    return "".join(cells)
+    st = lifecycle.tree_stats(tree_path)
+    _emit_json(st) if as_json else render.tree_stats(st, ideas)
 
 
 @knowledge_app.command("browse")
@@ -832,15 +453,9 @@ def knowledge_browse(
     as_json: bool = JSON_OPT,
 ) -> None:
     """Write one self-contained HTML page to browse the tree (search, filters, quotes and pages)."""
-    from fairnad.report.tree_html import write_tree_html
+    from fairnad import lifecycle
 
-    tree = _load_tree(tree_path)
-    if out.is_dir():
-        raise ConfigError(f"{out}: a folder; give -o the HTML file to write (e.g. {out / 'tree.html'})")
-    try:
-        path = write_tree_html(tree, out)
-    except OSError as err:
-        raise ConfigError(f"{out}: cannot write the page ({err.strerror or err}); give -o a file path you can write") from None
+    path = lifecycle.write_tree_page(tree_path, out)
     if as_json:
         _emit_json({"html": str(path)})
     else:
@@ -858,27 +473,10 @@ def runs_list(
     """List the runs under --root."""
     if ctx.invoked_subcommand is not None:
         return
-    from fairnad.store.summary import list_runs
+    from fairnad import lifecycle
 
-    rows = list_runs(root)
-    if as_json:
-        _emit_json({"root": str(root), "runs": rows})
-        return
-    if not rows:
-        err_console.print(f"no runs under {root}")
-        return
-    t = Table("run", "strategy", "benchmark", "evals", "best acc", "rank", "status")
-    interrupted = [r["run_dir"] for r in rows if r.get("status") == "interrupted"]
-    for r in rows:
-        b = r.get("best") or {}
-        acc = f"{b['accuracy']:.2f}" if b else "-"
-        t.add_row(r["run_dir"], r.get("strategy") or "?", r.get("benchmark") or "?",
-                  f"{r.get('evaluations', '?')}/{r.get('budget', '?')}", acc, str(b.get("rank", "-")),
-                  str(r.get("status")))  # fmt: skip
-    Console().print(t)
-    if interrupted:
-        err_console.print(f"interrupted (killed, or the machine stopped): continue with `fairnad resume "
-                          f"{shlex.quote(interrupted[0])}`" + (f" (and {len(interrupted) - 1} more)" if len(interrupted) > 1 else ""))
+    rows = lifecycle.list_runs(root)
+    _emit_json({"root": str(root), "runs": rows}) if as_json else render.runs(root, rows)
 
 
 @runs_app.command("show")
@@ -889,34 +487,15 @@ def runs_show(
     as_json: bool = JSON_OPT,
 ) -> None:
     """Summarise one run: best candidate, budget used, LLM usage, events."""
-    from fairnad.lifecycle import open_benchmark
-    from fairnad.store.summary import summarize
-    from fairnad.config import SearchConfig
-    from fairnad.store import RunStore
+    from fairnad import lifecycle
 
-    with RunStore.open(run_dir, readonly=True) as store:
-        cfg = SearchConfig.model_validate(store.meta()["config"])
-        try:
-            bench = open_benchmark(cfg) if cfg.space == "tabular" else None
-        except FairnadError:
-            bench = None
-        s = summarize(store, bench)
-        cands = store.candidates()
-        s["events"] = store.events()
-    if candidates:
-        s["candidates"] = [c.to_dict() for c in cands]
+    s = lifecycle.show_run(run_dir, candidates)
     if as_json:
         _emit_json(s)
         return
-    _print_summary(s)
+    render.run_summary(s)
     if candidates:
-        t = Table("trial", "genotype", "status", "accuracy", "rank", "origin", "LLM calls", "error")
-        for c in cands:
-            acc = c.metrics.get("test_accuracy", c.metrics.get("accuracy"))
-            calls = ",".join(str(x) for x in c.origin.get("llm_calls") or []) or "-"
-            t.add_row(str(c.trial), c.genotype[:40], c.status, f"{acc:.2f}" if isinstance(acc, float) else "-",
-                      str(c.metrics.get("rank", "-")), str(c.origin.get("op", "")), calls, (c.error or "")[:60])  # fmt: skip
-        Console().print(t)
+        render.candidates(s["candidates"])
 
 
 # -- report ------------------------------------------------------------------------------------
@@ -930,22 +509,13 @@ def report_cmd(
     as_json: bool = JSON_OPT,
 ) -> None:
     """One self-contained HTML page (works offline): progress, Pareto front, lineage, ideas, failures, LLM use."""
-    from fairnad.report.html import write_compare_report, write_run_report
-    from fairnad.store import is_run_dir
+    from fairnad import lifecycle
 
-    for d in run_dirs:
-        if not is_run_dir(d):
-            raise ConfigError(f"{d} is not a run folder (no run.db in it); `fairnad runs` lists the runs")
-    if len(run_dirs) > 1 and not compare:
-        raise ConfigError(f"{len(run_dirs)} run folders given: add --compare to overlay them on one page")
-    if compare:
-        path = write_compare_report(run_dirs, out or Path("compare.html"))
-    else:
-        path = write_run_report(run_dirs[0], out or run_dirs[0] / "report.html")
+    res = lifecycle.write_report(run_dirs, compare, out)
     if as_json:
-        _emit_json({"html": str(path), "runs": [str(d) for d in run_dirs]})
+        _emit_json(res)
     else:
-        err_console.print(f"wrote {path}")
+        err_console.print(f"wrote {res['html']}")
 
 
 # -- export ------------------------------------------------------------------------------------
@@ -959,33 +529,11 @@ def export_cmd(
     as_json: bool = JSON_OPT,
 ) -> None:
     """Export the best models of a run: <name>.py (timm-registered), <name>.safetensors, <name>.json."""
-    from fairnad.export import export_run
+    from fairnad import lifecycle
 
-    res = export_run(run_dir, out, top=top, prefix=prefix)
-    for note in res["notes"]:
-        err_console.print(f"[yellow]note:[/] {escape(note)}", soft_wrap=True)
-    for m in res["models"]:
-        if m.get("note"):  # e.g. why a model has no weights (the reason may quote the candidate's error)
-            err_console.print(f"[yellow]warning:[/] {m['name']}: {escape(m['note'])}", soft_wrap=True)
-    if as_json:
-        _emit_json(res)
-        return
-    t = Table("model", "trial", "val acc" if res["space"] == "open" else "search acc", "test acc", "files")
-    for m in res["models"]:
-        files = " ".join(Path(p).suffix for p in m["files"].values() if p)
-        t.add_row(m["name"], str(m["trial"]), _pct(m["accuracy"]), _pct(m["test_accuracy"]), files)
-    Console().print(t)
-    if res["space"] == "open":
-        first = res["models"][0]
-        err_console.print(f"wrote {len(res['models'])} models to {res['out']}; use one (that folder on sys.path) with: "
-                          f"import timm, {first['name']}; timm.create_model({first['name']!r}, "
-                          f"pretrained={first['files']['weights'] is not None})", soft_wrap=True)  # fmt: skip
-    else:
-        err_console.print(f"wrote {len(res['models'])} metrics files to {res['out']}")
-
-
-def _pct(v) -> str:
-    return f"{v:.2f}" if isinstance(v, (int, float)) else "-"
+    res = lifecycle.export_run(run_dir, out, top=top, prefix=prefix)
+    render.export_notes(res)
+    _emit_json(res) if as_json else render.exported(res)
 
 
 # -- benchmarks --------------------------------------------------------------------------------
@@ -995,30 +543,10 @@ def benchmarks(ctx: typer.Context, as_json: bool = JSON_OPT) -> None:
     """List the built-in tabular benchmarks with their size and optimum."""
     if ctx.invoked_subcommand is not None:
         return
-    from fairnad.evaluate.tabular import list_benchmarks, load_benchmark
+    from fairnad import lifecycle
 
-    rows = []
-    for name in list_benchmarks():
-        b = load_benchmark(name)
-        opt = b.optimum()
-        rows.append({
-            "name": name, "title": b.spec.title, "dataset": b.spec.dataset, "size": len(b),
-            "positions": b.space.ndim, "search_metric": b.spec.metrics.search, "report_metric": b.report_column,
-            "fidelities": list(b.spec.fidelities), "has_params": bool(b.spec.metrics.params),
-            "optimum": {"genotype": opt["genotype"], "accuracy": opt["test_accuracy"], "tied": opt["tied"],
-                        **({"arch": opt["arch"]} if "arch" in opt else {})},
-            "notes": b.spec.notes,
-        })  # fmt: skip
-    if as_json:
-        _emit_json({"benchmarks": rows})
-        return
-    t = Table("name", "size", "search on", "report", "optimum", "best acc", "params/FLOPs")
-    for r in rows:
-        o = r["optimum"]
-        ties = f" (+{len(o['tied']) - 1} tied)" if len(o["tied"]) > 1 else ""
-        t.add_row(r["name"], str(r["size"]), r["search_metric"], r["report_metric"], o["genotype"] + ties,
-                  f"{o['accuracy']:.4f}", "yes" if r["has_params"] else "no")  # fmt: skip
-    Console().print(t)
+    rows = lifecycle.benchmark_rows()
+    _emit_json({"benchmarks": rows}) if as_json else render.benchmarks(rows)
 
 
 @benchmarks_app.command("relabel")
@@ -1034,19 +562,10 @@ def benchmarks_relabel(
     """Write a copy of a benchmark with neutral option labels and its codes permuted per position, so no
     model can recall published results. Search it with --benchmark-file/--space-file, or name it
     NAME@relabelSEED anywhere a benchmark goes (`fairnad bench --relabel SEED` puts it beside the original)."""
-    from fairnad.evaluate.relabel import relabel, write_relabelled
-    from fairnad.evaluate.tabular import load_benchmark, load_user_benchmark
+    from fairnad import lifecycle
 
-    if space_file is None and Path(name).suffix.lower() in (".csv", ".json"):
-        raise ConfigError(f"{name}: your own table needs its space file: add --space-file SPACE.yaml")
-    bench = relabel(load_user_benchmark(name, space_file) if space_file else load_benchmark(name), seed)
-    table, space = write_relabelled(bench, out)
-    info = {"benchmark": bench.spec.name, "table": str(table), "space_file": str(space), "size": len(bench)}
-    if as_json:
-        _emit_json(info)
-    else:
-        Console().print(f"{bench.spec.name}: {len(bench)} entries\n  table {table}\n  space {space}\n"
-                        f"  search it: fairnad search --benchmark-file {table} --space-file {space} -s STRATEGY")
+    info = lifecycle.relabel_benchmark(name, seed, out, space_file)
+    _emit_json(info) if as_json else render.relabelled(info)
 
 
 # -- strategies --------------------------------------------------------------------------------
@@ -1056,33 +575,10 @@ def strategies_cmd(as_json: bool = JSON_OPT) -> None:
     """List the search strategies, built-in and installed as plug-ins (entry points in the group
     fairnad.strategies; docs/strategies.md): where each comes from, whether it asks an LLM, the spaces
     it searches, its settings (--set strategies.NAME.FIELD=VALUE); broken plug-ins with the reason."""
-    from fairnad.search.base import strategy_infos
+    from fairnad import lifecycle
 
-    rows = [i.describe() for i in strategy_infos()]
-    if as_json:
-        _emit_json({"strategies": rows})
-        return
-    t = Table("name", "from", "LLM", "spaces", "settings (defaults)", "what")
-    for c in t.columns[:5]:
-        c.no_wrap = True
-    for r in rows:
-        if r["status"] != "ok":
-            t.add_row(f"[red]{escape(r['name'])}[/]", escape(r["source"]), "-", "-", "-",
-                      f"[red]broken:[/] {escape(r['error'] or '')}")  # fmt: skip
-            continue
-        settings = "\n".join(_setting_text(f) for f in r["settings"]) or "-"
-        t.add_row(escape(r["name"]), escape(r["source"]), "yes" if r["uses_llm"] else "no",
-                  ", ".join(r["spaces"]), escape(settings), escape(r["description"]))  # fmt: skip
-    Console().print(t)
-    broken = [r for r in rows if r["status"] != "ok"]
-    if broken:
-        err_console.print(f"{len(broken)} broken plug-in(s): the others work; fix or uninstall the package named")
-
-
-def _setting_text(f: dict) -> str:
-    if f["required"]:
-        return f"{f['name']} (required)"
-    return f"{f['name']}={one_line(json.dumps(f['default'], default=str), 24)}"
+    rows = lifecycle.strategy_rows()
+    _emit_json({"strategies": rows}) if as_json else render.strategies(rows)
 
 
 def main() -> None:

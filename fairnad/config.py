@@ -185,7 +185,9 @@ def parse_llm_flag(value: str) -> dict[str, Any]:
     )
 
 
-def _set_path(data: dict, dotted: str, value: Any) -> None:
+def set_dotted(data: dict, dotted: str, value: Any) -> None:
+    """data["a"]["b"]["c"] = value for "a.b.c", making the sections on the way: how a --set item, a
+    flag and a bench's ablation switch reach a config."""
     keys = dotted.split(".")
     cur = data
     for k in keys[:-1]:
@@ -196,11 +198,13 @@ def _set_path(data: dict, dotted: str, value: Any) -> None:
     cur[keys[-1]] = value
 
 
-def parse_set(items: list[str]) -> list[tuple[str, Any]]:
+def parse_assignments(items: list[str], flag: str = "--set",
+                      expected: str = "KEY=VALUE, e.g. strategies.genius.temperature=0") -> list[tuple[str, Any]]:  # fmt: skip
+    """KEY=VALUE items of a repeatable flag as (key, value) pairs, each value read by parse_value."""
     out = []
     for item in items:
         if "=" not in item:
-            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. strategies.genius.temperature=0")
+            raise ConfigError(f"{flag} {item!r}: expected {expected}")
         key, raw = item.split("=", 1)
         out.append((key.strip(), parse_value(raw)))
     return out
@@ -228,9 +232,9 @@ def load_config(
             raise ConfigError(f"{path}: expected a mapping of settings at the top level")
     for key, value in (overrides or {}).items():
         if value is not None:
-            _set_path(data, key, value)
-    for key, value in parse_set(list(sets)):
-        _set_path(data, key, value)
+            set_dotted(data, key, value)
+    for key, value in parse_assignments(list(sets)):
+        set_dotted(data, key, value)
     try:
         return SearchConfig.model_validate(data)
     except ValidationError as err:

@@ -35,7 +35,7 @@ from typing import Any
 
 from fairnad import __version__
 from fairnad.config import SearchConfig
-from fairnad.errors import ConfigError, FairnadError
+from fairnad.errors import ConfigError, FairnadError, one_line
 from fairnad.space.candidate import Candidate
 from fairnad.problem import Objective
 from fairnad.store import RunStore
@@ -119,16 +119,17 @@ def export_run(run_dir: str | Path, out: str | Path, top: int = 3, prefix: str =
     _writable_dir(out)
     run = {"run": run_dir.resolve().name, "run_dir": str(run_dir.resolve()), "strategy": cfg.strategy,
            "seed": cfg.seed, "fairnad_version": __version__, "run_fairnad_version": meta.get("fairnad_version")}  # fmt: skip
+    notes: list[str] = []
     if cfg.space == "open":
-        models = [_export_open(c, cfg, run, run_dir, out, prefix) for c in best]
-        notes = []
+        pre = _preprocessing(cfg, notes)
+        models = [_export_open(c, cfg, run, run_dir, out, prefix, pre) for c in best]
         missing = [m for m in models if m.files.get("weights") is None]
         if missing:
             notes.append(f"{len(missing)} of {len(models)} models have no trained weights in the run "
                          f"(open.keep_weights={cfg.open.keep_weights}); their .py builds an untrained model")  # fmt: skip
     else:
-        models = _export_tabular(best, cfg, run, out, prefix)
-        notes = ["tabular run: the candidates are benchmark lookups, so there are no trained weights and no model "
+        models = _export_tabular(best, cfg, run, out, prefix, notes)
+        notes += ["tabular run: the candidates are benchmark lookups, so there are no trained weights and no model "
                  "code; wrote each model's metrics and architecture (JSON) only"]  # fmt: skip
     return {"run_dir": str(run_dir), "out": str(out), "space": cfg.space,
             "benchmark": cfg.benchmark_name,
@@ -136,7 +137,8 @@ def export_run(run_dir: str | Path, out: str | Path, top: int = 3, prefix: str =
 
 
 # -- open runs ------------------------------------------------------------------------------------
-def _preprocessing(cfg: SearchConfig) -> dict[str, Any]:
+def _preprocessing(cfg: SearchConfig, notes: list[str]) -> dict[str, Any]:
+    """How the models' inputs were prepared; a dataset whose statistics cannot be read adds a note."""
     from fairnad.evaluate.datasets import cached_path, dataset_spec
 
     spec = dataset_spec(cfg.open.dataset)
@@ -150,8 +152,11 @@ def _preprocessing(cfg: SearchConfig) -> dict[str, Any]:
         with np.load(cached_path(cfg.open.dataset, cfg.open.data_dir), allow_pickle=False) as z:
             pre["mean"] = [round(float(v), 6) for v in z["mean"]]
             pre["std"] = [round(float(v), 6) for v in z["std"]]
-    except (FairnadError, OSError, KeyError, ValueError):
+    except (FairnadError, OSError, KeyError, ValueError) as err:
         pre["text"] += " (not in this machine's dataset cache: see the dataset's training split)"
+        notes.append(f"dataset {cfg.open.dataset}: its mean and std cannot be read from this machine's dataset cache "
+                     f"({one_line(str(err), 160) or type(err).__name__}); the models' preprocessing is written "
+                     "without them")  # fmt: skip
     return pre
 
 
@@ -172,7 +177,8 @@ def _weights_source(c: Candidate, run_dir: Path, keep: int) -> tuple[Path | None
     return None, f"no weights were kept for trial {c.trial} (the run predates weight keeping, or training did not save them)"
 
 
-def _export_open(c: Candidate, cfg: SearchConfig, run: dict, run_dir: Path, out: Path, prefix: str) -> Exported:
+def _export_open(c: Candidate, cfg: SearchConfig, run: dict, run_dir: Path, out: Path, prefix: str,
+                 preprocessing: dict[str, Any]) -> Exported:  # fmt: skip
     from fairnad.evaluate.code import EvalRequest
     from fairnad.evaluate.datasets import dataset_spec
 
@@ -193,7 +199,7 @@ def _export_open(c: Candidate, cfg: SearchConfig, run: dict, run_dir: Path, out:
     info = {
         "name": name, **run, "trial": c.trial, "parents": c.parents, "origin": c.origin,
         "dataset": o.dataset, "input_shape": list(spec.input_shape), "num_classes": spec.num_classes,
-        "in_chans": spec.in_chans, "preprocessing": _preprocessing(cfg), "training": recipe,
+        "in_chans": spec.in_chans, "preprocessing": preprocessing, "training": recipe,
         "accuracy": m.get("accuracy"), "test_accuracy": m.get("test_accuracy"), "params": m.get("params"),
         "flops": m.get("flops"), "metrics": {k: v for k, v in m.items() if k != "traceback"},
         "files": {"code": f"{name}.py", "weights": f"{name}.safetensors" if src else None, "metrics": f"{name}.json"},
@@ -315,25 +321,30 @@ def {name}(pretrained=False, **kwargs):
 
 
 # -- tabular runs ---------------------------------------------------------------------------------
-def _export_tabular(best: list[Candidate], cfg: SearchConfig, run: dict, out: Path, prefix: str) -> list[Exported]:
+def _export_tabular(best: list[Candidate], cfg: SearchConfig, run: dict, out: Path, prefix: str,
+                    notes: list[str]) -> list[Exported]:  # fmt: skip
     from fairnad.evaluate.tabular import load_table
 
     try:
         bench = load_table(cfg.benchmark, cfg.benchmark_file, cfg.space_file)
-    except FairnadError:
-        bench = None  # the table is gone (a user's file moved): the run's own records still export
+    except FairnadError as err:  # the table is gone (a user's file moved): the run's own records still export
+        bench = None
+        notes.append(f"{cfg.benchmark_file or cfg.benchmark}: the run's table cannot be loaded ({one_line(str(err), 160)}); "
+                     "the models are written without their description, option labels and dataset")  # fmt: skip
     models = []
     for c in best:
         name = model_name(prefix, cfg.benchmark_name, c.trial)
         m = c.metrics
         arch: dict[str, Any] = {"genotype": c.genotype, "arch": m.get("arch")}
+        note = None
         if bench is not None:
             try:
                 arch["description"] = bench.space.describe(c.genotype)
                 arch["labels"] = [str(x) for x in bench.space.labels(c.genotype)]
                 arch["skeleton"] = bench.space.description.architecture or None
-            except (ValueError, AttributeError):
-                pass
+            except ValueError as err:  # the table changed since the run (a user's file rewritten)
+                note = (f"trial {c.trial}: its genotype is not in the space of {bench.name} now ({one_line(str(err), 160)}); "
+                        "written without its description and option labels")  # fmt: skip
         info = {
             "name": name, **run, "trial": c.trial, "parents": c.parents, "origin": c.origin,
             "benchmark": cfg.benchmark_name, "dataset": bench.spec.dataset if bench is not None else None,
@@ -345,7 +356,7 @@ def _export_tabular(best: list[Candidate], cfg: SearchConfig, run: dict, out: Pa
         path = out / f"{name}.json"
         _write_text(path, json.dumps(info, indent=1, default=str) + "\n")
         models.append(Exported(name, c.trial, m.get("accuracy"), m.get("test_accuracy"),
-                               {"code": None, "weights": None, "metrics": str(path)}, None))  # fmt: skip
+                               {"code": None, "weights": None, "metrics": str(path)}, note))  # fmt: skip
     return models
 
 

@@ -1,7 +1,8 @@
 """The one wiring place: searches and knowledge builds are created, opened, resumed, executed and
-summarised here, with one way to set up the LLM for both. cli.py parses arguments and renders what
-these functions return; the stages (ingest, knowledge, search, evaluate, store) know nothing of
-each other beyond their inputs.
+summarised here, with one way to set up the LLM for both; the commands that browse (trees, runs,
+reports, exports, tables, strategies, models) reach their stage here too. cli.py parses arguments
+and renders what these functions return (render.py); the stages (ingest, knowledge, search,
+evaluate, store) know nothing of each other beyond their inputs.
 
     cli.py -> lifecycle -> knowledge/ (build), search/ (Study + strategy) <-> evaluate/, llm/ -> store/
 """
@@ -22,7 +23,10 @@ import yaml
 
 from fairnad.config import LLMConfig, SearchConfig, parse_llm_flag
 from fairnad.errors import ConfigError, FairnadError, RunPaused
-from fairnad.evaluate.tabular import TabularBenchmark, TabularEvaluator, load_table
+from fairnad.evaluate.benchmark import TabularBenchmark
+from fairnad.evaluate.tabular import (TabularEvaluator, list_benchmarks, load_benchmark, load_table,
+                                      load_user_benchmark)  # fmt: skip
+from fairnad.export import export_run  # noqa: F401 - `fairnad export` reaches it here, as every command its stage
 from fairnad.llm import (LLMBudgetExceeded, LLMError, LLMUnavailable, RecordingLLM, ReplayBackend, ReplayExhausted,
                          ReplayMismatch)
 from fairnad.llm.provider import BackendProvider
@@ -32,8 +36,8 @@ from fairnad.search.base import create_strategy
 from fairnad.search.study import ResumeMismatch, Study, recorded_by
 from fairnad.space.candidate import Candidate
 from fairnad.space.code import own_frames
-from fairnad.store import BuildStore, RunStore, StoreError
-from fairnad.store.summary import summarize
+from fairnad.store import BuildStore, RunStore, StoreError, is_run_dir
+from fairnad.store.summary import list_runs, summarize  # noqa: F401 - list_runs: `fairnad runs`
 from fairnad.versions import versions
 
 
@@ -114,7 +118,8 @@ def tabular_problem(cfg: SearchConfig) -> Problem:
     return problem
 
 
-def open_problem(cfg: SearchConfig) -> Problem:
+def open_problem(cfg: SearchConfig, run_dir: Path | None = None) -> Problem:
+    """Model code trained on cfg.open.dataset; the trained weights kept in <run_dir>/weights."""
     from fairnad.evaluate.code import CodeEvaluator, EvalRequest, run_request
     from fairnad.evaluate.datasets import dataset_spec, prepare
     from fairnad.evaluate.executors import make_executor
@@ -126,7 +131,7 @@ def open_problem(cfg: SearchConfig) -> Problem:
     spec = dataset_spec(o.dataset)
     prepare(o.dataset, o.data_dir)  # a missing or malformed data folder fails here, before the run starts
     initial = []
-    for item in o.initial or [f"ref:{r.name}" for r in for_dataset(o.dataset)]:
+    for item in o.initial or [f"ref:{r.name}" for r in for_dataset(o.dataset, spec.input_shape)]:
         if item.startswith("ref:"):
             initial.append(reference(item[4:]).source())
         else:
@@ -140,7 +145,8 @@ def open_problem(cfg: SearchConfig) -> Problem:
                        seed=cfg.seed, max_params=o.max_params, train=dict(o.train), timeout=o.timeout,
                        memory_mb=o.memory_mb, threads=o.threads)  # fmt: skip
     executor = make_executor(o.executor, o.workers, o.gpus, o.address, o.device, o.isolation)
-    evaluator = CodeEvaluator(base, executor, keep_weights=o.keep_weights)  # weights_dir: once the run folder exists
+    evaluator = CodeEvaluator(base, executor, weights_dir=Path(run_dir) / "weights" if run_dir is not None else None,
+                              keep_weights=o.keep_weights)  # fmt: skip
 
     def probe(source: str, **extra) -> dict:
         """A sandbox run reduced to what a strategy may read: the same for the same code on every run
@@ -164,14 +170,9 @@ def open_problem(cfg: SearchConfig) -> Problem:
     )  # fmt: skip
 
 
-def make_problem(cfg: SearchConfig) -> Problem:
-    return open_problem(cfg) if cfg.space == "open" else tabular_problem(cfg)
-
-
-def _attach_run_dir(problem: Problem, run_dir: Path) -> None:
-    """Trained weights go to <run_dir>/weights (open runs; tabular evaluators train nothing)."""
-    if hasattr(problem.evaluator, "weights_dir"):
-        problem.evaluator.weights_dir = Path(run_dir) / "weights"
+def make_problem(cfg: SearchConfig, run_dir: Path | None = None) -> Problem:
+    """The run's problem; an open one keeps trained weights in <run_dir>/weights (none without a run)."""
+    return open_problem(cfg, run_dir) if cfg.space == "open" else tabular_problem(cfg)
 
 
 def open_benchmark(cfg: SearchConfig) -> TabularBenchmark:
@@ -194,6 +195,15 @@ class RunHandle:
     @property
     def bench(self) -> TabularBenchmark | None:
         return self.problem.bench
+
+    @property
+    def run_dir(self) -> Path:
+        return self.store.run_dir
+
+    @property
+    def done(self) -> int:
+        """Evaluations the run has made so far (all sessions)."""
+        return sum(c.counted for c in self.store.candidates())
 
 
 # -- the LLM, one way for searches and knowledge builds ------------------------------------------
@@ -284,17 +294,17 @@ def create_run(cfg: SearchConfig, run_dir: str | Path | None = None) -> RunHandl
     strategy = create_strategy(cfg.strategy, cfg.strategies.get(cfg.strategy))  # refuse bad settings early
     _check_other_settings(cfg)
     if cfg.space not in strategy.spaces:
-        from fairnad.search.base import REGISTRY
+        from fairnad.search.base import strategy_infos
 
-        able = sorted(n for n, c in REGISTRY.items() if cfg.space in c.spaces)
+        able = sorted(i.name for i in strategy_infos() if i.ok and cfg.space in i.cls.spaces)
         raise ConfigError(f"strategy {strategy.name} cannot search {cfg.space} spaces; use one of: {', '.join(able)}")
     check_llm_none(cfg, strategy)
     if cfg.llm.backend == "replay" and strategy.uses_llm:
         replay_source(cfg.llm)
-    problem = make_problem(cfg)
+    run_dir = Path(run_dir) if run_dir else Path(cfg.runs_dir) / default_run_name(cfg)
+    problem = make_problem(cfg, run_dir)
     if cfg.fidelity is not None and problem.bench is not None:
         problem.bench.search_column(cfg.fidelity)
-    run_dir = Path(run_dir) if run_dir else Path(cfg.runs_dir) / default_run_name(cfg)
     # every setting of the strategy is stored, defaults included: a default changed later does not change
     # what a resume of this run replays
     cfg.strategies = {**cfg.strategies, cfg.strategy: strategy.config.model_dump(mode="json")}
@@ -314,7 +324,6 @@ def create_run(cfg: SearchConfig, run_dir: str | Path | None = None) -> RunHandl
         if isinstance(err, StoreError):
             raise
         raise StoreError(f"{run_dir / 'config.yaml'}: cannot write ({err.strerror or err})") from None
-    _attach_run_dir(problem, store.run_dir)
     return RunHandle(cfg, store, problem)
 
 
@@ -333,12 +342,15 @@ def _as_created(config: dict[str, Any]) -> dict[str, Any]:
     return config
 
 
-def open_run(run_dir: str | Path, budget: int | None = None, *, below_done: bool = True) -> RunHandle:
+def open_run(run_dir: str | Path, budget: int | None = None, *, below_done: bool = True,
+             llm: str | None = None) -> RunHandle:  # fmt: skip
     """A stored run, its budget set to `budget` (below_done=False: not below what it has evaluated:
-    a user extending a run has mistyped)."""
+    a user extending a run has mistyped), its LLM switched to the --llm flag `llm` for the calls still
+    to make (stored with its config)."""
     store = RunStore.open(run_dir)
     try:
         cfg = SearchConfig.model_validate(_as_created(store.meta()["config"]))
+        new_llm = LLMConfig.model_validate({**cfg.llm.model_dump(), **parse_llm_flag(llm)}) if llm is not None else None
         if budget is not None:
             if budget < 1:
                 raise ConfigError(f"--budget {budget}: must be at least 1")
@@ -348,12 +360,24 @@ def open_run(run_dir: str | Path, budget: int | None = None, *, below_done: bool
                                   "(or leave -n out to finish its own budget)")  # fmt: skip
             cfg.budget = budget
             store.set_meta(config=cfg.model_dump(mode="json"))
-        problem = make_problem(cfg)
-        _attach_run_dir(problem, store.run_dir)
+        problem = make_problem(cfg, store.run_dir)
+        if new_llm is not None:
+            cfg.llm = new_llm
+            store.set_meta(config=cfg.model_dump(mode="json"))
         return RunHandle(cfg, store, problem)
     except Exception:
         store.close()
         raise
+
+
+def run_to_budget(handle: RunHandle, on_result: Callable[[Study, Candidate], None] | None = None) -> dict[str, Any]:
+    """`fairnad search` and `resume`: execute the run with LLM backends of its own (stopped after),
+    then close its store; the run's summary."""
+    with BackendProvider(handle.store.run_dir) as provider:
+        try:
+            return execute(handle, provider, on_result)
+        finally:
+            handle.store.close()
 
 
 def execute(
@@ -449,13 +473,30 @@ def open_build(build_dir: Path, meta: dict[str, Any]) -> BuildStore:
     return BuildStore.create(build_dir, meta)
 
 
-def build_knowledge(pdfs: list[Path], template, out: Path, build_dir: Path, llm_cfg: LLMConfig, opts, *,
-                    note: Callable[[str | None, str], None] | None = None, extra_mentions=None, extra_papers=None,
-                    graphml: bool = True) -> dict[str, Any]:  # fmt: skip
-    """Read `pdfs` into the build at `build_dir` (resumable), consolidate everything it holds into the
-    attribute tree, write it to `out` (and its GraphML), and return the build's summary.
-    `note(paper, stage)` hears each paper's stages, then (None, "consolidating")."""
-    from fairnad.knowledge.build import assemble, process_papers
+def knowledge_inputs(papers: Path, template_path: Path | None = None) -> tuple[list[Path], Any]:
+    """What `fairnad knowledge build` reads: the PDFs of a folder (searched recursively) and the
+    structural template (default: FairNAD's, templates/fairnad.yaml); ConfigError saying what is missing."""
+    from fairnad.knowledge.build import find_pdfs
+    from fairnad.knowledge.template import load_template
+    from fairnad.prompts import templates_dir
+
+    template = load_template(template_path or templates_dir() / "fairnad.yaml")
+    if not papers.is_dir():
+        raise ConfigError(f"{papers}: not a folder of PDF papers")
+    pdfs = find_pdfs(papers)
+    if not pdfs:
+        raise ConfigError(f"{papers}: no .pdf files in this folder")
+    return pdfs, template
+
+
+def build_knowledge(pdfs: list[Path], template, out: Path, build_dir: Path | None, llm_cfg: LLMConfig,
+                    options: dict[str, Any] | None = None, *, note: Callable[[str | None, str], None] | None = None,
+                    extra_mentions=None, extra_papers=None, graphml: bool = True) -> dict[str, Any]:  # fmt: skip
+    """Read `pdfs` into the build at `build_dir` (default build_dir_for(out); resumable), consolidate
+    everything it holds into the attribute tree, write it to `out` (and its GraphML), and return the
+    build's summary. `options`: BuildOptions fields. `note(paper, stage)` hears each paper's stages,
+    then (None, "consolidating")."""
+    from fairnad.knowledge.build import BuildOptions, assemble, process_papers
     from fairnad.knowledge.embed import Embedder
     from fairnad.store.sqlite import clean_text
     from fairnad.store.summary import knowledge_summary
@@ -466,6 +507,8 @@ def build_knowledge(pdfs: list[Path], template, out: Path, build_dir: Path, llm_
         replay_source(llm_cfg, BuildStore)  # before the build folder is made
     t0 = time.time()
     note = note or (lambda paper, stage: None)
+    opts = BuildOptions(**(options or {}))
+    build_dir = build_dir or build_dir_for(out)
     store = open_build(build_dir, {"template": template.model_dump(), "out": str(out)})
     try:
         with BackendProvider(build_dir) as provider:
@@ -494,20 +537,103 @@ def build_knowledge(pdfs: list[Path], template, out: Path, build_dir: Path, llm_
         store.close()
 
 
+def add_paper(paper: Path, tree_path: Path, build_dir: Path | None, llm_cfg: LLMConfig, *,
+              note: Callable[[str | None, str], None] | None = None) -> dict[str, Any]:  # fmt: skip
+    """`fairnad knowledge add`: read one more paper and consolidate it with everything the tree at
+    `tree_path` holds (its build folder's papers, and the papers only the tree remembers); the tree is
+    written back in place. Checked before anything is opened or rewritten."""
+    from fairnad.knowledge.build import mentions_from_tree
+    from fairnad.knowledge.tree import AttributeTree
+
+    tree = AttributeTree.load(tree_path)
+    if not paper.is_file():
+        raise ConfigError(f"{paper}: file not found")
+    with open(paper, "rb") as f:  # before anything is opened or rewritten: the tree stays as it is
+        if f.read(1024).find(b"%PDF-") < 0:
+            raise ConfigError(f"{paper}: not a PDF (no %PDF- header); knowledge add reads one PDF paper")
+    bdir = build_dir or Path(tree.g.graph.get("build_dir") or build_dir_for(tree_path))
+    known = set()
+    if (bdir / BuildStore.DB).is_file():
+        with BuildStore.open(bdir, readonly=True) as st:
+            known = {p["name"] for p in st.papers() if p["status"] == "done"}
+    extra = [m for m in mentions_from_tree(tree) if m["paper"] not in known]  # papers only the tree remembers
+    papers = [p for p in tree.papers if p.get("name") not in known]
+    return build_knowledge([paper], tree.template, tree_path, bdir, llm_cfg, note=note, extra_mentions=extra,
+                           extra_papers=papers)  # fmt: skip
+
+
+# -- browsing trees -------------------------------------------------------------------------------
+def tree_view(source: str | Path) -> dict[str, Any]:
+    """A tree (load_tree) as levels > categories > sub-categories > ideas with counts."""
+    from fairnad.report.tree_html import tree_payload
+
+    return tree_payload(load_tree(source))
+
+
+def search_tree(source: str | Path, query: str, limit: int) -> dict[str, Any]:
+    """The ideas of a tree that match `query`, best first: {"query", "total", "hits" (at most `limit`)}."""
+    found = load_tree(source).search(query, limit=None)
+    hits = [{"name": a["name"], "category": a["category"], "subcategory": a.get("subcategory"),
+             "description": a.get("description"), "frequency": a["frequency"], "aliases": a.get("aliases", []),
+             "sources": [{k: s.get(k) for k in ("paper", "page", "quote")} for s in a["sources"]]}
+            for a in found[:limit]]  # fmt: skip
+    return {"query": query, "total": len(found), "hits": hits}
+
+
+def tree_stats(source: str | Path) -> dict[str, Any]:
+    """Frequency per category (tree.stats) and per idea (`ideas`), beside the fair shares."""
+    tree = load_tree(source)
+    return {**tree.stats(), "ideas": tree.idea_shares()}
+
+
+def write_tree_page(source: str | Path, out: Path) -> Path:
+    """The tree as one self-contained HTML page at `out`."""
+    from fairnad.report.tree_html import write_tree_html
+
+    tree = load_tree(source)
+    if out.is_dir():
+        raise ConfigError(f"{out}: a folder; give -o the HTML file to write (e.g. {out / 'tree.html'})")
+    try:
+        return write_tree_html(tree, out)
+    except OSError as err:
+        raise ConfigError(f"{out}: cannot write the page ({err.strerror or err}); give -o a file path you can write") from None
+
+
 
 # -- evaluating model files ---------------------------------------------------------------------
-def evaluate_models(sources: list[tuple[str, str]], request: dict[str, Any], pool: dict[str, Any], *,
+def model_source(arg: str) -> tuple[str, str]:
+    """(label, source) of a model file path or a reference model given as ref:NAME."""
+    if arg.startswith("ref:"):
+        from fairnad.space.reference import reference
+
+        return arg, reference(arg[4:]).source()
+    p = Path(arg)
+    try:
+        return arg, p.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"{arg}: model file not found (or use ref:NAME for a reference model, see `fairnad models`)") from None
+    except (UnicodeDecodeError, IsADirectoryError):
+        raise ConfigError(f"{arg}: not a Python source file") from None
+
+
+def evaluate_models(models: list[str], request: dict[str, Any], pool: dict[str, Any], *,
                     rungs: list[int] | None = None, eta: float = 3.0, top_k: int = 1, final_epochs: int | None = None,
                     on_rung: Callable[[int, list], None] | None = None) -> dict[str, Any]:  # fmt: skip
-    """`fairnad evaluate`: (label, source) model files trained in the sandbox with `request`'s fields
-    (EvalRequest), on an executor made from `pool` (executor, workers, gpus, address, isolation).
-    With `rungs`, successive halving over those epochs: {"dataset", "rungs", "eta", "models"};
-    else {"results": one row per model}."""
+    """`fairnad evaluate`: model files (paths or ref:NAME) trained in the sandbox with `request`'s
+    fields (EvalRequest; `train` checked as recipe overrides), on an executor made from `pool`
+    (executor, workers, gpus, address, isolation). With `rungs`, successive halving over those
+    epochs: {"dataset", "rungs", "eta", "models"}; else {"results": one row per model}."""
     from fairnad.evaluate.code import EvalRequest
     from fairnad.evaluate.datasets import dataset_spec, prepare
     from fairnad.evaluate.executors import make_executor
     from fairnad.evaluate.fidelity import successive_halving
+    from fairnad.evaluate.recipe import check_overrides
 
+    try:
+        request = {**request, "train": check_overrides(request.get("train") or {})}
+    except ValueError as err:
+        raise ConfigError(f"--train {err}") from None
+    sources = [model_source(m) for m in models]
     dataset = request["dataset"]
     dataset_spec(dataset)
     prepare(dataset, request.get("data_dir"))  # fail early (and once) on a missing or malformed data folder
@@ -528,3 +654,97 @@ def evaluate_models(sources: list[tuple[str, str]], request: dict[str, Any], poo
     for r in rows:
         r["metrics"].pop("curves", None)
     return {"results": rows}
+
+
+# -- browsing runs --------------------------------------------------------------------------------
+def show_run(run_dir: str | Path, candidates: bool = False) -> dict[str, Any]:
+    """`fairnad runs show`: the run's summary (read-only, while it may still run) with its events,
+    and with `candidates` every candidate (Candidate.to_dict)."""
+    with RunStore.open(run_dir, readonly=True) as store:
+        cfg = SearchConfig.model_validate(store.meta()["config"])
+        try:
+            bench = open_benchmark(cfg) if cfg.space == "tabular" else None
+        except FairnadError:
+            bench = None
+        s = summarize(store, bench)
+        cands = store.candidates()
+        s["events"] = store.events()
+    if candidates:
+        s["candidates"] = [c.to_dict() for c in cands]
+    return s
+
+
+def write_report(run_dirs: list[Path], compare: bool = False, out: Path | None = None) -> dict[str, Any]:
+    """One self-contained HTML page of a run (default RUN/report.html), or of several with `compare`
+    (default compare.html): {"html", "runs"}."""
+    from fairnad.report.html import write_compare_report, write_run_report
+
+    for d in run_dirs:
+        if not is_run_dir(d):
+            raise ConfigError(f"{d} is not a run folder (no run.db in it); `fairnad runs` lists the runs")
+    if len(run_dirs) > 1 and not compare:
+        raise ConfigError(f"{len(run_dirs)} run folders given: add --compare to overlay them on one page")
+    if compare:
+        path = write_compare_report(run_dirs, out or Path("compare.html"))
+    else:
+        path = write_run_report(run_dirs[0], out or run_dirs[0] / "report.html")
+    return {"html": str(path), "runs": [str(d) for d in run_dirs]}
+
+
+# -- what there is to choose from: tables, strategies, reference models, embedded LLMs ------------
+def benchmark_rows() -> list[dict[str, Any]]:
+    """The built-in tabular benchmarks with their size and optimum."""
+    rows = []
+    for name in list_benchmarks():
+        b = load_benchmark(name)
+        opt = b.optimum()
+        rows.append({
+            "name": name, "title": b.spec.title, "dataset": b.spec.dataset, "size": len(b),
+            "positions": b.space.ndim, "search_metric": b.spec.metrics.search, "report_metric": b.report_column,
+            "fidelities": list(b.spec.fidelities), "has_params": bool(b.spec.metrics.params),
+            "optimum": {"genotype": opt["genotype"], "accuracy": opt["test_accuracy"], "tied": opt["tied"],
+                        **({"arch": opt["arch"]} if "arch" in opt else {})},
+            "notes": b.spec.notes,
+        })  # fmt: skip
+    return rows
+
+
+def relabel_benchmark(name: str, seed: int, out: Path, space_file: Path | None = None) -> dict[str, Any]:
+    """A built-in benchmark (or a user's table with its space file) relabelled with `seed`, written to
+    `out` as a table and its space file: {"benchmark", "table", "space_file", "size"}."""
+    from fairnad.evaluate.relabel import relabel, write_relabelled
+
+    if space_file is None and Path(name).suffix.lower() in (".csv", ".json"):
+        raise ConfigError(f"{name}: your own table needs its space file: add --space-file SPACE.yaml")
+    bench = relabel(load_user_benchmark(name, space_file) if space_file else load_benchmark(name), seed)
+    table, space = write_relabelled(bench, out)
+    return {"benchmark": bench.spec.name, "table": str(table), "space_file": str(space), "size": len(bench)}
+
+
+def strategy_rows() -> list[dict[str, Any]]:
+    """Every strategy, built-in and plug-in, as `fairnad strategies` lists it (broken ones with the reason)."""
+    from fairnad.search.base import strategy_infos
+
+    return [i.describe() for i in strategy_infos()]
+
+
+def reference_models() -> list[dict[str, Any]]:
+    """The reference models (ref:NAME): file, datasets, scaling arguments, summary."""
+    from fairnad.space.reference import REFERENCES
+
+    return [{"name": r.name, "file": str(r.path), "datasets": list(r.datasets), "scale": r.scale, "summary": r.summary}
+            for r in REFERENCES.values()]  # fmt: skip
+
+
+def llm_models(assemble: bool = False, on_assemble: Callable[[str, Path], None] | None = None) -> dict[str, Any]:
+    """The embedded models, installed or not: {"models", "default", "cache"}. With `assemble`, every
+    installed chunked model is assembled into the cache first (`on_assemble(name, cache)` before each)."""
+    from fairnad.llm import models
+
+    if assemble:
+        for row in models.listing():
+            if not row["missing_packages"] and not row["assembled"]:
+                if on_assemble is not None:
+                    on_assemble(row["name"], models.home())
+                models.resolve(row["name"])
+    return {"models": models.listing(), "default": models.DEFAULT_MODEL, "cache": str(models.home())}

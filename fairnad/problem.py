@@ -12,14 +12,21 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
+import numpy as np
+
 from fairnad.evaluate.base import Evaluator  # the one method every evaluator implements
 
 
 @runtime_checkable
 class Space(Protocol):
-    """A space of genotypes: a table's option strings or model code."""
+    """A space of genotypes, as the Study and every strategy use it: a table's option strings
+    (space/tabular.py) or model code (space/code.py)."""
 
     def is_valid(self, genotype: str) -> bool: ...
+
+    def parse(self, genotype: str) -> Any:
+        """The genotype read (a table's option indices, model code's source); ValueError saying why not."""
+        ...
 
     def key(self, genotype: str) -> str:
         """What makes two genotypes the same (model code: the normalised source)."""
@@ -27,6 +34,48 @@ class Space(Protocol):
 
     def describe(self, genotype: str) -> str:
         """One line that tells genotypes apart in a prompt."""
+        ...
+
+
+@runtime_checkable
+class TableSpace(Space, Protocol):
+    """A finite space: positions, each with a few options (space/tabular.py). What the strategies of
+    a tabular problem call besides; a problem of kind "tabular" has one. It is a protocol of its own,
+    not methods of every space, because model code has no positions: an open space offering
+    `mutate` or `neighbours` only to raise would move a wrong pairing of strategy and space from
+    the check before a run (Strategy.spaces) into the middle of one."""
+
+    description: Any  # the SpaceDescription: goal, choices, skeleton, block code (prompts render it)
+    dims: list[Any]  # per position: its name, option set and context
+    options: list[list[Any]]  # per position: its options (code, label, name)
+
+    @property
+    def ndim(self) -> int: ...
+
+    def parse(self, genotype: str) -> tuple[int, ...]: ...
+
+    def format(self, indices) -> str:
+        """The genotype of option indices, one per position."""
+        ...
+
+    def labels(self, genotype: str) -> list[Any]: ...
+
+    def from_labels(self, labels: list[Any]) -> str:
+        """The genotype an LLM meant by one option label per position; ValueError saying why not."""
+        ...
+
+    def sample(self, rng: np.random.Generator) -> str: ...
+
+    def mutate(self, genotype: str, rng: np.random.Generator) -> str: ...
+
+    def crossover(self, a: str, b: str, rng: np.random.Generator) -> str: ...
+
+    def neighbours(self, genotype: str) -> list[str]:
+        """Every genotype one position away."""
+        ...
+
+    def answer_schema(self, rationale_chars: int = 300, rationale_first: bool = True) -> dict:
+        """JSON schema of an LLM's answer: a rationale and one label per position."""
         ...
 
 
@@ -73,7 +122,7 @@ COSTS = {"params": PARAMS, "flops": FLOPS}
 @dataclass
 class Problem:
     kind: Literal["tabular", "open"]
-    space: Space
+    space: Space  # a TableSpace when kind is "tabular"
     evaluator: Evaluator
     dataset: str
     # the first is what "best" means (accuracy); the others are the costs a front trades it against
@@ -93,6 +142,10 @@ class Problem:
     cost_range: dict[str, tuple[float, float]] = field(default_factory=dict)  # min/max params and FLOPs
     bench: Any = None  # the TabularBenchmark behind a tabular problem
     executor: Any = None  # what runs open evaluations; closed with the problem
+
+    def __post_init__(self) -> None:
+        if self.kind == "tabular" and not isinstance(self.space, TableSpace):
+            raise TypeError(f"a tabular problem needs a TableSpace (positions and options), not {type(self.space).__name__}")
 
     @property
     def primary(self) -> Objective:

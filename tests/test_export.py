@@ -324,6 +324,34 @@ def test_export_tabular_run_writes_metrics_and_architecture_only(tabular_run, tm
 
 
 @pytest.mark.slow
+def test_export_says_what_it_could_not_read_of_a_changed_table(tmp_path):
+    """A user's table rewritten since the run: each model whose genotype it no longer has gets a warning
+    naming its trial; a table gone: one note naming the file. The run's own records export either way."""
+    examples = Path(__file__).resolve().parent.parent / "docs" / "examples"
+    table, space = tmp_path / "toy.csv", tmp_path / "toy.yaml"
+    table.write_text((examples / "toy-table.csv").read_text())
+    space.write_text((examples / "toy-space.yaml").read_text())
+    p = _cli("search", "--benchmark-file", str(table), "--space-file", str(space), "-s", "random", "-n", "3",
+             "--run-dir", "run", "--json", cwd=tmp_path)  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    # kernel codes a/b renamed c/d: no genotype of the run is in the space any more
+    space.write_text(space.read_text().replace('code: "a"', 'code: "c"').replace('code: "b"', 'code: "d"'))
+    table.write_text("\n".join(line.replace("a", "c", 1).replace("b", "d", 1) if line[0] in "ab" else line
+                               for line in table.read_text().splitlines()) + "\n")  # fmt: skip
+    p = _cli("export", "run", "--top", "2", "-o", "out", "--json", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    res = json.loads(p.stdout)
+    warned = [line for line in p.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warned) == 2 and all("is not in the space of toy-cnn" in w for w in warned)
+    assert [f"trial {m['trial']}:" in m["note"] for m in res["models"]] == [True, True]
+    table.unlink()
+    p = _cli("export", "run", "--top", "2", "-o", "out2", "--json", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert any(str(table) in n and "cannot be loaded" in n for n in json.loads(p.stdout)["notes"])
+    assert str(table) in p.stderr
+
+
+@pytest.mark.slow
 def test_export_errors_are_one_line_naming_the_path(tabular_run, tmp_path):
     p = _cli("export", str(tmp_path / "nowhere"), cwd=tmp_path)
     assert p.returncode == 2 and str(tmp_path / "nowhere") in p.stderr and len(p.stderr.strip().splitlines()) == 1

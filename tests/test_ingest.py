@@ -74,3 +74,18 @@ def test_broken_files_get_one_line(tmp_path, maker, reason):
 def test_page_cap(tmp_path):
     doc = parse_pdf(make_paper(tmp_path / "p.pdf"), max_pages=1)
     assert len(doc.pages) == 1 and doc.skipped_pages == 1
+
+
+def test_a_failing_table_finder_costs_the_tables_and_says_so(tmp_path, monkeypatch):
+    import pymupdf
+
+    def broken(self, *args, **kwargs):
+        raise RuntimeError("no cells\nhere")
+
+    monkeypatch.setattr(pymupdf.Page, "find_tables", broken)
+    doc = parse_pdf(make_paper(tmp_path / "paper.pdf"))
+    assert doc.pages[0].tables == [] and "depthwise step" in doc.pages[0].text  # the rest is read
+    assert doc.warnings and doc.warnings[0].startswith("page 1: tables not read")
+    assert "RuntimeError: no cells here" in doc.warnings[0]
+    monkeypatch.undo()
+    assert parse_pdf(make_paper(tmp_path / "fine.pdf")).warnings == []

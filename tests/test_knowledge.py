@@ -367,3 +367,25 @@ def test_the_shipped_trees_are_chosen_by_name_and_every_span_is_at_its_offsets()
             doc = docs[s["paper"]]
             assert span_is_at_its_offsets(doc, s["page"], s["offset"], s["offset"] + s["length"], s["quote"])
             assert s["evidence"] and doc.pages[s["page"] - 1].text[s["evidence_offset"]:].startswith(s["evidence"])
+
+
+def test_a_page_whose_tables_could_not_be_read_is_a_warning_of_the_build(tmp_path, mini, embedder, monkeypatch):
+    """The parser's warnings go with the paper into the build store, and the build's summary (what
+    `knowledge build` prints) names the paper and the page."""
+    import pymupdf
+
+    from fairnad.store.summary import knowledge_summary
+
+    def broken(self, *args, **kwargs):
+        raise RuntimeError("table finder crashed")
+
+    monkeypatch.setattr(pymupdf.Page, "find_tables", broken)
+    a = make_paper(tmp_path / "papers" / "a.pdf")
+    store = BuildStore.create(tmp_path / "build", {})
+    llm = RecordingLLM(PromptLLM(lambda p: {"attributes": []}), sink=store.add_llm_call)
+    process_papers([a], mini, store, llm, embedder, BuildOptions())
+    tree, report = assemble(mini, store, embedder, BuildOptions())
+    s = knowledge_summary(tree, report, store.papers(), llm, 1.0, tmp_path / "t.json")
+    store.close()
+    assert s["warnings"] == [{"paper": "a", "warning": "page 1: tables not read (the table finder failed: "
+                                                       "RuntimeError: table finder crashed)"}]  # fmt: skip

@@ -46,14 +46,16 @@ def _json(proc):
     return json.loads(proc.stdout)
 
 
-def test_builtin_entry_points_match_the_fallback_table():
-    """pyproject declares the built-ins as entry points; a checkout that was not reinstalled reads
-    base.BUILTIN instead: the two must name the same classes, and each must load as that strategy."""
+def test_builtins_are_fairnads_own_entry_points():
+    """The built-ins are found one way, as plug-ins are: pyproject's entry points, each loading as the
+    strategy it names (nothing in the code lists them again)."""
     declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["entry-points"]["fairnad.strategies"]
-    assert declared == base.BUILTIN
-    for name in base.BUILTIN:
+    builtins = {i.name: i.target for i in base.strategy_infos() if i.builtin}
+    assert builtins == declared
+    for name in declared:
         assert base.strategy_class(name).name == name
-    assert set(base.BUILTIN) <= set(base.list_strategies())
+    assert set(declared) <= set(base.list_strategies())
+    assert not hasattr(base, "BUILTIN") and not hasattr(base, "register")
 
 
 def test_the_documented_example_is_the_tested_package():
@@ -69,7 +71,8 @@ def test_strategies_lists_builtin_installed_and_broken(run_cli, plugin_site):
     listed = _json(run_cli("strategies", "--json", env=_env(plugin_site)))["strategies"]
     rows = {(r["name"], r["source"]): r for r in listed}
     assert len(rows) == len(listed)
-    for name in base.BUILTIN:
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["entry-points"]["fairnad.strategies"]
+    for name in declared:
         assert rows[(name, "built-in")]["status"] == "ok"
     assert rows[("random", "built-in")]["entry_point"] == "fairnad.search.random_search:RandomSearch"
     assert rows[("fairnad", "built-in")]["spaces"] == ["tabular", "open"]
@@ -149,15 +152,13 @@ def test_broken_plugins_do_not_break_builtins(run_cli, plugin_site, tmp_path):
 
 
 def test_loading_plugins_in_process_keeps_the_builtins(plugin_site, monkeypatch):
-    """Importing the broken package runs its own `register(Impostor)` (named 'random'): refused, and the
-    registry still gives the built-in random; the good plug-in is built with its validated config."""
+    """The broken package declares its Impostor (named 'random') under the built-in's name: refused,
+    and the name still gives the built-in random; the good plug-in is built with its validated config."""
     monkeypatch.syspath_prepend(str(plugin_site))
     infos = {(i.name, i.source): i for i in base.strategy_infos()}
     assert not infos[("not-a-strategy", "fairnad-broken-strategy 0.0.1")].ok  # its package was imported
+    assert not infos[("random", "fairnad-broken-strategy 0.0.1")].ok
     assert base.strategy_class("random").__module__ == "fairnad.search.random_search"
-    assert base.REGISTRY["random"] is base.strategy_class("random")
-    with pytest.raises(ConfigError, match="taken by a built-in"):
-        base.register(sys.modules["fairnad_broken_strategy"].Impostor)
     s = base.create_strategy("greedy-neighbour", {"start": 2})
     assert type(s).__module__ == "fairnad_greedy_neighbour" and s.config.start == 2
     with pytest.raises(ConfigError, match="strategies.greedy-neighbour"):
@@ -166,3 +167,11 @@ def test_loading_plugins_in_process_keeps_the_builtins(plugin_site, monkeypatch)
         base.strategy_class("needs-missing")
     with pytest.raises(ConfigError, match="unknown strategy 'nope'"):
         base.strategy_class("nope")
+
+
+def test_without_fairnads_entry_points_it_says_to_install(monkeypatch):
+    """A checkout run without installing fairnad has no entry points: one line says what to do."""
+    monkeypatch.setattr(base.metadata, "entry_points", lambda group: [])
+    monkeypatch.setattr(base, "_ENTRIES", {})
+    with pytest.raises(ConfigError, match=r"pip install -e \."):
+        base.strategy_class("random")

@@ -161,3 +161,37 @@ def test_space_file_not_yaml_or_missing(tmp_path):
 def test_unknown_builtin_benchmark():
     with pytest.raises(ConfigError, match="unknown benchmark 'nas-bench-999'; built-in ones: nas-bench-macro"):
         load_benchmark("nas-bench-999")
+
+
+def _space_calls() -> set[str]:
+    """The attributes the search and the lifecycle read on a space (`space.X`, `study.space.X`, ...)."""
+    import ast
+
+    names = set()
+    for f in [*(ROOT / "fairnad" / "search").glob("*.py"), ROOT / "fairnad" / "lifecycle.py"]:
+        for node in ast.walk(ast.parse(f.read_text())):
+            if isinstance(node, ast.Attribute):
+                v = node.value
+                if (isinstance(v, ast.Name) and v.id == "space") or (isinstance(v, ast.Attribute) and v.attr == "space"):
+                    names.add(node.attr)
+    return names
+
+
+def test_the_space_protocols_hold_what_the_search_calls():
+    """Problem.space is a Space (what the Study and every strategy call), a TableSpace on a table
+    (what the strategies of tabular problems call besides); each implementation is checked against
+    its protocol, and a tabular problem refuses a space without positions."""
+    from fairnad.evaluate.tabular import TabularEvaluator
+    from fairnad.problem import Problem, Space, TableSpace
+    from fairnad.space.code import CodeSpace
+
+    members = {n for n in dir(TableSpace) if not n.startswith("_")} | set(TableSpace.__annotations__)
+    assert _space_calls() <= members, _space_calls() - members
+    assert {"is_valid", "parse", "key", "describe"} <= {n for n in dir(Space) if not n.startswith("_")}
+    bench = load_benchmark("nb201-cifar10")
+    assert isinstance(bench.space, TableSpace)
+    assert isinstance(CodeSpace("mnist1d"), Space) and not isinstance(CodeSpace("mnist1d"), TableSpace)
+    with pytest.raises(ValueError, match="no code"):
+        CodeSpace("mnist1d").parse("  ")
+    with pytest.raises(TypeError, match="TableSpace"):
+        Problem(kind="tabular", space=CodeSpace("mnist1d"), evaluator=TabularEvaluator(bench), dataset="cifar10")

@@ -1,4 +1,4 @@
-"""What every evaluator returns and the one method it implements."""
+"""What every evaluator returns and the methods it implements."""
 
 from __future__ import annotations
 
@@ -19,3 +19,11 @@ class Result:
 
 class Evaluator(Protocol):
     def evaluate(self, candidate: Candidate, fidelity: str | None = None) -> Result: ...
+
+    def evaluate_many(self, candidates: list[Candidate], fidelity: str | None = None) -> list[Result]:
+        """Several candidates at once: in parallel where the evaluator can, in order."""
+        ...
+
+    def observe(self, candidate: Candidate) -> None:
+        """A candidate evaluated in an earlier session, which a resumed run replays without evaluating."""
+        ...

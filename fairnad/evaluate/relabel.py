@@ -19,6 +19,8 @@ import numpy as np
 import yaml
 
 from fairnad.errors import ConfigError
+from fairnad.evaluate.benchmark import TabularBenchmark
+from fairnad.space.tabular import Dimension, Option, SpaceDescription, TabularSpace
 
 SUFFIX = re.compile(r"^(?P<name>.+)@relabel(?P<seed>\d+)$")
 _CODES = string.digits + string.ascii_lowercase  # one-character codes: up to 36 options per position
@@ -34,11 +36,8 @@ def split_name(name: str) -> tuple[str, int | None]:
     return (m.group("name"), int(m.group("seed"))) if m else (name, None)
 
 
-def relabel(bench, seed: int):
+def relabel(bench: TabularBenchmark, seed: int) -> TabularBenchmark:
     """A TabularBenchmark with the same rows as `bench` under neutral labels and permuted codes."""
-    from fairnad.evaluate.tabular import TabularBenchmark
-    from fairnad.space.tabular import Dimension, Option, SpaceDescription, TabularSpace
-
     space = bench.space
     desc = space.description
     new_index = _new_indices(bench, seed)

@@ -62,6 +62,7 @@ class Document:
     sections: list[Section]
     references: str
     skipped_pages: int = 0  # past max_pages
+    warnings: list[str] = field(default_factory=list)  # what was read only in part, e.g. a page's tables
 
     @property
     def name(self) -> str:
@@ -235,7 +236,7 @@ def _parse(path: Path, max_pages: int) -> Document:
             raise PaperError(f"{path}: {why}; run OCR on it first (e.g. ocrmypdf) and build again")
         sizes = [b.size for _, bs in raw_pages for b in bs for _ in range(max(1, len(b.text) // 50))]
         body = statistics.median(sizes) if sizes else 10.0
-        pages, sections, refs = [], [Section("Front matter", 1)], []
+        pages, sections, refs, warnings = [], [Section("Front matter", 1)], [], []
         in_refs = False
         heading_sizes = sorted({round(b.size) for _, bs in raw_pages for b in bs if _is_heading(b, body)}, reverse=True)
         for page, bs in raw_pages:
@@ -273,8 +274,9 @@ def _parse(path: Path, max_pages: int) -> Document:
                     cells = [c for row in t.extract() for c in row if c and c.strip()]
                     if t.row_count >= 2 and t.col_count >= 2 and len(cells) >= 4:
                         tables.append(normalize_table(t.to_markdown().strip()))
-            except Exception:  # noqa: BLE001 - a table finder failure costs the tables, not the paper
-                pass
+            except Exception as err:  # noqa: BLE001 - a table finder failure costs the tables, not the paper
+                what = " ".join(f"{type(err).__name__}: {err}".split())[:160]
+                warnings.append(f"page {number}: tables not read (the table finder failed: {what})")
             pages.append(Page(number, "\n".join(texts), headings, captions, tables))
         meta = doc.metadata or {}
         first = next((bs for _, bs in raw_pages if bs), [])  # a cover page may be an image: the first page with text
@@ -285,6 +287,7 @@ def _parse(path: Path, max_pages: int) -> Document:
     return Document(
         path=str(path), sha256=hashlib.sha256(data).hexdigest(), title=title, authors=authors, year=year,
         pages=pages, sections=sections, references="\n".join(refs), skipped_pages=max(0, total_pages - n),
+        warnings=warnings,
     )  # fmt: skip
 
 

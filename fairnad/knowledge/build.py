@@ -11,7 +11,7 @@ import functools
 import hashlib
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,15 +37,6 @@ class BuildOptions:
     merge_at: float = MERGE_AT
     find_by_name: int = MIN_SENTENCES  # a paper stating an idea's name in this many sentences gets a source (0: off)
     template_examples: bool = True  # the template's examples that papers state become ideas too
-
-
-@dataclass
-class BuildReport:
-    papers: list[dict[str, Any]] = field(default_factory=list)
-    skipped: list[dict[str, str]] = field(default_factory=list)
-    consolidation: dict[str, Any] = field(default_factory=dict)
-    llm: dict[str, Any] = field(default_factory=dict)
-    seconds: float = 0.0
 
 
 Progress = Callable[[str, str], None]  # (paper name, stage)
@@ -108,7 +99,7 @@ def process_papers(
                             temperature=opts.temperature,
                             on_category=lambda lv, c: note(path.name, f"extracting {lv.id}/{c.id}"))  # fmt: skip
         stats = {**res.stats, "parse_seconds": round(parse_s, 3), "pages_per_second": round(len(doc.pages) / max(parse_s, 1e-9), 2),
-                 "skipped_pages": doc.skipped_pages}  # fmt: skip
+                 "skipped_pages": doc.skipped_pages, "warnings": doc.warnings}  # fmt: skip
         row = {"sha256": doc.sha256, "path": str(path), "name": doc.name, "title": doc.title, "authors": doc.authors,
                "year": doc.year, "pages": len(doc.pages), "status": "done", "stats": stats,
                "seconds": round(time.time() - t0, 3)}  # fmt: skip

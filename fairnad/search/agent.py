@@ -149,7 +149,3 @@ def run_agent(
     if run.abort is not None:
         raise run.abort
     return run
-
-
-def as_json(obj: Any) -> str:
-    return json.dumps(obj, ensure_ascii=False, default=str)

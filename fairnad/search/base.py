@@ -1,21 +1,22 @@
-"""The strategy interface and registry: one file per strategy, `ask` proposes, `tell` learns.
+"""The strategy interface and how strategies are found: one file per strategy, `ask` proposes,
+`tell` learns.
 
 A strategy holds only its own state, seeded from the study; everything it reads about the world
 (space, history, LLM) comes from the study. Build one with `create_strategy(name, params)`.
 
-Where strategies come from:
-- built-in: the `BUILTIN` table below (also declared as entry points in fairnad's pyproject, so an
-  installed fairnad looks like any plug-in; the table is what a source checkout that was not
-  reinstalled relies on, and a test keeps the two equal);
-- installed: any distribution's entry point in the group `fairnad.strategies`, `NAME = module:Class`
-  (docs/strategies.md). A plug-in is imported only when it is asked for by name or when all
-  strategies are listed; one that cannot be imported, is not a Strategy, or takes a built-in's name
-  is reported as broken (`fairnad strategies`) and never breaks the others.
+Every strategy is an entry point in the group `fairnad.strategies`, `NAME = module:Class`
+(docs/strategies.md): the built-ins are fairnad's own entry points (pyproject.toml), plug-ins are
+any other installed distribution's. A strategy is imported only when it is asked for by name or
+when all strategies are listed. A plug-in that cannot be imported, is not a Strategy, or takes a
+built-in's name is reported as broken (`fairnad strategies`) and never breaks the others; a
+built-in that does not import is a bug in fairnad and raises.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
+import sys
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from importlib import import_module, metadata
@@ -31,16 +32,6 @@ if TYPE_CHECKING:
 
 GROUP = "fairnad.strategies"
 KNOWN_SPACES = ("tabular", "open")
-
-# name -> "module:Class"; mirrored in pyproject.toml [project.entry-points."fairnad.strategies"]
-BUILTIN: dict[str, str] = {
-    "random": "fairnad.search.random_search:RandomSearch",
-    "regevo": "fairnad.search.regevo:RegularizedEvolution",
-    "genius": "fairnad.search.genius:Genius",
-    "fairnad": "fairnad.search.fairnad:FairNAD",
-    "llmatic": "fairnad.search.llmatic:LLMatic",
-    "evoprompting": "fairnad.search.evoprompting:EvoPrompting",
-}
 
 
 class StrategyConfig(BaseModel):
@@ -66,25 +57,13 @@ class Strategy(ABC):
         """Learn from the stored outcome of each proposal, in order (including refused ones)."""
 
 
-REGISTRY: dict[str, type[Strategy]] = {}  # the strategies loaded so far: built-ins, then plug-ins asked for
-
-
-def register(cls: type[Strategy]) -> type[Strategy]:
-    """Put a strategy class in the registry (built-ins do; plug-ins need not, their entry point is enough)."""
-    builtin = BUILTIN.get(cls.name)
-    if builtin is not None and builtin != _target(cls):
-        raise ConfigError(f"strategy name {cls.name!r} is taken by a built-in strategy; choose another name")
-    REGISTRY[cls.name] = cls
-    return cls
-
-
 @dataclass
 class StrategyInfo:
     """One strategy as `fairnad strategies` shows it: where it comes from and whether it loads."""
 
     name: str
     target: str  # module:Class
-    distribution: str | None = None  # None for a built-in
+    distribution: str | None = None  # None for a built-in (an entry point of fairnad itself)
     version: str | None = None
     cls: type[Strategy] | None = None
     error: str | None = None  # why a plug-in is broken (one line)
@@ -123,22 +102,17 @@ def list_strategies() -> list[str]:
 
 
 def strategy_infos() -> list[StrategyInfo]:
-    """Every built-in and installed strategy, each plug-in imported (and checked) once; broken ones
-    carry their reason. Built-ins first, then plug-ins by name."""
-    _load_builtin()
-    infos = [StrategyInfo(name, BUILTIN[name], cls=REGISTRY[name]) for name in BUILTIN]
-    return infos + sorted((_load_plugin(i) for i in _plugin_entries()), key=lambda i: (i.name, i.source))
+    """Every strategy of the entry-point group, each imported (and checked) once; broken plug-ins
+    carry their reason. Built-ins first, then plug-ins, by name."""
+    return sorted((_load(i) for i in _entries()), key=lambda i: (not i.builtin, i.name, i.source))
 
 
 def strategy_class(name: str) -> type[Strategy]:
-    _load_builtin()
-    if name in REGISTRY:
-        return REGISTRY[name]
-    found = [i for i in _plugin_entries() if i.name == name]
+    found = sorted((i for i in _entries() if i.name == name), key=lambda i: not i.builtin)  # a built-in wins
     if not found:
         raise ConfigError(f"unknown strategy {name!r}; available: {', '.join(list_strategies())} "
                           "(`fairnad strategies` lists them, with broken plug-ins)")  # fmt: skip
-    info = _load_plugin(found[0])
+    info = _load(found[0])
     if not info.ok:
         raise ConfigError(
             f"strategy {name!r} from package {info.source} (entry point {name} = {info.target} in group {GROUP}) "
@@ -178,72 +152,69 @@ def describe_settings(config: type[BaseModel]) -> list[dict[str, Any]]:
 
 
 # -- loading ---------------------------------------------------------------------------------
-def _target(cls: type) -> str:
-    return f"{cls.__module__}:{cls.__qualname__}"
+_ENTRIES: dict[tuple[str, ...], list[StrategyInfo]] = {}  # sys.path -> the group's entry points, not imported
+_LOADED: dict[tuple[str, str, str | None], StrategyInfo] = {}  # imported and checked, once per process
 
 
-def _load_builtin() -> None:
-    if all(n in REGISTRY for n in BUILTIN):
-        return
-    for name, target in BUILTIN.items():
-        module, _, attr = target.partition(":")
-        REGISTRY[name] = getattr(import_module(module), attr)
-
-
-_LOADED: dict[tuple[str, str, str | None], StrategyInfo] = {}
-
-
-def _plugin_entries() -> list[StrategyInfo]:
-    """The installed entry points of the group (not yet imported), fairnad's own left out. A name
-    clash with a built-in, or a second distribution declaring a name, makes an entry broken."""
-    out: list[StrategyInfo] = []
-    seen: dict[str, StrategyInfo] = {}
-    for ep in metadata.entry_points(group=GROUP):
-        dist = ep.dist.name if ep.dist is not None else None
-        if _is_fairnad(dist):
-            continue  # the built-ins, declared in our own pyproject: BUILTIN is their truth
-        info = StrategyInfo(ep.name, ep.value, distribution=dist or "(unknown package)",
-                            version=ep.dist.version if ep.dist is not None else None)  # fmt: skip
-        if ep.name in BUILTIN:
-            info.error = f"name clash with the built-in strategy {ep.name!r}; rename the entry point"
-        elif ep.name in seen:
-            info.error = f"name also declared by {seen[ep.name].source}; rename one of the entry points"
-        else:
-            seen[ep.name] = info
-        out.append(info)
-    return out
+def _entries() -> list[StrategyInfo]:
+    """The group's entry points: fairnad's own are the built-ins. A plug-in that takes a built-in's
+    name, or a name a second distribution declares too, is broken. Read once per sys.path (a folder
+    of plug-ins put on it is seen)."""
+    key = tuple(sys.path)
+    if key not in _ENTRIES:
+        eps = [(ep, ep.dist.name if ep.dist is not None else None) for ep in metadata.entry_points(group=GROUP)]
+        out = [StrategyInfo(ep.name, ep.value) for ep, dist in eps if _is_fairnad(dist)]
+        if not out:
+            raise ConfigError(f"no built-in strategies: fairnad declares its own as entry points of the group {GROUP}, "
+                              "and this Python environment has none; install fairnad (`pip install -e .` in a "
+                              "checkout)")  # fmt: skip
+        builtin = {i.name for i in out}
+        seen: dict[str, StrategyInfo] = {}
+        for ep, dist in eps:
+            if _is_fairnad(dist):
+                continue
+            info = StrategyInfo(ep.name, ep.value, distribution=dist or "(unknown package)",
+                                version=ep.dist.version if ep.dist is not None else None)  # fmt: skip
+            if ep.name in builtin:
+                info.error = f"name clash with the built-in strategy {ep.name!r}; rename the entry point"
+            elif ep.name in seen:
+                info.error = f"name also declared by {seen[ep.name].source}; rename one of the entry points"
+            else:
+                seen[ep.name] = info
+            out.append(info)
+        _ENTRIES[key] = out
+    return _ENTRIES[key]
 
 
 def _is_fairnad(dist: str | None) -> bool:
     return dist is not None and dist.lower().replace("_", "-") == "fairnad"
 
 
-def _load_plugin(info: StrategyInfo) -> StrategyInfo:
-    """Import and check one plug-in (once per process). Anything a plug-in's import registers
-    itself is taken back out of REGISTRY: only a checked entry point is added."""
+def _load(info: StrategyInfo) -> StrategyInfo:
+    """`info` imported and checked (once per process): with its class, or, for a plug-in, with the
+    reason it cannot serve. A built-in that fails is a bug in fairnad and raises."""
     if info.error is not None:
         return info
     key = (info.name, info.target, info.distribution)
-    if key in _LOADED:
-        return _LOADED[key]
-    before = dict(REGISTRY)
-    try:
-        cls = _import_target(info.target)
-        problem = _check_class(info.name, cls)
-    except (Exception, SystemExit) as err:  # a plug-in's import must never take fairnad down
-        cls, problem = None, f"cannot import {info.target}: {type(err).__name__}: {_first_line(err)}"
-    finally:
-        REGISTRY.clear()
-        REGISTRY.update(before)
-    if problem is None:
-        if not isinstance(getattr(cls, "name", None), str):
-            cls.name = info.name  # the entry point names it
-        REGISTRY[info.name] = cls
-        info.cls = cls
-    else:
-        info.error = problem
-    _LOADED[key] = info
-    return info
+    if key not in _LOADED:
+        loaded = dataclasses.replace(info)
+        try:
+            cls = _import_target(info.target)
+            problem = _check_class(info.name, cls)
+        except (Exception, SystemExit) as err:  # a plug-in's import must never take fairnad down
+            if info.builtin:
+                raise
+            cls, problem = None, f"cannot import {info.target}: {type(err).__name__}: {_first_line(err)}"
+        if problem is not None and info.builtin:
+            raise TypeError(f"built-in strategy {info.name} ({info.target}): {problem}")
+        if problem is None:
+            if not isinstance(getattr(cls, "name", None), str):
+                cls.name = info.name  # the entry point names it
+            loaded.cls = cls
+        else:
+            loaded.error = problem
+        _LOADED[key] = loaded
+    return _LOADED[key]
 
 
 def _import_target(target: str) -> Any:

@@ -17,7 +17,7 @@ import math
 from pydantic import Field
 
 from fairnad.prompts import render
-from fairnad.search.base import Strategy, StrategyConfig, register
+from fairnad.search.base import Strategy, StrategyConfig
 from fairnad.search.common import ask_code, ask_genotype, fresh_child, is_open, problem_text, starting_models, view
 from fairnad.space.candidate import Proposal
 
@@ -34,7 +34,6 @@ class EvoPromptingConfig(StrategyConfig):
     tuning_steps: int = Field(20, ge=1)
 
 
-@register
 class EvoPrompting(Strategy):
     name = "evoprompting"
     Config = EvoPromptingConfig

@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from fairnad.search.base import Strategy, register
+from fairnad.search.base import Strategy
 from fairnad.search.credit import Credit
 from fairnad.search.fairnad_base import (  # noqa: F401  (the settings and defaults, named from here too)
     DUPLICATE, MUTATIONS, OPEN_PROBS, OPEN_TOURNAMENT, TABLE_PROBS, TABLE_TOURNAMENT, FairNADConfig, Steps, stat,
@@ -49,7 +49,6 @@ from fairnad.space.candidate import Proposal
 from fairnad.space.code import failure_site
 
 
-@register
 class FairNAD(Strategy):
     """The strategy: chooses each child's mutation type and parent, keeps the per-type and per-idea
     statistics (run store meta `fairnad_stats`) and the failures the prompts show; the moves are the

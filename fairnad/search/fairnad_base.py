@@ -9,7 +9,7 @@ Pareto parts (search/pareto.py), and give the LLM the same feedback (`Steps.feed
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field, field_validator
@@ -19,9 +19,6 @@ from fairnad.search.common import cost_text, view
 from fairnad.search.ideas import Idea
 from fairnad.search.pareto import front
 from fairnad.space.candidate import Proposal
-
-if TYPE_CHECKING:  # (the strategy imports this module, not the other way round)
-    from fairnad.search.fairnad import FairNAD
 
 MUTATIONS = ("idea", "pareto", "iterative")
 # how a child's check begins when the LLM wrote a network that was already evaluated
@@ -143,8 +140,8 @@ class Steps:
     is the LLM a step may ask: the study's, or None when the step is its deterministic counterpart (the
     arm drawn was the algorithm's, or the run has no LLM)."""
 
-    def __init__(self, core: FairNAD) -> None:
-        self.core = core
+    def __init__(self, core) -> None:
+        self.core = core  # the FairNAD strategy (fairnad.py, which imports this module: not named here)
         self.llm = None  # the LLM of the step being made: the study's, or None for the algorithm alone
 
     @property

@@ -20,7 +20,7 @@ from pydantic import Field
 
 from fairnad.llm import LLMOutputError
 from fairnad.prompts import render
-from fairnad.search.base import Strategy, StrategyConfig, register
+from fairnad.search.base import Strategy, StrategyConfig
 from fairnad.search.random_search import UnseenSampler
 from fairnad.space.candidate import Proposal
 
@@ -38,7 +38,6 @@ class GeniusConfig(StrategyConfig):
                                   "reasons, then commits); false: the paper's order, architecture first")
 
 
-@register
 class Genius(Strategy):
     name = "genius"
     Config = GeniusConfig

@@ -26,7 +26,7 @@ import numpy as np
 from pydantic import Field
 
 from fairnad.prompts import render
-from fairnad.search.base import Strategy, StrategyConfig, register
+from fairnad.search.base import Strategy, StrategyConfig
 from fairnad.search.common import ask_code, ask_genotype, fresh_child, is_open, problem_text, starting_models, view
 from fairnad.space.candidate import Proposal
 
@@ -58,7 +58,6 @@ class LLMaticConfig(StrategyConfig):
         "the whole file (every form is accepted)")
 
 
-@register
 class LLMatic(Strategy):
     name = "llmatic"
     Config = LLMaticConfig

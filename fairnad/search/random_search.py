@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fairnad.search.base import Strategy, register
+from fairnad.search.base import Strategy
 from fairnad.space.candidate import Proposal
 
 # The random stream every strategy draws its random starting models from on a tabular seed: random
@@ -39,7 +39,6 @@ class UnseenSampler:
         return None
 
 
-@register
 class RandomSearch(Strategy):
     name = "random"
 

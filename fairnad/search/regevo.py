@@ -7,7 +7,7 @@ from collections import deque
 
 from pydantic import Field
 
-from fairnad.search.base import Strategy, StrategyConfig, register
+from fairnad.search.base import Strategy, StrategyConfig
 from fairnad.search.random_search import UnseenSampler
 from fairnad.space.candidate import Proposal
 
@@ -18,7 +18,6 @@ class RegEvoConfig(StrategyConfig):
     mutation_tries: int = Field(100, ge=1, description="mutations tried before falling back to a random genotype")
 
 
-@register
 class RegularizedEvolution(Strategy):
     name = "regevo"
     Config = RegEvoConfig

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from fairnad.errors import FairnadError
-from fairnad.llm import LLM
+from fairnad.llm import RecordingLLM
 from fairnad.pareto import Verdicts
 from fairnad.problem import Problem
 from fairnad.space.candidate import Candidate, Proposal
@@ -46,7 +46,7 @@ class Study:
         store: RunStore,
         budget: int,
         seed: int = 0,
-        llm: LLM | None = None,
+        llm: RecordingLLM | None = None,
         fidelity: str | None = None,
         max_seconds: float | None = None,
         max_rejections: int = 50,
@@ -79,7 +79,7 @@ class Study:
     def llm_mark(self) -> int | None:
         """For a strategy that proposes several children at once: mark before each child, then
         `llm_calls_since(mark)` into its origin["llm_calls"] (the report and export read that)."""
-        return self.llm.mark() if hasattr(self.llm, "mark") else None
+        return self.llm.mark() if self.llm is not None else None
 
     def llm_calls_since(self, mark: int | None) -> list[int]:
         return self.llm.since(mark) if mark is not None else []
@@ -124,10 +124,6 @@ class Study:
     @property
     def remaining(self) -> int:
         return max(0, self.budget - self.evaluations)
-
-    @property
-    def resuming(self) -> bool:
-        return len(self.candidates) < len(self._stored)
 
     def rng(self, salt: int) -> np.random.Generator:
         """A generator that depends only on the run seed and `salt` (one per consumer)."""
@@ -222,8 +218,7 @@ class Study:
                 budget -= 1
         todo = [c for c, pending in admitted if pending]
         if todo:
-            many = getattr(self.evaluator, "evaluate_many", None)
-            results = many(todo, self.fidelity) if many else [self.evaluator.evaluate(c, self.fidelity) for c in todo]
+            results = self.evaluator.evaluate_many(todo, self.fidelity)
             for cand, result in zip(todo, results):
                 cand.status = result.status
                 cand.metrics = dict(result.metrics)
@@ -258,9 +253,7 @@ class Study:
                     f"({recorded_by(self.store)})"
                 )
             if stored.status != "running":
-                observe = getattr(self.evaluator, "observe", None)
-                if observe is not None:
-                    observe(stored)
+                self.evaluator.observe(stored)
                 return stored, False
             return stored, True  # it was in flight when the run stopped: evaluate it now
         cand = Candidate(

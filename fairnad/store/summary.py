@@ -235,7 +235,8 @@ def list_runs(root: str | Path) -> list[dict[str, Any]]:
 def knowledge_summary(tree, report: dict[str, Any], papers: list[dict[str, Any]], llm, seconds: float,
                       out: Path) -> dict[str, Any]:  # fmt: skip
     """A knowledge build as one JSON-able object (what `knowledge build --json` prints): papers read and
-    skipped, attributes proposed / accepted / rejected (per reason) / after merging, categories filled,
+    skipped, what was read only in part (`warnings`: a page whose tables could not be read...),
+    attributes proposed / accepted / rejected (per reason) / after merging, categories filled,
     parsing speed, LLM use. `papers` are the build store's rows of the papers this build was given."""
     done = [p for p in papers if p["status"] == "done"]
     agg = {k: sum(p.get("stats", {}).get(k, 0) for p in done) for k in ("proposed", "verified", "rejected", "failed_calls")}
@@ -249,6 +250,7 @@ def knowledge_summary(tree, report: dict[str, Any], papers: list[dict[str, Any]]
     return {
         "tree": str(out), "papers": len(done),
         "skipped": [{"path": p["path"], "reason": p.get("error")} for p in papers if p["status"] == "skipped"],
+        "warnings": [{"paper": p["name"], "warning": w} for p in done for w in p.get("stats", {}).get("warnings", [])],
         "attributes": {**agg, "consolidated": len(tree.attributes()), "merged": report.get("merged", 0)},
         "rejections": rejections,
         "categories": {"filled": len(stats["categories"]) - len(stats["empty_categories"]),

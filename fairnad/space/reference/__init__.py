@@ -53,11 +53,12 @@ def reference(name: str) -> Reference:
     return REFERENCES[name]
 
 
-def for_dataset(dataset: str) -> list[Reference]:
-    """The starting models of a dataset; for a user's arrays, the 1-D CNN for signals and the small
-    2-D CNN for images (both take any length or size: global pooling before the head)."""
-    from fairnad.evaluate.datasets import dataset_spec, is_user_dataset
-
-    if is_user_dataset(dataset):
-        return [REFERENCES["mnist1d-cnn" if len(dataset_spec(dataset).input_shape) == 2 else "small-cnn"]]
-    return [r for r in REFERENCES.values() if dataset in r.datasets]
+def for_dataset(dataset: str, input_shape: tuple[int, ...]) -> list[Reference]:
+    """The starting models of a dataset. A dataset no reference names (a user's arrays) gets the 1-D
+    CNN for signals (`input_shape` (channels, length)) and the small 2-D CNN for images (both take
+    any length or size: global pooling before the head). The caller knows the dataset's shape
+    (evaluate.datasets.dataset_spec): a space does not read datasets."""
+    named = [r for r in REFERENCES.values() if dataset in r.datasets]
+    if named:
+        return named
+    return [REFERENCES["mnist1d-cnn" if len(input_shape) == 2 else "small-cnn"]]

@@ -1,7 +1,7 @@
-"""Wrong plug-ins: a class that is not a Strategy, and one that takes a built-in's name (and registers
-itself under it, which must not replace the built-in)."""
+"""Wrong plug-ins: a class that is not a Strategy, and one that takes a built-in's name (declared
+under it, which must not replace the built-in, and under another name, which its own name contradicts)."""
 
-from fairnad.search.base import Strategy, register
+from fairnad.search.base import Strategy
 from fairnad.space.candidate import Proposal
 
 
@@ -15,9 +15,3 @@ class Impostor(Strategy):
 
     def ask(self, study):
         return [Proposal(study.domain[0], origin={"op": "impostor"})]
-
-
-try:
-    register(Impostor)
-except Exception:  # fairnad refuses it; the module still imports
-    pass
