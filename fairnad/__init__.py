@@ -1,3 +1,3 @@
 """fairnad: architecture papers -> design-knowledge tree -> LLM-in-the-loop architecture search."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -155,6 +155,11 @@ def run_summary(s: dict) -> None:
                   f"{' (' + str(r['sizes_inferred']) + ' with input sizes inferred)' if r.get('sizes_inferred') else ''}, "
                   f"{r['improved_front']} improved the front, "
                   f"{r['improved_best']} the best")  # fmt: skip
+    credit = s.get("credit")
+    for i, a in enumerate((credit or {}).get("arms") or []):  # adaptive FairNAD: how the credit moved the chances
+        llm = f", {a['llm_seconds']:.0f} s of LLM" if a["llm_seconds"] else ""
+        t.add_row("chances" if i == 0 else "", f"{a['arm']}: {a['start']:.2f} -> {a['chance']:.2f} ({a['improved']} of "
+                  f"{a['children']} children improved the best or the front{llm})")  # fmt: skip
     b = s.get("best")
     if b:
         by = f" ({b['origin']}, {'written by the LLM' if b.get('by_llm') else 'not written by the LLM'})" if b.get("origin") else ""

@@ -73,6 +73,10 @@ def test_a_killed_adaptive_run_resumes_and_replays_to_the_same_candidates_and_ch
     assert after[: len(before)] == before
     arms = [json.loads(o).get("arm") for _, _, o, _ in after]
     assert {"idea/llm", "idea/algorithm"} & set(arms) and sum(a is not None for a in arms) >= 8
+    for _, _, o, _ in after:  # a counterpart's child is the algorithm's: no LLM call made it
+        o = json.loads(o)
+        if o.get("arm", "").endswith("/algorithm"):
+            assert o["source"] == "algorithm" and "llm_calls" not in o, o
     stats = json.loads(query(db, "SELECT value FROM meta WHERE key = 'fairnad_stats'")[0][0])
     told = [json.loads(o).get("arm") for o, counted in _rows(db, "candidates", "origin, counted") if counted]
     assert len(stats["chances"]) == sum(a is not None for a in told)  # one point per child told

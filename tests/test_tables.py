@@ -468,7 +468,8 @@ def test_a_run_made_before_a_default_changed_resumes_under_the_old_default(run_c
     from fairnad.lifecycle import _as_created
 
     before = _as_created({"strategy": "fairnad", "strategies": {"fairnad": {"evidence_prior": 4}}})
-    assert before["strategies"]["fairnad"] == {"evidence_prior": 4, "stall": 0, "new_idea_on_duplicate": False}
+    assert before["strategies"]["fairnad"] == {"evidence_prior": 4, "stall": 0, "new_idea_on_duplicate": False,
+                                               "adaptive": False}  # fmt: skip
     with RunStore.open(tmp_path / "new") as st:
         stored = st.meta()["config"]
     assert stored["strategies"]["fairnad"]["stall"] == 20 and _as_created(stored) == stored

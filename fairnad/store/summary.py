@@ -148,9 +148,12 @@ def _status(stored: str | None, run_dir: Path) -> str | None:
 
 
 def origin_label(origin: dict[str, Any]) -> str:
-    """What made a candidate, in words a table can group by: idea, pareto (llm), pareto (arguments)..."""
+    """What made a candidate, in words a table can group by: idea, pareto (llm), pareto (arguments), idea
+    (algorithm) (an adaptive run's counterpart of an LLM step, search/credit.py)..."""
     op = origin.get("op", "?")
-    return f"{op} ({origin['via']})" if origin.get("via") else op
+    if origin.get("via"):
+        return f"{op} ({origin['via']})"
+    return f"{op} (algorithm)" if op != "pareto" and str(origin.get("arm", "")).endswith("/algorithm") else op
 
 
 def children_table(cands: list[Candidate], llm_strategy: bool = True, judged: list[tuple[bool, bool]] | None = None
