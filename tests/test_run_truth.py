@@ -57,7 +57,8 @@ def test_the_server_dying_while_the_agent_works_pauses_and_the_resume_goes_on_fr
     equality with an uninterrupted run is proved with recorded answers (the test above); here: the
     outage pauses the run instead of being stored as the agent's failure, and the resume keeps
     every finished candidate, answer and probe of the first session, re-asks and re-runs nothing."""
-    only_agent = [*OPEN, "-n", "3", "--set", "strategies.fairnad.disable=[idea, pareto]"]
+    only_agent = [*OPEN, "-n", "3", "--set", "strategies.fairnad.disable=[idea, pareto]",
+                  "--set", "strategies.fairnad.adaptive=false"]  # every child the agent's (no counterpart drawn)
     db = tmp_path / "run" / "run.db"
     with FaultProxy(embedded_server.base_url, [None, "down"]) as px:  # one answer, then the server is gone
         p = run_cli(*only_agent, "--llm", px.base_url, "--run-dir", "run", "--set", "llm.max_retries=1",
