@@ -219,6 +219,15 @@ def test_support_needs_the_names_words_in_the_sentence():
     assert check_support("7x7 kernel", s, 0.6).ok  # half the words and a close meaning
     assert not check_support("7x7 kernel", s, 0.3).ok
     assert check_support("channel shuffle", s, 0.9).reason == "name not in its sentence"
+    # word by word: a longer word that begins with the name's word is another word (the 13-paper tree cited
+    # EfficientNet's and GoogLeNet's sentences about network depth for depthwise convolution)
+    depth = "Scaling up network depth is the most common way to improve accuracy."
+    assert check_support("depthwise convolution", depth, 0.9).reason == "name not in its sentence"
+    assert not check_support("depthwise convolution", depth + " Many use 3x3 convs.", 0.5).ok
+    assert not check_support("channelwise attention", "Each channel is attended to.", 0.9).ok
+    assert check_support("channel shuffle", "A channel shuffling operation mixes the groups.", 0.1).ok  # inflections
+    assert check_support("grouped convolutions", "We use convolutional layers in groups.", 0.1).ok
+    assert check_support("normalization", "Each layer normalizes its inputs.", 0.1).ok
 
 
 # -- consolidation --------------------------------------------------------------------------------

@@ -44,16 +44,33 @@ def sentence_words(text: str) -> set[str]:
     return {w[:-1] if len(w) > 3 and w.endswith("s") and not w.endswith("ss") else w for w in re.findall(r"[a-z0-9]+", t.lower())}
 
 
+# abbreviations papers write for a name's word: "conv" layers are convolutions, "norm" normalization
+ABBREVIATIONS = {"conv": "convolution", "norm": "normalization", "attn": "attention", "avg": "average",
+                 "param": "parameter", "params": "parameter", "dw": "depthwise", "pw": "pointwise"}  # fmt: skip
+_SUFFIXES = ("izations", "isations", "ization", "isation", "ations", "ation", "izing", "ising", "ized", "ised", "izes",
+             "ises", "ize", "ise", "ings", "ing", "ed", "es", "s", "al", "ly")  # fmt: skip
+
+
+def stem(word: str) -> str:
+    """A word without its inflection: "normalization", "normalizes" and "normalize" are "normal";
+    "shuffling" and "shuffle" are "shuffl". Never shorter than 3 letters."""
+    w = word.lower()
+    for suffix in _SUFFIXES:
+        if w.endswith(suffix) and len(w) - len(suffix) >= 3:
+            w = w[: -len(suffix)]
+            break
+    return w[:-1] if w.endswith("e") and len(w) > 3 else w
+
+
 def word_found(word: str, words: set[str]) -> bool:
+    """Whether the sentence has the name's word itself: the word, an inflection of it ("convolutions"),
+    or an abbreviation papers write for it ("conv"). Not a longer word that begins with it: "depth" is
+    not "depthwise", "channel" not "channelwise" (the 13-paper tree cited sentences about network depth
+    for depthwise convolution)."""
     if word in words:
         return True
-    if len(word) < 4:
-        return False
-    for w in words:  # a stem or an abbreviation: "conv" / "convolution", "normalize" / "normalization"
-        n = min(len(w), len(word))
-        if n >= 4 and w[:n] == word[:n] and (n >= 5 or n == min(len(w), len(word))):
-            return True
-    return False
+    target = stem(ABBREVIATIONS.get(word, word))
+    return any(stem(ABBREVIATIONS.get(w, w)) == target for w in words)
 
 
 def coverage(name: str, sentence: str) -> tuple[float, tuple[str, ...]]:
