@@ -398,3 +398,26 @@ def test_a_page_whose_tables_could_not_be_read_is_a_warning_of_the_build(tmp_pat
     store.close()
     assert s["warnings"] == [{"paper": "a", "warning": "page 1: tables not read (the table finder failed: "
                                                        "RuntimeError: table finder crashed)"}]  # fmt: skip
+
+
+def test_a_sentence_is_one_source_and_a_models_name_is_no_idea(embedder):
+    """The 1.5B model names one idea with one sentence under several categories: the merged idea shows the
+    sentence once. A name that is only a model's ("ResNeXt", or what a title names before its colon) is
+    never an idea; a model's module is kept and flagged."""
+    from fairnad.knowledge.consolidate import is_model_name
+
+    t = load_template(TEMPLATE)
+    same = [_m("a", "depthwise convolution", category=c) for c in ("operation/feature-extraction",
+                                                                   "block/residual-multibranch", "network/scaling")]
+    other = {**_m("a", "depthwise convolution"), "offset": 120, "quote": "another sentence with depthwise convolution"}
+    out = consolidate([*same, other, _m("b", "ResNeXt", category="operation/activation"),
+                       {**_m("c", "Xception"), "title": "Xception: Deep Learning with Depthwise Separable Convolutions"}],
+                      t, embedder)  # fmt: skip
+    names = {a["name"]: a for a in out["attributes"]}
+    assert set(names) == {"depthwise convolution"}
+    assert len(names["depthwise convolution"]["sources"]) == 2 and names["depthwise convolution"]["mentions"] == 4
+    for name in ("ResNeXt", "MobileNetV2", "ShuffleNet V2", "ResNet-50", "EfficientNet-B0", "SENet"):
+        assert is_model_name(name), name
+    for name in ("MobileNetV2 block", "ReLU", "LayerNorm", "Inception module", "depthwise convolution"):
+        assert not is_model_name(name), name
+    assert is_model_name("Swin Transformer", ["Swin Transformer: Hierarchical Vision Transformer using Shifted Windows"])

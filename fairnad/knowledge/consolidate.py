@@ -81,6 +81,31 @@ def over_specific(name: str, titles: list[str]) -> str | None:
     return None
 
 
+def unique_sources(sources) -> list[dict[str, Any]]:
+    """Each (paper, span) once, in order: the 1.5B model names one idea with one sentence under several
+    categories, and the merged idea showed that sentence once per category (69 of the 13-paper tree's
+    196 sources were exact repeats; one EfficientNet sentence 5 times on one card)."""
+    out, seen = [], set()
+    for src in sources:
+        key = (src.get("paper"), src.get("page"), src.get("offset"), src.get("length"), src.get("quote"))
+        if key not in seen:
+            seen.add(key)
+            out.append(src)
+    return out
+
+
+def is_model_name(name: str, titles: list[str] = ()) -> bool:
+    """A name that is only a model's name ("ResNeXt", "MobileNetV2", "ShuffleNet V2", "ResNet-50", or what
+    a paper's title names before its colon: "Xception", "Swin Transformer"): never an attribute (the
+    13-paper tree filed "ResNeXt" under activation). A model's module ("MobileNetV2 block") is an idea
+    named after its model: kept, and flagged over-specific."""
+    if name.strip().lower() in {t.split(":")[0].strip().lower() for t in titles if ":" in t}:
+        return True
+    rest = MODEL_NAME.sub(" ", name)
+    named = any(not GENERAL_OP.search(m.group(0)) for m in MODEL_NAME.finditer(name))
+    return named and not re.search(r"[A-Za-z]{2,}", re.sub(r"(?i)\b(?:v\d+|\d+)\b", " ", rest))
+
+
 def attribute_order(a: dict[str, Any]) -> tuple:
     """How a tree lists its attributes: by category, the most frequent first, then by name."""
     return a["category"], -a["frequency"], a["name"]
@@ -123,8 +148,11 @@ def consolidate(
     examples = [(f"{lv.id}/{c.id}", x) for lv, c in cats for x in [c.name, *c.examples]]
     example_cats, example_vecs = [p for p, _ in examples], embedder.encode([x.lower() for _, x in examples])
     attributes, used_ids = [], set()
+    all_titles = sorted({m.get("title") or "" for m in mentions})
     for group in clusters.values():
         name = _majority([m["name"] for m in group])
+        if is_model_name(name, all_titles):  # another paper's model, named by this one
+            continue
         by_cat = Counter(m["category"] for m in group)
         top, n_top = by_cat.most_common(1)[0]
         if n_top >= 3 and n_top >= 2 * len(group) / 3 and top in cat_paths:  # the mentions agree
@@ -150,7 +178,7 @@ def consolidate(
             "over_specific": over_specific(name, titles) if len(papers) == 1 else None,
             # a template example the papers state, carried over from an earlier tree (knowledge add)
             **({"from_template": True} if all(m.get("from_template") for m in group) else {}),
-            "sources": [{k: m.get(k) for k in SOURCE_KEYS} for m in group],
+            "sources": unique_sources({k: m.get(k) for k in SOURCE_KEYS} for m in group),
         })  # fmt: skip
     _merge_subcategories(attributes, embedder)
     filled = {a["category"] for a in attributes}

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from fairnad.ingest.pdf import Document, normalize
+from fairnad.knowledge.consolidate import is_model_name
 from fairnad.knowledge.embed import Embedder
 from fairnad.knowledge.evidence import Sentence, Span, align_quote, cite, split_sentences
 from fairnad.knowledge.names import is_vague
@@ -177,6 +178,8 @@ def extract_paper(
                 reason = "repeated in this answer"
             elif is_vague(name):
                 reason = "too vague (names a category, not an idea)"
+            elif is_model_name(name, [doc.title or ""]):
+                reason = "a model's name, not an idea"
             else:
                 m["support"] = {"coverage": sup.coverage, "similarity": sup.similarity, "missing": list(sup.missing)}
                 reason = sup.reason
