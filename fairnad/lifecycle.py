@@ -10,6 +10,7 @@ evaluate, store) know nothing of each other beyond their inputs.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import shlex
 import time
 from collections.abc import Callable
@@ -462,8 +463,19 @@ def _close_session(store: RunStore, study: Study, llm: RecordingLLM | None, t0: 
 
 # -- knowledge builds ---------------------------------------------------------------------------
 def build_dir_for(out: Path) -> Path:
-    """Where a build keeps its state by default: runs/knowledge-<tree name>."""
-    return Path("runs") / f"knowledge-{Path(out).stem}"
+    """Where a build keeps its state by default: runs/knowledge-<tree name>, unless that folder is the
+    state of another output file (`a/tree.json` and later `b/tree.json`): then
+    runs/knowledge-<tree name>-<hash of the output's full path>, so a tree never holds the papers of a
+    build it was not given."""
+    out = Path(out)
+    plain = Path("runs") / f"knowledge-{out.stem}"
+    if not (plain / BuildStore.DB).is_file():
+        return plain
+    with BuildStore.open(plain, readonly=True) as st:
+        made_for = st.meta().get("out")
+    if made_for is None or Path(made_for).resolve() == out.resolve():
+        return plain
+    return Path("runs") / f"knowledge-{out.stem}-{hashlib.sha256(str(out.resolve()).encode()).hexdigest()[:8]}"
 
 
 def open_build(build_dir: Path, meta: dict[str, Any]) -> BuildStore:
@@ -509,7 +521,7 @@ def build_knowledge(pdfs: list[Path], template, out: Path, build_dir: Path | Non
     note = note or (lambda paper, stage: None)
     opts = BuildOptions(**(options or {}))
     build_dir = build_dir or build_dir_for(out)
-    store = open_build(build_dir, {"template": template.model_dump(), "out": str(out)})
+    store = open_build(build_dir, {"template": template.model_dump(), "out": str(Path(out).resolve())})
     try:
         with BackendProvider(build_dir) as provider:
             llm = recorded_llm(llm_cfg, store, provider)
@@ -532,7 +544,14 @@ def build_knowledge(pdfs: list[Path], template, out: Path, build_dir: Path | Non
             all_papers = store.papers()
             wanted = {clean_text(str(p)) for p in pdfs}  # as stored (a non-UTF-8 name is stored cleaned)
             papers = [p for p in all_papers if p["path"] in wanted] or all_papers
-            return knowledge_summary(tree, report, papers, llm, time.time() - t0, out)
+            s = knowledge_summary(tree, report, papers, llm, time.time() - t0, out)
+            # which papers the tree holds, and which of them this build was not given (an earlier build's,
+            # in the same --build-dir, or what `knowledge add` carried over from the tree)
+            given = {p["name"] for p in papers}
+            s["tree_papers"] = sorted(p["name"] for p in tree.papers if p.get("name"))
+            s["earlier_papers"] = [n for n in s["tree_papers"] if n not in given]
+            s["build_dir"] = str(build_dir)
+            return s
     finally:
         store.close()
 

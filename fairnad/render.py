@@ -346,6 +346,11 @@ def knowledge_summary(s: dict) -> None:
     t = _pairs()
     t.add_row("tree", s["tree"])
     t.add_row("papers", f"{s['papers']} read" + (f", {len(s['skipped'])} skipped" if s["skipped"] else ""))
+    if s.get("tree_papers") is not None:
+        earlier = s.get("earlier_papers") or []
+        t.add_row("the tree holds", f"{len(s['tree_papers'])} papers: {escape(', '.join(s['tree_papers']))}"
+                  + (f"; not given to this build, from an earlier one in {escape(s['build_dir'])} (or the tree "
+                     f"extended): {escape(', '.join(earlier))}" if earlier else ""))  # fmt: skip
     a = s["attributes"]
     t.add_row("attributes", f"{a['proposed']} proposed, {a['verified']} accepted (grounded and supported), "
                             f"{a['rejected']} rejected; {a['consolidated']} after merging")  # fmt: skip

@@ -211,3 +211,29 @@ def test_inspecting_shipped_trees_by_name_and_odd_inputs_in_one_line(run_cli, tm
     assert p.returncode == 2 and "adir: a folder; give -o the HTML file" in p.stderr
     p = run_cli("knowledge", "build", "adir", "--max-pages", "0", "--llm", "http://127.0.0.1:1/v1")
     assert p.returncode == 2 and "--max-pages 0: give a whole number of 1 or more" in p.stderr
+
+
+@pytest.mark.llm
+@pytest.mark.slow
+def test_a_tree_holds_the_papers_it_was_given_and_says_which_came_from_an_earlier_build(run_cli, tmp_path):
+    """Two trees of the same file name in two folders once shared one build state (both defaulted to
+    runs/knowledge-tree): the second held the first one's papers too, and nothing said so."""
+    (tmp_path / "mini.yaml").write_text(MINI)
+    make_paper(tmp_path / "a" / "residual.pdf")
+    make_paper(tmp_path / "b" / "separable.pdf", title="Separable Convolutions Everywhere", extra_page=False)
+    build = ["knowledge", "build", "--template", "mini.yaml", "--max-items", "1", "--json"]
+    first = json.loads(run_cli(*build[:2], "a", *build[2:], "--out", "x/tree.json").stdout)
+    p = run_cli(*build[:2], "b", *build[2:], "--out", "y/tree.json")
+    assert p.returncode == 0, p.stderr
+    second = json.loads(p.stdout)
+    assert first["tree_papers"] == ["residual"] and second["tree_papers"] == ["separable"]
+    assert second["earlier_papers"] == [] and second["build_dir"] != first["build_dir"]
+    held = json.loads(run_cli("knowledge", "stats", "y/tree.json", "--json").stdout)
+    assert held["papers"] == 1
+    # the same build folder on purpose: the tree holds both, and the summary says which one it was not given
+    p = run_cli(*build[:2], "b", *build[2:], "--out", "z/tree.json", "--build-dir", first["build_dir"])
+    both = json.loads(p.stdout)
+    assert both["tree_papers"] == ["residual", "separable"] and both["earlier_papers"] == ["residual"]
+    p = run_cli(*build[:2], "b", *build[2:-1], "--out", "z/tree.json", "--build-dir", first["build_dir"])
+    text = " ".join(p.stdout.split())  # (the table wraps long cells)
+    assert "not given to this build, from an earlier one" in text and "residual" in text
