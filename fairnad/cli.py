@@ -349,8 +349,8 @@ def knowledge_build(
     llm: Optional[str] = typer.Option(None, help="embedded | http(s)://HOST:PORT/v1 | replay:BUILD_DIR"),
     model: Optional[str] = typer.Option(None, help="Model name at the --llm server."),
     api_key_env: Optional[str] = typer.Option(None, help="Environment variable with the API key."),
-    sentences: int = typer.Option(5, help="Sentences closest to each category; their union is shown, numbered, once per paper."),
-    max_items: int = typer.Option(4, help="Attributes per category and paper, at most."),
+    candidates: int = typer.Option(32, help="Candidate ideas per paper (its run-in heads, headings, captions, "
+                                   "'we propose' sentences, distinctive terms) the model names and files, at most."),
     max_pages: int = typer.Option(200, help="Pages read per paper, at most."),
     confirm_duplicates: Optional[bool] = typer.Option(None, "--confirm-duplicates/--no-confirm-duplicates",
                                                       help="Ask the LLM about near-duplicates (default: with your own server)."),
@@ -364,13 +364,13 @@ def knowledge_build(
     """Read a folder of papers with the LLM and build the attribute tree of design ideas."""
     from fairnad import lifecycle
 
-    for flag, value in (("--sentences", sentences), ("--max-items", max_items), ("--max-pages", max_pages)):
+    for flag, value in (("--candidates", candidates), ("--max-pages", max_pages)):
         if value < 1:
             raise ConfigError(f"{flag} {value}: give a whole number of 1 or more")
     if find_by_name < 0:
         raise ConfigError(f"--find-by-name {find_by_name}: give 0 (off) or a number of sentences")
     pdfs, template = lifecycle.knowledge_inputs(papers, template_path)
-    options = dict(sentences=sentences, max_items=max_items, max_pages=max_pages, confirm_duplicates=confirm_duplicates,
+    options = dict(candidates=candidates, max_pages=max_pages, confirm_duplicates=confirm_duplicates,
                    find_by_name=find_by_name, template_examples=template_examples)  # fmt: skip
     llm_cfg = lifecycle.llm_config(llm, model, api_key_env)
     with render.paper_progress(len(pdfs)) as note:

@@ -106,6 +106,26 @@ class ScriptedLLM:
         return Completion(text=text, parsed=parsed, usage=Usage(10, 5), latency=0.0, model="scripted")
 
 
+class NamingLLM:
+    """A scripted model for a knowledge build's naming step (knowledge/extract.py): answers each numbered
+    phrase of a batch by `fn(phrase)`. Makes one unit's logic deterministic; never the only test of it."""
+
+    def __init__(self, fn):
+        self.fn, self.prompts = fn, []
+
+    def complete(self, messages, *, temperature=0.0, schema=None, max_tokens=None, seed=None, purpose=""):
+        prompt = messages[-1]["content"]
+        self.prompts.append(prompt)
+        items = []
+        for line in prompt.splitlines():
+            if line.startswith("[") and "]" in line:
+                n = int(line[1 : line.index("]")])
+                phrase = line[line.index('"') + 1 : line.index('":')]
+                items.append({"n": n, **self.fn(phrase)})
+        value = {"ideas": items}
+        return Completion(json.dumps(value), value, Usage(50, 20), 0.0, "scripted")
+
+
 @pytest.fixture
 def run_cli(tmp_path):
     """Run `python -m fairnad ...` as a user would, in a fresh working directory."""

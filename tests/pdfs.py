@@ -88,3 +88,25 @@ def make_truncated(path, source):
     data = source.read_bytes()
     path.write_bytes(data[: len(data) // 3])
     return path
+
+
+def make_runin_paper(path, title="Normalized Separable Networks", heads=None):
+    """A paper whose paragraphs start with bold heads ("Batch normalization. Every convolution ..."): the
+    run-in heads a knowledge build takes as candidate ideas (knowledge/candidates.py)."""
+    heads = heads or [
+        ("Batch normalization", "Every convolution is followed by batch normalization, which normalizes each channel "
+                                "with the statistics of the mini-batch."),
+        ("Depthwise separable convolution", "A depthwise separable convolution factorizes a standard convolution into "
+                                            "a depthwise and a pointwise step, which saves computation."),
+        ("Datasets", "We train on CIFAR-10 and report the accuracy on its test set."),
+    ]  # fmt: skip
+    doc = pymupdf.open()
+    page = doc.new_page(width=612, height=792)
+    page.insert_textbox(pymupdf.Rect(72, 50, 540, 80), title, fontsize=17, fontname="hebo", align=1)
+    html = "".join(f"<p style='font-size:10pt'><b>{h}.</b> {t}</p>" for h, t in heads)
+    page.insert_htmlbox(pymupdf.Rect(50, 140, 296, 700), html)
+    doc.set_metadata({"title": "", "author": ""})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    doc.save(path)
+    doc.close()
+    return path

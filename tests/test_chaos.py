@@ -78,7 +78,7 @@ def test_knowledge_build_killed_then_resumed_equals_an_uninterrupted_build(run_c
     for i in range(3):
         make_paper(papers / f"p{i}.pdf", title=f"Residual Blocks with Separable Convolutions, part {i + 1}")
     (tmp_path / "mini.yaml").write_text(MINI)
-    build = ["knowledge", "build", "papers", "--template", "mini.yaml", "--max-items", "2"]
+    build = ["knowledge", "build", "papers", "--template", "mini.yaml", "--candidates", "8"]
     ref = run_cli(*build, "--out", "knowledge/ref.json", "--json")
     assert ref.returncode == 0, ref.stderr
     db = tmp_path / "runs" / "knowledge-c" / "build.db"

@@ -70,7 +70,9 @@ def test_a_build_finds_its_ideas_by_name_in_its_other_papers(tmp_path, monkeypat
     """Through process_papers and assemble: the model names an idea in one paper (a scripted answer, so
     the test is about the lookup), the build adds the other paper that uses it; --find-by-name 0 does not.
     Extraction and both lookups parse each paper once."""
-    from test_knowledge import MINI, PromptLLM, _answer
+    from conftest import NamingLLM
+    from pdfs import make_runin_paper
+    from test_knowledge import MINI, _namer
 
     from fairnad.knowledge import build
     from fairnad.knowledge.build import BuildOptions, assemble, process_papers
@@ -82,19 +84,19 @@ def test_a_build_finds_its_ideas_by_name_in_its_other_papers(tmp_path, monkeypat
     parsed = []
     monkeypatch.setattr(build, "parse_pdf", lambda path, pages: parsed.append(Path(path).name) or parse_pdf(path, pages))
 
-    a = make_paper(tmp_path / "papers" / "a.pdf")
+    a = make_runin_paper(tmp_path / "papers" / "a.pdf")
     b = make_paper(tmp_path / "papers" / "b.pdf", title="Separable Stages", body=USES, extra_page=False)
     (tmp_path / "mini.yaml").write_text(MINI)
     mini, embedder = load_template(tmp_path / "mini.yaml"), Embedder()
     with BuildStore.create(tmp_path / "build", {}) as store:
-        llm = RecordingLLM(PromptLLM(lambda p: _answer(p) if "Residual Blocks" in p else {"attributes": []}),
-                           sink=store.add_llm_call)  # fmt: skip
-        process_papers([a, b], mini, store, llm, embedder, BuildOptions())
+        # the model names paper a's run-in heads (b's one candidate, its squeeze-and-excitation module, is no idea here)
+        llm = RecordingLLM(NamingLLM(_namer), sink=store.add_llm_call)
+        process_papers([a, b], mini, store, llm, BuildOptions())
         tree, report = assemble(mini, store, embedder, BuildOptions())
         plain, plain_report = assemble(mini, store, embedder, BuildOptions(find_by_name=0))
     assert sorted(parsed) == ["a.pdf", "b.pdf"]
     dsc = next(x for x in tree.attributes() if x["name"] == "depthwise separable convolution")
-    assert [(s["paper"], s["alignment"]) for s in dsc["sources"]] == [("a", "sentence"), ("b", "name")]
+    assert [(s["paper"], s["alignment"]) for s in dsc["sources"]] == [("a", "candidate"), ("b", "name")]
     assert dsc["frequency"] == 2
     assert report["found_by_name"] == {"papers_read": 2, "sources_added": 1, "attributes_linked": 1,
                                        "template_examples": 0}  # its example is the model's idea: not added twice
@@ -105,10 +107,15 @@ def test_a_build_finds_its_ideas_by_name_in_its_other_papers(tmp_path, monkeypat
     assert [s["paper"] for s in dsc["sources"]] == ["a"] and plain_report["found_by_name"]["sources_added"] == 0
 
 
+def NOTHING(phrase):  # a model that sees no design idea anywhere
+    return {"idea": False, "name": phrase, "category": "operation/normalization", "description": ""}
+
+
 def test_the_templates_examples_that_papers_state_become_their_ideas(tmp_path):
     """A model that names nothing: the template example both papers state in two of their own sentences
     is an idea with a source in each, in its example's category; the ones no paper states are not."""
-    from test_knowledge import MINI, PromptLLM
+    from conftest import NamingLLM
+    from test_knowledge import MINI
 
     from fairnad.knowledge.build import BuildOptions, assemble, process_papers
     from fairnad.knowledge.embed import Embedder
@@ -121,8 +128,8 @@ def test_the_templates_examples_that_papers_state_become_their_ideas(tmp_path):
     (tmp_path / "mini.yaml").write_text(MINI)
     mini, embedder = load_template(tmp_path / "mini.yaml"), Embedder()
     with BuildStore.create(tmp_path / "build", {}) as store:
-        llm = RecordingLLM(PromptLLM(lambda p: {"attributes": []}), sink=store.add_llm_call)
-        process_papers([a, b], mini, store, llm, embedder, BuildOptions())
+        llm = RecordingLLM(NamingLLM(NOTHING), sink=store.add_llm_call)
+        process_papers([a, b], mini, store, llm, BuildOptions())
         tree, report = assemble(mini, store, embedder, BuildOptions())
         none, _ = assemble(mini, store, embedder, BuildOptions(template_examples=False))
     (dsc,) = tree.attributes()
@@ -141,8 +148,7 @@ def test_the_templates_examples_that_papers_state_become_their_ideas(tmp_path):
     c = make_paper(tmp_path / "c.pdf", title="Another Paper", extra_page=False, body=[("1 Method", True), (
         "We train a plain convolutional network with a wide stem and no normalization at all.", False)])  # fmt: skip
     with BuildStore.create(tmp_path / "build2", {}) as store2:
-        process_papers([c], mini, store2, RecordingLLM(PromptLLM(lambda p: {"attributes": []}), sink=store2.add_llm_call),
-                       embedder, BuildOptions())  # fmt: skip
+        process_papers([c], mini, store2, RecordingLLM(NamingLLM(NOTHING), sink=store2.add_llm_call), BuildOptions())
         added, _ = assemble(mini, store2, embedder, BuildOptions(), extra_mentions=mentions_from_tree(tree),
                             extra_papers=tree.papers)  # fmt: skip
     (dsc2,) = added.attributes()

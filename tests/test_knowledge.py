@@ -1,7 +1,6 @@
 """Knowledge pipeline: template validation, quote verification, extraction (scripted LLM for the
 logic, the real embedded model end to end), consolidation, tree files, incremental add, resume."""
 
-import json
 
 import networkx as nx
 import pytest
@@ -11,16 +10,15 @@ from fairnad.ingest.pdf import parse_pdf
 from fairnad.knowledge.build import BuildOptions, assemble, mentions_from_tree, process_papers
 from fairnad.knowledge.consolidate import consolidate
 from fairnad.knowledge.embed import Embedder
-from fairnad.knowledge.evidence import align_quote, span_is_at_its_offsets, split_sentences
-from fairnad.knowledge.extract import extract_paper
+from fairnad.knowledge.evidence import split_sentences
 from fairnad.knowledge.support import check_support
 from fairnad.knowledge.template import load_template
 from fairnad.knowledge.tree import AttributeTree
-from fairnad.llm import Completion, RecordingLLM, Usage
+from fairnad.llm import RecordingLLM
 from fairnad.store import BuildStore
 
-from conftest import ROOT
-from pdfs import make_paper
+from conftest import ROOT, NamingLLM
+from pdfs import make_paper, make_runin_paper
 
 TEMPLATE = ROOT / "templates" / "fairnad.yaml"
 MINI = """name: mini
@@ -50,38 +48,6 @@ def mini(tmp_path):
     p = tmp_path / "mini.yaml"
     p.write_text(MINI)
     return load_template(p)
-
-
-class PromptLLM:
-    """Answers a prompt with fn(prompt text): a scripted stand-in that makes the logic deterministic."""
-
-    def __init__(self, fn):
-        self.fn, self.prompts = fn, []
-
-    def complete(self, messages, *, temperature=0.0, schema=None, max_tokens=None, seed=None, purpose=""):
-        self.prompts.append(messages[-1]["content"])
-        value = self.fn(messages[-1]["content"])
-        return Completion(json.dumps(value), value, Usage(50, 20), 0.0, "scripted")
-
-
-def cite(prompt, phrase):
-    """The number the prompt gives the sentence that contains `phrase` (as a model would answer), or None."""
-    for line in prompt.splitlines():
-        if line.startswith("[") and phrase.lower() in line.lower():
-            return int(line[1:line.index("]")])
-    return None
-
-
-def _answer(prompt):
-    """A scripted model: attributes of the test paper, each citing its sentence, when the prompt shows it."""
-    items = []
-    if "Category: Operation level > Normalization" in prompt:
-        items = [("followed by batch normalization", "batch normalization", "normalise by batch statistics"),
-                 ("followed by batch normalization", "weight standardization", "invented")]  # fmt: skip
-    elif "Feature extraction operators" in prompt:
-        items = [("factorizes a standard convolution", "depthwise separable convolution", "depthwise + pointwise")]
-    return {"attributes": [{"sentence": cite(prompt, phrase), "name": name, "subcategory": "general", "description": d,
-                            "effect": "performance"} for phrase, name, d in items if cite(prompt, phrase)]}  # fmt: skip
 
 
 # -- template -------------------------------------------------------------------------------------
@@ -142,74 +108,6 @@ def test_sentences_carry_their_exact_page_offsets_and_never_come_from_the_refere
     assert any(t.startswith("The depthwise separable convolution factorizes") for t in texts)
     assert any(t.startswith("Stochastic depth randomly drops") and s.page == 2 for t, s in zip(texts, sents))
     assert not any("Deep residual learning for image recognition" in t for t in texts)  # the references
-
-
-def test_quotes_are_aligned_back_exactly_or_fuzzily_or_rejected(paper):
-    exact = align_quote(paper, "Our block uses a depthwise   separable convolution followed by BATCH normalization", 1)
-    assert exact.alignment == "exact" and exact.page == 1
-    assert paper.pages[0].text[exact.start:exact.end] == exact.text and exact.text.startswith("Our block uses")
-    assert exact.sentence.startswith("Our block uses") and exact.sentence.endswith("ReLU activation.")
-    fuzzy = align_quote(paper, "Stochastic depth randomly drops the residual branch during training", 1)
-    assert fuzzy.alignment == "fuzzy" and fuzzy.page == 2 and 90 <= fuzzy.score < 100  # found on the other page
-    assert span_is_at_its_offsets(paper, fuzzy.page, fuzzy.start, fuzzy.end, fuzzy.text)
-    assert align_quote(paper, "we use a transformer with two thousand heads in every layer", 1) is None
-    assert align_quote(paper, "batch normalization", 1) is None  # too short to be evidence
-    assert align_quote(paper, "Deep residual learning for image recognition. CVPR 2016", 2) is None  # references
-
-
-def test_a_cited_sentence_is_the_evidence_exactly_and_unsupported_names_are_rejected(paper, mini, embedder):
-    llm = PromptLLM(_answer)
-    res = extract_paper(paper, mini, llm, embedder, sentences_per_category=2)
-    assert len(llm.prompts) == 2  # one call per category
-    head = [p[: p.index("Category:")] for p in llm.prompts]
-    assert head[0] == head[1]  # the numbered sentences come first, the same for every category (prefix reuse)
-    by_name = {m["name"]: m for m in res.mentions}
-    bn = by_name["batch normalization"]
-    sent = next(s for s in split_sentences(paper) if "followed by batch normalization" in s.text)
-    assert (bn["page"], bn["offset"], bn["length"], bn["quote"]) == (sent.page, sent.start, sent.end - sent.start, sent.text)
-    assert bn["verified"] and bn["alignment"] == "sentence" and bn["support"]["coverage"] == 1.0
-    assert by_name["depthwise separable convolution"]["verified"]
-    ws = by_name["weight standardization"]  # a real sentence attached to an idea it does not state
-    assert not ws["verified"] and ws["reason"] == "name not in its sentence"
-    assert res.stats["proposed"] == 3 and res.stats["verified"] == 2 and res.stats["rejected"] == 1
-    assert res.stats["rejections"] == {"name not in its sentence": 1} and res.stats["categories_filled"] == 2
-
-
-def test_a_wrong_sentence_number_is_resolved_to_the_shown_sentence_that_states_the_claim(paper, mini, embedder):
-    """Small models cite a neighbour or sentence 1: the evidence is then the shown sentence that states it."""
-    def answer(p):
-        if "Category: Operation level > Normalization" not in p:
-            return {"attributes": []}
-        return {"attributes": [{"sentence": 1, "name": "batch normalization", "subcategory": "normalization",
-                                "description": "normalises activations", "effect": "performance"}]}  # fmt: skip
-
-    llm = PromptLLM(answer)
-    (m,) = extract_paper(paper, mini, llm, embedder).mentions
-    assert cite(llm.prompts[0], "followed by batch normalization") not in (None, 1)
-    assert m["verified"] and m["alignment"] == "resolved" and m["cited"] == 1
-    assert "followed by batch normalization" in m["evidence"]
-    assert span_is_at_its_offsets(paper, m["page"], m["offset"], m["offset"] + m["length"], m["quote"])
-
-
-def test_answers_without_a_sentence_number_are_grounded_by_their_quote(paper, mini, embedder):
-    """What a capable model behind a server without schema support writes: quotes, aligned back."""
-    answers = {"attributes": [
-        {"name": "squeeze-and-excitation", "description": "channel gating", "effect": "performance",
-         "page": 1, "quote": "We add a squeeze-and-excitation module that recalibrates channel responses"},
-        {"name": "stochastic depth", "description": "drops branches", "effect": "performance",
-         "page": 1, "quote": "Stochastic depth randomly drops the residual branch during training"},
-        {"name": "mixture of experts", "description": "invented", "effect": "both",
-         "page": 1, "quote": "a sparse mixture of experts routes every token to two experts"},
-    ]}  # fmt: skip
-    res = extract_paper(paper, mini, PromptLLM(lambda p: answers if "Normalization" in p else {"attributes": []}), embedder)
-    by = {m["name"]: m for m in res.mentions}
-    assert by["squeeze-and-excitation"]["verified"] and by["squeeze-and-excitation"]["alignment"] == "exact"
-    assert by["stochastic depth"]["verified"] and by["stochastic depth"]["alignment"] == "fuzzy"
-    assert by["stochastic depth"]["page"] == 2 and by["stochastic depth"]["evidence"].startswith("Stochastic depth")
-    assert by["mixture of experts"]["reason"] == "quote not in the paper" and by["mixture of experts"]["offset"] is None
-    for m in res.mentions:
-        if m["verified"]:
-            assert span_is_at_its_offsets(paper, m["page"], m["offset"], m["offset"] + m["length"], m["quote"])
 
 
 def test_support_needs_the_names_words_in_the_sentence():
@@ -308,29 +206,35 @@ def test_template_only_tree_and_stats(embedder):
     assert tree.search("attention")[0]["name"] == "self-attention"
 
 
+def _namer(phrase):
+    """A scripted model for the naming step: the run-in heads of the test papers are ideas, the rest not."""
+    ideas = {"batch normalization": "operation/normalization", "depthwise separable convolution":
+             "operation/feature-extraction", "layer normalization": "operation/normalization"}  # fmt: skip
+    p = phrase.lower()
+    return {"idea": p in ideas, "name": p, "category": ideas.get(p, "operation/normalization"), "description": p}
+
+
 def test_build_resumes_and_add_extends_a_tree(tmp_path, mini, embedder):
-    a = make_paper(tmp_path / "papers" / "a.pdf")
-    b = make_paper(tmp_path / "b.pdf", title="Attention Everywhere", body=[
-        ("1 Method", True),
-        ("We normalize each token with layer normalization before the attention and the MLP. Layer normalization "
-         "keeps the scale of the residual stream stable during training.", False)])  # fmt: skip
-    llm_answers = PromptLLM(lambda p: _answer(p) if "Residual Blocks" in p else {"attributes": [
-        {"name": "layer normalization", "subcategory": "normalization", "description": "per-token normalisation",
-         "effect": "performance", "page": 1,
-         "quote": "normalize each token with layer normalization before the attention"}]} if "Category: Operation level > Normalization" in p
-        else {"attributes": []})  # fmt: skip
+    a = make_runin_paper(tmp_path / "papers" / "a.pdf")
+    b = make_runin_paper(tmp_path / "b.pdf", title="Attention Everywhere", heads=[
+        ("Layer normalization", "We normalize each token with layer normalization before the attention and the MLP."),
+        ("Results", "Layer normalization keeps the scale of the residual stream stable during training.")])  # fmt: skip
+    namer = NamingLLM(_namer)
     store = BuildStore.create(tmp_path / "build", {})
-    llm = RecordingLLM(llm_answers, sink=store.add_llm_call)
-    process_papers([a], mini, store, llm, embedder, BuildOptions())
-    assert len(llm_answers.prompts) == 2
-    rows = process_papers([a], mini, store, llm, embedder, BuildOptions())  # resumed: nothing redone
-    assert rows[0]["resumed"] and len(llm_answers.prompts) == 2
+    llm = RecordingLLM(namer, sink=store.add_llm_call)
+    process_papers([a], mini, store, llm, BuildOptions())
+    assert len(namer.prompts) == 1  # one batch: its run-in heads (the datasets head is left out before the model)
+    rows = process_papers([a], mini, store, llm, BuildOptions())  # resumed: nothing redone
+    assert rows[0]["resumed"] and len(namer.prompts) == 1
     tree, report = assemble(mini, store, embedder, BuildOptions())
     assert {x["name"] for x in tree.attributes()} == {"batch normalization", "depthwise separable convolution"}
+    for x in tree.attributes():
+        (src,) = x["sources"]
+        assert src["quote"].lower().startswith(x["name"])  # the run-in head and its sentence: the paper's words
     store.close()
     # add: a fresh build folder that only knows paper b; the earlier tree's sources come along
     store2 = BuildStore.create(tmp_path / "build2", {})
-    process_papers([b], mini, store2, RecordingLLM(llm_answers, sink=store2.add_llm_call), embedder, BuildOptions())
+    process_papers([b], mini, store2, RecordingLLM(namer, sink=store2.add_llm_call), BuildOptions())
     tree2, _ = assemble(mini, store2, embedder, BuildOptions(), extra_mentions=mentions_from_tree(tree),
                         extra_papers=tree.papers)  # fmt: skip
     names = {x["name"] for x in tree2.attributes()}
@@ -391,8 +295,9 @@ def test_a_page_whose_tables_could_not_be_read_is_a_warning_of_the_build(tmp_pat
     monkeypatch.setattr(pymupdf.Page, "find_tables", broken)
     a = make_paper(tmp_path / "papers" / "a.pdf")
     store = BuildStore.create(tmp_path / "build", {})
-    llm = RecordingLLM(PromptLLM(lambda p: {"attributes": []}), sink=store.add_llm_call)
-    process_papers([a], mini, store, llm, embedder, BuildOptions())
+    llm = RecordingLLM(NamingLLM(lambda phrase: {"idea": False, "name": phrase, "category": "operation/normalization",
+                                                 "description": ""}), sink=store.add_llm_call)  # fmt: skip
+    process_papers([a], mini, store, llm, BuildOptions())
     tree, report = assemble(mini, store, embedder, BuildOptions())
     s = knowledge_summary(tree, report, store.papers(), llm, 1.0, tmp_path / "t.json")
     store.close()

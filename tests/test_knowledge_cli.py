@@ -18,7 +18,7 @@ def test_build_with_the_embedded_model_then_inspect(run_cli, tmp_path):
     (papers / "empty.pdf").write_bytes(b"")
     (tmp_path / "mini.yaml").write_text(MINI)
     p = run_cli("knowledge", "build", "papers", "--template", "mini.yaml", "--out", "knowledge/t.json",
-                "--max-items", "2", "--json")  # fmt: skip
+                "--candidates", "8", "--json")  # fmt: skip
     assert p.returncode == 0, p.stderr
     s = json.loads(p.stdout)
     assert s["papers"] == 1 and len(s["skipped"]) == 2
@@ -221,7 +221,7 @@ def test_a_tree_holds_the_papers_it_was_given_and_says_which_came_from_an_earlie
     (tmp_path / "mini.yaml").write_text(MINI)
     make_paper(tmp_path / "a" / "residual.pdf")
     make_paper(tmp_path / "b" / "separable.pdf", title="Separable Convolutions Everywhere", extra_page=False)
-    build = ["knowledge", "build", "--template", "mini.yaml", "--max-items", "1", "--json"]
+    build = ["knowledge", "build", "--template", "mini.yaml", "--candidates", "4", "--json"]
     first = json.loads(run_cli(*build[:2], "a", *build[2:], "--out", "x/tree.json").stdout)
     p = run_cli(*build[:2], "b", *build[2:], "--out", "y/tree.json")
     assert p.returncode == 0, p.stderr

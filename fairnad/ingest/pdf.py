@@ -49,6 +49,7 @@ class Page:
     headings: list[str] = field(default_factory=list)
     captions: list[str] = field(default_factory=list)
     tables: list[str] = field(default_factory=list)  # markdown
+    runins: list[str] = field(default_factory=list)  # bold or italic paragraph heads ("Growth rate."), as in the text
 
 
 @dataclass
@@ -109,6 +110,8 @@ class _Block:
     bold: bool
     lines: int
     spans: list[str] = field(default_factory=list)
+    runin: str | None = None  # a bold or italic head the paragraph starts with ("Dense connectivity.")
+    raw: str = ""  # the lines as the PDF spells them (spans joined as they are: small capitals stay words)
 
 
 def _blocks(page, margin: list[str] | None = None) -> list[_Block]:
@@ -132,8 +135,37 @@ def _blocks(page, margin: list[str] | None = None) -> list[_Block]:
         text = _small_caps(normalize(_join_lines(lines)))
         if text:
             x0, y0, x1, y1 = b["bbox"]
-            out.append(_Block(x0, y0, x1, y1, text, size, bold, len(rows), [normalize(s["text"]) for s in spans]))
+            raw = normalize(" ".join("".join(s["text"] for s in line["spans"]) for line in rows))
+            out.append(_Block(x0, y0, x1, y1, text, size, bold, len(rows), [normalize(s["text"]) for s in spans],
+                              _runin(spans, text), raw))  # fmt: skip
     return out
+
+
+def _emphasised(span: dict) -> bool:
+    font = span["font"].lower()
+    return bool(span["flags"] & (16 | 2)) or any(k in font for k in ("bold", "ital", "medi", "obli")) or \
+        span["font"].endswith((".B", ".I"))  # fmt: skip
+
+
+def _runin(spans: list[dict], text: str) -> str | None:
+    """The head of a paragraph that starts with bold or italic words ending in a period or colon and goes
+    on in plain text: "Growth rate." of "Growth rate. If each function ..." (as it stands in `text`)."""
+    head = ""
+    for i, sp in enumerate(spans):
+        if not _emphasised(sp):
+            break
+        head += " " + sp["text"]
+        if re.search(r"[.:]\s*$", sp["text"]) or spans[i + 1 : i + 2] and spans[i + 1]["text"].lstrip()[:1] in (".", ":"):
+            rest = spans[i + 1 :]
+            if not rest or not any(not _emphasised(r) and r["text"].strip() for r in rest):
+                return None  # a heading or caption on its own, not a paragraph's head
+            h = normalize(head).rstrip(" .:")
+            words = h.split()
+            if 1 <= len(words) <= 7 and sum(c.isalpha() for c in h) >= 3 and not CAPTION.match(h) \
+                    and not NUMBERED.match(h) and text.startswith(h):  # fmt: skip
+                return h
+            return None
+    return None
 
 
 def _reading_order(blocks: list[_Block], width: float) -> list[_Block]:
@@ -242,7 +274,7 @@ def _parse(path: Path, max_pages: int) -> Document:
         for page, bs in raw_pages:
             number = page.number + 1
             ordered = [b for b in _reading_order(bs, page.rect.width) if b.size >= body * 0.7]  # drop figure labels
-            texts, headings, captions = [], [], []
+            texts, headings, captions, runins = [], [], [], []
             for b in ordered:
                 if _is_heading(b, body):
                     headings.append(b.text)
@@ -259,6 +291,8 @@ def _parse(path: Path, max_pages: int) -> Document:
                 if in_refs:
                     refs.append(b.text)
                     continue
+                if b.runin:
+                    runins.append(b.runin)
                 texts.append(b.text)
                 sec = sections[-1]
                 if sec.pages and sec.pages[-1][0] == number:
@@ -277,7 +311,7 @@ def _parse(path: Path, max_pages: int) -> Document:
             except Exception as err:  # noqa: BLE001 - a table finder failure costs the tables, not the paper
                 what = " ".join(f"{type(err).__name__}: {err}".split())[:160]
                 warnings.append(f"page {number}: tables not read (the table finder failed: {what})")
-            pages.append(Page(number, "\n".join(texts), headings, captions, tables))
+            pages.append(Page(number, "\n".join(texts), headings, captions, tables, runins))
         meta = doc.metadata or {}
         first = next((bs for _, bs in raw_pages if bs), [])  # a cover page may be an image: the first page with text
         first_text = next((p.text for p in pages if p.text), "")
@@ -295,15 +329,42 @@ def normalize_table(md: str) -> str:
     return "\n".join(unicodedata.normalize("NFKC", line) for line in md.splitlines())
 
 
+SMALL_WORDS = {"a", "an", "the", "of", "for", "and", "or", "in", "on", "at", "to", "by", "with", "via", "vs"}
+
+
+def _title_case(title: str) -> str:
+    """An all-capitals title ("AN IMAGE IS WORTH 16X16 WORDS: TRANSFORMERS ...") in title case."""
+    letters = [c for c in title if c.isalpha()]
+    if not letters or sum(c.isupper() for c in letters) < 0.9 * len(letters):
+        return title
+    words = title.lower().split(" ")
+    return " ".join(w if (i and w in SMALL_WORDS) else w[:1].upper() + w[1:] for i, w in enumerate(words))
+
+
+def _layout_title(top: list[_Block]) -> str | None:
+    """The title from the first page's layout: the block in the largest type near the top, with the blocks
+    of the same size right below it (a title set on two lines may be two blocks: "ShuffleNet V2: Practical
+    Guidelines for Efficient" + "CNN Architecture Design"), as the PDF spells it: small capitals set as a
+    capital and smaller capitals are joined back into words ("A N I MAGE" was "AN IMAGE")."""
+    if not top:
+        return None
+    big = max(top, key=lambda b: (round(b.size, 1), -b.y0))
+    parts, bottom = [big], big.y1
+    for b in sorted((b for b in top if b.y0 > big.y0), key=lambda b: b.y0):
+        if abs(b.size - big.size) <= 0.5 and b.y0 - bottom <= 1.5 * big.size:
+            parts.append(b)
+            bottom = b.y1
+    return _title_case(normalize(" ".join(b.raw or b.text for b in parts)))
+
+
 def _front_matter(blocks: list[_Block], body: float, meta: dict, first_page: str):
     title = normalize(meta.get("title") or "")
     top = [b for b in blocks if b.y0 < 300 and not b.text.startswith("arXiv:")]
     if len(title) < 8 or title.lower().startswith(("microsoft word", "untitled")) or title.endswith((".dvi", ".pdf")):
-        big = max(top or blocks, key=lambda b: (round(b.size, 1), -b.y0), default=None)
-        title = big.text if big is not None else title
+        title = _layout_title(top or blocks) or title
     authors = [a.strip() for a in re.split(r"[;,]| and ", meta.get("author") or "") if a.strip()]
     if not authors:
-        title_block = next((b for b in top if b.text == title), None)
+        title_block = next((b for b in top if b.text == title or (b.raw and title.lower().startswith(b.raw.lower()))), None)
         below = [b for b in top if title_block is not None and b.y0 > title_block.y1 - 1 and b is not title_block]
         for b in sorted(below, key=lambda b: b.y0)[:3]:
             if re.match(r"(?i)abstract", b.text):

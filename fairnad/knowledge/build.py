@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Any
 from fairnad.ingest.pdf import Document, PaperError, parse_pdf
 from fairnad.knowledge.consolidate import MERGE_AT, SOURCE_KEYS, attribute_order, consolidate
 from fairnad.knowledge.crosslink import MIN_SENTENCES, PaperIndex, examples_found, link_by_name
+from fairnad.knowledge.candidates import phrase_counts
 from fairnad.knowledge.embed import Embedder
 from fairnad.knowledge.evidence import split_sentences
 from fairnad.knowledge.extract import extract_paper
@@ -29,8 +31,7 @@ from fairnad.store import BuildStore
 
 @dataclass
 class BuildOptions:
-    sentences: int = 5  # closest sentences per category; their union is shown once per paper
-    max_items: int = 4
+    candidates: int = 32  # a paper's candidate ideas (candidates.py) the model names and files, at most
     max_pages: int = 200
     temperature: float = 0.0
     confirm_duplicates: bool = False  # ask the LLM about near-duplicates (only worth it with a capable model)
@@ -70,11 +71,12 @@ def _read_pdf(path: str, size: int, mtime_ns: int, max_pages: int) -> Document:
 
 
 def process_papers(
-    pdfs: list[Path], template: Template, store: BuildStore, llm: RecordingLLM, embedder: Embedder,
-    opts: BuildOptions, progress: Progress | None = None,
+    pdfs: list[Path], template: Template, store: BuildStore, llm: RecordingLLM, opts: BuildOptions,
+    progress: Progress | None = None,
 ) -> list[dict[str, Any]]:  # fmt: skip
     """Extract every paper not done yet; returns one summary per paper (done now, earlier, or skipped)."""
     note = progress or (lambda paper, stage: None)
+    corpus: list = []  # (phrase counts, papers): read once the first paper needs them (a resume may need none)
     out = []
     for path in pdfs:
         sha = _sha(path)
@@ -95,9 +97,11 @@ def process_papers(
             continue
         parse_s = time.time() - t0
         note(path.name, "extracting")
-        res = extract_paper(doc, template, llm, embedder, sentences_per_category=opts.sentences, max_items=opts.max_items,
+        if not corpus:
+            corpus.extend(corpus_phrases(pdfs, opts.max_pages))
+        res = extract_paper(doc, template, llm, df=corpus[0], n_docs=corpus[1], candidates=opts.candidates,
                             temperature=opts.temperature,
-                            on_category=lambda lv, c: note(path.name, f"extracting {lv.id}/{c.id}"))  # fmt: skip
+                            on_batch=lambda i, n: note(path.name, f"naming candidates {i}/{n}"))  # fmt: skip
         stats = {**res.stats, "parse_seconds": round(parse_s, 3), "pages_per_second": round(len(doc.pages) / max(parse_s, 1e-9), 2),
                  "skipped_pages": doc.skipped_pages, "warnings": doc.warnings}  # fmt: skip
         row = {"sha256": doc.sha256, "path": str(path), "name": doc.name, "title": doc.title, "authors": doc.authors,
@@ -107,6 +111,21 @@ def process_papers(
         note(path.name, "done")
         out.append(row)
     return out
+
+
+def corpus_phrases(pdfs: list[Path], max_pages: int) -> tuple[Counter, int]:
+    """In how many of the build's papers each phrase occurs (candidates.terms: what is distinctive of a
+    paper), and how many papers could be read. Each paper is parsed once per process (read_pdf)."""
+    df: Counter = Counter()
+    n = 0
+    for path in pdfs:
+        try:
+            doc = read_pdf(path, max_pages)
+        except PaperError:
+            continue
+        n += 1
+        df.update(set(phrase_counts(split_sentences(doc))))
+    return df, n
 
 
 def assemble(template: Template, store: BuildStore, embedder: Embedder, opts: BuildOptions, llm=None,

@@ -171,7 +171,8 @@ def consolidate(
         attributes.append({
             "id": aid, "name": name, "category": category,
             "recategorized": len(by_cat) > 1 or category not in by_cat,
-            "subcategory": _majority([m.get("subcategory") or "" for m in group if m["category"] == category]) or "general",
+            "subcategory": _subcategory(category, vecs[index[name.lower()]], example_cats, examples, example_vecs,
+                                        {c.name for _, c in cats}),
             "description": next((m["description"] for m in group if m["name"] == name and m.get("description")), ""),
             "effect": effect, "aliases": sorted({m["name"] for m in group} - {name}),
             "frequency": len(papers), "mentions": len(group),
@@ -180,7 +181,6 @@ def consolidate(
             **({"from_template": True} if all(m.get("from_template") for m in group) else {}),
             "sources": unique_sources({k: m.get(k) for k in SOURCE_KEYS} for m in group),
         })  # fmt: skip
-    _merge_subcategories(attributes, embedder)
     filled = {a["category"] for a in attributes}
     return {
         "attributes": sorted(attributes, key=attribute_order),
@@ -189,22 +189,16 @@ def consolidate(
     }
 
 
-def _merge_subcategories(attributes: list[dict], embedder: Embedder, at: float = 0.8) -> None:
-    """Within a category, sub-categories that name the same group ('conv', 'convolutions') become one."""
-    by_cat: dict[str, list[dict]] = {}
-    for a in attributes:
-        by_cat.setdefault(a["category"], []).append(a)
-    for group in by_cat.values():
-        subs = sorted({a["subcategory"] for a in group})
-        if len(subs) < 2:
-            continue
-        v = embedder.encode(subs)
-        s = v @ v.T
-        comp = _components(len(subs), [(i, j) for i in range(len(subs)) for j in range(i + 1, len(subs)) if s[i, j] >= at])
-        counts = Counter(a["subcategory"] for a in group)
-        canon = {}
-        for i, sub in enumerate(subs):
-            members = [subs[k] for k in range(len(subs)) if comp[k] == comp[i]]
-            canon[sub] = max(members, key=lambda x: (counts[x], -len(x)))
-        for a in group:
-            a["subcategory"] = canon[a["subcategory"]]
+SUBCATEGORY_AT = 0.5  # how close a name must be to a template example to be filed under it
+
+
+def _subcategory(category: str, vec, example_cats: list[str], examples: list[tuple[str, str]], example_vecs,
+                 category_names: set[str]) -> str:
+    """The template's own group for an idea: the example of its category closest to its name ("convolution
+    variants", "self-attention"), or "other". The model's sub-categories meant nothing ("convolution" under
+    recalibration, "template examples", a truncated "non-linear functions between")."""
+    best, at = "other", SUBCATEGORY_AT
+    for cat, (_, text), v in zip(example_cats, examples, example_vecs):
+        if cat == category and text not in category_names and float(v @ vec) >= at:
+            best, at = re.split(r"\s*\(", text, maxsplit=1)[0].strip(), float(v @ vec)
+    return best

@@ -1,0 +1,107 @@
+"""Candidates from where papers say what they propose (knowledge/candidates.py), on the real papers, and
+the naming step's checks (knowledge/extract.py) with a scripted answer for its logic."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from fairnad.ingest.pdf import parse_pdf
+from fairnad.knowledge.candidates import find_candidates, phrase_counts
+from fairnad.knowledge.evidence import span_is_at_its_offsets, split_sentences
+from fairnad.knowledge.extract import extract_paper
+from fairnad.knowledge.template import load_template
+
+from conftest import ROOT, SHARED, NamingLLM
+
+PAPERS = SHARED / "papers"
+pytestmark = pytest.mark.skipif(not PAPERS.is_dir(), reason="../shared/papers is not here")
+
+
+@pytest.fixture(scope="module")
+def corpus():
+    docs = {p.stem: parse_pdf(p) for p in sorted(PAPERS.glob("*.pdf"))}
+    sentences = {n: split_sentences(d) for n, d in docs.items()}
+    df = Counter()
+    for ss in sentences.values():
+        df.update(set(phrase_counts(ss)))
+    return docs, sentences, df
+
+
+def _found(corpus, name):
+    docs, sentences, df = corpus
+    return find_candidates(docs[name], sentences[name], df, len(docs))
+
+
+@pytest.mark.parametrize("paper, phrase, kind", [
+    ("densenet", "Dense connectivity", "run-in"),  # section 3 names one design element per bold head
+    ("densenet", "Growth rate", "run-in"),
+    ("densenet", "Bottleneck layers", "run-in"),
+    ("densenet", "Compression", "run-in"),
+    ("convnext", "Changing stem to \"Patchify\"", "run-in"),
+    ("googlenet", "Inception module", "caption"),
+    ("mobilenetv3", "h-swish", "term"),  # 32 mentions in the paper, missing from the old tree
+    ("mobilenetv3", "Large squeeze-and-excite", "heading"),
+    ("swin", "shift windows between consecutive layers", "proposal"),
+    ("swin", "Shifted Window based Self-Attention", "heading"),
+    ("shufflenetv2", "simple operator called channel split", "proposal"),
+])  # fmt: skip
+def test_candidates_come_from_where_papers_say_what_they_propose(corpus, paper, phrase, kind):
+    docs = corpus[0]
+    found = {c.phrase: c for c in _found(corpus, paper)}
+    assert phrase in found, sorted(found)
+    c = found[phrase]
+    assert c.kind == kind
+    ev = c.evidence
+    assert span_is_at_its_offsets(docs[paper], ev.page, ev.start, ev.end, ev.text)  # the paper's own words
+
+
+def test_candidates_leave_out_what_every_paper_has(corpus):
+    for name in ("densenet", "vit", "swin", "mobilenetv3"):
+        phrases = [c.phrase.lower() for c in _found(corpus, name)]
+        for generic in ("introduction", "related work", "experiments", "conclusion", "acknowledgements", "datasets",
+                        "imagenet", "accuracy"):
+            assert generic not in phrases, (name, generic)
+        assert len(phrases) == len(set(phrases)) and len(phrases) <= 32
+
+
+def test_the_model_names_and_files_candidates_and_the_checks_after_it(corpus):
+    docs = corpus[0]
+    template = load_template(ROOT / "templates" / "fairnad.yaml")
+
+    def answer(phrase):
+        p = phrase.lower()
+        if p == "growth rate":  # a name in the model's words, not the paper's: the paper's phrase is kept
+            return {"idea": True, "name": "channel increment hyperparameter", "category": "network/scaling",
+                    "description": "how many channels each layer adds"}
+        if p == "dense connectivity":  # a description in another script is dropped
+            return {"idea": True, "name": "dense connectivity", "category": "block/fusion-aggregation",
+                    "description": "每一层连接到所有后续层"}
+        if p == "resnets":  # a model's name is no idea, even in the paper's words
+            return {"idea": True, "name": "ResNets", "category": "block/residual-multibranch", "description": "a model"}
+        if p == "compression":  # the model's name for it is not in the paper's words there: the phrase is
+            return {"idea": True, "name": "DenseNet-BC", "category": "network/scaling", "description": "fewer maps"}
+        if p == "bottleneck layers":
+            return {"idea": True, "name": "bottleneck layers", "category": "block/residual-multibranch",
+                    "description": "1x1 convolution before each 3x3 convolution"}
+        return {"idea": False, "name": phrase[:40] or "x", "category": "operation/activation", "description": ""}
+
+    llm = NamingLLM(answer)
+    res = extract_paper(docs["densenet"], template, llm, df=corpus[2], n_docs=len(docs))
+    by = {m["candidate"]["phrase"]: m for m in res.mentions}
+    assert res.stats["candidates"] == len(res.mentions) and len(llm.prompts) == -(-len(res.mentions) // 8)
+    head = [p[: p.index("Phrases where")] for p in llm.prompts]
+    assert len(set(head)) == 1  # the categories and the title first, the same for every batch (prefix reuse)
+    g = by["Growth rate"]
+    assert g["verified"] and g["name"] == "Growth rate" and g["category"] == "network/scaling"
+    d = by["Dense connectivity"]
+    assert d["verified"] and d["description"] == ""
+    assert by["ResNets"]["reason"] == "a model's name, not an idea" and not by["ResNets"]["verified"]
+    assert by["Compression"]["verified"] and by["Compression"]["name"] == "Compression"
+    assert by["Bottleneck layers"]["verified"]
+    named = ("Growth rate", "Dense connectivity", "Compression", "Bottleneck layers", "ResNets")
+    assert {m["reason"] for m in res.mentions if m["candidate"]["phrase"] not in named} == {"not a design idea"}
+    for m in res.mentions:
+        assert span_is_at_its_offsets(docs["densenet"], m["page"], m["offset"], m["offset"] + m["length"], m["quote"])
+    assert res.stats["verified"] == 4 and res.stats["rejections"]["a model's name, not an idea"] == 1
