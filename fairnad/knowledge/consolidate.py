@@ -28,7 +28,7 @@ GENERAL_OP = re.compile(r"(?i)^(?:p|leaky|hard|re|ge|si|se)?(?:re|ge|si|e|se)?lu
                         r"^drop(?:path|block|connect|out)$|^softmax$|^conv\d*d?$")  # fmt: skip
 MERGE_AT = 0.85  # chosen on knowledge/labels/merge_pairs.yaml (benchmarks/knowledge_thresholds.py)
 # what a tree keeps of each mention: where the span is, its text, the sentence around it, how it was found
-SOURCE_KEYS = ("paper", "title", "page", "quote", "offset", "length", "evidence", "evidence_offset", "alignment")
+SOURCE_KEYS = ("paper", "title", "page", "quote", "offset", "length", "evidence", "evidence_offset", "alignment", "how")
 
 
 def same_idea(a: str, b: str, cosine: float, merge_at: float = MERGE_AT) -> bool:

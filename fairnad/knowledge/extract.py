@@ -136,7 +136,7 @@ def extract_paper(
             m = {
                 "category": category, "subcategory": "", "name": name, "description": description,
                 "effect": None, "page": span.page, "quote": span.text, "offset": span.start, "length": span.end - span.start,
-                "alignment": "candidate", "evidence": span.sentence, "evidence_offset": span.sentence_start,
+                "alignment": "candidate", "how": cand.kind, "evidence": span.sentence, "evidence_offset": span.sentence_start,
                 "candidate": {"kind": cand.kind, "phrase": cand.phrase, "number": n},
                 "support": {"coverage": coverage(name, span.sentence)[0]},
             }  # fmt: skip

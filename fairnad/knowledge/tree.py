@@ -18,6 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, Validat
 
 from fairnad.errors import ConfigError
 from fairnad.knowledge.names import slug
+
+MIN_IDEAS = 2  # a category fair sampling draws from holds at least this many ideas (AttributeTree.sampled)
 from fairnad.knowledge.template import Template
 
 FORMAT = "fairnad-attribute-tree"
@@ -96,6 +98,18 @@ class AttributeTree:
             out.setdefault(a["category"], []).append(a)
         return out
 
+    def sampled(self, include_over_specific: bool = False) -> dict[str, list[dict]]:
+        """What FairNAD's fair sampling draws from, by category: the attributes that are not one model's
+        module (`over_specific`), in the categories that keep at least MIN_IDEAS of them. A category with
+        one idea would give that idea a whole category's share (ResNeXt, filed alone under activation,
+        got 9% of the draws of the first 13-paper tree): its share goes to the other categories. A tree
+        whose every category is smaller keeps them all (there would be nothing to draw)."""
+        groups = {path: [a for a in attrs if include_over_specific or not a.get("over_specific")]
+                  for path, attrs in self.by_category().items()}  # fmt: skip
+        groups = {path: attrs for path, attrs in groups.items() if attrs}
+        kept = {path: attrs for path, attrs in groups.items() if len(attrs) >= MIN_IDEAS}
+        return kept or groups
+
     def stats(self) -> dict[str, Any]:
         """Per category: attributes, mentions, and how far frequency-proportional sampling would be from
         the fair (uniform over categories) sampling that FairNAD uses."""
@@ -126,9 +140,9 @@ class AttributeTree:
 
     def idea_shares(self) -> list[dict[str, Any]]:
         """FairNAD's Figure 2 per category: each idea's share of all mentions (how often an LLM reading
-        papers would name it, and what sampling by frequency would give it) beside its fair share
-        (uniform over non-empty categories, then over the category's ideas)."""
-        groups = {p: attrs for p, attrs in self.by_category().items() if attrs}
+        papers would name it, and what sampling by frequency would give it) beside its fair share, as
+        sampling draws it (`sampled`: uniform over its categories, then over a category's ideas)."""
+        groups = self.sampled()
         total = sum(a["mentions"] for attrs in groups.values() for a in attrs) or 1
         names = {c["path"]: c["name"] for c in self.categories()}
         out = []

@@ -32,6 +32,7 @@ def tree_payload(tree: AttributeTree) -> dict:
                         "name": a["name"], "description": a.get("description") or "", "effect": a.get("effect") or "",
                         "frequency": a.get("frequency", 0), "aliases": list(a.get("aliases") or []),
                         "subcategory": a.get("subcategory") or "", "over_specific": a.get("over_specific") or "",
+                        "from_template": bool(a.get("from_template")),
                         "sources": [_source(x) for x in a.get("sources", [])],
                     } for a in sorted(attrs, key=lambda a: (-a.get("frequency", 0), a["name"]))],
                 })  # fmt: skip
@@ -46,6 +47,7 @@ def tree_payload(tree: AttributeTree) -> dict:
         "papers": [{"name": p.get("name"), "title": p.get("title")} for p in papers],
         "levels": levels,
         "bias": tree.idea_shares() if papers else [],
+        "sampled": sorted(a["name"] for attrs in tree.sampled().values() for a in attrs),
     }
 
 
@@ -56,7 +58,8 @@ def _source(x: dict) -> dict:
     if not (0 <= at and sentence[at : at + len(quote)] == quote):  # an older tree: the quote alone
         sentence, at = quote, 0
     return {"paper": x.get("paper"), "title": x.get("title"), "page": x.get("page"), "quote": quote,
-            "sentence": sentence, "mark": [at, at + len(quote)], "alignment": x.get("alignment") or ""}
+            "sentence": sentence, "mark": [at, at + len(quote)], "alignment": x.get("alignment") or "",
+            "how": x.get("how") or ""}
 
 
 def write_tree_html(tree: AttributeTree, out: str | Path) -> Path:
