@@ -28,6 +28,7 @@ from fairnad.knowledge.names import name_key
 from fairnad.knowledge.tree import AttributeTree
 
 KEY = Path(__file__).resolve().parents[1] / "knowledge" / "labels" / "answer_key.yaml"
+FIRST_KEY = ("convnext", "mobilenetv2", "senet", "resnet")  # the key's first four papers (the nine were added later)
 MATCH_AT = 0.6
 
 
@@ -62,8 +63,32 @@ def recall(tree: AttributeTree, key: dict, emb: Embedder) -> dict:
         out[paper] = {"key": len(wanted), "attributes": len(names), "exact": len(exact), "cosine": len(near),
                       "missed": [w for w in wanted if w not in near]}  # fmt: skip
     tot = {k: sum(v[k] for v in out.values()) for k in ("key", "exact", "cosine")}
-    return {"papers": out, "recall_exact": round(tot["exact"] / tot["key"], 3), "recall_cosine": round(tot["cosine"] / tot["key"], 3),
-            "key_size": tot["key"]}  # fmt: skip
+    res = {"papers": out, "recall_exact": round(tot["exact"] / tot["key"], 3), "recall_cosine": round(tot["cosine"] / tot["key"], 3),
+           "key_size": tot["key"]}  # fmt: skip
+    for part, names in (("first_four", FIRST_KEY), ("nine_added", [p for p in out if p not in FIRST_KEY])):
+        sub = [out[p] for p in names if p in out]
+        if sub:
+            n = sum(v["key"] for v in sub)
+            res[part] = {"papers": len(sub), "key": n, "recall_exact": round(sum(v["exact"] for v in sub) / n, 3),
+                         "recall_cosine": round(sum(v["cosine"] for v in sub) / n, 3)}  # fmt: skip
+    return res
+
+
+def structure(tree: AttributeTree) -> dict:
+    """Issue 35's structural targets: no source repeated within an idea, every paper with ideas of its own,
+    every category with two ideas or more; and what fair sampling draws (AttributeTree.sampled)."""
+    dups = 0
+    own: Counter = Counter()
+    for a in tree.attributes():
+        keys = [(s["paper"], s.get("page"), s.get("offset"), s.get("length")) for s in a["sources"]]
+        dups += len(keys) - len(set(keys))
+        for paper in {s["paper"] for s in a["sources"] if s.get("alignment") != "name" and not a.get("from_template")}:
+            own[paper] += 1
+    drawn = tree.sampled()
+    return {"duplicate_sources": dups, "ideas_of_its_own_per_paper": dict(sorted(own.items())),
+            "papers_under_4": sorted(p["name"] for p in tree.papers if own.get(p["name"], 0) < 4),
+            "categories_under_2": sorted(p for p, attrs in tree.by_category().items() if len(attrs) < 2),
+            "sampled": sum(len(v) for v in drawn.values()), "sampled_categories": len(drawn)}  # fmt: skip
 
 
 def sample(tree: AttributeTree, n: int, seed: int) -> list[dict]:
@@ -112,22 +137,26 @@ def main() -> None:
     st = tree.stats()
     res = {"attributes": st["attributes"], "categories_with_2_or_more": sum(r["attributes"] >= 2 for r in st["categories"]),
            "categories": {r["category"]: r["attributes"] for r in st["categories"]},
-           "spans": check_spans(tree, args.papers), "recall": recall(tree, yaml.safe_load(args.key.read_text()), Embedder())}  # fmt: skip
+           "spans": check_spans(tree, args.papers), "recall": recall(tree, yaml.safe_load(args.key.read_text()), Embedder()),
+           "structure": structure(tree)}  # fmt: skip
     if args.build:
         res["build"] = build_figures(args.build)
     if args.sample_out:
         args.sample_out.write_text(yaml.safe_dump(sample(tree, args.sample, args.seed), sort_keys=False, allow_unicode=True, width=140))
     if args.labels:  # hand labels by attribute name: real, supported, the right category
         labels = {(r["name"], r["paper"]): r for r in yaml.safe_load(args.labels.read_text())}
-        got = []
-        for a in tree.attributes():
-            r = next((labels[(a["name"], s["paper"])] for s in a["sources"] if (a["name"], s["paper"]) in labels), None)
-            if r is not None:
-                got.append((r["real"], r["supported"], r["category"] == a["category"]))
-        res["precision"] = {"labelled": len(got), "correct": sum(all(g) for g in got),
-                            "precision": round(sum(all(g) for g in got) / max(1, len(got)), 3),
-                            "real": sum(g[0] for g in got), "supported": sum(g[1] for g in got),
-                            "right_category": sum(g[0] and g[2] for g in got)}  # fmt: skip
+        drawn = {a["name"] for attrs in tree.sampled().values() for a in attrs}
+        for part, attrs in (("precision", tree.attributes()), ("precision_where_sampling_draws",
+                                                                [a for a in tree.attributes() if a["name"] in drawn])):
+            got = []
+            for a in attrs:
+                r = next((labels[(a["name"], s["paper"])] for s in a["sources"] if (a["name"], s["paper"]) in labels), None)
+                if r is not None:
+                    got.append((r["real"], r["supported"], r["category"] == a["category"]))
+            res[part] = {"labelled": len(got), "correct": sum(all(g) for g in got),
+                         "precision": round(sum(all(g) for g in got) / max(1, len(got)), 3),
+                         "real": sum(g[0] for g in got), "supported": sum(g[1] for g in got),
+                         "right_category": sum(g[0] and g[2] for g in got)}  # fmt: skip
     print(json.dumps(res, indent=1))
 
 
