@@ -364,14 +364,9 @@ def knowledge_build(
     """Read a folder of papers with the LLM and build the attribute tree of design ideas."""
     from fairnad import lifecycle
 
-    for flag, value in (("--candidates", candidates), ("--max-pages", max_pages)):
-        if value < 1:
-            raise ConfigError(f"{flag} {value}: give a whole number of 1 or more")
-    if find_by_name < 0:
-        raise ConfigError(f"--find-by-name {find_by_name}: give 0 (off) or a number of sentences")
-    pdfs, template = lifecycle.knowledge_inputs(papers, template_path)
     options = dict(candidates=candidates, max_pages=max_pages, confirm_duplicates=confirm_duplicates,
                    find_by_name=find_by_name, template_examples=template_examples)  # fmt: skip
+    pdfs, template = lifecycle.knowledge_inputs(papers, template_path, options)
     llm_cfg = lifecycle.llm_config(llm, model, api_key_env)
     with render.paper_progress(len(pdfs)) as note:
         s = lifecycle.build_knowledge(pdfs, template, out, build_dir, llm_cfg, options, note=note)
@@ -443,6 +438,22 @@ def knowledge_stats(
 
     st = lifecycle.tree_stats(tree_path)
     _emit_json(st) if as_json else render.tree_stats(st, ideas)
+
+
+@knowledge_app.command("check")
+@handles_errors
+def knowledge_check(
+    tree_path: Path = typer.Argument(..., help="A tree file, or a shipped tree: papers13, template."),
+    out: Optional[Path] = typer.Option(None, "-o", "--out", help="The checked tree (default: in place)."),
+    dataset: str = typer.Option("mnist1d", help="Whose first reference model the ideas are applied to."),
+    llm: Optional[str] = typer.Option(None, help="embedded | http(s)://HOST:PORT/v1"), model: Optional[str] = None,
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Which ideas the search can apply (the model applies each once to a reference model); others are not sampled."""
+    from fairnad import lifecycle
+
+    s = lifecycle.check_knowledge(tree_path, out or tree_path, lifecycle.llm_config(llm, model), dataset, note=render.idea_progress)
+    _emit_json(s) if as_json else render.knowledge_check(s)
 
 
 @knowledge_app.command("browse")

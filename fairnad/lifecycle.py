@@ -485,9 +485,17 @@ def open_build(build_dir: Path, meta: dict[str, Any]) -> BuildStore:
     return BuildStore.create(build_dir, meta)
 
 
-def knowledge_inputs(papers: Path, template_path: Path | None = None) -> tuple[list[Path], Any]:
+def knowledge_inputs(papers: Path, template_path: Path | None = None,
+                     options: dict[str, Any] | None = None) -> tuple[list[Path], Any]:  # fmt: skip
     """What `fairnad knowledge build` reads: the PDFs of a folder (searched recursively) and the
-    structural template (default: FairNAD's, templates/fairnad.yaml); ConfigError saying what is missing."""
+    structural template (default: FairNAD's, templates/fairnad.yaml); ConfigError saying what is missing
+    or which of the build's `options` (BuildOptions fields) is out of range."""
+    o = options or {}
+    for name, flag in (("candidates", "--candidates"), ("max_pages", "--max-pages")):
+        if o.get(name) is not None and o[name] < 1:
+            raise ConfigError(f"{flag} {o[name]}: give a whole number of 1 or more")
+    if (o.get("find_by_name") or 0) < 0:
+        raise ConfigError(f"--find-by-name {o['find_by_name']}: give 0 (off) or a number of sentences")
     from fairnad.knowledge.build import find_pdfs
     from fairnad.knowledge.template import load_template
     from fairnad.prompts import templates_dir
@@ -603,6 +611,54 @@ def tree_stats(source: str | Path) -> dict[str, Any]:
     """Frequency per category (tree.stats) and per idea (`ideas`), beside the fair shares."""
     tree = load_tree(source)
     return {**tree.stats(), "ideas": tree.idea_shares()}
+
+
+def check_knowledge(source: str | Path, out: Path, llm_cfg: LLMConfig, dataset: str = "mnist1d", *,
+                    note: Callable[[int, int, str], None] | None = None) -> dict[str, Any]:  # fmt: skip
+    """`fairnad knowledge check`: every idea fair sampling would draw, applied once by the model to the
+    dataset's first reference model with a FairNAD idea prompt; an idea is actionable when the child
+    builds and is another network. The evidence goes into each idea (`actionable`), the tree to `out`;
+    sampling then passes over the ideas that failed (AttributeTree.sampled)."""
+    from fairnad.evaluate.code import EvalRequest, run_request
+    from fairnad.evaluate.datasets import dataset_spec, prepare
+    from fairnad.prompts import render
+    from fairnad.search.actionable import check_idea
+    from fairnad.search.ideas import IdeaSpace
+    from fairnad.space.reference import for_dataset
+
+    if llm_cfg.backend in ("none", "replay"):
+        raise ConfigError(f"--llm {llm_cfg.backend}: a check asks the model to apply each idea; give it a live one")
+    tree = load_tree(source)
+    spec = dataset_spec(dataset)
+    prepare(dataset)
+    parent = for_dataset(dataset, spec.input_shape)[0].source()
+
+    def probe(code: str) -> dict[str, Any]:
+        r = run_request(EvalRequest(source=code, dataset=dataset, checks_only=True, timeout=180)).report()
+        m = r.get("metrics") or {}
+        return {"status": r["status"], "category": r.get("category"), "error": r.get("error"),
+                "structure": m.get("structure"), "params": m.get("params")}  # fmt: skip
+
+    parent_check = probe(parent)
+    contract = render("contract.j2", dataset=dataset, input_shape=list(spec.input_shape),
+                      num_classes=spec.num_classes, max_params=1_500_000)  # fmt: skip
+    ideas = IdeaSpace.from_tree(tree, checked=False).by_id  # every idea sampling would draw, checked or not
+    drawn = [a for attrs in tree.sampled(checked=False).values() for a in attrs]
+    t0 = time.time()
+    with BackendProvider() as provider:
+        llm = provider.backend(llm_cfg.model_dump())
+        model = llm_cfg.embedded_model or llm_cfg.model or llm_cfg.backend
+        for i, a in enumerate(drawn, 1):
+            if note is not None:
+                note(i, len(drawn), a["name"])
+            ev = check_idea(llm, ideas[a["key"]], parent, parent_check, contract, probe)
+            tree.g.nodes[a["node"]]["actionable"] = {**ev, "model": model, "dataset": dataset}
+    tree.save(out)
+    checked = [tree.g.nodes[a["node"]]["actionable"] for a in drawn]
+    return {"tree": str(out), "checked": len(checked), "actionable": sum(c["ok"] for c in checked),
+            "builds": sum(c["builds"] for c in checked), "seconds": round(time.time() - t0, 1),
+            "not_actionable": [{"name": a["name"], "why": tree.g.nodes[a["node"]]["actionable"]["why"]}
+                               for a in drawn if not tree.g.nodes[a["node"]]["actionable"]["ok"]]}  # fmt: skip
 
 
 def write_tree_page(source: str | Path, out: Path) -> Path:

@@ -453,3 +453,15 @@ def _bar(value: float, fair: float, width: int = 24) -> str:
     f = min(width - 1, round(fair * width))
     cells[f] = "[bold red]|[/]"
     return "".join(cells)
+
+
+def idea_progress(i: int, n: int, name: str) -> None:
+    """`knowledge check`: which idea is being applied."""
+    err_console.print(f"[{i}/{n}] {escape(name)}", soft_wrap=True)
+
+
+def knowledge_check(s: dict) -> None:
+    err_console.print(f"wrote {escape(s['tree'])}: {s['actionable']} of {s['checked']} ideas actionable "
+                      f"({s['builds']} children built), {s['seconds']:.0f} s", soft_wrap=True)
+    for x in s["not_actionable"]:
+        err_console.print(f"  not actionable: {escape(x['name'])}: {escape(x['why'])}", soft_wrap=True)

@@ -12,6 +12,7 @@ from fairnad.knowledge.candidates import find_candidates, phrase_counts
 from fairnad.knowledge.evidence import span_is_at_its_offsets, split_sentences
 from fairnad.knowledge.extract import extract_paper
 from fairnad.knowledge.template import load_template
+from fairnad.llm import Completion, Usage
 
 from conftest import ROOT, SHARED, NamingLLM
 
@@ -105,3 +106,38 @@ def test_the_model_names_and_files_candidates_and_the_checks_after_it(corpus):
     for m in res.mentions:
         assert span_is_at_its_offsets(docs["densenet"], m["page"], m["offset"], m["offset"] + m["length"], m["quote"])
     assert res.stats["verified"] == 4 and res.stats["rejections"]["a model's name, not an idea"] == 1
+
+
+def test_an_idea_is_actionable_when_its_child_builds_and_is_another_network():
+    """`knowledge check`'s unit (search/actionable.py) with scripted answers and the real sandbox: a child
+    with the idea in it is actionable; the parent written back, or a child that does not build, is not."""
+    from fairnad.evaluate.code import EvalRequest, run_request
+    from fairnad.search.actionable import check_idea
+    from fairnad.search.ideas import Idea
+    from fairnad.space.reference import reference
+
+    parent = reference("mnist1d-cnn").source()
+
+    def probe(code):
+        r = run_request(EvalRequest(source=code, dataset="mnist1d", checks_only=True, timeout=120)).report()
+        return {"status": r["status"], "category": r.get("category"), "error": r.get("error"),
+                "structure": (r.get("metrics") or {}).get("structure"), "params": (r.get("metrics") or {}).get("params")}
+
+    parent_check = probe(parent)
+    se = parent.replace("        self.act = nn.GELU()\n", "        self.act = nn.GELU()\n        self.gate = nn.Sequential("
+                        "nn.AdaptiveAvgPool1d(1), nn.Conv1d(cout, cout, 1), nn.Sigmoid())\n").replace(
+        "        return self.act(self.bn(self.conv(x)))", "        y = self.act(self.bn(self.conv(x)))\n        return y * self.gate(y)")
+    broken = parent.replace("self.bn = nn.BatchNorm1d(cout)", "self.bn = nn.BatchNorm1d(cout * 3)")
+    idea = Idea("se", "squeeze-and-excitation", "block/recalibration", "Adaptive feature recalibration",
+                description="channel gating from global context")  # fmt: skip
+    outcomes = {}
+    for label, answer in (("applied", se), ("parent back", parent), ("broken", broken), ("no code", "I cannot.")):
+        llm = NamingLLM(lambda phrase: {})  # (its complete is replaced: a code answer)
+        llm.complete = lambda msgs, answer=answer, **kw: Completion(f"```python\n{answer}\n```" if "def " in answer
+                                                                    else answer, None, Usage(9, 9), 0.0, "scripted")
+        outcomes[label] = check_idea(llm, idea, parent, parent_check, "contract", probe)
+    assert outcomes["applied"]["ok"] and outcomes["applied"]["changed"] and outcomes["applied"]["params"] > parent_check["params"]
+    assert not outcomes["parent back"]["ok"] and outcomes["parent back"]["builds"]
+    assert outcomes["parent back"]["why"] == "the child is its parent's network again"
+    assert not outcomes["broken"]["ok"] and not outcomes["broken"]["builds"] and outcomes["broken"]["why"].startswith("shape")
+    assert not outcomes["no code"]["ok"] and outcomes["no code"]["why"].startswith("no applicable code")

@@ -18,9 +18,9 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, Validat
 
 from fairnad.errors import ConfigError
 from fairnad.knowledge.names import slug
+from fairnad.knowledge.template import Template
 
 MIN_IDEAS = 2  # a category fair sampling draws from holds at least this many ideas (AttributeTree.sampled)
-from fairnad.knowledge.template import Template
 
 FORMAT = "fairnad-attribute-tree"
 VERSION = 1
@@ -98,14 +98,19 @@ class AttributeTree:
             out.setdefault(a["category"], []).append(a)
         return out
 
-    def sampled(self, include_over_specific: bool = False) -> dict[str, list[dict]]:
+    def sampled(self, include_over_specific: bool = False, checked: bool = True) -> dict[str, list[dict]]:
         """What FairNAD's fair sampling draws from, by category: the attributes that are not one model's
-        module (`over_specific`), in the categories that keep at least MIN_IDEAS of them. A category with
-        one idea would give that idea a whole category's share (ResNeXt, filed alone under activation,
-        got 9% of the draws of the first 13-paper tree): its share goes to the other categories. A tree
-        whose every category is smaller keeps them all (there would be nothing to draw)."""
-        groups = {path: [a for a in attrs if include_over_specific or not a.get("over_specific")]
-                  for path, attrs in self.by_category().items()}  # fmt: skip
+        module (`over_specific`) nor checked and found not actionable (`actionable`, `fairnad knowledge
+        check`; with `checked` false they are kept), in the categories that keep at least MIN_IDEAS of
+        them. A category with one idea would give that idea a whole category's share (ResNeXt, filed
+        alone under activation, got 9% of the draws of the first 13-paper tree): its share goes to the
+        other categories. A tree whose every category is smaller keeps them all (else nothing is drawn)."""
+        def drawn(a: dict) -> bool:
+            if a.get("over_specific") and not include_over_specific:
+                return False
+            return not (checked and isinstance(a.get("actionable"), dict) and not a["actionable"].get("ok"))
+
+        groups = {path: [a for a in attrs if drawn(a)] for path, attrs in self.by_category().items()}
         groups = {path: attrs for path, attrs in groups.items() if attrs}
         kept = {path: attrs for path, attrs in groups.items() if len(attrs) >= MIN_IDEAS}
         return kept or groups

@@ -47,11 +47,11 @@ class IdeaSpace:
         return ideas[int(rng.integers(len(ideas)))]
 
     @classmethod
-    def from_tree(cls, tree: AttributeTree, include_over_specific: bool = False) -> "IdeaSpace":
+    def from_tree(cls, tree: AttributeTree, include_over_specific: bool = False, checked: bool = True) -> "IdeaSpace":
         """The tree's ideas as fair sampling draws them (AttributeTree.sampled)."""
         cats: dict[str, list[Idea]] = {}
         names = {c["path"]: c["name"] for c in tree.categories()}
-        for a in (a for attrs in tree.sampled(include_over_specific).values() for a in attrs):
+        for a in (a for attrs in tree.sampled(include_over_specific, checked).values() for a in attrs):
             cats.setdefault(a["category"], []).append(Idea(
                 id=a["key"], name=a["name"], category=a["category"], category_name=names.get(a["category"], a["category"]),
                 description=a.get("description") or "",
