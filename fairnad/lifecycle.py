@@ -472,7 +472,7 @@ def build_dir_for(out: Path) -> Path:
     if not (plain / BuildStore.DB).is_file():
         return plain
     with BuildStore.open(plain, readonly=True) as st:
-        made_for = st.meta().get("out")
+        made_for = (st.meta().get("config") or {}).get("out")
     if made_for is None or Path(made_for).resolve() == out.resolve():
         return plain
     return Path("runs") / f"knowledge-{out.stem}-{hashlib.sha256(str(out.resolve()).encode()).hexdigest()[:8]}"

@@ -2,6 +2,7 @@
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 
@@ -237,3 +238,18 @@ def test_a_tree_holds_the_papers_it_was_given_and_says_which_came_from_an_earlie
     p = run_cli(*build[:2], "b", *build[2:-1], "--out", "z/tree.json", "--build-dir", first["build_dir"])
     text = " ".join(p.stdout.split())  # (the table wraps long cells)
     assert "not given to this build, from an earlier one" in text and "residual" in text
+
+
+def test_the_default_build_folder_belongs_to_one_output(tmp_path, monkeypatch):
+    """runs/knowledge-<name> serves the output it was made for; another output of the same file name
+    gets its own folder (the state records the output under its config)."""
+    from fairnad.lifecycle import build_dir_for, open_build
+
+    monkeypatch.chdir(tmp_path)
+    first = build_dir_for(Path("x/tree.json"))
+    assert first == Path("runs/knowledge-tree")
+    open_build(first, {"out": str(Path("x/tree.json").resolve())}).close()
+    assert build_dir_for(Path("x/tree.json")) == first  # the same output resumes its build
+    other = build_dir_for(Path("y/tree.json"))
+    assert other != first and other.name.startswith("knowledge-tree-")
+    assert build_dir_for(Path("y/tree.json")) == other  # and keeps it
