@@ -536,7 +536,7 @@ def build_knowledge(pdfs: list[Path], template, out: Path, build_dir: Path | Non
             if opts.confirm_duplicates is None:  # only a capable model is worth asking about duplicates
                 opts.confirm_duplicates = llm_cfg.backend == "openai"
             embedder = Embedder()
-            process_papers(pdfs, template, store, llm, opts, note)
+            process_papers(pdfs, template, store, llm, opts, note, embedder=embedder)
             read = [p for p in store.papers() if p["status"] == "done"]
             if not read and not extra_mentions:  # an empty tree would replace nothing with nothing
                 why = "; ".join(str(p.get("error")) for p in store.papers()[:3])

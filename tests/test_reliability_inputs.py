@@ -663,6 +663,7 @@ def test_knowledge_build_over_good_and_broken_papers(run_cli, tmp_path, good_pdf
     backend from a recorded build (no LLM server): each broken paper is one line and skipped, the
     good ones are read, and the tree is written."""
     from fairnad.knowledge.build import BuildOptions, process_papers
+    from fairnad.knowledge.embed import Embedder
     from fairnad.llm import RecordingLLM
     from fairnad.store import BuildStore
 
@@ -694,7 +695,7 @@ def test_knowledge_build_over_good_and_broken_papers(run_cli, tmp_path, good_pdf
     # the answers: one build of the two good papers with a scripted model, recorded in its build.db
     rec = BuildStore.create(tmp_path / "recorded", {})
     process_papers([good, papers / "long.pdf"], load_template(tmp_path / "mini.yaml"), rec,
-                   RecordingLLM(NamingLLM(_namer), sink=rec.add_llm_call), opts)  # fmt: skip
+                   RecordingLLM(NamingLLM(_namer), sink=rec.add_llm_call), opts, embedder=Embedder())  # fmt: skip
     recorded = len(rec.llm_calls())
     rec.close()
 

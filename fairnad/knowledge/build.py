@@ -10,16 +10,14 @@ from __future__ import annotations
 import functools
 import hashlib
 import time
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from fairnad.ingest.pdf import Document, PaperError, parse_pdf
-from fairnad.knowledge.consolidate import MERGE_AT, SOURCE_KEYS, attribute_order, consolidate
+from fairnad.knowledge.consolidate import MERGE_AT, SOURCE_KEYS, attribute_order, consolidate, example_phrases
 from fairnad.knowledge.crosslink import MIN_SENTENCES, PaperIndex, examples_found, link_by_name
-from fairnad.knowledge.candidates import phrase_counts
 from fairnad.knowledge.embed import Embedder
 from fairnad.knowledge.evidence import split_sentences
 from fairnad.knowledge.extract import extract_paper
@@ -31,7 +29,7 @@ from fairnad.store import BuildStore
 
 @dataclass
 class BuildOptions:
-    candidates: int = 32  # a paper's candidate ideas (candidates.py) the model names and files, at most
+    candidates: int = 40  # a paper's candidate ideas (candidates.py) the model names and files, at most
     max_pages: int = 200
     temperature: float = 0.0
     confirm_duplicates: bool = False  # ask the LLM about near-duplicates (only worth it with a capable model)
@@ -72,11 +70,13 @@ def _read_pdf(path: str, size: int, mtime_ns: int, max_pages: int) -> Document:
 
 def process_papers(
     pdfs: list[Path], template: Template, store: BuildStore, llm: RecordingLLM, opts: BuildOptions,
-    progress: Progress | None = None,
+    progress: Progress | None = None, embedder: Embedder | None = None,
 ) -> list[dict[str, Any]]:  # fmt: skip
-    """Extract every paper not done yet; returns one summary per paper (done now, earlier, or skipped)."""
+    """Extract every paper not done yet; returns one summary per paper (done now, earlier, or skipped).
+    With an `embedder`, headings, proposals and captions far from every template example are left out
+    before the model is asked (candidates.NOISY_AT)."""
     note = progress or (lambda paper, stage: None)
-    corpus: list = []  # (phrase counts, papers): read once the first paper needs them (a resume may need none)
+    likeness = design_likeness(template, embedder) if embedder is not None else None
     out = []
     for path in pdfs:
         sha = _sha(path)
@@ -97,9 +97,7 @@ def process_papers(
             continue
         parse_s = time.time() - t0
         note(path.name, "extracting")
-        if not corpus:
-            corpus.extend(corpus_phrases(pdfs, opts.max_pages))
-        res = extract_paper(doc, template, llm, df=corpus[0], n_docs=corpus[1], candidates=opts.candidates,
+        res = extract_paper(doc, template, llm, candidates=opts.candidates, design_likeness=likeness,
                             temperature=opts.temperature,
                             on_batch=lambda i, n: note(path.name, f"naming candidates {i}/{n}"))  # fmt: skip
         stats = {**res.stats, "parse_seconds": round(parse_s, 3), "pages_per_second": round(len(doc.pages) / max(parse_s, 1e-9), 2),
@@ -113,19 +111,10 @@ def process_papers(
     return out
 
 
-def corpus_phrases(pdfs: list[Path], max_pages: int) -> tuple[Counter, int]:
-    """In how many of the build's papers each phrase occurs (candidates.terms: what is distinctive of a
-    paper), and how many papers could be read. Each paper is parsed once per process (read_pdf)."""
-    df: Counter = Counter()
-    n = 0
-    for path in pdfs:
-        try:
-            doc = read_pdf(path, max_pages)
-        except PaperError:
-            continue
-        n += 1
-        df.update(set(phrase_counts(split_sentences(doc))))
-    return df, n
+def design_likeness(template: Template, embedder: Embedder):
+    """phrases -> the cosine of each to its closest template example (or phrase inside one)."""
+    examples = embedder.encode([p.lower() for _, c in template.categories() for p, _ in example_phrases(c.examples)])
+    return lambda phrases: (embedder.encode([p.lower() for p in phrases]) @ examples.T).max(axis=1).tolist() if phrases else []
 
 
 def assemble(template: Template, store: BuildStore, embedder: Embedder, opts: BuildOptions, llm=None,
@@ -183,5 +172,5 @@ def mentions_from_tree(tree: AttributeTree) -> list[dict]:
             out.append({"paper": s["paper"], "title": s.get("title"), "category": a["category"],
                         "subcategory": a.get("subcategory"), "name": a["name"], "description": a.get("description"),
                         "effect": a.get("effect"), "from_template": a.get("from_template", False),
-                        **{k: s.get(k) for k in SOURCE_KEYS if k not in ("paper", "title")}})  # fmt: skip
+                        **{k: s[k] for k in SOURCE_KEYS if k not in ("paper", "title") and k in s}})  # fmt: skip
     return out

@@ -12,22 +12,25 @@ in a few places; each gives candidates with the paper's own span as evidence:
               based Self-Attention"), less the ones every paper has (Introduction, Experiments...);
 - `caption`   figure and table captions ("Figure 2: Inception module");
 - `proposal`  sentences where the authors say what they do ("we propose / introduce / use ...");
-- `term`      phrases far more frequent in this paper than in the rest of the corpus (tf-idf over the
-              papers of the build), at their first own sentence (one that cites nothing).
+- `term`      design terms the paper says at least twice: qualifiers before a design noun ("depthwise
+              convolution", "growth rate", "SE blocks") or a name that is a design alone ("h-swish"),
+              at their first own sentence (one that cites nothing). A paper's candidates depend on that
+              paper alone (tf-idf against the corpus, tried first, ranked "feature-maps" and "l-th layer"
+              high and left out hard-swish's kin; it also made a paper's candidates change with the build).
 
 The model then names, describes and files each candidate, or says it is no design idea (extract.py).
 """
 
 from __future__ import annotations
 
-import math
 import re
 from collections import Counter
 from dataclasses import dataclass
+from typing import Callable
 
 from fairnad.ingest.pdf import Document
 from fairnad.knowledge.evidence import Sentence, Span
-from fairnad.knowledge.names import name_key
+from fairnad.knowledge.names import is_vague, name_key
 
 KINDS = ("run-in", "heading", "caption", "proposal", "term")
 CITES = re.compile(r"\[\s*\d|\bet\s+al\b|\b(?:19|20)\d\d\b")
@@ -70,6 +73,20 @@ STOP = {"a", "an", "the", "of", "for", "with", "and", "or", "in", "to", "on", "b
         "image", "images", "proposed", "following", "note", "case", "order", "way"}  # fmt: skip
 
 
+# words that qualify a design's noun without naming a design ("preceding layers", "our module", "l-th layer")
+NOT_QUALIFIER = {"learning", "error", "decay", "our", "its", "their", "standard", "original", "typical", "previous",
+                 "following", "additional", "simple", "single", "multiple", "several", "various", "every",
+                 "subsequent", "whole", "entire", "proposed", "existing", "conventional", "traditional", "modern",
+                 "recent", "popular", "common", "above", "below", "remaining", "next", "corresponding", "certain",
+                 "specific", "regular", "normal", "usual", "total", "big", "preceding", "later", "earlier", "early",
+                 "lowest", "highest", "few", "expensive", "important", "novel", "own", "any", "building", "added",
+                 "specialized", "elementary", "optimal", "loss", "information", "denotes", "denote", "produce",
+                 "produces", "providing", "provide", "incorporating", "integrating", "replacing", "performing",
+                 "consecutive", "successive", "th", "nd", "rd", "input", "output", "efficient", "lightweight",
+                 "various", "deep", "deeper", "shallow", "design", "architecture", "architectures", "no", "last",
+                 "final", "second-last", "weighted", "stacked", "nonlinear", "high"}  # fmt: skip
+
+
 @dataclass(frozen=True)
 class Candidate:
     phrase: str  # what the paper calls it, as it stands there
@@ -88,12 +105,13 @@ def _span(sentence: Sentence, start: int | None = None, text: str | None = None)
     return Span(sentence.page, s, s + len(body), body, "candidate", body, s)
 
 
-_LEAVE_OUT = STOP | NOT_DESIGN | {w for word in STOP | NOT_DESIGN for w in name_key(word)}  # (as name_key stems them)
+_NOT_NAMING = STOP | NOT_DESIGN | NOT_QUALIFIER
+_LEAVE_OUT = _NOT_NAMING | {w for word in _NOT_NAMING for w in name_key(word)}  # (as name_key stems them)
 
 
 def design_words(phrase: str) -> frozenset[str]:
     """A phrase's content words that could name a design (not stop words, not what a paper evaluates)."""
-    return frozenset(w for w in name_key(phrase) if w not in _LEAVE_OUT and not w.isdigit())
+    return frozenset(w for w in name_key(phrase) if w not in _LEAVE_OUT and not re.fullmatch(r"\d+[a-z]?", w))
 
 
 def _first_stating(phrase: str, sentences: list[Sentence], after: tuple[int, int] = (0, -1)) -> Sentence | None:
@@ -118,6 +136,8 @@ def run_ins(doc: Document, sentences: list[Sentence]) -> list[Candidate]:
             if at < 0:
                 continue
             cursor = at + len(head)
+            if GENERIC_HEADINGS.match(head):  # "Implementation Details.", "Discussion."
+                continue
             nxt = next((s for s in sentences if s.page == page.number and s.start >= cursor
                         and "\n" not in page.text[cursor : s.start]), None)  # fmt: skip
             if nxt is None:
@@ -152,12 +172,13 @@ def captions(doc: Document, sentences: list[Sentence]) -> list[Candidate]:
     """Figure and table captions: what the figure shows, the caption's first sentence as the evidence."""
     out = []
     for page in doc.pages:
-        for cap in page.captions:
+        for cap in page.captions:  # only a caption that names a design noun ("Inception module"), not "Results on COCO"
             m = re.match(r"(?i)^(?:fig\.?|figure|table|tab\.)\s*\d+\s*[.:]?\s*", cap)
             body = cap[m.end() :] if m else cap
             first = re.split(r"(?<=[a-z0-9)\]])\.\s", body, maxsplit=1)[0].strip().rstrip(".")
             at = page.text.find(cap)
-            if at < 0 or not first or len(first.split()) > 14 or not design_words(first):
+            if at < 0 or not first or len(first.split()) > 14 or not design_words(first) or not any(
+                    _is_head(t.group(0)) or t.group(0).lower() in NAMED for t in TOKEN.finditer(first)):
                 continue
             start = at + (m.end() if m else 0)
             text = page.text[start : start + len(first)]
@@ -181,57 +202,107 @@ def proposals(sentences: list[Sentence]) -> list[Candidate]:
     return out
 
 
-def terms(doc: Document, sentences: list[Sentence], df: Counter, n_docs: int, k: int = 8) -> list[Candidate]:
-    """Phrases of one to three content words that this paper uses often and the corpus rarely (tf-idf
-    over the build's papers: `df` counts the papers each phrase occurs in), at their first own sentence."""
-    tf = phrase_counts(sentences)
-    scored = []
-    for phrase, n in tf.items():
-        if n < 3 or (" " not in phrase and "-" not in phrase) or not design_words(phrase):
-            continue  # a plain single word ("window", "mask") names no idea on its own
-        idf = math.log((1 + n_docs) / (1 + df.get(phrase, 0))) + 1
-        scored.append((n * idf * (1 + 0.5 * (phrase.count(" "))), phrase))  # a compound says more than a word
+TOKEN = re.compile(r"\d+\s*[×x]\s*\d+|[A-Za-z][A-Za-z0-9]*(?:-[A-Za-z0-9]+)*")
+# the nouns a design is named by ("depthwise convolution", "transition layer", "growth rate", "SE block")
+HEADS = {"convolution", "conv", "normalization", "norm", "activation", "nonlinearity", "non-linearity", "pooling",
+         "block", "module", "layer", "unit", "cell", "connection", "connectivity", "shortcut", "bottleneck", "attention",
+         "excitation", "embedding", "stem", "head", "kernel", "stride", "window", "shuffle", "split", "scaling",
+         "multiplier", "ratio", "coefficient", "depth", "width", "dropout", "branch", "path", "classifier", "projection",
+         "encoding", "residual", "aggregation", "concatenation", "addition", "gating", "fusion", "token", "patch", "mlp",
+         "transformation", "cardinality", "factorization", "filter", "merging", "partition", "shift", "scale", "rate",
+         "function", "mechanism", "operation", "operator", "group", "channel", "resolution", "downsampling", "skip",
+         "summation", "transition", "flow", "stage", "bias"}  # fmt: skip
+# names that are a design on their own, with no qualifier
+NAMED = {"relu", "relu6", "gelu", "swish", "hard-swish", "h-swish", "silu", "sigmoid", "hard-sigmoid", "h-sigmoid",
+         "tanh", "elu", "prelu", "mish", "softmax", "dropout", "batchnorm", "layernorm", "groupnorm", "mbconv",
+         "cardinality", "self-attention", "squeeze-and-excitation", "squeeze-and-excite", "shortcut"}  # fmt: skip
+def _singular(word: str) -> str:
+    return word[:-1] if len(word) > 3 and word.endswith("s") and not word.endswith("ss") else word
+
+
+def _token_key(token: str) -> str:
+    low = token.lower()
+    return re.sub(r"\s*[×x]\s*", "x", low) if low[0].isdigit() else _singular(low)
+
+
+def _is_head(token: str) -> bool:
+    return _singular(token.lower().split("-")[-1]) in HEADS
+
+
+def _qualifies(token: str) -> bool:
+    low = token.lower()
+    return not (low in STOP or low in NOT_DESIGN or low in NOT_QUALIFIER or low.isdigit() or len(low) < 2
+                or low.endswith("ly"))  # "considerably increased depth", "uniformly scales"
+
+
+def design_terms(sentences: list[Sentence], k: int = 24) -> list[Candidate]:
+    """Phrases that name a design the way papers do: up to three qualifiers before a design noun
+    ("depthwise convolution", "2 × 2 average pooling", "SE blocks"), or a name that is a design on its
+    own ("h-swish", "ReLU6", "self-attention"), said at least twice in the paper's own sentences (none
+    that cites). The most frequent first; a phrase the paper mostly says in a longer form gives way to it.
+    Each at the first own sentence that says it."""
+    counts: Counter = Counter()
+    forms: dict[tuple, Counter] = {}
+    first: dict[tuple, Span] = {}
+    for s in sentences:
+        if CITES.search(s.text):
+            continue
+        toks = list(TOKEN.finditer(s.text))
+        for i, t in enumerate(toks):
+            named = t.group(0).lower() in NAMED
+            if not named and not _is_head(t.group(0)):
+                continue
+            j = i
+            while j > 0 and i - j < 3 and not s.text[toks[j - 1].end() : toks[j].start()].strip() and _qualifies(toks[j - 1].group(0)):
+                j -= 1
+            for a in range(j, i + 1):
+                if a == i and not named and ("-" not in t.group(0) or not _qualifies(t.group(0).split("-")[0])):
+                    continue  # a bare noun ("layers", "convolution", "large-scale") names no design
+                key = tuple(_token_key(x.group(0)) for x in toks[a : i + 1])
+                counts[key] += 1
+                forms.setdefault(key, Counter())[s.text[toks[a].start() : t.end()]] += 1
+                if key not in first:
+                    first[key] = Span(s.page, s.start + toks[a].start(), s.start + t.end(), s.text[toks[a].start() : t.end()],
+                                      "candidate", s.text, s.start)  # fmt: skip
+    kept = []
+    for key, n in counts.items():
+        longer = max((m for k2, m in counts.items() if len(k2) == len(key) + 1 and k2[1:] == key), default=0)
+        if n >= 2 and longer < 0.6 * n:  # "depthwise convolution", unless the paper says "3 × 3 depthwise convolution"
+            kept.append((n * (1 + 0.3 * (len(key) - 1)), key))
     out, taken = [], set()
-    for _, phrase in sorted(scored, reverse=True):
-        key = name_key(phrase)
-        if any(key <= t or t <= key for t in taken):
+    for _, key in sorted(kept, key=lambda t: (-t[0], t[1])):
+        phrase = forms[key].most_common(1)[0][0]
+        nk = name_key(phrase)
+        if nk in taken or not design_words(phrase) or is_vague(phrase):
             continue
-        s = next((s for s in sentences if not CITES.search(s.text) and phrase in " ".join(words(s.text))), None)
-        if s is None:
-            continue
-        taken.add(key)
-        out.append(Candidate(phrase, "term", _span(s)))
+        taken.add(nk)
+        out.append(Candidate(phrase, "term", first[key]))
         if len(out) == k:
             break
     return out
 
 
-def phrase_counts(sentences: list[Sentence]) -> Counter:
-    """How often each phrase of one to three content words occurs in a paper's own sentences."""
-    c: Counter = Counter()
-    for s in sentences:
-        if CITES.search(s.text):
-            continue
-        ws = words(s.text)
-        for n in (1, 2, 3):
-            for i in range(len(ws) - n + 1):
-                gram = ws[i : i + n]
-                if gram[0] in STOP or gram[-1] in STOP or any(len(w) < 3 or w.isdigit() for w in gram):
-                    continue
-                c[" ".join(gram)] += 1
-    return c
+# kinds whose phrases are often no design ("Optimization configuration", "SGD with momentum", "Error rates
+# on CIFAR"): kept only when their phrase is this close to one of the template's examples (MiniLM cosine;
+# on the 13 papers it leaves out 52 of their 158 candidates and none of the answer key's phrases)
+NOISY_KINDS, NOISY_AT = ("heading", "proposal", "caption"), 0.45
 
 
-def find_candidates(doc: Document, sentences: list[Sentence], df: Counter | None = None, n_docs: int = 1,
-                    limit: int = 32) -> list[Candidate]:  # fmt: skip
-    """A paper's candidate ideas, each once (by content words), run-in heads first, then headings,
-    captions, proposals and distinctive terms, at most `limit`."""
-    found = [*run_ins(doc, sentences), *headings(doc, sentences), *captions(doc, sentences),
-             *proposals(sentences)[:10], *terms(doc, sentences, df or Counter(), n_docs)]  # fmt: skip
+def find_candidates(doc: Document, sentences: list[Sentence], limit: int = 40,
+                    design_likeness: Callable[[list[str]], list[float]] | None = None) -> list[Candidate]:  # fmt: skip
+    """A paper's candidate ideas, each once (by content words): the design terms it uses most first, then
+    run-in heads, headings, proposals and captions, at most `limit`. `design_likeness(phrases)`: how
+    close each phrase is to the template's examples, for the noisy kinds."""
+    found = [*design_terms(sentences), *run_ins(doc, sentences), *headings(doc, sentences), *proposals(sentences)[:10],
+             *captions(doc, sentences)]  # fmt: skip
+    if design_likeness is not None:
+        noisy = [c for c in found if c.kind in NOISY_KINDS]
+        below = {id(c) for c, d in zip(noisy, design_likeness([c.phrase for c in noisy])) if d < NOISY_AT}
+        found = [c for c in found if id(c) not in below]
     out, seen = [], set()
     for c in found:
         key = name_key(c.phrase)
-        if not design_words(c.phrase) or key in seen:
+        if not design_words(c.phrase) or is_vague(c.phrase) or key in seen:  # ("convolutional layers")
             continue
         seen.add(key)
         out.append(c)

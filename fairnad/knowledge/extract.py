@@ -95,16 +95,15 @@ def extract_paper(
     template: Template,
     llm,
     *,
-    df: Counter | None = None,
-    n_docs: int = 1,
-    candidates: int = 32,
+    candidates: int = 40,
+    design_likeness=None,
     temperature: float = 0.0,
     on_batch=None,
 ) -> PaperResult:
-    """Every candidate of the paper (at most `candidates`), named, filed and checked; `df` and `n_docs`:
-    the corpus's phrase counts for distinctive terms (candidates.terms)."""
+    """Every candidate of the paper (at most `candidates`), named, filed and checked. `design_likeness`:
+    phrases -> closeness to the template's examples (candidates.find_candidates), None to keep all."""
     sentences = split_sentences(doc)
-    found = find_candidates(doc, sentences, df, n_docs, limit=candidates)
+    found = find_candidates(doc, sentences, limit=candidates, design_likeness=design_likeness)
     res = PaperResult()
     stats = {"sentences": len(sentences), "candidates": len(found), "by_kind": dict(Counter(c.kind for c in found)),
              "proposed": 0, "verified": 0, "rejected": 0, "failed_calls": 0, "rejections": {}}  # fmt: skip

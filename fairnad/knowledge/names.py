@@ -36,7 +36,8 @@ def name_key(name: str) -> frozenset[str]:
 # "feature fusion", "activation", "downsampling") names a category, not a design idea
 VAGUE_WORDS = {"feature", "extraction", "fusion", "aggregation", "design", "macro", "micro", "architecture",
                "architectural", "model", "network", "convolutional", "neural", "deep", "level", "input", "encoding",
-               "downsampling", "scaling", "norm", "activation", "head", "stage", "operator", "wise", "efficient"}  # fmt: skip
+               "downsampling", "scaling", "norm", "activation", "head", "stage", "operator", "wise", "efficient",
+               "conv", "convolution"}  # fmt: skip
 
 
 def is_vague(name: str) -> bool:

@@ -45,8 +45,8 @@ CREATE TABLE IF NOT EXISTS mentions (
 );
 """
 
-# where a mention's evidence is beyond its span: alignment, evidence sentence, its offset, support
-EXTRA_KEYS = ("alignment", "evidence", "evidence_offset", "support", "cited")
+# where a mention's evidence is beyond its span: alignment, evidence sentence, its offset, support; how it was found
+EXTRA_KEYS = ("alignment", "evidence", "evidence_offset", "support", "cited", "how", "candidate")
 
 PAPER_COLS = "sha256 path name title authors year pages status error stats seconds finished".split()
 MENTION_COLS = "id paper category subcategory name description effect page quote verified reason offset length extra".split()
