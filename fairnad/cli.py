@@ -350,7 +350,7 @@ def knowledge_build(
     model: Optional[str] = typer.Option(None, help="Model name at the --llm server."),
     api_key_env: Optional[str] = typer.Option(None, help="Environment variable with the API key."),
     candidates: int = typer.Option(40, help="Candidate ideas per paper (its design terms, run-in heads, headings, "
-                                   "'we propose' sentences, captions) the model names and files, at most."),
+                                   "'we propose' sentences) the model names and files, at most."),
     max_pages: int = typer.Option(200, help="Pages read per paper, at most."),
     confirm_duplicates: Optional[bool] = typer.Option(None, "--confirm-duplicates/--no-confirm-duplicates",
                                                       help="Ask the LLM about near-duplicates (default: with your own server)."),

@@ -81,7 +81,7 @@ def test_a_design_term_is_a_design_noun_said_twice_in_the_papers_own_sentences(c
     assert not any(c.phrase.lower() in ("layers", "convolution", "block") for c in terms.values())  # bare nouns
 
 
-def test_headings_proposals_and_captions_far_from_every_example_are_left_out(corpus):
+def test_run_ins_headings_and_proposals_far_from_every_example_are_left_out(corpus):
     """The noisy kinds pass only near one of the template's examples (the real MiniLM embedder)."""
     from fairnad.knowledge.build import design_likeness
     from fairnad.knowledge.embed import Embedder

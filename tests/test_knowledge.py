@@ -231,6 +231,7 @@ def test_build_resumes_and_add_extends_a_tree(tmp_path, mini, embedder):
     for x in tree.attributes():
         (src,) = x["sources"]
         assert src["quote"].lower().startswith(x["name"])  # the run-in head and its sentence: the paper's words
+        assert src["how"] == "run-in"  # how it was found survives the build store (the browse page's tag)
     store.close()
     # add: a fresh build folder that only knows paper b; the earlier tree's sources come along
     store2 = BuildStore.create(tmp_path / "build2", {})

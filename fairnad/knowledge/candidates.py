@@ -10,7 +10,6 @@ in a few places; each gives candidates with the paper's own span as evidence:
               section 3 names one design element per head;
 - `heading`   numbered section and subsection headings ("5.2. Nonlinearities", "3.2. Shifted Window
               based Self-Attention"), less the ones every paper has (Introduction, Experiments...);
-- `caption`   figure and table captions ("Figure 2: Inception module");
 - `proposal`  sentences where the authors say what they do ("we propose / introduce / use ...");
 - `term`      design terms the paper says at least twice: qualifiers before a design noun ("depthwise
               convolution", "growth rate", "SE blocks") or a name that is a design alone ("h-swish"),
@@ -32,7 +31,7 @@ from fairnad.ingest.pdf import Document
 from fairnad.knowledge.evidence import Sentence, Span
 from fairnad.knowledge.names import is_vague, name_key
 
-KINDS = ("run-in", "heading", "caption", "proposal", "term")
+KINDS = ("term", "run-in", "heading", "proposal")
 CITES = re.compile(r"\[\s*\d|\bet\s+al\b|\b(?:19|20)\d\d\b")
 NUMBERED = re.compile(r"^(?:[A-Z]?\d+(?:\.\d+)*\.?)\s+(?=[A-Za-z])")
 # section titles every paper has: they name no idea
@@ -58,7 +57,8 @@ NOT_DESIGN = {"dataset", "datasets", "imagenet", "cifar", "svhn", "coco", "ade20
               "large", "models", "detection", "segmentation", "classification", "ilsvrc", "challenge",
               "training", "compatibility", "methods", "proposal", "parameter", "hyperparameter", "settings",
               "run", "runs", "test", "set", "images", "performance", "impact", "effect", "effects", "net",
-              "svhn", "jft", "vtab", "ilsvrc2012"}  # fmt: skip
+              "svhn", "jft", "vtab", "ilsvrc2012", "inductive", "reuse", "compactness", "supervision",
+              "self-supervision", "pre-trained", "pretrained"}  # fmt: skip
 STOP = {"a", "an", "the", "of", "for", "with", "and", "or", "in", "to", "on", "by", "as", "at", "is", "are", "be",
         "we", "our", "this", "that", "these", "which", "it", "its", "from", "can", "each", "all", "more", "than",
         "also", "such", "into", "not", "only", "both", "their", "other", "then", "when", "where", "while", "using",
@@ -168,24 +168,6 @@ def headings(doc: Document, sentences: list[Sentence]) -> list[Candidate]:
     return out
 
 
-def captions(doc: Document, sentences: list[Sentence]) -> list[Candidate]:
-    """Figure and table captions: what the figure shows, the caption's first sentence as the evidence."""
-    out = []
-    for page in doc.pages:
-        for cap in page.captions:  # only a caption that names a design noun ("Inception module"), not "Results on COCO"
-            m = re.match(r"(?i)^(?:fig\.?|figure|table|tab\.)\s*\d+\s*[.:]?\s*", cap)
-            body = cap[m.end() :] if m else cap
-            first = re.split(r"(?<=[a-z0-9)\]])\.\s", body, maxsplit=1)[0].strip().rstrip(".")
-            at = page.text.find(cap)
-            if at < 0 or not first or len(first.split()) > 14 or not design_words(first) or not any(
-                    _is_head(t.group(0)) or t.group(0).lower() in NAMED for t in TOKEN.finditer(first)):
-                continue
-            start = at + (m.end() if m else 0)
-            text = page.text[start : start + len(first)]
-            out.append(Candidate(first, "caption", Span(page.number, start, start + len(text), text, "candidate", text, start)))
-    return out
-
-
 def proposals(sentences: list[Sentence]) -> list[Candidate]:
     """Sentences in which the authors say what they do: the words after "we propose / introduce / use ..."."""
     out = []
@@ -214,8 +196,12 @@ HEADS = {"convolution", "conv", "normalization", "norm", "activation", "nonlinea
          "summation", "transition", "flow", "stage", "bias"}  # fmt: skip
 # names that are a design on their own, with no qualifier
 NAMED = {"relu", "relu6", "gelu", "swish", "hard-swish", "h-swish", "silu", "sigmoid", "hard-sigmoid", "h-sigmoid",
-         "tanh", "elu", "prelu", "mish", "softmax", "dropout", "batchnorm", "layernorm", "groupnorm", "mbconv",
+         "tanh", "elu", "prelu", "mish", "dropout", "batchnorm", "layernorm", "groupnorm", "mbconv",
          "cardinality", "self-attention", "squeeze-and-excitation", "squeeze-and-excite", "shortcut"}  # fmt: skip
+# a hyphenated word that is only a prefix and a noun names no design on its own ("per-channel", "multi-head")
+PREFIXES = {"non", "per", "cross", "multi", "half", "sub", "high", "low", "full", "single", "two", "three"}
+
+
 def _singular(word: str) -> str:
     return word[:-1] if len(word) > 3 and word.endswith("s") and not word.endswith("ss") else word
 
@@ -231,8 +217,20 @@ def _is_head(token: str) -> bool:
 
 def _qualifies(token: str) -> bool:
     low = token.lower()
+    if low in ("large", "small", "fully"):  # "large kernel", "fully connected layers"
+        return True
     return not (low in STOP or low in NOT_DESIGN or low in NOT_QUALIFIER or low.isdigit() or len(low) < 2
                 or low.endswith("ly"))  # "considerably increased depth", "uniformly scales"
+
+
+GOES_ON = 0.6
+
+
+def _model_and_noun(key: tuple) -> bool:
+    """A model's name before a plain noun ("DenseNet layers", "ConvNet modules", "ConvNet scaling"): no
+    design of its own. A model's block or unit ("ConvNeXt block", "ShuffleNet unit") is one."""
+    return key[-1] not in ("block", "unit", "cell") and all(re.fullmatch(r"\w*net\w*|\w+-\w+", k) for k in key[:-1]) \
+        and len(key) > 1
 
 
 def design_terms(sentences: list[Sentence], k: int = 24) -> list[Candidate]:
@@ -256,7 +254,8 @@ def design_terms(sentences: list[Sentence], k: int = 24) -> list[Candidate]:
             while j > 0 and i - j < 3 and not s.text[toks[j - 1].end() : toks[j].start()].strip() and _qualifies(toks[j - 1].group(0)):
                 j -= 1
             for a in range(j, i + 1):
-                if a == i and not named and ("-" not in t.group(0) or not _qualifies(t.group(0).split("-")[0])):
+                if a == i and not named and ("-" not in t.group(0) or not _qualifies(t.group(0).split("-")[0])
+                                             or t.group(0).split("-")[0].lower() in PREFIXES):
                     continue  # a bare noun ("layers", "convolution", "large-scale") names no design
                 key = tuple(_token_key(x.group(0)) for x in toks[a : i + 1])
                 counts[key] += 1
@@ -267,7 +266,9 @@ def design_terms(sentences: list[Sentence], k: int = 24) -> list[Candidate]:
     kept = []
     for key, n in counts.items():
         longer = max((m for k2, m in counts.items() if len(k2) == len(key) + 1 and k2[1:] == key), default=0)
-        if n >= 2 and longer < 0.6 * n:  # "depthwise convolution", unless the paper says "3 × 3 depthwise convolution"
+        # the start of a longer term: "Equal channel" of "Equal channel width", "pointwise group" of "... convolution"
+        goes_on = max((m for k2, m in counts.items() if len(k2) > len(key) and k2[: len(key)] == key), default=0)
+        if n >= 2 and longer < 0.6 * n and goes_on < GOES_ON * n and not _model_and_noun(key):
             kept.append((n * (1 + 0.3 * (len(key) - 1)), key))
     out, taken = [], set()
     for _, key in sorted(kept, key=lambda t: (-t[0], t[1])):
@@ -285,16 +286,21 @@ def design_terms(sentences: list[Sentence], k: int = 24) -> list[Candidate]:
 # kinds whose phrases are often no design ("Optimization configuration", "SGD with momentum", "Error rates
 # on CIFAR"): kept only when their phrase is this close to one of the template's examples (MiniLM cosine;
 # on the 13 papers it leaves out 52 of their 158 candidates and none of the answer key's phrases)
-NOISY_KINDS, NOISY_AT = ("heading", "proposal", "caption"), 0.45
+NOISY_KINDS, NOISY_AT = ("run-in", "heading", "proposal"), 0.45
+
+
+# a phrase cut off before its noun: "Stochastic vs", "multipliers 0", "based entirely on", "SCALING STUDY"
+CUT_SHORT = re.compile(r"(?i)\b(?:vs|versus|as|in|and|or|by|on|with|of|to|for|the|a|an|from|than)\.?$|\s\d+$"
+                       r"|^(?:G\d\)|exploring|modernizing|compressing|revisiting|relation to|comparison|effect of|role of"
+                       r"|importance of|the difference)\b|^(?-i:[A-Z()\-]+(?:\s+[A-Z()\-]+)+)$")  # fmt: skip
 
 
 def find_candidates(doc: Document, sentences: list[Sentence], limit: int = 40,
                     design_likeness: Callable[[list[str]], list[float]] | None = None) -> list[Candidate]:  # fmt: skip
     """A paper's candidate ideas, each once (by content words): the design terms it uses most first, then
-    run-in heads, headings, proposals and captions, at most `limit`. `design_likeness(phrases)`: how
+    run-in heads, headings and proposals, at most `limit`. `design_likeness(phrases)`: how
     close each phrase is to the template's examples, for the noisy kinds."""
-    found = [*design_terms(sentences), *run_ins(doc, sentences), *headings(doc, sentences), *proposals(sentences)[:10],
-             *captions(doc, sentences)]  # fmt: skip
+    found = [*design_terms(sentences), *run_ins(doc, sentences), *headings(doc, sentences), *proposals(sentences)[:10]]
     if design_likeness is not None:
         noisy = [c for c in found if c.kind in NOISY_KINDS]
         below = {id(c) for c, d in zip(noisy, design_likeness([c.phrase for c in noisy])) if d < NOISY_AT}
@@ -302,7 +308,7 @@ def find_candidates(doc: Document, sentences: list[Sentence], limit: int = 40,
     out, seen = [], set()
     for c in found:
         key = name_key(c.phrase)
-        if not design_words(c.phrase) or is_vague(c.phrase) or key in seen:  # ("convolutional layers")
+        if not design_words(c.phrase) or is_vague(c.phrase) or key in seen or CUT_SHORT.search(c.phrase):
             continue
         seen.add(key)
         out.append(c)

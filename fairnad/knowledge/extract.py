@@ -1,8 +1,8 @@
 """Extract a paper's design ideas from where it says what it proposes, each grounded in its own words.
 
-Candidates come from the paper's layout and words before any model is asked (candidates.py: run-in
-paragraph heads, numbered headings, captions, "we propose / use ..." sentences, terms this paper uses
-far more than the corpus), each with the span of the paper that states it. The model is then shown the
+Candidates come from the paper's layout and words before any model is asked (candidates.py: design
+terms the paper says at least twice, run-in paragraph heads, numbered headings, "we propose / use ..."
+sentences), each with the span of the paper that states it. The model is then shown the
 candidates in numbered batches and answers, for each, whether it is a design idea, a short name in the
 paper's words, the template category it belongs to and a short description (one constrained answer per
 batch). What the model cannot do: cite anything else, or invent evidence. What is checked after it:
