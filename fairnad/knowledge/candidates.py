@@ -223,7 +223,7 @@ def _qualifies(token: str) -> bool:
                 or low.endswith("ly"))  # "considerably increased depth", "uniformly scales"
 
 
-GOES_ON = 0.6
+LONGER_FORM = 0.6  # a term gives way to a longer form the paper says at least this often, relative to it
 
 
 def _model_and_noun(key: tuple) -> bool:
@@ -263,12 +263,16 @@ def design_terms(sentences: list[Sentence], k: int = 24) -> list[Candidate]:
                 if key not in first:
                     first[key] = Span(s.page, s.start + toks[a].start(), s.start + t.end(), s.text[toks[a].start() : t.end()],
                                       "candidate", s.text, s.start)  # fmt: skip
+    qualified: Counter = Counter()  # the most a term is said with one more qualifier ("3 × 3 depthwise convolution")
+    continued: Counter = Counter()  # the most it is said as the start of a longer term ("Equal channel" -> "... width")
+    for key, n in counts.items():
+        if len(key) > 1:
+            qualified[key[1:]] = max(qualified[key[1:]], n)
+        for cut in range(1, len(key)):
+            continued[key[:cut]] = max(continued[key[:cut]], n)
     kept = []
     for key, n in counts.items():
-        longer = max((m for k2, m in counts.items() if len(k2) == len(key) + 1 and k2[1:] == key), default=0)
-        # the start of a longer term: "Equal channel" of "Equal channel width", "pointwise group" of "... convolution"
-        goes_on = max((m for k2, m in counts.items() if len(k2) > len(key) and k2[: len(key)] == key), default=0)
-        if n >= 2 and longer < 0.6 * n and goes_on < GOES_ON * n and not _model_and_noun(key):
+        if n >= 2 and max(qualified[key], continued[key]) < LONGER_FORM * n and not _model_and_noun(key):
             kept.append((n * (1 + 0.3 * (len(key) - 1)), key))
     out, taken = [], set()
     for _, key in sorted(kept, key=lambda t: (-t[0], t[1])):
@@ -283,9 +287,8 @@ def design_terms(sentences: list[Sentence], k: int = 24) -> list[Candidate]:
     return out
 
 
-# kinds whose phrases are often no design ("Optimization configuration", "SGD with momentum", "Error rates
-# on CIFAR"): kept only when their phrase is this close to one of the template's examples (MiniLM cosine;
-# on the 13 papers it leaves out 52 of their 158 candidates and none of the answer key's phrases)
+# kinds whose phrases are often no design ("Optimization configuration", "SGD with momentum", "Future
+# directions"): kept only when their phrase is this close to one of the template's examples (MiniLM cosine)
 NOISY_KINDS, NOISY_AT = ("run-in", "heading", "proposal"), 0.45
 
 
