@@ -2,13 +2,15 @@
 same seeds without it (`--llm none`), through the CLI a user runs, one run at a time. Resumable: a run
 that is finished is read again, one that was killed is resumed, so the grid can be spread over sessions.
 
-    python benchmarks/llm_credit.py [--only open|tables|all] [--match TEXT] [--out runs/llm-credit] [--list]
+    python benchmarks/llm_credit.py [--only open|tables|knowledge|all] [--match TEXT] [--out runs/llm-credit] [--list]
 
 The grid (issue 34):
   open MNIST-1D, 30 evaluations, 5 epochs, seeds 0-2: FairNAD adaptive with the 1.5B, and --llm none;
       fixed probabilities (adaptive=false) on seeds 0-1;
   relabelled NAS-Bench-Macro and NB201-CIFAR-100, 50 evaluations, seeds 0-2: FairNAD adaptive with the
       1.5B, and --llm none; LLMatic with the 1.5B and its algorithm-alone counterpart on NAS-Bench-Macro.
+and issue 35's search: open MNIST-1D as above with `--knowledge papers13` (the tree built from the
+  papers), seeds 0-2, beside the adaptive rows (the template's examples) and --llm none.
 Per row: best search (validation) and reported accuracy, mean ± std over the seeds; hypervolume of the
 accuracy/params front; the LLM-written share of the final front; LLM seconds; wall minutes.
 """
@@ -41,6 +43,10 @@ def grid(only: str) -> list[tuple[str, str, list[str]]]:
         for seed in (0, 1):
             jobs.append(("open fairnad 1.5B fixed", f"open-fixed-s{seed}", [*OPEN, "-s", "fairnad", "--seed", str(seed), "--llm", LLM,
                                                                            "--set", "strategies.fairnad.adaptive=false"]))
+    if only in ("knowledge", "all"):
+        for seed in (0, 1, 2):
+            jobs.append(("open fairnad 1.5B papers13", f"open-papers13-s{seed}", [*OPEN, "-s", "fairnad", "--seed", str(seed), "--llm", LLM,
+                                                                                "--knowledge", "papers13"]))
     if only in ("tables", "all"):
         for table, short in TABLES.items():
             for seed in (0, 1, 2):
@@ -114,7 +120,7 @@ def mean_std(xs: list[float], digits: int = 2) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--only", choices=["open", "tables", "all"], default="all")
+    ap.add_argument("--only", choices=["open", "tables", "knowledge", "all"], default="all")
     ap.add_argument("--out", default="runs/llm-credit")
     ap.add_argument("--match", default="", help="only the runs whose name holds this text (spread the grid)")
     ap.add_argument("--list", action="store_true", help="what is done, without running anything")
