@@ -298,6 +298,33 @@ CUT_SHORT = re.compile(r"(?i)\b(?:vs|versus|as|in|and|or|by|on|with|of|to|for|th
                        r"|importance of|the difference)\b|^(?-i:[A-Z()\-]+(?:\s+[A-Z()\-]+)+)$")  # fmt: skip
 
 
+# top-level sections where a paper tells what others did or what it concluded: a run-in head or heading
+# there names no idea of its own ("ConvNet Accuracy." in EfficientNet's related work, "Implicit Deep
+# Supervision." in DenseNet's discussion, "1.2 The continuum between convolutions and separable
+# convolutions" in Xception's introduction). Not the experiments: ResNet states its bottleneck block there.
+BACKGROUND = re.compile(r"(?i)^(?:introduction|related work|prior work|previous work|background|discussion"
+                        r"|conclusion|future|acknowledg|references)")
+TOP_LEVEL = re.compile(r"^\d+\.?\s+(?=[A-Za-z])")  # "3. DenseNets", "4 Experiments"; not "3.2." nor "A1."
+
+
+def background_sections(doc: Document) -> Callable[[int, int], bool]:
+    """(page, offset) -> whether that place of the paper lies in a background or closing section (BACKGROUND),
+    by the last top-level numbered heading before it in reading order."""
+    starts = []
+    for page in doc.pages:
+        for h in page.headings:
+            m, at = TOP_LEVEL.match(h), page.text.find(h)
+            if m and at >= 0:
+                starts.append((page.number, at, bool(BACKGROUND.match(h[m.end() :].strip()))))
+    starts.sort()
+
+    def inside(page: int, offset: int) -> bool:
+        before = [b for p, o, b in starts if (p, o) <= (page, offset)]
+        return bool(before) and before[-1]
+
+    return inside
+
+
 def find_candidates(doc: Document, sentences: list[Sentence], limit: int = 40,
                     design_likeness: Callable[[list[str]], list[float]] | None = None) -> list[Candidate]:  # fmt: skip
     """A paper's candidate ideas, each once (by content words): the design terms it uses most first, then

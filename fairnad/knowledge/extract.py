@@ -9,8 +9,12 @@ batch). What the model cannot do: cite anything else, or invent evidence. What i
 
 - the name's words must be in the candidate's span, word by word (support.py); a name that is not (the
   model's own paraphrase) is replaced by the paper's phrase when that is in the span, else rejected;
-- a description in another script than the paper's (the 1.5B wrote Chinese into 4 descriptions) is dropped;
-- a name that is only a model's ("ResNeXt") is no idea.
+- a description in another script than the paper's (the 1.5B wrote Chinese into 4 descriptions), or one
+  that has none of the name's words (the answers for a batch drift onto a neighbour's idea), is dropped;
+- a name that is only a model's ("ResNeXt", "Swin-T") is no idea, nor one of what a paper measures,
+  analyses, trains with or implements ("ConvNet Accuracy", "stochastic depth rate"; names.not_an_idea);
+- a run-in head or heading in the paper's introduction, related work or discussion names others' work or
+  an analysis ("ConvNet Efficiency.", "Implicit Deep Supervision."), not the paper's own idea.
 
 The old way asked the model, for each category, which attributes a list of sentences stated: it named
 about one idea per call, and two thirds of the papers' ideas were missing from the tree.
@@ -24,10 +28,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fairnad.ingest.pdf import Document, normalize
-from fairnad.knowledge.candidates import Candidate, find_candidates
+from fairnad.knowledge.candidates import Candidate, background_sections, find_candidates
 from fairnad.knowledge.consolidate import is_model_name
 from fairnad.knowledge.evidence import split_sentences
-from fairnad.knowledge.names import is_vague
+from fairnad.knowledge.names import is_vague, not_an_idea
 from fairnad.knowledge.support import coverage
 from fairnad.knowledge.template import Template
 from fairnad.llm import LLMOutputError
@@ -67,14 +71,17 @@ def _reject(stats: dict, reason: str) -> str:
     return reason
 
 
-def judge(cand: Candidate, answer: dict, titles: list[str]) -> tuple[str, str, str | None]:
-    """(name, description, why it is no accepted idea or None) of one candidate and the model's answer."""
+def judge(cand: Candidate, answer: dict, titles: list[str], in_background: bool = False) -> tuple[str, str, str | None]:
+    """(name, description, why it is no accepted idea or None) of one candidate and the model's answer.
+    `in_background`: the candidate stands in the paper's introduction, related work or discussion."""
     name = normalize(str(answer.get("name", "")))
     description = normalize(str(answer.get("description", "")))
     if OTHER_SCRIPT.search(description):
         description = ""  # not in the paper's language: dropped, the span stays the idea's description
     if not answer.get("idea"):
         return name, description, "not a design idea"
+    if in_background and cand.kind in ("run-in", "heading"):
+        return name, description, "a head in the paper's background or discussion"
     span = cand.evidence.sentence
     if OTHER_SCRIPT.search(name) or coverage(name, span)[0] < 1.0:
         phrase = normalize(cand.phrase)
@@ -83,10 +90,14 @@ def judge(cand: Candidate, answer: dict, titles: list[str]) -> tuple[str, str, s
         name = phrase  # the paper's own words
     if len(name) < 2:
         return name, description, "empty name"
+    if description and coverage(name, description)[0] == 0:
+        description = ""  # about another idea of the batch (the 1.5B's answers drift): the span describes it
     if is_vague(name):
         return name, description, "too vague (names a category, not an idea)"
     if is_model_name(name, titles):
         return name, description, "a model's name, not an idea"
+    if why := not_an_idea(name):
+        return name, description, f"{why}, not an idea"
     return name, description, None
 
 
@@ -108,6 +119,7 @@ def extract_paper(
     stats = {"sentences": len(sentences), "candidates": len(found), "by_kind": dict(Counter(c.kind for c in found)),
              "proposed": 0, "verified": 0, "rejected": 0, "failed_calls": 0, "rejections": {}}  # fmt: skip
     paths = [f"{lv.id}/{c.id}" for lv, c in template.categories()]
+    background = background_sections(doc)
     system = render("knowledge/name_system.j2")
     context = render("knowledge/name_context.j2", doc=doc, template=template)
     for b in range(0, len(found), BATCH):
@@ -129,8 +141,8 @@ def extract_paper(
             if a is None:
                 continue
             stats["proposed"] += 1
-            name, description, reason = judge(cand, a, [doc.title or ""])
             span = cand.evidence
+            name, description, reason = judge(cand, a, [doc.title or ""], background(span.page, span.start))
             category = a.get("category") if a.get("category") in paths else paths[0]
             m = {
                 "category": category, "subcategory": "", "name": name, "description": description,

@@ -42,3 +42,25 @@ VAGUE_WORDS = {"feature", "extraction", "fusion", "aggregation", "design", "macr
 
 def is_vague(name: str) -> bool:
     return name_key(name) <= VAGUE_WORDS
+
+
+# what a paper measures, analyses, trains with or implements: not what a search changes in an architecture.
+# A name with one of these is no design idea (the cold-built 13-paper tree held "ConvNet Accuracy",
+# "interpretation of Inception modules", "stochastic depth rate", "torch's built-in grouped convolution").
+# Regularizers a template files as ideas (dropout, stochastic depth) stay; their rates are settings.
+NOT_AN_IDEA = (
+    ("what a paper measures", re.compile(r"(?i)\b(?:accurac(?:y|ies)|efficiency|performance|latency|speed|flops"
+                                         r"|error rates?|complexity|runtime|throughput)\b")),
+    ("an analysis", re.compile(r"(?i)\b(?:interpretations?|hypothes[ie]s|analys[ie]s|understanding|visuali[sz]ations?"
+                               r"|continuum|intuitions?|observations?|insights?|motivations?)\b")),
+    ("a training setting", re.compile(r"(?i)\b(?:learning rates?|weight decay|label smoothing|warm-?up|epochs?"
+                                      r"|batch sizes?|momentum|optimi[sz]ers?|augmentations?|mixup|cutmix|randaugment"
+                                      r"|gradient clipping|(?:depth|drop|dropout|drop[- ]path) rates?)\b")),
+    ("an implementation detail", re.compile(r"(?i)(?:\b(?:torch|pytorch|tensorflow|keras|caffe|cuda|gpus?|tpus?"
+                                            r"|library|implementation|implemented|batch computation)\b|built-in)")),
+)  # fmt: skip
+
+
+def not_an_idea(name: str) -> str | None:
+    """Why a name is no design idea (what it measures, analyses, trains with or implements), or None."""
+    return next((why for why, pattern in NOT_AN_IDEA if pattern.search(name)), None)
