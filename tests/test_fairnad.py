@@ -11,6 +11,7 @@ import time
 
 import numpy as np
 import pytest
+import yaml
 from pymoo.operators.survival.rank_and_crowding.metrics import get_crowding_function
 from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 
@@ -375,6 +376,17 @@ def test_failures_in_later_prompts_give_the_error_and_where_not_the_failing_line
 
 
 @pytest.mark.slow
+def test_a_run_that_stored_no_idea_source_keeps_the_template_it_was_made_with():
+    """Open searches made before papers13 became the default stored no `knowledge`: they resume and
+    replay with the template's examples; a new config that names none gets papers13 at creation."""
+    from fairnad import lifecycle
+
+    before = lifecycle.load_knowledge(SearchConfig(space="open", strategy="fairnad"))
+    assert before.attributes() == lifecycle.load_tree("template").attributes()
+    assert lifecycle.default_knowledge() == "papers13"
+    assert lifecycle.load_tree("papers13").attributes() != before.attributes()
+
+
 def test_llm_none_on_an_open_space_trains_argument_moves_end_to_end(run_cli, tmp_path):
     """`--llm none` on MNIST-1D through the CLI: FairNAD's deterministic counterpart. The starting models
     train, then every idea and iterative child is an argument move of the strongest front model (it
@@ -394,6 +406,8 @@ def test_llm_none_on_an_open_space_trains_argument_moves_end_to_end(run_cli, tmp
         assert status == "complete" and metrics["val_acc"] > 20, metrics  # a real model, trained (chance is 10%)
     assert {o["op"] for o, _, _ in children} & {"idea", "iterative"}  # the LLM steps' counterparts ran
     assert all(o.get("counterpart") == "arguments" for o, _, _ in children if o["op"] in ("idea", "iterative"))
+    # a new open search that names no idea source stores the default one, the tree of the 13 papers
+    assert yaml.safe_load((tmp_path / "r" / "config.yaml").read_text())["knowledge"] == "papers13"
     # FairNAD's LLM-less counterpart exists only for FairNAD in open spaces: the others refuse in one line
     r = run_cli("search", "--space", "open", "--dataset", "mnist1d", "--strategy", "llmatic", "--llm", "none",
                 "--budget", "2")
