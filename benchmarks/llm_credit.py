@@ -70,7 +70,8 @@ def status(run: Path) -> str | None:
 def run_one(run: Path, args: list[str]) -> dict:
     """Search, or resume what a killed bench left; the wall seconds of every session add up."""
     wall_file = run.parent / f".{run.name}.wall"
-    spent = float(wall_file.read_text()) if wall_file.exists() else 0.0
+    # a run folder removed or moved away since leaves its seconds behind: a fresh search starts from 0
+    spent = float(wall_file.read_text()) if wall_file.exists() and (run / "run.db").exists() else 0.0
     if status(run) != "finished":
         cmd = ["resume", str(run)] if (run / "run.db").exists() else ["search", *args, "--run-dir", str(run)]
         t0 = time.time()
@@ -148,7 +149,8 @@ def main() -> None:
                      f"{mean_std([s['best']['accuracy'] for s in ss])} | {mean_std([s['hypervolume'] for s in ss], 3)} | "
                      f"{sum(s['front_by_llm'] for s in ss)} of {sum(s['front'] for s in ss)} | "
                      f"{mean_std([s['llm']['seconds'] / 60 for s in ss])} | {mean_std([s['wall_s'] / 60 for s in ss])} |")
-    (out / "summary.json").write_text(json.dumps(rows, indent=1, default=str))
+    part = "" if a.only == "all" and not a.match else f"-{a.only}{'-' + a.match if a.match else ''}"
+    (out / f"summary{part}.json").write_text(json.dumps(rows, indent=1, default=str))  # a part never overwrites the grid's
     print("\n".join(lines))
 
 
