@@ -375,7 +375,6 @@ def test_failures_in_later_prompts_give_the_error_and_where_not_the_failing_line
     assert "cin % 2" not in feedback and "candidate.py" not in feedback
 
 
-@pytest.mark.slow
 def test_a_run_that_stored_no_idea_source_keeps_the_template_it_was_made_with():
     """Open searches made before papers13 became the default stored no `knowledge`: they resume and
     replay with the template's examples; a new config that names none gets papers13 at creation."""
@@ -387,6 +386,7 @@ def test_a_run_that_stored_no_idea_source_keeps_the_template_it_was_made_with():
     assert lifecycle.load_tree("papers13").attributes() != before.attributes()
 
 
+@pytest.mark.slow
 def test_llm_none_on_an_open_space_trains_argument_moves_end_to_end(run_cli, tmp_path):
     """`--llm none` on MNIST-1D through the CLI: FairNAD's deterministic counterpart. The starting models
     train, then every idea and iterative child is an argument move of the strongest front model (it
