@@ -155,6 +155,34 @@ def test_consolidation_merges_two_phrasings_and_fixes_categories(embedder):
     assert "operation/activation" in out["empty_categories"]
 
 
+def test_an_idea_is_filed_by_the_head_term_of_its_name_and_else_by_its_closest_example(embedder):
+    """The 13-paper tree filed 14 of 55 real ideas in a catch-all by the closest example alone ("FC layers"
+    under normalization, "MSA module" and "SE" under activation); the template's terms file them by the
+    term that ends last in the name, before any post-modifier, and a template without terms as before."""
+    from fairnad.knowledge.consolidate import category_by_terms
+
+    t = load_template(TEMPLATE)
+    for name, path in [("SE-POST block", "block/recalibration"), ("FC layers", "network/head"),
+                       ("MSA module", "operation/feature-extraction"), ("LayerNorm", "operation/normalization"),
+                       ("layer normalization before each attention block", "operation/normalization"),
+                       ("dropout after each convolution", "network/head"), ("strided convolution", "network/downsampling"),
+                       ("global average pooling", "network/head"), ("max pooling", "network/downsampling"),
+                       ("intermediate expansion layer", "block/residual-multibranch"), ("h-swish", "operation/activation"),
+                       ("non-linearity", "operation/activation"), ("linear layer", "operation/feature-extraction")]:  # fmt: skip
+        assert category_by_terms(name, t) == path, name
+    assert category_by_terms("ConvNeXt block", t) is None  # no term (a model's name is none): the closest example
+    said = [_m("a", "FC layers", category="operation/normalization"), _m("b", "SE", category="operation/activation"),
+            _m("c", "ConvNeXt block", category="operation/activation")]  # fmt: skip
+    got = {a["name"]: a["category"] for a in consolidate(said, t, embedder)["attributes"]}
+    assert got == {"FC layers": "network/head", "SE": "block/recalibration", "ConvNeXt block": "block/residual-multibranch"}
+    bare = t.model_copy(deep=True)
+    for _, c in bare.categories():
+        c.terms = []
+    assert category_by_terms("FC layers", bare) is None
+    got = {a["name"]: a["category"] for a in consolidate(said, bare, embedder)["attributes"]}
+    assert got["ConvNeXt block"] == "block/residual-multibranch" and got["SE"] != "block/recalibration"
+
+
 def test_general_operations_are_not_model_names_and_qualified_ideas_stay_apart(embedder):
     from fairnad.knowledge.consolidate import over_specific
 

@@ -46,7 +46,8 @@ def is_vague(name: str) -> bool:
 
 # what a paper measures, analyses, trains with or implements: not what a search changes in an architecture.
 # A name with one of these is no design idea (the cold-built 13-paper tree held "ConvNet Accuracy",
-# "interpretation of Inception modules", "stochastic depth rate", "torch's built-in grouped convolution").
+# "interpretation of Inception modules", "stochastic depth rate", "torch's built-in grouped convolution",
+# "better results than going deeper or wider", "Residual Networks").
 # Regularizers a template files as ideas (dropout, stochastic depth) stay; their rates are settings.
 NOT_AN_IDEA = (
     ("what a paper measures", re.compile(r"(?i)\b(?:accurac(?:y|ies)|efficiency|performance|latency|speed|flops"
@@ -56,6 +57,9 @@ NOT_AN_IDEA = (
     ("a training setting", re.compile(r"(?i)\b(?:learning rates?|weight decay|label smoothing|warm-?up|epochs?"
                                       r"|batch sizes?|momentum|optimi[sz]ers?|augmentations?|mixup|cutmix|randaugment"
                                       r"|gradient clipping|(?:depth|drop|dropout|drop[- ]path) rates?)\b")),
+    ("a finding", re.compile(r"(?i)\b(?:results?|better|outperforms?|improvements?|comparisons?|ablations?"
+                             r"|experiments?)\b")),
+    ("a family of models", re.compile(r"(?i)\b(?:networks|nets|models|architectures)\s*$")),
     ("an implementation detail", re.compile(r"(?i)(?:\b(?:torch|pytorch|tensorflow|keras|caffe|cuda|gpus?|tpus?"
                                             r"|library|implementation|implemented|batch computation)\b|built-in)")),
 )  # fmt: skip

@@ -26,6 +26,9 @@ class Category(BaseModel):
     name: str = Field(min_length=2)
     description: str = Field(min_length=8)
     examples: list[Annotated[str, Field(min_length=1)]] = Field(min_length=1)
+    # words that file a paper's idea here when its name holds them (consolidate.category_by_terms);
+    # a template without them files every idea under its closest example
+    terms: list[Annotated[str, Field(min_length=1)]] = []
 
 
 class Level(BaseModel):
