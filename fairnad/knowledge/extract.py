@@ -12,7 +12,8 @@ batch). What the model cannot do: cite anything else, or invent evidence. What i
 - a description in another script than the paper's (the 1.5B wrote Chinese into 4 descriptions), or one
   that has none of the name's words (the answers for a batch drift onto a neighbour's idea), is dropped;
 - a name that is only a model's ("ResNeXt", "Swin-T") is no idea, nor one of what a paper measures,
-  analyses, trains with or implements ("ConvNet Accuracy", "stochastic depth rate"; names.not_an_idea);
+  analyses, trains with or implements ("ConvNet Accuracy", "stochastic depth rate"), nor a finding or a family
+  of models ("better results than going deeper", "Residual Networks"; names.not_an_idea);
 - a run-in head or heading in the paper's introduction, related work or discussion names others' work or
   an analysis ("ConvNet Efficiency.", "Implicit Deep Supervision."), not the paper's own idea.
 
