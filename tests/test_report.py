@@ -113,7 +113,15 @@ def _click_node(page, trial: int) -> None:
         return null;
     }""", trial)  # fmt: skip
     assert xy is not None, f"trial {trial} is not in the lineage plot"
-    page.mouse.click(*xy)
+    # on a loaded box a click can land before plotly binds its handlers: click again, up to 3 times, until
+    # the detail panel shows (the full suite once waited 30 s on a first click that was lost)
+    for _ in range(3):
+        page.mouse.click(*xy)
+        try:
+            page.locator("#detail").wait_for(state="visible", timeout=20_000)
+            return
+        except Exception:  # playwright's TimeoutError; the caller's own wait then fails with it
+            continue
 
 
 @needs_chromium
