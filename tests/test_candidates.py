@@ -177,7 +177,8 @@ def test_heads_of_a_papers_background_and_names_of_what_it_measures_trains_or_im
                       ("Residual Networks", "a family of models")]:  # fmt: skip
         assert not_an_idea(name) == why, name
     for name in ("stochastic depth", "dropout", "growth rate", "efficient channel attention", "depthwise convolution",
-                 "h-swish", "cardinality", "reduction ratio", "network width", "residual connection"):  # the template's regularizers are ideas; rates of layers too
+                 "h-swish", "cardinality", "reduction ratio", "network width",
+                 "residual connection"):  # the template's regularizers are ideas; rates of layers too
         assert not_an_idea(name) is None, name
     assert is_model_name("Swin-T") and is_model_name("ViT-B") and not is_model_name("h-swish")
 

@@ -115,13 +115,15 @@ def _click_node(page, trial: int) -> None:
     assert xy is not None, f"trial {trial} is not in the lineage plot"
     # on a loaded box a click can land before plotly binds its handlers: click again, up to 3 times, until
     # the detail panel shows (the full suite once waited 30 s on a first click that was lost)
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
     for _ in range(3):
         page.mouse.click(*xy)
         try:
             page.locator("#detail").wait_for(state="visible", timeout=20_000)
             return
-        except Exception:  # playwright's TimeoutError; the caller's own wait then fails with it
-            continue
+        except PlaywrightTimeout:  # the caller's own wait then fails with it
+            pass
 
 
 @needs_chromium

@@ -129,9 +129,9 @@ def category_by_terms(name: str, template: Template) -> str | None:
 
     English puts a compound's head noun last ("grouped convolution" is a convolution; "SE block" is SE, as
     "block" is no term) and its qualifiers after a preposition ("dropout after each convolution" is
-    dropout). Terms match whole words, plural or not. Filing by the closest template example alone put 26% of the 13-paper
-    tree's real ideas in a catch-all ("FC layers" under normalization, "MSA module" under activation).
-    """
+    dropout). Terms match whole words, plural or not. Filing by the closest template example alone put
+    26% of the 13-paper tree's real ideas in a catch-all ("FC layers" under normalization, "MSA module"
+    under activation)."""
     text = re.sub(r"[^a-z0-9]+", " ", re.sub(r"\([^)]*\)?", " ", name.lower())).strip()
     head = POST_MODIFIER.split(text, maxsplit=1)[0]
     best: tuple[tuple[int, int], str] | None = None
