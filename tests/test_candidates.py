@@ -147,7 +147,7 @@ def test_heads_of_a_papers_background_and_names_of_what_it_measures_trains_or_im
     convolution": even when the model says each is an idea, the checks after it refuse them; a description
     with none of its name's words (the model's answer drifted onto another idea) is dropped."""
     from fairnad.knowledge.consolidate import is_model_name
-    from fairnad.knowledge.names import not_an_idea
+    from fairnad.knowledge.names import is_generic, not_an_idea
 
     docs = corpus[0]
     template = load_template(ROOT / "templates" / "fairnad.yaml")
@@ -181,6 +181,12 @@ def test_heads_of_a_papers_background_and_names_of_what_it_measures_trains_or_im
                  "residual connection"):  # the template's regularizers are ideas; rates of layers too
         assert not_an_idea(name) is None, name
     assert is_model_name("Swin-T") and is_model_name("ViT-B") and not is_model_name("h-swish")
+    for name in ("building blocks", "layer block", "activation functions", "feature transformation", "Different stages",
+                 "normalization layer"):  # named ideas in the cold-built tree; none is one
+        assert is_generic(name), name
+    for name in ("layer normalization", "LayerNorm", "batch normalization", "basic block", "ReLU activation",
+                 "residual connection", "element-wise addition", "layer scale", "stem", "dropout"):
+        assert not is_generic(name), name
 
 
 def test_an_idea_is_actionable_when_its_child_builds_and_is_another_network():

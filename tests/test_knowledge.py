@@ -168,7 +168,9 @@ def test_an_idea_is_filed_by_the_head_term_of_its_name_and_else_by_its_closest_e
                        ("dropout after each convolution", "network/head"), ("strided convolution", "network/downsampling"),
                        ("global average pooling", "network/head"), ("max pooling", "network/downsampling"),
                        ("intermediate expansion layer", "block/residual-multibranch"), ("h-swish", "operation/activation"),
-                       ("non-linearity", "operation/activation"), ("linear layer", "operation/feature-extraction")]:  # fmt: skip
+                       ("non-linearity", "operation/activation"), ("linear layer", "operation/feature-extraction"),
+                       ("2 × 2 conv layers with stride", "network/downsampling"), ("reduction ratio", "block/recalibration"),
+                       ("constant ratio", "network/scaling"), ("expansion ratio", "block/residual-multibranch")]:  # fmt: skip
         assert category_by_terms(name, t) == path, name
     assert category_by_terms("ConvNeXt block", t) is None  # no term (a model's name is none): the closest example
     said = [_m("a", "FC layers", category="operation/normalization"), _m("b", "SE", category="operation/activation"),

@@ -133,7 +133,8 @@ def category_by_terms(name: str, template: Template) -> str | None:
     26% of the 13-paper tree's real ideas in a catch-all ("FC layers" under normalization, "MSA module"
     under activation)."""
     text = re.sub(r"[^a-z0-9]+", " ", re.sub(r"\([^)]*\)?", " ", name.lower())).strip()
-    head = POST_MODIFIER.split(text, maxsplit=1)[0]
+    # "with stride" says what the element does (it downsamples): part of the head, unlike other qualifiers
+    head = POST_MODIFIER.split(text.replace(" with stride", " stride"), maxsplit=1)[0]
     best: tuple[tuple[int, int], str] | None = None
     for lv, c in template.categories():
         for term in c.terms:

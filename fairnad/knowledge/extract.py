@@ -11,6 +11,7 @@ batch). What the model cannot do: cite anything else, or invent evidence. What i
   model's own paraphrase) is replaced by the paper's phrase when that is in the span, else rejected;
 - a description in another script than the paper's (the 1.5B wrote Chinese into 4 descriptions), or one
   that has none of the name's words (the answers for a batch drift onto a neighbour's idea), is dropped;
+- a name of vague and generic words only ("building blocks", "activation functions"; names.is_generic);
 - a name that is only a model's ("ResNeXt", "Swin-T") is no idea, nor one of what a paper measures,
   analyses, trains with or implements ("ConvNet Accuracy", "stochastic depth rate"), nor a finding or a family
   of models ("better results than going deeper", "Residual Networks"; names.not_an_idea);
@@ -32,7 +33,7 @@ from fairnad.ingest.pdf import Document, normalize
 from fairnad.knowledge.candidates import Candidate, background_sections, find_candidates
 from fairnad.knowledge.consolidate import is_model_name
 from fairnad.knowledge.evidence import split_sentences
-from fairnad.knowledge.names import is_vague, not_an_idea
+from fairnad.knowledge.names import is_generic, is_vague, not_an_idea
 from fairnad.knowledge.support import coverage
 from fairnad.knowledge.template import Template
 from fairnad.llm import LLMOutputError
@@ -93,8 +94,8 @@ def judge(cand: Candidate, answer: dict, titles: list[str], in_background: bool 
         return name, description, "empty name"
     if description and coverage(name, description)[0] == 0:
         description = ""  # about another idea of the batch (the 1.5B's answers drift): the span describes it
-    if is_vague(name):
-        return name, description, "too vague (names a category, not an idea)"
+    if is_vague(name) or is_generic(name):
+        return name, description, "too vague (names a category or any part, not an idea)"
     if is_model_name(name, titles):
         return name, description, "a model's name, not an idea"
     if why := not_an_idea(name):

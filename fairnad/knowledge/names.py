@@ -44,6 +44,21 @@ def is_vague(name: str) -> bool:
     return name_key(name) <= VAGUE_WORDS
 
 
+# words any part of a network could be described with: with VAGUE_WORDS and GENERIC_WORDS, they make names
+# that point at no idea ("building blocks", "layer block", "activation functions", "Different stages")
+GENERAL_WORDS = {"building", "transformation", "different", "various"}
+_GENERIC_STEMS = {_stem(w) for w in GENERIC_WORDS}
+
+
+def is_generic(name: str) -> bool:
+    """A name of vague, general and generic words only: no idea in it. Checked on the model's names (the
+    candidates are picked with the narrower is_vague, which the recorded builds were made with).
+    "layer normalization" is the one pair of such words that names an idea."""
+    key = name_key(name)
+    words = [_stem(w) for w in re.findall(r"[a-z0-9]+", name.lower())]
+    return not {"layer", "norm"} <= key and all(w in VAGUE_WORDS or w in GENERAL_WORDS or w in _GENERIC_STEMS for w in words)
+
+
 # what a paper measures, analyses, trains with or implements: not what a search changes in an architecture.
 # A name with one of these is no design idea (the cold-built 13-paper tree held "ConvNet Accuracy",
 # "interpretation of Inception modules", "stochastic depth rate", "torch's built-in grouped convolution",
