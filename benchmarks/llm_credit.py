@@ -10,7 +10,8 @@ The grid (issue 34):
   relabelled NAS-Bench-Macro and NB201-CIFAR-100, 50 evaluations, seeds 0-2: FairNAD adaptive with the
       1.5B, and --llm none; LLMatic with the 1.5B and its algorithm-alone counterpart on NAS-Bench-Macro.
 and issue 35's search: open MNIST-1D as above with `--knowledge papers13` (the tree built from the
-  papers), seeds 0-2, beside the adaptive rows (the template's examples) and --llm none.
+  papers), seeds 0-2, with the 1.5B and with --llm none, beside the adaptive and --llm none rows above
+  (made before papers13 was the default: the template's examples).
 Per row: best search (validation) and reported accuracy, mean ± std over the seeds; hypervolume of the
 accuracy/params front; the LLM-written share of the final front; LLM seconds; wall minutes.
 """
@@ -47,6 +48,8 @@ def grid(only: str) -> list[tuple[str, str, list[str]]]:
         for seed in (0, 1, 2):
             jobs.append(("open fairnad 1.5B papers13", f"open-papers13-s{seed}", [*OPEN, "-s", "fairnad", "--seed", str(seed), "--llm", LLM,
                                                                                 "--knowledge", "papers13"]))
+            jobs.append(("open fairnad --llm none papers13", f"open-none-papers13-s{seed}", [*OPEN, "-s", "fairnad", "--seed", str(seed),
+                                                                                          "--llm", "none", "--knowledge", "papers13"]))
     if only in ("tables", "all"):
         for table, short in TABLES.items():
             for seed in (0, 1, 2):
