@@ -76,8 +76,8 @@ def load_tree(source: str | Path | None = None):
 
 # the idea source of an open search that names none: the tree built from the 13 papers, since FairNAD
 # with the 1.5B on it was not below the template's examples on open MNIST-1D (98.40 +- 0.20 against
-# 98.07 +- 0.23 best validation accuracy, 3 seeds, tree of c18177d; docs/performance.md). Runs made before it stored no
-# source and keep the template (KNOWLEDGE_BEFORE).
+# 98.07 +- 0.23 best validation accuracy, 3 seeds, tree of c18177d; docs/performance.md). Runs made
+# before it stored no source and keep the template (KNOWLEDGE_BEFORE).
 DEFAULT_KNOWLEDGE, KNOWLEDGE_BEFORE = "papers13", "template"
 
 

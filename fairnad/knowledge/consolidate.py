@@ -119,9 +119,10 @@ def is_model_name(name: str, titles: list[str] = ()) -> bool:
     return named and not re.search(r"[A-Za-z]{2,}", re.sub(r"(?i)\b(?:v\d+|\d+)\b", " ", rest))
 
 
-# words after which a name only qualifies its head noun: "layer normalization before each attention block"
-POST_MODIFIER = re.compile(r" (?:before|after|in|of|for|with|without|between|at|on|into|when|only|to|from|by|per"
-                           r"|across|instead|than) ")
+# words after which a name only qualifies its head noun: "layer normalization before each attention block";
+# not "with stride", which says what the element does ("2 x 2 conv layers with stride" downsamples)
+POST_MODIFIER = re.compile(r" (?:before|after|in|of|for|with(?! stride)|without|between|at|on|into|when|only|to"
+                           r"|from|by|per|across|instead|than) ")
 
 
 def category_by_terms(name: str, template: Template) -> str | None:
@@ -133,8 +134,7 @@ def category_by_terms(name: str, template: Template) -> str | None:
     26% of the 13-paper tree's real ideas in a catch-all ("FC layers" under normalization, "MSA module"
     under activation)."""
     text = re.sub(r"[^a-z0-9]+", " ", re.sub(r"\([^)]*\)?", " ", name.lower())).strip()
-    # "with stride" says what the element does (it downsamples): part of the head, unlike other qualifiers
-    head = POST_MODIFIER.split(text.replace(" with stride", " stride"), maxsplit=1)[0]
+    head = POST_MODIFIER.split(text, maxsplit=1)[0]
     best: tuple[tuple[int, int], str] | None = None
     for lv, c in template.categories():
         for term in c.terms:

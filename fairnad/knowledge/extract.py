@@ -33,7 +33,7 @@ from fairnad.ingest.pdf import Document, normalize
 from fairnad.knowledge.candidates import Candidate, background_sections, find_candidates
 from fairnad.knowledge.consolidate import is_model_name
 from fairnad.knowledge.evidence import split_sentences
-from fairnad.knowledge.names import is_generic, is_vague, not_an_idea
+from fairnad.knowledge.names import is_generic, not_an_idea
 from fairnad.knowledge.support import coverage
 from fairnad.knowledge.template import Template
 from fairnad.llm import LLMOutputError
@@ -94,7 +94,7 @@ def judge(cand: Candidate, answer: dict, titles: list[str], in_background: bool 
         return name, description, "empty name"
     if description and coverage(name, description)[0] == 0:
         description = ""  # about another idea of the batch (the 1.5B's answers drift): the span describes it
-    if is_vague(name) or is_generic(name):
+    if is_generic(name):
         return name, description, "too vague (names a category or any part, not an idea)"
     if is_model_name(name, titles):
         return name, description, "a model's name, not an idea"

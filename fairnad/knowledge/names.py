@@ -21,10 +21,14 @@ def _stem(word: str) -> str:
     return w[:-1] if len(w) > 3 and w.endswith("s") and not w.endswith("ss") else w
 
 
+def _words(name: str) -> list[str]:
+    return re.findall(r"[a-z0-9]+", re.sub(r"([a-z])([A-Z][a-z])", r"\1 \2", name).lower())  # LayerNorm
+
+
 @lru_cache(maxsize=8192)  # consolidation compares every pair of names
 def name_key(name: str) -> frozenset[str]:
     """The content words of a name, stemmed: what two phrasings of one idea share."""
-    words = re.findall(r"[a-z0-9]+", re.sub(r"([a-z])([A-Z][a-z])", r"\1 \2", name).lower())  # LayerNorm
+    words = _words(name)
     stems = [_stem(w) for w in words]
     # "layer" says nothing in "ReLU layer", but is the idea in "layer normalization"
     keep = [s for i, (w, s) in enumerate(zip(words, stems))
@@ -51,12 +55,11 @@ _GENERIC_STEMS = {_stem(w) for w in GENERIC_WORDS}
 
 
 def is_generic(name: str) -> bool:
-    """A name of vague, general and generic words only: no idea in it. Checked on the model's names (the
-    candidates are picked with the narrower is_vague, which the recorded builds were made with).
-    "layer normalization" is the one pair of such words that names an idea."""
-    key = name_key(name)
-    words = [_stem(w) for w in re.findall(r"[a-z0-9]+", name.lower())]
-    return not {"layer", "norm"} <= key and all(w in VAGUE_WORDS or w in GENERAL_WORDS or w in _GENERIC_STEMS for w in words)
+    """A name of vague, general and generic words only: no idea in it; every vague name is one. Checked on
+    the model's names (the candidates are picked with the narrower is_vague, which the recorded builds were
+    made with). "layer normalization" is the one pair of such words that names an idea."""
+    stems = {_stem(w) for w in _words(name)}
+    return not {"layer", "norm"} <= name_key(name) and stems <= VAGUE_WORDS | GENERAL_WORDS | _GENERIC_STEMS
 
 
 # what a paper measures, analyses, trains with or implements: not what a search changes in an architecture.
