@@ -2,13 +2,15 @@
 
 - spans: every stored source re-checked against the paper's text (page, offsets, text);
 - recall against the hand-written answer key (knowledge/labels/answer_key.yaml): exact (same content
-  words) and by the packaged embedding model at cosine >= 0.6;
+  words) and by the packaged embedding model at cosine >= 0.6; by judgement, a person reads --by-paper's
+  listing against the key (knowledge/labels/recall_judged_*.yaml);
 - precision: a random sample of accepted attributes written to a YAML file for labelling by hand;
   with --labels (that file, labelled) the precision is computed;
 - the build's own figures when --build is given: calls, tokens, proposals, rejections by reason.
 
     python benchmarks/knowledge_quality.py --tree knowledge/papers13.json --papers ../shared/papers \\
-        [--build runs/knowledge-papers13] [--sample 50 --seed 0 --sample-out sample.yaml] [--labels sample.yaml]
+        [--build runs/knowledge-papers13] [--sample 50 --seed 0 --sample-out sample.yaml] [--labels sample.yaml] \\
+        [--by-paper ideas_by_paper.txt]
 """
 
 from __future__ import annotations
@@ -104,6 +106,21 @@ def sample(tree: AttributeTree, n: int, seed: int) -> list[dict]:
     return out
 
 
+def by_paper(tree: AttributeTree) -> str:
+    """Each paper's ideas (name, aliases, category, the sentence of its source there): what a person
+    judging recall against the answer key reads (knowledge/labels/recall_judged_*.yaml)."""
+    lines = []
+    for paper in sorted({s["paper"] for a in tree.attributes() for s in a["sources"]}):
+        here = [(a, next(s for s in a["sources"] if s["paper"] == paper)) for a in tree.attributes()
+                if any(s["paper"] == paper for s in a["sources"])]  # fmt: skip
+        lines.append(f"## {paper} ({len(here)} ideas with a source in this paper)")
+        for a, s in here:
+            aliases = f" (aliases: {', '.join(a['aliases'])})" if a.get("aliases") else ""
+            sentence = " ".join((s.get("evidence") or s.get("quote") or "").split())[:200]
+            lines.append(f'- {a["name"]}{aliases} [{a["category"]}] -- "{sentence}"')
+    return "\n".join(lines) + "\n"
+
+
 def build_figures(build: Path) -> dict:
     from fairnad.store import BuildStore
 
@@ -132,6 +149,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--sample-out", type=Path)
     ap.add_argument("--labels", type=Path, help="hand labels (knowledge/labels/precision_papers13.yaml's format)")
+    ap.add_argument("--by-paper", type=Path, help="write each paper's ideas and sentences here, for judging recall")
     args = ap.parse_args()
     tree = AttributeTree.load(args.tree)
     st = tree.stats()
@@ -141,6 +159,8 @@ def main() -> None:
            "structure": structure(tree)}  # fmt: skip
     if args.build:
         res["build"] = build_figures(args.build)
+    if args.by_paper:
+        args.by_paper.write_text(by_paper(tree))
     if args.sample_out:
         args.sample_out.write_text(yaml.safe_dump(sample(tree, args.sample, args.seed), sort_keys=False, allow_unicode=True, width=140))
     if args.labels:  # hand labels by attribute name: real, supported, the right category

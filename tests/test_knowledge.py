@@ -357,3 +357,25 @@ def test_a_sentence_is_one_source_and_a_models_name_is_no_idea(embedder):
     for name in ("MobileNetV2 block", "ReLU", "LayerNorm", "Inception module", "depthwise convolution"):
         assert not is_model_name(name), name
     assert is_model_name("Swin Transformer", ["Swin Transformer: Hierarchical Vision Transformer using Shifted Windows"])
+
+
+def test_the_listing_read_to_judge_recall_holds_every_idea_under_each_of_its_papers():
+    """benchmarks/knowledge_quality.py --by-paper: what a person reads against the answer key
+    (knowledge/labels/recall_judged_*.yaml). Every idea of the shipped tree stands under each paper it
+    has a source in, with that paper's sentence, and under no other."""
+    import importlib.util
+    import re
+
+    spec = importlib.util.spec_from_file_location("knowledge_quality", ROOT / "benchmarks" / "knowledge_quality.py")
+    kq = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(kq)
+    tree = AttributeTree.load(ROOT / "knowledge" / "papers13.json")
+    sections = dict(re.findall(r"(?m)^## (\S+) \(\d+ ideas[^\n]*\n((?:- [^\n]*\n)*)", kq.by_paper(tree)))
+    assert sorted(sections) == sorted(p["name"] for p in tree.papers)
+    for paper, body in sections.items():
+        listed = [line[2:].split(" [")[0].split(" (aliases: ")[0] for line in body.splitlines()]
+        here = [a for a in tree.attributes() if any(s["paper"] == paper for s in a["sources"])]
+        assert listed == [a["name"] for a in here], paper
+        for a, line in zip(here, body.splitlines()):
+            sentence = next(s for s in a["sources"] if s["paper"] == paper)["evidence"]
+            assert " ".join(sentence.split())[:60] in line, (paper, a["name"])
