@@ -109,15 +109,15 @@ def sample(tree: AttributeTree, n: int, seed: int) -> list[dict]:
 def by_paper(tree: AttributeTree) -> str:
     """Each paper's ideas (name, aliases, category, the sentence of its source there): what a person
     judging recall against the answer key reads (knowledge/labels/recall_judged_*.yaml)."""
-    lines = []
-    for paper in sorted({s["paper"] for a in tree.attributes() for s in a["sources"]}):
-        here = [(a, next(s for s in a["sources"] if s["paper"] == paper)) for a in tree.attributes()
-                if any(s["paper"] == paper for s in a["sources"])]  # fmt: skip
-        lines.append(f"## {paper} ({len(here)} ideas with a source in this paper)")
-        for a, s in here:
-            aliases = f" (aliases: {', '.join(a['aliases'])})" if a.get("aliases") else ""
+    listed: dict[str, list[str]] = {}
+    for a in tree.attributes():
+        aliases = f" (aliases: {', '.join(a['aliases'])})" if a.get("aliases") else ""
+        for paper, s in {s["paper"]: s for s in reversed(a["sources"])}.items():  # its first source there
             sentence = " ".join((s.get("evidence") or s.get("quote") or "").split())[:200]
-            lines.append(f'- {a["name"]}{aliases} [{a["category"]}] -- "{sentence}"')
+            listed.setdefault(paper, []).append(f'- {a["name"]}{aliases} [{a["category"]}] -- "{sentence}"')
+    lines = []
+    for paper in sorted(listed):
+        lines += [f"## {paper} ({len(listed[paper])} ideas with a source in this paper)", *listed[paper]]
     return "\n".join(lines) + "\n"
 
 
