@@ -51,7 +51,7 @@ def is_vague(name: str) -> bool:
 # words any part of a network could be described with: with VAGUE_WORDS and GENERIC_WORDS, they make names
 # that point at no idea ("building blocks", "layer block", "activation functions", "Different stages")
 GENERAL_WORDS = {"building", "transformation", "different", "various"}
-_GENERIC_STEMS = {_stem(w) for w in GENERIC_WORDS}
+_NAMING_NO_IDEA = VAGUE_WORDS | GENERAL_WORDS | {_stem(w) for w in GENERIC_WORDS}  # (as _stem gives them)
 
 
 def is_generic(name: str) -> bool:
@@ -59,7 +59,7 @@ def is_generic(name: str) -> bool:
     the model's names (the candidates are picked with the narrower is_vague, which the recorded builds were
     made with). "layer normalization" is the one pair of such words that names an idea."""
     stems = {_stem(w) for w in _words(name)}
-    return not {"layer", "norm"} <= name_key(name) and stems <= VAGUE_WORDS | GENERAL_WORDS | _GENERIC_STEMS
+    return not {"layer", "norm"} <= name_key(name) and stems <= _NAMING_NO_IDEA
 
 
 # what a paper measures, analyses, trains with or implements: not what a search changes in an architecture.
