@@ -319,7 +319,9 @@ def train(
         if data.augment and four_d:
             xb = data.augment_batch(xb, gen)
         xb = data.prepare(xb)
-        return (xb.contiguous(memory_format=torch.channels_last) if cl else xb), yb
+        # the augmented gather comes out in channels-last strides; every batch gets the layout the model
+        # was set up for (torch 2.14.1's CPU backward of a strided ResNet block segfaults on such input)
+        return xb.contiguous(memory_format=torch.channels_last if cl else torch.contiguous_format), yb
 
     check = cfg.check_every or (50 if cuda else 1)
     limit = 5.0 * math.log(max(2, int(data.y["train"].max().item()) + 1)) + 5.0  # a loss this high has diverged
