@@ -61,6 +61,29 @@ def cuda_available() -> bool:
 
 
 @pytest.fixture(scope="session")
+def shared_papers(tmp_path_factory) -> dict:
+    """The 13 papers of ../shared/papers, parsed once for the whole run: the first worker parses them and
+    pickles the documents beside both workers' temporary folders, the other reads the file (each worker
+    parsed them itself before, ~170 s on a slow box, and two tests did). Empty when the folder is absent."""
+    import pickle
+
+    from filelock import FileLock
+
+    from fairnad.ingest.pdf import parse_pdf
+
+    folder = SHARED / "papers"
+    if not folder.is_dir():
+        return {}
+    cache = tmp_path_factory.getbasetemp().parent / "shared-papers.pickle"  # one folder above each worker's
+    with FileLock(str(cache) + ".lock"):
+        if cache.is_file():
+            return pickle.loads(cache.read_bytes())
+        docs = {p.stem: parse_pdf(p) for p in sorted(folder.glob("*.pdf"))}
+        cache.write_bytes(pickle.dumps(docs))
+        return docs
+
+
+@pytest.fixture(scope="session")
 def embedded_server(tmp_path_factory):
     """The real SmolLM2-135M llama.cpp server on a free loopback port (one per test worker): plumbing."""
     log = tmp_path_factory.mktemp("llm") / "server.log"

@@ -7,7 +7,6 @@ import dataclasses
 
 import pytest
 
-from fairnad.ingest.pdf import parse_pdf
 from fairnad.knowledge.candidates import design_terms, find_candidates
 from fairnad.knowledge.evidence import span_is_at_its_offsets, split_sentences
 from fairnad.knowledge.extract import extract_paper, judge
@@ -21,8 +20,8 @@ pytestmark = pytest.mark.skipif(not PAPERS.is_dir(), reason="../shared/papers is
 
 
 @pytest.fixture(scope="module")
-def corpus():
-    docs = {p.stem: parse_pdf(p) for p in sorted(PAPERS.glob("*.pdf"))}
+def corpus(shared_papers):
+    docs = shared_papers
     sentences = {n: split_sentences(d) for n, d in docs.items()}
     return docs, sentences
 

@@ -290,7 +290,7 @@ def test_a_build_made_before_grounding_opens_and_gains_the_evidence_column(tmp_p
     assert m["alignment"] == "sentence" and m["evidence"] == "a x b" and m["evidence_offset"] == 1
 
 
-def test_the_shipped_trees_are_chosen_by_name_and_every_span_is_at_its_offsets():
+def test_the_shipped_trees_are_chosen_by_name_and_every_span_is_at_its_offsets(shared_papers):
     """knowledge/papers13.json: built from ../shared/papers with the default model; each of its sources
     is a sentence of its paper at the stored page and offsets (checked against the PDFs when present)."""
     from fairnad.config import SearchConfig
@@ -300,15 +300,11 @@ def test_the_shipped_trees_are_chosen_by_name_and_every_span_is_at_its_offsets()
     papers13 = load_knowledge(SearchConfig.model_validate({"knowledge": "papers13"}))
     assert len(papers13.papers) == 13 and len(papers13.attributes()) >= 40
     assert load_knowledge(SearchConfig.model_validate({})).g.graph.get("source") == "template"
-    folder = ROOT.parent / "shared" / "papers"
-    if not folder.is_dir():
+    if not shared_papers:
         pytest.skip("../shared/papers is not here")
-    docs = {}
     for a in papers13.attributes():
         for s in a["sources"]:
-            if s["paper"] not in docs:  # (setdefault would parse the PDF again for every source)
-                docs[s["paper"]] = parse_pdf(folder / f"{s['paper']}.pdf")
-            doc = docs[s["paper"]]
+            doc = shared_papers[s["paper"]]
             assert span_is_at_its_offsets(doc, s["page"], s["offset"], s["offset"] + s["length"], s["quote"])
             assert s["evidence"] and doc.pages[s["page"] - 1].text[s["evidence_offset"]:].startswith(s["evidence"])
 
