@@ -103,6 +103,34 @@ def test_augmentation_crops_and_flips_on_the_device():
     assert crops.shape == x.shape and int(crops.max()) <= int(x.max())
 
 
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_augmented_batches_reach_the_model_in_the_layout_it_was_set_up_for(channels_last):
+    """The pad-crop/flip gather returns channels-last strides; torch 2.14.1's CPU backward of a ResNet
+    block segfaulted on such input (CI's CIFAR evaluation, killed by SIGSEGV). Every batch the model sees
+    in training is contiguous, in channels-last only where the model was made channels-last."""
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    seen = []
+
+    class Probe(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = torch.nn.Linear(3 * 8 * 8, 10)
+
+        def forward(self, x):
+            if self.training:
+                seen.append(x.is_contiguous(memory_format=layout))
+            return self.fc(x.flatten(1))
+
+    rng = np.random.default_rng(0)
+    arrays = {f"x_{s}": rng.integers(0, 255, (32, 3, 8, 8), dtype=np.uint8) for s in ("train", "val", "test")}
+    arrays.update({f"y_{s}": rng.integers(0, 10, 32) for s in ("train", "val", "test")})
+    arrays.update(mean=np.zeros(3, np.float32), std=np.ones(3, np.float32))
+    data = DeviceData(arrays, torch.device("cpu"), augment=True)
+    assert not data.augment_batch(data.x["train"][:4], torch.Generator().manual_seed(0)).is_contiguous()
+    train(Probe(), data, TrainConfig(epochs=1, batch_size=8, channels_last=channels_last))
+    assert seen and all(seen)
+
+
 def test_divergence_stops_training():
     class Exploding(torch.nn.Module):
         def __init__(self):
