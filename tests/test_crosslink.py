@@ -1,7 +1,9 @@
 """An idea in the tree, looked up by name in the other papers (fairnad/knowledge/crosslink.py), on PDFs
 the tests make: a paper that states the name in two of its own sentences gets a source at exact
-offsets; one mention, a citing sentence, a longer word that starts like the name ("SqueezeNet") or a
-plain single word do not count; the build links by itself and reports it."""
+offsets; so does one sentence that says how its network uses it, sizes written either way, a citing
+sentence in which the authors say what they do, and a single word that is a design (dropout); a passing
+mention, another work's sentence, one that says the idea is not used, a longer word that starts like the
+name ("SqueezeNet") or a plain single word do not count; the build links by itself and reports it."""
 
 from __future__ import annotations
 
@@ -57,6 +59,36 @@ def test_a_paper_that_states_an_idea_in_its_own_sentences_gets_a_source_at_its_o
     assert link_by_name(attrs, papers)["sources_added"] == 0
 
 
+USED_ONCE = [
+    ("3 Network", True),
+    ("The network ends with a global average pooling and a fully-connected layer. We adopt batch "
+     "normalization (BN) [16] right after each convolution. ResNets [12] also use layer normalization in "
+     "their stems. Each 1 × 1 convolution produces four times the growth rate of channels. Layer scale is "
+     "not used in this design. We always apply dropout before the classifier. A squeeze layer is shown in "
+     "Figure 2 with a channel attention module. Residual networks were trained with channel attention by "
+     "Hu et al. on images.", False),
+]  # fmt: skip
+
+
+def test_one_sentence_that_says_how_the_network_uses_an_idea_is_enough(tmp_path):
+    """Most papers state a classifier's pooling, their normalization or a 1x1 convolution once: one
+    sentence that says how their network is built with it suffices; a mention in passing, about a figure,
+    in another work's (citing) sentence, or one that says the idea is not used does not."""
+    b = make_paper(tmp_path / "b.pdf", title="Once Each", body=USED_ONCE, extra_page=False)
+    doc = parse_pdf(b)
+    papers = [PaperIndex("b", "B", split_sentences(doc))]
+    names = ["global average pooling", "batch normalization", "layer normalization", "1x1 convolution", "layer scale",
+             "dropout", "channel attention", "squeeze layer"]  # fmt: skip
+    attrs = [_attr(n) for n in names]
+    link_by_name(attrs, papers)
+    linked = {x["name"]: x["sources"][1] for x in attrs if len(x["sources"]) == 2}
+    assert sorted(linked) == ["1x1 convolution", "batch normalization", "dropout", "global average pooling"]
+    for src in linked.values():
+        assert span_is_at_its_offsets(doc, src["page"], src["offset"], src["offset"] + src["length"], src["quote"])
+    assert linked["1x1 convolution"]["quote"] == "1 × 1 convolution"  # the size as the paper writes it
+    assert linked["batch normalization"]["evidence"].startswith("We adopt batch")  # it credits [16], but says what they do
+
+
 def test_name_patterns_take_plurals_and_hyphens_not_longer_words():
     p = name_pattern("feature-maps")
     assert p.search("the feature maps of a stage") and p.search("a feature-map") and p.search("featuremaps")
@@ -64,6 +96,10 @@ def test_name_patterns_take_plurals_and_hyphens_not_longer_words():
     assert not name_pattern("group convolution").search("grouped convolutions")
     assert name_pattern("ReLU").search("BN-ReLU-Conv") and name_pattern("ReLU6").search("ReLU6 caps it")
     assert name_pattern("scale") is None and name_pattern("depth") is None and name_pattern("") is None
+    assert name_pattern("dropout").search("no dropout") and not name_pattern("dropout").search("dropouts2")
+    sizes = name_pattern("3 × 3 depthwise convolution")
+    assert sizes.search("a 3x3 depthwise convolution") and sizes.search("3 ×3 depthwise convolutions")
+    assert not sizes.search("5 × 5 depthwise convolution") and not sizes.search("13 × 3 depthwise convolution")
 
 
 def test_a_build_finds_its_ideas_by_name_in_its_other_papers(tmp_path, monkeypatch):
@@ -132,15 +168,18 @@ def test_the_templates_examples_that_papers_state_become_their_ideas(tmp_path):
         process_papers([a, b], mini, store, llm, BuildOptions())
         tree, report = assemble(mini, store, embedder, BuildOptions())
         none, _ = assemble(mini, store, embedder, BuildOptions(template_examples=False))
-    (dsc,) = tree.attributes()
-    assert (dsc["name"], dsc["category"], dsc["from_template"]) == ("depthwise separable convolution",
-                                                                    "operation/feature-extraction", True)  # fmt: skip
+    by = {x["name"]: x for x in tree.attributes()}
+    assert sorted(by) == ["batch normalization", "depthwise separable convolution"]  # not layer norm, self-attention
+    dsc, bn = by["depthwise separable convolution"], by["batch normalization"]
+    assert (dsc["category"], dsc["from_template"]) == ("operation/feature-extraction", True)
     assert [(s["paper"], s["alignment"]) for s in dsc["sources"]] == [("a", "name"), ("b", "name")]
-    assert dsc["frequency"] == 2 and report["found_by_name"]["template_examples"] == 1
+    assert dsc["frequency"] == 2 and report["found_by_name"]["template_examples"] == 2
+    # a's one sentence on it says its block uses it ("Our block uses ... followed by batch normalization")
+    assert [s["paper"] for s in bn["sources"]] == ["a"] and bn["sources"][0]["evidence"].startswith("Our block uses")
     docs = {"a": parse_pdf(a), "b": parse_pdf(b)}
     assert all(span_is_at_its_offsets(docs[s["paper"]], s["page"], s["offset"], s["offset"] + s["length"], s["quote"])
-               for s in dsc["sources"])  # fmt: skip
-    assert "operation/feature-extraction" not in tree.stats()["empty_categories"]
+               for x in (dsc, bn) for s in x["sources"])  # fmt: skip
+    assert not tree.stats()["empty_categories"]
     assert none.attributes() == []
     # knowledge add: a build folder that knows only a new paper carries the example over as it was
     from fairnad.knowledge.build import mentions_from_tree
@@ -151,5 +190,7 @@ def test_the_templates_examples_that_papers_state_become_their_ideas(tmp_path):
         process_papers([c], mini, store2, RecordingLLM(NamingLLM(NOTHING), sink=store2.add_llm_call), BuildOptions())
         added, _ = assemble(mini, store2, embedder, BuildOptions(), extra_mentions=mentions_from_tree(tree),
                             extra_papers=tree.papers)  # fmt: skip
-    (dsc2,) = added.attributes()
+    by2 = {x["name"]: x for x in added.attributes()}
+    assert sorted(by2) == sorted(by)
+    dsc2 = by2["depthwise separable convolution"]
     assert dsc2["from_template"] and dsc2["sources"] == dsc["sources"] and dsc2["category"] == dsc["category"]

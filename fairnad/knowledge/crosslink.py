@@ -4,17 +4,26 @@ A small model names about one idea per category and paper, so a tree built from 
 "batch normalization" from the one paper where the model named it, not from the others that use it:
 the tree's frequencies (FairNAD's Figure 2) and its recall per paper say less than the papers do.
 Once an idea is in the tree with its own evidence, every other paper that states its name (or an
-alias) in at least `min_sentences` of its own sentences gets a source: the first such sentence, the
-span being the name as it stands there (alignment "name").
+alias) in `min_sentences` of its own sentences, or in one that says how its network uses it, gets a
+source: that sentence (else the first), the span being the name as it stands there (alignment "name").
 
 What counts, chosen by reading a sample of the lookups in the 13 papers:
-- the name verbatim, case, plurals and hyphens aside ("SE block" in "SE blocks", not in "SE-Net";
-  "squeeze operation" not in "SqueezeNet"): content words alone linked "layer normalization" to a
-  sentence about batch normalization;
-- a sentence with no citation in it (no "[12]", "et al." or year): one that cites is about other
-  work ("ShuffleNet utilizes group convolution ...");
-- a name of two or more words, or one written as a term (a capital after its first letter or a digit:
-  ReLU, GELU, ReLU6, LayerNorm): "scale", "depth" or "attention" in a sentence says nothing.
+- the name verbatim, case, plurals, hyphens and how a size is written aside ("SE block" in "SE
+  blocks", not in "SE-Net"; "1x1 convolution" in "1 × 1 convolutions"; "squeeze operation" not in
+  "SqueezeNet"): content words alone linked "layer normalization" to a sentence about batch
+  normalization;
+- a sentence of the paper's own: one that cites nothing (no "[12]", "et al." or year: a citing
+  sentence is about other work, "ShuffleNet utilizes group convolution ..."), or one in which the
+  authors say what they do although it credits the idea ("We adopt batch normalization (BN) [16]
+  right after each convolution"); never one that says the idea is not used, removed or replaced
+  ("Stochastic depth is not used in our smaller models");
+- two such sentences, or one that says how this network uses it (in the first person, or "is
+  applied / performed / used", "ends with", "followed by", "consists of", "each", "every"...), not
+  one about a figure: most papers state a classifier's global average pooling, their ReLU6 or
+  their GELU once ("The network ends with a global average pooling and a fully-connected layer");
+- a name of two or more words, one written as a term (a capital after its first letter or a digit:
+  ReLU, GELU, ReLU6, LayerNorm) or one that is a design on its own (dropout, swish, sigmoid:
+  candidates.NAMED): "scale", "depth" or "attention" in a sentence says nothing.
 No model is asked: the tree learns where its ideas are used. Ideas flagged as named after a model or
 a paper are not looked up (they would stop being seen in one paper only).
 
@@ -30,6 +39,7 @@ import re
 from collections.abc import Iterable
 from functools import lru_cache
 
+from fairnad.knowledge.candidates import NAMED
 from fairnad.knowledge.evidence import Sentence
 from fairnad.knowledge.names import name_key
 from fairnad.knowledge.template import Template
@@ -37,27 +47,43 @@ from fairnad.knowledge.tree import example_attributes
 
 MIN_SENTENCES = 2  # a paper that states a name once may only mention it; in two of its own sentences, it uses it
 CITES = re.compile(r"\[\s*\d|\bet\s+al\b|\b(?:19|20)\d\d\b")
+FIRST_PERSON = re.compile(r"(?i)\b(?:we|our|us)\b")
+NOT_USED = re.compile(r"(?i)\b(?:not|no|without|instead\s+of|unlike|rather\s+than|remov(?:e|es|ed|ing)|replac(?:e|es|ed|ing)"
+                      r"|eliminat(?:e|es|ed|ing))\b")  # fmt: skip
+# a sentence that says how the network is built with the idea, so that one suffices
+USES = re.compile(r"(?i)\b(?:we|our|us|each|every|all)\b|\b(?:is|are)\s+(?:applied|performed|attached|used|inserted|added"
+                  r"|placed|adopted|employed)\b|\bends?\s+with\b|\bfollowed\s+by\b|\bconsists?\s+of\b|\bcontains?\b")  # fmt: skip
+FIGURE = re.compile(r"(?i)\bfig(?:ure)?s?\b|^\s*\d+\s+[A-Z]")  # about a figure, or a footnote ("2 In some literature ...")
+SIZE = re.compile(r"(\d+)\s*[x×]\s*(\d+)")
 
 
 @lru_cache(maxsize=4096)
 def name_pattern(name: str) -> re.Pattern | None:
-    """The name as a phrase: its words in order, plurals and hyphens aside; None for a name that a
-    sentence can hold without meaning the idea (one plain word)."""
-    words = [w for w in re.split(r"[\s\-]+", name.strip()) if w]
+    """The name as a phrase: its words in order, plurals, hyphens and the writing of sizes aside; None
+    for a name that a sentence can hold without meaning the idea (one plain word that is no design)."""
+    words = [w for w in re.split(r"[\s\-]+", SIZE.sub(r"\1x\2", name.strip())) if w]
     if not words:
         return None
-    if len(words) == 1 and not re.search(r"[A-Z0-9]", words[0][1:]):
+    if len(words) == 1 and not re.search(r"[A-Z0-9]", words[0][1:]) and words[0].lower() not in NAMED:
         return None
-    parts = [re.escape(re.sub(r"(?<=[a-z]{3})(?:es|s)$", "", w)) + r"(?:e?s)?" for w in words]
+    parts = [rf"{m[1]}\s*[x×]\s*{m[2]}" if (m := re.fullmatch(r"(\d+)x(\d+)", w))
+             else re.escape(re.sub(r"(?<=[a-z]{3})(?:es|s)$", "", w)) + r"(?:e?s)?" for w in words]  # fmt: skip
     return re.compile(r"(?<![A-Za-z0-9])" + r"[\s\-]*".join(parts) + r"(?![A-Za-z0-9])", re.IGNORECASE)
 
 
+def says_it_uses(s: Sentence) -> bool:
+    """One sentence enough to say the paper's network has the idea (see the module's docstring)."""
+    return bool(USES.search(s.text)) and not FIGURE.search(s.text)
+
+
 class PaperIndex:
-    """One paper's body sentences that cite nothing (its own), for looking names up."""
+    """One paper's own body sentences (citing nothing, or saying in the first person what the authors do;
+    none that says something is not used), for looking names up."""
 
     def __init__(self, name: str, title: str | None, sentences: list[Sentence]) -> None:
         self.name, self.title = name, title
-        self.own = [s for s in sentences if not CITES.search(s.text)]
+        self.own = [s for s in sentences if (not CITES.search(s.text) or FIRST_PERSON.search(s.text))
+                    and not NOT_USED.search(s.text)]  # fmt: skip
 
     def stating(self, names: Iterable[str]) -> list[tuple[Sentence, re.Match]]:
         """The paper's own sentences, in reading order, that state one of `names`."""
@@ -88,8 +114,9 @@ def link_by_name(attributes: list[dict], papers: list[PaperIndex], min_sentences
         for paper in papers:
             if paper.name not in have:
                 hits = paper.stating(names)
-                if len(hits) >= min_sentences:
-                    new.append(_source(paper, *hits[0]))
+                uses = [h for h in hits if says_it_uses(h[0])]
+                if len(hits) >= min_sentences or uses:
+                    new.append(_source(paper, *(uses or hits)[0]))
         if new:
             a["sources"] = [*a["sources"], *new]
             a["frequency"] = len({s["paper"] for s in a["sources"]})
