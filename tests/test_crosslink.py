@@ -36,7 +36,7 @@ def test_a_paper_that_states_an_idea_in_its_own_sentences_gets_a_source_at_its_o
     docs = {"a": parse_pdf(a), "b": parse_pdf(b)}
     papers = [PaperIndex(n, n.upper(), split_sentences(d)) for n, d in docs.items()]
     attrs = [_attr("depthwise separable convolution"), _attr("squeeze operation"), _attr("stochastic depth"),
-             _attr("scale"), _attr("DSConv block", aliases=["separable convolution"]),
+             _attr("scale"), _attr("DSConv block", aliases=["depthwise separable convolutions"]),
              _attr("MobileNet block", over_specific="named after a model")]  # fmt: skip
     stats = link_by_name(attrs, papers)
     by = {x["name"]: x for x in attrs}
@@ -100,6 +100,26 @@ def test_name_patterns_take_plurals_and_hyphens_not_longer_words():
     sizes = name_pattern("3 × 3 depthwise convolution")
     assert sizes.search("a 3x3 depthwise convolution") and sizes.search("3 ×3 depthwise convolutions")
     assert not sizes.search("5 × 5 depthwise convolution") and not sizes.search("13 × 3 depthwise convolution")
+    assert not name_pattern("linear layers").search("using non-linear layers hurts") and not name_pattern(
+        "linear layer").search("a non linear layer")  # fmt: skip
+    assert name_pattern("linear layer").search("a single linear layer at fine-tuning time")
+
+
+def test_a_name_inside_another_ideas_longer_name_is_that_idea_not_this_one(tmp_path):
+    """"bottleneck block" in "an inverted bottleneck block" is the inverted bottleneck, when the tree has
+    it; "hard swish" in "hard swish nonlinearity" is still hard swish beside an idea "swish nonlinearity"."""
+    body = [("2 Design", True), ("We create an inverted bottleneck block in every stage. We use the hard swish "
+                                 "nonlinearity in each stage.", False)]  # fmt: skip
+    doc = parse_pdf(make_paper(tmp_path / "b.pdf", title="Longer Names", body=body, extra_page=False))
+    papers = [PaperIndex("b", "B", split_sentences(doc))]
+    attrs = [_attr("bottleneck block"), _attr("inverted bottleneck"), _attr("swish nonlinearity"), _attr("hard swish")]
+    link_by_name(attrs, papers)
+    assert {x["name"]: [s["paper"] for s in x["sources"]] for x in attrs} == {
+        "bottleneck block": ["a"], "inverted bottleneck": ["a", "b"], "swish nonlinearity": ["a"], "hard swish": ["a", "b"]}
+    # the tree's ideas stand in the way of the template's examples the same way (`known`)
+    fresh = [_attr("bottleneck block", paper="t")]
+    link_by_name(fresh, papers, known=[_attr("inverted bottleneck")])
+    assert [s["paper"] for s in fresh[0]["sources"]] == ["t"]
 
 
 def test_a_build_finds_its_ideas_by_name_in_its_other_papers(tmp_path, monkeypatch):

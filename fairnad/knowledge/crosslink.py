@@ -68,7 +68,8 @@ def name_pattern(name: str) -> re.Pattern | None:
         return None
     parts = [rf"{m[1]}\s*[x×]\s*{m[2]}" if (m := re.fullmatch(r"(\d+)x(\d+)", w))
              else re.escape(re.sub(r"(?<=[a-z]{3})(?:es|s)$", "", w)) + r"(?:e?s)?" for w in words]  # fmt: skip
-    return re.compile(r"(?<![A-Za-z0-9])" + r"[\s\-]*".join(parts) + r"(?![A-Za-z0-9])", re.IGNORECASE)
+    return re.compile(r"(?<![A-Za-z0-9])(?<!non-)(?<!non )" + r"[\s\-]*".join(parts) + r"(?![A-Za-z0-9])",
+                      re.IGNORECASE)  # "linear layers" is not in "non-linear layers"
 
 
 def says_it_uses(s: Sentence) -> bool:
@@ -101,19 +102,41 @@ def _source(paper: PaperIndex, s: Sentence, m: re.Match) -> dict:
             "length": m.end() - m.start(), "evidence": s.text, "evidence_offset": s.start, "alignment": "name"}  # fmt: skip
 
 
-def link_by_name(attributes: list[dict], papers: list[PaperIndex], min_sentences: int = MIN_SENTENCES) -> dict:
+def _names(a: dict) -> list[str]:
+    return [a["name"], *a.get("aliases", [])]
+
+
+def _part_of_another(s: Sentence, m: re.Match, others: list[re.Pattern]) -> bool:
+    """Whether the name found at `m` is part of another idea's longer name there: one that holds it or
+    begins before it and runs into it ("bottleneck block" in "inverted bottleneck block", "average pooling" in "global average
+    pooling"): the longer name is what the sentence states."""
+    for p in others:
+        for r in p.finditer(s.text):
+            holds = r.start() <= m.start() and m.end() <= r.end() and r.end() - r.start() > m.end() - m.start()
+            if holds or r.start() < m.start() < r.end():
+                return True
+    return False
+
+
+def link_by_name(attributes: list[dict], papers: list[PaperIndex], min_sentences: int = MIN_SENTENCES,
+                 known: list[dict] = ()) -> dict:  # fmt: skip
     """Add a name-found source to each attribute for each paper that states it (in place); returns
-    {"papers_read", "sources_added", "attributes_linked"}."""
+    {"papers_read", "sources_added", "attributes_linked"}. `known`: further ideas whose longer names a
+    sentence may state instead (the tree's, when the template's examples are looked up)."""
     added = linked = 0
+    everyone = [*attributes, *known]
     for a in attributes if min_sentences > 0 else []:
         if a.get("over_specific"):
             continue
-        names = [a["name"], *a.get("aliases", [])]
+        names = _names(a)
+        mine = set(map(str.lower, names))
+        others = [p for b in everyone if b is not a for n in _names(b) if n.lower() not in mine
+                  and (p := name_pattern(n)) is not None]  # fmt: skip
         have = {s["paper"] for s in a["sources"]}
         new = []
         for paper in papers:
             if paper.name not in have:
-                hits = paper.stating(names)
+                hits = [h for h in paper.stating(names) if not _part_of_another(*h, others)]
                 uses = [h for h in hits if says_it_uses(h[0])]
                 if len(hits) >= min_sentences or uses:
                     new.append(_source(paper, *(uses or hits)[0]))
@@ -132,7 +155,7 @@ def examples_found(template: Template, attributes: list[dict], papers: list[Pape
     an id none of `attributes` has."""
     named = {name_key(n) for a in attributes for n in [a["name"], *a.get("aliases", [])]}
     fresh = [a for a in example_attributes(template) if name_key(a["name"]) not in named]
-    link_by_name(fresh, papers, min_sentences)
+    link_by_name(fresh, papers, min_sentences, known=attributes)
     found, ids = [], {a["id"] for a in attributes}
     for a in fresh:
         if a["sources"]:
