@@ -354,9 +354,8 @@ def knowledge_build(
     max_pages: int = typer.Option(200, help="Pages read per paper, at most."),
     confirm_duplicates: Optional[bool] = typer.Option(None, "--confirm-duplicates/--no-confirm-duplicates",
                                                       help="Ask the LLM about near-duplicates (default: with your own server)."),
-    find_by_name: int = typer.Option(2, help="Look every idea up by name in the other papers: one that states it in "
-                                     "this many of its own sentences (or in one saying how its network uses it) gets a "
-                                     "source; 0: off."),
+    find_by_name: int = typer.Option(2, help="Look every idea up by name in the other papers: one that states it in this "
+                                     "many sentences (or one saying how its network uses it) gets a source; 0: off."),
     template_examples: bool = typer.Option(True, "--template-examples/--no-template-examples",
                                            help="Look the template's examples up by name too: one that a paper states "
                                            "becomes an idea of that paper."),
