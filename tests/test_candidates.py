@@ -181,10 +181,13 @@ def test_heads_of_a_papers_background_and_names_of_what_it_measures_trains_or_im
         assert not_an_idea(name) is None, name
     assert is_model_name("Swin-T") and is_model_name("ViT-B") and not is_model_name("h-swish")
     for name in ("building blocks", "layer block", "activation functions", "feature transformation", "Different stages",
-                 "normalization layer"):  # named ideas in the cold-built tree; none is one
+                 "normalization layer", "template", "modifications", "Scaling Dimensions", "different connectivity pattern",
+                 "convolutional neural network architecture based on this"):  # named ideas in cold-built trees; none is one
         assert is_generic(name), name
+    assert not_an_idea("batched window") == "an implementation detail"
     for name in ("layer normalization", "LayerNorm", "batch normalization", "basic block", "ReLU activation",
-                 "residual connection", "element-wise addition", "layer scale", "stem", "dropout"):
+                 "residual connection", "element-wise addition", "layer scale", "stem", "dropout", "dense connectivity",
+                 "patch merging", "stage compute ratio", "channel shuffle", "this block's shortcut"):
         assert not is_generic(name), name
 
 

@@ -103,6 +103,43 @@ def test_name_patterns_take_plurals_and_hyphens_not_longer_words():
     assert not name_pattern("linear layers").search("using non-linear layers hurts") and not name_pattern(
         "linear layer").search("a non linear layer")  # fmt: skip
     assert name_pattern("linear layer").search("a single linear layer at fine-tuning time")
+    # normalization and pooling written short, joined or not
+    norm = name_pattern("layer normalization")
+    assert norm.search("A LayerNorm (LN) layer") and norm.search("Layernorm is applied") and norm.search("layer norms")
+    assert not norm.search("a normal layer") and not norm.search("layer normalizer")
+    assert name_pattern("max pooling").search("3 × 3 max pool, stride 2") and name_pattern("max pooling").search("MaxPool")
+    assert name_pattern("batch normalization").search("BatchNorm and ReLU")
+
+
+WRITTEN_AS_PAPERS_DO = [
+    ("3 Architecture", True),
+    ("A LayerNorm (LN) layer is applied before each attention module. All convolution layers are followed by "
+     "batch normalization (not included in the diagram). ReLU is performed right after each BN, following "
+     "[14]. The stem ends with a 3 × 3 max-pooling layer of stride 2. ShuffleNet [21] utilizes channel "
+     "shuffle in each unit. Group normalization [9] is not used in this network.", False),
+]  # fmt: skip
+
+
+def test_what_papers_write_short_adopt_or_set_aside_is_found(tmp_path):
+    """"LayerNorm" is layer normalization; a sentence that adopts what it cites ("following [14]") is the
+    authors' own; a "not" inside parentheses says nothing about the idea; "max or average pooling" is
+    found as either; another work's sentence and a real negation still count for nothing."""
+    from fairnad.knowledge.crosslink import alternatives
+
+    doc = parse_pdf(make_paper(tmp_path / "b.pdf", title="Short Forms", body=WRITTEN_AS_PAPERS_DO, extra_page=False))
+    papers = [PaperIndex("b", "B", split_sentences(doc))]
+    assert alternatives("max or average pooling") == ["max pooling", "average pooling"]
+    assert alternatives("Swish / SiLU") == ["Swish", "SiLU"] and alternatives("global average pooling") == []
+    attrs = [_attr("layer normalization"), _attr("batch normalization"), _attr("ReLU"),
+             _attr("max or average pooling", aliases=alternatives("max or average pooling")),
+             _attr("channel shuffle"), _attr("group normalization")]  # fmt: skip
+    link_by_name(attrs, papers)
+    found = {x["name"]: x["sources"][1]["quote"] for x in attrs if len(x["sources"]) == 2}
+    assert found == {"layer normalization": "LayerNorm", "batch normalization": "batch normalization", "ReLU": "ReLU",
+                     "max or average pooling": "max-pooling"}  # fmt: skip
+    for x in attrs:
+        for src in x["sources"][1:]:
+            assert span_is_at_its_offsets(doc, src["page"], src["offset"], src["offset"] + src["length"], src["quote"])
 
 
 def test_a_name_inside_another_ideas_longer_name_is_that_idea_not_this_one(tmp_path):

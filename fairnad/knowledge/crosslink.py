@@ -41,6 +41,7 @@ from functools import lru_cache
 
 from fairnad.knowledge.candidates import NAMED
 from fairnad.knowledge.evidence import Sentence
+from fairnad.knowledge.consolidate import GENERAL_OP, MODEL_NAME
 from fairnad.knowledge.names import name_key
 from fairnad.knowledge.template import Template
 from fairnad.knowledge.tree import example_attributes
@@ -48,13 +49,32 @@ from fairnad.knowledge.tree import example_attributes
 MIN_SENTENCES = 2  # a paper that states a name once may only mention it; in two of its own sentences, it uses it
 CITES = re.compile(r"\[\s*\d|\bet\s+al\b|\b(?:19|20)\d\d\b")
 FIRST_PERSON = re.compile(r"(?i)\b(?:we|our|us)\b")
+# a citing sentence that says the authors adopt what it cites ("ReLU is performed right after each BN ...,
+# following [14]"): theirs, as a first-person one is
+ADOPTS = re.compile(r"(?i)\b(?:following|as\s+in)\s*(?:\[\s*\d|\(?[A-Z][A-Za-z-]+\s+et\s+al)")
+ASIDE = re.compile(r"\([^()]*\)")  # "(not included in the diagram)" says nothing about the idea
 NOT_USED = re.compile(r"(?i)\b(?:not|no|without|instead\s+of|unlike|rather\s+than|remov(?:e|es|ed|ing)|replac(?:e|es|ed|ing)"
-                      r"|eliminat(?:e|es|ed|ing))\b")  # fmt: skip
+                      r"|eliminat(?:e|es|ed|ing)|as\s+opposed\s+to)\b")  # fmt: skip
 # a sentence that says how the network is built with the idea, so that one suffices
 USES = re.compile(r"(?i)\b(?:we|our|us|each|every|all)\b|\b(?:is|are)\s+(?:applied|performed|attached|used|inserted|added"
                   r"|placed|adopted|employed)\b|\bends?\s+with\b|\bfollowed\s+by\b|\bconsists?\s+of\b|\bcontains?\b")  # fmt: skip
 FIGURE = re.compile(r"(?i)\bfig(?:ure)?s?\b|^\s*\d+\s+[A-Z]")  # about a figure, or a footnote ("2 In some literature ...")
 SIZE = re.compile(r"(\d+)\s*[x×]\s*(\d+)")
+
+
+# words a paper may write short, joined to the word before ("LayerNorm", "Layernorm", "BatchNorm", "max pool",
+# "MaxPool"): the separator between two words of a name may be empty already
+SHORT_FORMS = {"normalization": r"norm(?:ali[sz]ation)?", "normalisation": r"norm(?:ali[sz]ation)?",
+               "pooling": r"pool(?:ing)?"}  # fmt: skip
+
+
+def _word_pattern(word: str) -> str:
+    """One word of a name: a size written either way, a short form, a plural."""
+    if m := re.fullmatch(r"(\d+)x(\d+)", word):
+        return rf"{m[1]}\s*[x×]\s*{m[2]}"
+    if (short := SHORT_FORMS.get(word.lower().rstrip("s"))) is not None:
+        return rf"(?:{short})s?"
+    return re.escape(re.sub(r"(?<=[a-z]{3})(?:es|s)$", "", word)) + r"(?:e?s)?"
 
 
 @lru_cache(maxsize=4096)
@@ -66,15 +86,23 @@ def name_pattern(name: str) -> re.Pattern | None:
         return None
     if len(words) == 1 and not re.search(r"[A-Z0-9]", words[0][1:]) and words[0].lower() not in NAMED:
         return None
-    parts = [rf"{m[1]}\s*[x×]\s*{m[2]}" if (m := re.fullmatch(r"(\d+)x(\d+)", w))
-             else re.escape(re.sub(r"(?<=[a-z]{3})(?:es|s)$", "", w)) + r"(?:e?s)?" for w in words]  # fmt: skip
+    parts = [_word_pattern(w) for w in words]
     return re.compile(r"(?<![A-Za-z0-9])(?<!non-)(?<!non )" + r"[\s\-]*".join(parts) + r"(?![A-Za-z0-9])",
                       re.IGNORECASE)  # "linear layers" is not in "non-linear layers"
 
 
-def says_it_uses(s: Sentence) -> bool:
-    """One sentence enough to say the paper's network has the idea (see the module's docstring)."""
-    return bool(USES.search(s.text)) and not FIGURE.search(s.text)
+def _model_key(word: str) -> str:
+    return re.sub(r"s$", "", re.sub(r"\W", "", word.lower()))  # "ShuffleNet-V2" ~ "shufflenetv2", "Transformers" ~ "Transformer"
+
+
+def says_it_uses(s: Sentence, own_names: set[str] = frozenset()) -> bool:
+    """One sentence enough to say the paper's network has the idea (see the module's docstring); not one
+    that names another model unless the authors speak ("The stem cell in standard ResNet contains ...":
+    ResNet's network, in the ConvNeXt paper). `own_names`: the paper's own model names, lower case."""
+    if not USES.search(s.text) or FIGURE.search(s.text):
+        return False
+    others = [m for m in MODEL_NAME.findall(s.text) if not GENERAL_OP.search(m) and _model_key(m) not in own_names]
+    return not others or bool(FIRST_PERSON.search(s.text))
 
 
 class PaperIndex:
@@ -83,8 +111,10 @@ class PaperIndex:
 
     def __init__(self, name: str, title: str | None, sentences: list[Sentence]) -> None:
         self.name, self.title = name, title
-        self.own = [s for s in sentences if (not CITES.search(s.text) or FIRST_PERSON.search(s.text))
-                    and not NOT_USED.search(s.text)]  # fmt: skip
+        self.own = [s for s in sentences if (not CITES.search(s.text) or FIRST_PERSON.search(s.text)
+                                             or ADOPTS.search(s.text)) and not NOT_USED.search(ASIDE.sub("", s.text))]  # fmt: skip
+        # its own model's names: the file's and the title's words ("convnext.pdf"; "ShuffleNet V2: ...")
+        self.own_names = {_model_key(w) for w in re.findall(r"[\w-]+", f"{name} {title or ''}")}
 
     def stating(self, names: Iterable[str]) -> list[tuple[Sentence, re.Match]]:
         """The paper's own sentences, in reading order, that state one of `names`."""
@@ -137,7 +167,7 @@ def link_by_name(attributes: list[dict], papers: list[PaperIndex], min_sentences
         for paper in papers:
             if paper.name not in have:
                 hits = [h for h in paper.stating(names) if not _part_of_another(*h, others)]
-                uses = [h for h in hits if says_it_uses(h[0])]
+                uses = [h for h in hits if says_it_uses(h[0], paper.own_names)]
                 if len(hits) >= min_sentences or uses:
                     new.append(_source(paper, *(uses or hits)[0]))
         if new:
@@ -148,13 +178,27 @@ def link_by_name(attributes: list[dict], papers: list[PaperIndex], min_sentences
     return {"papers_read": len(papers), "sources_added": added, "attributes_linked": linked}
 
 
+def alternatives(name: str) -> list[str]:
+    """The names an example written as alternatives stands for, as papers write them: "max or average
+    pooling" -> "max pooling", "average pooling"; "Swish / SiLU" -> "Swish", "SiLU"."""
+    if "/" in name:
+        return [p.strip() for p in name.split("/") if p.strip()]
+    if m := re.fullmatch(r"(\S+) or (\S+) (.+)", name.strip()):
+        return [f"{m[1]} {m[3]}", f"{m[2]} {m[3]}"]
+    return []
+
+
 def examples_found(template: Template, attributes: list[dict], papers: list[PaperIndex],
                    min_sentences: int = MIN_SENTENCES) -> list[dict]:  # fmt: skip
     """The template's examples that some paper states (as `link_by_name` counts it) and that no
     attribute already names: new attributes, each with a source per paper (`from_template` set) and
     an id none of `attributes` has."""
-    named = {name_key(n) for a in attributes for n in [a["name"], *a.get("aliases", [])]}
-    fresh = [a for a in example_attributes(template) if name_key(a["name"]) not in named]
+    named = {name_key(n) for a in attributes for n in _names(a)}
+    fresh = []
+    for a in example_attributes(template):
+        a["aliases"] = [*a["aliases"], *alternatives(a["name"])]
+        if not any(name_key(n) in named for n in _names(a)):
+            fresh.append(a)
     link_by_name(fresh, papers, min_sentences, known=attributes)
     found, ids = [], {a["id"] for a in attributes}
     for a in fresh:

@@ -50,8 +50,12 @@ def is_vague(name: str) -> bool:
 
 # words any part of a network could be described with: with VAGUE_WORDS and GENERIC_WORDS, they make names
 # that point at no idea ("building blocks", "layer block", "activation functions", "Different stages")
-GENERAL_WORDS = {"building", "transformation", "different", "various"}
-_NAMING_NO_IDEA = VAGUE_WORDS | GENERAL_WORDS | {_stem(w) for w in GENERIC_WORDS}  # (as _stem gives them)
+# a plan, a change or a pointer in place of a design ("template", "modifications", "Scaling Dimensions",
+# "convolutional neural network architecture based on this")
+GENERAL_WORDS = {"building", "transformation", "different", "various", "template", "pattern", "scheme", "paradigm",
+                 "principle", "guideline", "recipe", "variant", "modification", "change", "dimension", "on", "this",
+                 "that", "these", "those", "it", "its"}  # fmt: skip
+_NAMING_NO_IDEA = {_stem(w) for w in VAGUE_WORDS | GENERAL_WORDS | GENERIC_WORDS}  # (as _stem gives them)
 
 
 def is_generic(name: str) -> bool:
@@ -79,7 +83,7 @@ NOT_AN_IDEA = (
                              r"|experiments?)\b")),
     ("a family of models", re.compile(r"(?i)\b(?:networks|nets|models|architectures)\s*$")),
     ("an implementation detail", re.compile(r"(?i)(?:\b(?:torch|pytorch|tensorflow|keras|caffe|cuda|gpus?|tpus?"
-                                            r"|library|implementation|implemented|batch computation)\b|built-in)")),
+                                            r"|library|implementation|implemented|batch computation|batched)\b|built-in)")),
 )  # fmt: skip
 
 
