@@ -8,19 +8,22 @@ alias) in `min_sentences` of its own sentences, or in one that says how its netw
 source: that sentence (else the first), the span being the name as it stands there (alignment "name").
 
 What counts, chosen by reading a sample of the lookups in the 13 papers:
-- the name verbatim, case, plurals, hyphens and how a size is written aside ("SE block" in "SE
-  blocks", not in "SE-Net"; "1x1 convolution" in "1 × 1 convolutions"; "squeeze operation" not in
-  "SqueezeNet"): content words alone linked "layer normalization" to a sentence about batch
-  normalization;
+- the name verbatim, case, plurals, hyphens, how a size is written and normalization or pooling
+  written short aside ("SE block" in "SE blocks", not in "SE-Net"; "1x1 convolution" in "1 × 1
+  convolutions"; "layer normalization" in "LayerNorm"; "squeeze operation" not in "SqueezeNet"):
+  content words alone linked "layer normalization" to a sentence about batch normalization;
 - a sentence of the paper's own: one that cites nothing (no "[12]", "et al." or year: a citing
   sentence is about other work, "ShuffleNet utilizes group convolution ..."), or one in which the
   authors say what they do although it credits the idea ("We adopt batch normalization (BN) [16]
-  right after each convolution"); never one that says the idea is not used, removed or replaced
-  ("Stochastic depth is not used in our smaller models");
+  right after each convolution") or says it adopts what it cites ("..., following [14]"); never one
+  that says the idea is not used, removed or replaced ("Stochastic depth is not used in our smaller
+  models"; a "not" in parentheses is an aside);
 - two such sentences, or one that says how this network uses it (in the first person, or "is
   applied / performed / used", "ends with", "followed by", "consists of", "each", "every"...), not
-  one about a figure: most papers state a classifier's global average pooling, their ReLU6 or
-  their GELU once ("The network ends with a global average pooling and a fully-connected layer");
+  one about a figure, nor one naming another model while the authors do not speak ("The stem cell
+  in standard ResNet contains ..." in the ConvNeXt paper): most papers state a classifier's global
+  average pooling, their ReLU6 or their GELU once ("The network ends with a global average pooling
+  and a fully-connected layer");
 - a name of two or more words, one written as a term (a capital after its first letter or a digit:
   ReLU, GELU, ReLU6, LayerNorm) or one that is a design on its own (dropout, swish, sigmoid:
   candidates.NAMED): "scale", "depth" or "attention" in a sentence says nothing.
@@ -29,7 +32,8 @@ a paper are not looked up (they would stop being seen in one paper only).
 
 The template's own examples are looked up the same way (`examples_found`): an example that a paper
 states in its own sentences is an idea of that paper, grounded by construction and in the category
-its author gave it, whether or not the model named it. The model's extraction remains the way to
+its author gave it, whether or not the model named it; one written as alternatives ("max or average
+pooling") is looked up as either. The model's extraction remains the way to
 ideas the template does not list.
 """
 
