@@ -79,11 +79,16 @@ def example_phrases(examples: list[str]) -> list[tuple[str, str]]:
     return out
 
 
+def model_names(text: str) -> list[str]:
+    """The models `text` names ("ResNet", "ShuffleNet-V2", "Swin-T"), not general operations written in
+    camel case ("LayerNorm", "MaxPool")."""
+    return [m for m in MODEL_NAME.findall(text) if not GENERAL_OP.search(m)]
+
+
 def over_specific(name: str, titles: list[str]) -> str | None:
     """Why an attribute looks like one model's module rather than a general idea, or None."""
-    for m in MODEL_NAME.finditer(name):
-        if not GENERAL_OP.search(m.group(0)):
-            return f"named after a model ({m.group(0)!r})"
+    if models := model_names(name):
+        return f"named after a model ({models[0]!r})"
     words = {w.lower() for t in titles for w in re.findall(r"[A-Za-z][A-Za-z0-9-]{3,}", t)}
     generic = {"network", "networks", "neural", "deep", "learning", "convolutional", "image", "recognition", "model",
                "models", "efficient", "design", "transformer", "transformers", "residual", "convolutions", "scaling",
@@ -115,8 +120,7 @@ def is_model_name(name: str, titles: list[str] = ()) -> bool:
     if name.strip().lower() in {t.split(":")[0].strip().lower() for t in titles if ":" in t}:
         return True
     rest = MODEL_NAME.sub(" ", name)
-    named = any(not GENERAL_OP.search(m.group(0)) for m in MODEL_NAME.finditer(name))
-    return named and not re.search(r"[A-Za-z]{2,}", re.sub(r"(?i)\b(?:v\d+|\d+)\b", " ", rest))
+    return bool(model_names(name)) and not re.search(r"[A-Za-z]{2,}", re.sub(r"(?i)\b(?:v\d+|\d+)\b", " ", rest))
 
 
 # words after which a name only qualifies its head noun: "layer normalization before each attention block";

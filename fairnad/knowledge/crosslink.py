@@ -44,8 +44,8 @@ from collections.abc import Iterable
 from functools import lru_cache
 
 from fairnad.knowledge.candidates import NAMED
+from fairnad.knowledge.consolidate import model_names
 from fairnad.knowledge.evidence import Sentence
-from fairnad.knowledge.consolidate import GENERAL_OP, MODEL_NAME
 from fairnad.knowledge.names import name_key
 from fairnad.knowledge.template import Template
 from fairnad.knowledge.tree import example_attributes
@@ -96,16 +96,17 @@ def name_pattern(name: str) -> re.Pattern | None:
 
 
 def _model_key(word: str) -> str:
-    return re.sub(r"s$", "", re.sub(r"\W", "", word.lower()))  # "ShuffleNet-V2" ~ "shufflenetv2", "Transformers" ~ "Transformer"
+    """A model's name as compared: "ShuffleNet-V2" ~ "shufflenetv2", "Transformers" ~ "Transformer"."""
+    return re.sub(r"s$", "", re.sub(r"\W", "", word.lower()))
 
 
 def says_it_uses(s: Sentence, own_names: set[str] = frozenset()) -> bool:
     """One sentence enough to say the paper's network has the idea (see the module's docstring); not one
     that names another model unless the authors speak ("The stem cell in standard ResNet contains ...":
-    ResNet's network, in the ConvNeXt paper). `own_names`: the paper's own model names, lower case."""
+    ResNet's network, in the ConvNeXt paper). `own_names`: the paper's own model names (_model_key)."""
     if not USES.search(s.text) or FIGURE.search(s.text):
         return False
-    others = [m for m in MODEL_NAME.findall(s.text) if not GENERAL_OP.search(m) and _model_key(m) not in own_names]
+    others = [m for m in model_names(s.text) if _model_key(m) not in own_names]
     return not others or bool(FIRST_PERSON.search(s.text))
 
 
