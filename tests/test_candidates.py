@@ -82,6 +82,27 @@ def test_a_design_term_is_a_design_noun_said_twice_in_the_papers_own_sentences(c
     assert not any(c.phrase.lower() in ("layers", "convolution", "block") for c in terms.values())  # bare nouns
 
 
+def test_the_parts_a_paper_names_once_where_it_says_how_its_network_is_built_are_candidates(corpus):
+    """ViT credits each part of its encoder and names it once ("Layernorm (LN) is applied before every block,
+    and residual connections after every block (Wang et al., 2019; ...)"): design_terms, which wants two
+    sentences that cite nothing, gave ViT 6 candidates. A sentence about another network (ShuffleNet V2's
+    validation of ResNet's bottleneck), in the introduction or abstract, or one telling what the authors do
+    with a design ("adopt batch normalization") gives none, or the design alone."""
+    docs, sentences = corpus
+    vit = {c.phrase: c for c in _found(corpus, "vit") if c.kind == "described"}
+    assert {"Layernorm", "residual connections", "MLP blocks", "learned position embedding"} <= set(vit), sorted(vit)
+    ev = vit["Layernorm"].evidence
+    assert ev.sentence.startswith("Layernorm (LN) is applied before every block")
+    assert span_is_at_its_offsets(docs["vit"], ev.page, ev.start, ev.end, ev.text)
+    resnet = [c.phrase for c in _found(corpus, "resnet") if c.kind == "described"]
+    assert "batch normalization" in resnet and not any(p.startswith("adopt") for p in resnet)
+    every = [c for name in docs for c in _found(corpus, name) if c.kind == "described"]
+    assert not any(c.evidence.sentence.startswith("Recent work has shown") for c in every)  # DenseNet's abstract
+    assert len({(c.evidence.page, c.evidence.start) for c in every}) == len(every)  # each place once
+    without = find_candidates(docs["vit"], sentences["vit"], describe=False)
+    assert [c for c in _found(corpus, "vit") if c.kind != "described"] == without  # the other kinds as they were
+
+
 def test_run_ins_headings_and_proposals_far_from_every_example_are_left_out(corpus):
     """The noisy kinds pass only near one of the template's examples (the real MiniLM embedder)."""
     from fairnad.knowledge.build import design_likeness
@@ -173,7 +194,8 @@ def test_heads_of_a_papers_background_and_names_of_what_it_measures_trains_or_im
                       ("torch's built-in grouped convolution", "an implementation detail"),
                       ("more efficient batch computation approach", "an implementation detail"),
                       ("better results than going deeper or wider", "a finding"), ("results beyond ImageNet", "a finding"),
-                      ("Residual Networks", "a family of models")]:  # fmt: skip
+                      ("Residual Networks", "a family of models"), ("tensor fusion", "an implementation detail"),
+                      ("this approach heavily in our architecture", "a pointer to what a sentence says")]:  # fmt: skip
         assert not_an_idea(name) == why, name
     for name in ("stochastic depth", "dropout", "growth rate", "efficient channel attention", "depthwise convolution",
                  "h-swish", "cardinality", "reduction ratio", "network width",

@@ -89,6 +89,47 @@ def test_one_sentence_that_says_how_the_network_uses_an_idea_is_enough(tmp_path)
     assert linked["batch normalization"]["evidence"].startswith("We adopt batch")  # it credits [16], but says what they do
 
 
+CREDITED = [
+    ("1 Introduction", True),
+    ("Classic networks are followed by one or more fully-connected layers.", False),
+    ("3 Architecture", True),
+    ("Layernorm (LN) is applied before every block (Wang et al., 2019). Regularization such as maxout [10] or "
+     "dropout [14] is applied to get the best results ([10, 25]). [58] introduced a gating module that is "
+     "inserted between stages.", False),
+    ("Layers Output Size Convolution 112 × 112 7 × 7 conv, stride 2 Pooling 56 × 56 3 × 3 max pool, stride 2 "
+     "Dense Block Transition Layer", False),
+    ("The network ends with average pooling and a 10-way fully-connected layer. Each residual network here "
+     "is trained for 90 epochs.", False),
+]  # fmt: skip
+
+
+def test_a_credited_sentence_a_table_row_and_the_classifier_as_papers_write_them(tmp_path):
+    """A sentence that says how the network is built and cites once to credit it is the authors' own
+    (ViT's "Layernorm (LN) is applied before every block (Wang et al., 2019)"), not one with several
+    citations or one that tells what a cited work did; a row of an architecture table says the network has
+    it; "fully-connected layer" is the fully connected classifier. Not found: a pooling beside the classifier
+    as a downsampling step, an alias that names a family of models ("Residual Network"), and an introduction's
+    sentence in which the authors do not speak."""
+    from fairnad.knowledge.candidates import background_sections
+
+    doc = parse_pdf(make_paper(tmp_path / "b.pdf", title="Credited Parts", body=CREDITED, extra_page=False))
+    papers = [PaperIndex("b", "B", split_sentences(doc), background_sections(doc, appendix=True))]
+    attrs = [_attr("layer normalization"), _attr("dropout"), _attr("gating module"), _attr("max pooling"),
+             _attr("fully connected classifier"), _attr("average pooling"),
+             _attr("residual block", aliases=["Residual Network"])]  # fmt: skip
+    link_by_name(attrs, papers)
+    found = {x["name"]: x["sources"][1] for x in attrs if len(x["sources"]) == 2}
+    assert sorted(found) == ["fully connected classifier", "layer normalization", "max pooling"]
+    assert found["fully connected classifier"]["evidence"].startswith("The network ends with")  # not the introduction's
+    assert found["max pooling"]["quote"] == "max pool"
+    for src in found.values():
+        assert span_is_at_its_offsets(doc, src["page"], src["offset"], src["offset"] + src["length"], src["quote"])
+    # without the sections, the introduction's sentence would have been the source
+    plain = [_attr("fully connected classifier")]
+    link_by_name(plain, [PaperIndex("b", "B", split_sentences(doc))])
+    assert plain[0]["sources"][1]["evidence"].startswith("Classic networks")
+
+
 def test_name_patterns_take_plurals_and_hyphens_not_longer_words():
     p = name_pattern("feature-maps")
     assert p.search("the feature maps of a stage") and p.search("a feature-map") and p.search("featuremaps")

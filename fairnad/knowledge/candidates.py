@@ -15,7 +15,12 @@ in a few places; each gives candidates with the paper's own span as evidence:
               convolution", "growth rate", "SE blocks") or a name that is a design alone ("h-swish"),
               at their first own sentence (one that cites nothing). A paper's candidates depend on that
               paper alone (tf-idf against the corpus, tried first, ranked "feature-maps" and "l-th layer"
-              high and left out hard-swish's kin; it also made a paper's candidates change with the build).
+              high and left out hard-swish's kin; it also made a paper's candidates change with the build);
+- `described` design terms said even once where the paper says how its own network is built ("consists
+              of", "followed by", "is applied", "we use"), crediting a citation or not, outside the
+              abstract, introduction, related work and discussion (voice.py): ViT credits each part of
+              its encoder and names it once, and gave 6 candidates without them. Last, so a paper's
+              earlier candidates (and the model's recorded answers for them) stay as they were.
 
 The model then names, describes and files each candidate, or says it is no design idea (extract.py).
 """
@@ -30,9 +35,9 @@ from typing import Callable
 from fairnad.ingest.pdf import Document
 from fairnad.knowledge.evidence import Sentence, Span
 from fairnad.knowledge.names import is_vague, name_key
+from fairnad.knowledge.voice import BUILT, CITES, is_own, own_model_names, says_it_uses
 
-KINDS = ("term", "run-in", "heading", "proposal")
-CITES = re.compile(r"\[\s*\d|\bet\s+al\b|\b(?:19|20)\d\d\b")
+KINDS = ("term", "run-in", "heading", "proposal", "described")
 NUMBERED = re.compile(r"^(?:[A-Z]?\d+(?:\.\d+)*\.?)\s+(?=[A-Za-z])")
 # section titles every paper has: they name no idea
 GENERIC_HEADINGS = re.compile(
@@ -233,6 +238,26 @@ def _model_and_noun(key: tuple) -> bool:
         and len(key) > 1
 
 
+def _terms_in(s: Sentence):
+    """Each design term one sentence says, as (key, the words as written, its span): up to three qualifiers
+    before a design noun, or a name that is a design on its own (see design_terms)."""
+    toks = list(TOKEN.finditer(s.text))
+    for i, t in enumerate(toks):
+        named = t.group(0).lower() in NAMED
+        if not named and not _is_head(t.group(0)):
+            continue
+        j = i
+        while j > 0 and i - j < 3 and not s.text[toks[j - 1].end() : toks[j].start()].strip() and _qualifies(toks[j - 1].group(0)):
+            j -= 1
+        for a in range(j, i + 1):
+            if a == i and not named and ("-" not in t.group(0) or not _qualifies(t.group(0).split("-")[0])
+                                         or t.group(0).split("-")[0].lower() in PREFIXES):
+                continue  # a bare noun ("layers", "convolution", "large-scale") names no design
+            key = tuple(_token_key(x.group(0)) for x in toks[a : i + 1])
+            said = s.text[toks[a].start() : t.end()]
+            yield key, said, Span(s.page, s.start + toks[a].start(), s.start + t.end(), said, "candidate", s.text, s.start)
+
+
 def design_terms(sentences: list[Sentence], k: int = 24) -> list[Candidate]:
     """Phrases that name a design the way papers do: up to three qualifiers before a design noun
     ("depthwise convolution", "2 × 2 average pooling", "SE blocks"), or a name that is a design on its
@@ -245,24 +270,10 @@ def design_terms(sentences: list[Sentence], k: int = 24) -> list[Candidate]:
     for s in sentences:
         if CITES.search(s.text):
             continue
-        toks = list(TOKEN.finditer(s.text))
-        for i, t in enumerate(toks):
-            named = t.group(0).lower() in NAMED
-            if not named and not _is_head(t.group(0)):
-                continue
-            j = i
-            while j > 0 and i - j < 3 and not s.text[toks[j - 1].end() : toks[j].start()].strip() and _qualifies(toks[j - 1].group(0)):
-                j -= 1
-            for a in range(j, i + 1):
-                if a == i and not named and ("-" not in t.group(0) or not _qualifies(t.group(0).split("-")[0])
-                                             or t.group(0).split("-")[0].lower() in PREFIXES):
-                    continue  # a bare noun ("layers", "convolution", "large-scale") names no design
-                key = tuple(_token_key(x.group(0)) for x in toks[a : i + 1])
-                counts[key] += 1
-                forms.setdefault(key, Counter())[s.text[toks[a].start() : t.end()]] += 1
-                if key not in first:
-                    first[key] = Span(s.page, s.start + toks[a].start(), s.start + t.end(), s.text[toks[a].start() : t.end()],
-                                      "candidate", s.text, s.start)  # fmt: skip
+        for key, said, span in _terms_in(s):
+            counts[key] += 1
+            forms.setdefault(key, Counter())[said] += 1
+            first.setdefault(key, span)
     qualified: Counter = Counter()  # the most a term is said with one more qualifier ("3 × 3 depthwise convolution")
     continued: Counter = Counter()  # the most it is said as the start of a longer term ("Equal channel" -> "... width")
     for key, n in counts.items():
@@ -287,6 +298,35 @@ def design_terms(sentences: list[Sentence], k: int = 24) -> list[Candidate]:
     return out
 
 
+# words that tell what the authors do with a design, or where or how fast it is, not which ("adopt batch
+# normalization", "contain shorter connections", "search per layer", "slow layers"): a described term does not
+# start with one
+SAYING = {"adopt", "add", "apply", "contain", "present", "introduce", "propose", "use", "employ", "insert", "deploy",
+          "call", "called", "search", "pronounced", "once", "even", "modified", "replace", "build", "define", "operator",
+          "per", "slow", "fast", "before", "after"}  # fmt: skip
+
+
+def described(sentences: list[Sentence], own: Callable[[Sentence], bool], background: Callable[[int, int], bool],
+              k: int = 16) -> list[Candidate]:  # fmt: skip
+    """Design terms in the sentences where the paper says how its own network is built ("The network ends
+    with a global average pooling layer and a 1000-way fully-connected layer", "Layernorm (LN) is applied
+    before every block, and residual connections after every block (Wang et al., 2019)"), in reading order,
+    the longest at each place; not a lone hyphenated word said once ("Large-Scale", "Light-Head"). design_terms wants a term said twice in sentences that cite nothing; a
+    paper's account of its own network names most parts once, and ViT's credits each part it takes.
+    `own(sentence)`: the authors' own (voice.is_own and says_it_uses); none from `background` sections."""
+    out = []
+    for s in sentences:
+        if background(s.page, s.start) or not (BUILT.search(s.text) or PROPOSES.search(s.text)) or not own(s):
+            continue
+        terms = [(span, said) for key, said, span in _terms_in(s)
+                 if not _model_and_noun(key) and key[0] not in SAYING and (len(key) > 1 or key[0] in NAMED)]
+        for span, said in terms:
+            if not any(o.start <= span.start and span.end <= o.end and (o.start, o.end) != (span.start, span.end)
+                       for o, _ in terms):  # fmt: skip
+                out.append(Candidate(said, "described", span))
+    return out[:k]
+
+
 # kinds whose phrases are often no design ("Optimization configuration", "SGD with momentum", "Future
 # directions"): kept only when their phrase is this close to one of the template's examples (MiniLM cosine)
 NOISY_KINDS, NOISY_AT = ("run-in", "heading", "proposal"), 0.45
@@ -307,30 +347,45 @@ BACKGROUND = re.compile(r"(?i)^(?:introduction|related work|prior work|previous 
 TOP_LEVEL = re.compile(r"^\d+\.?\s+(?=[A-Za-z])")  # "3. DenseNets", "4 Experiments"; not "3.2." nor "A1."
 
 
-def background_sections(doc: Document) -> Callable[[int, int], bool]:
+APPENDIX = re.compile(r"^(?:[A-Z]\d*\.?\s+[A-Z]|appendix\b)", re.IGNORECASE)  # "A1. Detailed Architectures", "Appendix"
+
+
+def background_sections(doc: Document, appendix: bool = False, front: bool = False) -> Callable[[int, int], bool]:
     """(page, offset) -> whether that place of the paper lies in a background or closing section (BACKGROUND),
-    by the last top-level numbered heading before it in reading order."""
+    by the last top-level numbered heading before it in reading order. `appendix`: an appendix heading ends a
+    closing section (Swin's "A1. Detailed Architectures" after its conclusion); `front`: the title page and
+    abstract before the first numbered heading are background too (both off for the candidates of the
+    first kinds, which were chosen without them)."""
     starts = []
     for page in doc.pages:
         for h in page.headings:
             m, at = TOP_LEVEL.match(h), page.text.find(h)
             if m and at >= 0:
                 starts.append((page.number, at, bool(BACKGROUND.match(h[m.end() :].strip()))))
+            elif appendix and at >= 0 and APPENDIX.match(h) and not re.match(r"(?i)^a\s+[a-z]", h):
+                starts.append((page.number, at, False))
+            elif front and at >= 0 and re.match(r"(?i)abstract\b", h):  # after affiliations numbered "1 Google Inc."
+                starts.append((page.number, at, True))
     starts.sort()
 
     def inside(page: int, offset: int) -> bool:
         before = [b for p, o, b in starts if (p, o) <= (page, offset)]
-        return bool(before) and before[-1]
+        return before[-1] if before else front and bool(starts)
 
     return inside
 
 
 def find_candidates(doc: Document, sentences: list[Sentence], limit: int = 40,
-                    design_likeness: Callable[[list[str]], list[float]] | None = None) -> list[Candidate]:  # fmt: skip
+                    design_likeness: Callable[[list[str]], list[float]] | None = None,
+                    describe: bool = True) -> list[Candidate]:  # fmt: skip
     """A paper's candidate ideas, each once (by content words): the design terms it uses most first, then
     run-in heads, headings and proposals, at most `limit`. `design_likeness(phrases)`: how
     close each phrase is to the template's examples, for the noisy kinds."""
     found = [*design_terms(sentences), *run_ins(doc, sentences), *headings(doc, sentences), *proposals(sentences)[:10]]
+    if describe:
+        names = own_model_names(doc.name, doc.title)
+        found += described(sentences, lambda s: is_own(s, names) and says_it_uses(s, names),
+                           background_sections(doc, appendix=True, front=True))
     if design_likeness is not None:
         noisy = [c for c in found if c.kind in NOISY_KINDS]
         below = {id(c) for c, d in zip(noisy, design_likeness([c.phrase for c in noisy])) if d < NOISY_AT}

@@ -23,7 +23,7 @@ from fairnad.knowledge.names import name_key, slug
 from fairnad.knowledge.template import Template
 
 # a model's name: camel case, "-Net"/"-Former", a version ("V2"), a size ("ResNet-50") or a variant ("Swin-T", "ViT-B")
-MODEL_NAME = re.compile(r"[A-Z][a-z]+[A-Z]\w*|\w*(?:Net|net|Former|former)\b|\b[vV]\d\b|\w+-\d+\b"
+MODEL_NAME = re.compile(r"[A-Z][a-z]+[A-Z]\w*|\b[A-Z]{3,}[a-z]{2,}\w*|\w*(?:Net|net|Former|former)\b|\b[vV]\d\b|\w+-\d+\b"
                         r"|\b[A-Z]\w*-(?:[TSBLH]|Tiny|Small|Base|Large|Huge)\b")
 # camel-case names that are general operations, not models: ReLU, GeLU, PReLU, LayerNorm, MaxPool, DropPath
 GENERAL_OP = re.compile(r"(?i)^(?:p|leaky|hard|re|ge|si|se)?(?:re|ge|si|e|se)?lu\d*$|norm$|pool(?:ing)?$|"

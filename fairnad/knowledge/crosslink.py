@@ -10,20 +10,28 @@ source: that sentence (else the first), the span being the name as it stands the
 What counts, chosen by reading a sample of the lookups in the 13 papers:
 - the name verbatim, case, plurals, hyphens, how a size is written and normalization or pooling
   written short aside ("SE block" in "SE blocks", not in "SE-Net"; "1x1 convolution" in "1 × 1
-  convolutions"; "layer normalization" in "LayerNorm"; "squeeze operation" not in "SqueezeNet"):
+  convolutions"; "layer normalization" in "LayerNorm"; "squeeze operation" not in "SqueezeNet"; a
+  "fully connected classifier" is written "fully-connected layer"):
   content words alone linked "layer normalization" to a sentence about batch normalization;
-- a sentence of the paper's own: one that cites nothing (no "[12]", "et al." or year: a citing
-  sentence is about other work, "ShuffleNet utilizes group convolution ..."), or one in which the
-  authors say what they do although it credits the idea ("We adopt batch normalization (BN) [16]
-  right after each convolution") or says it adopts what it cites ("..., following [14]"); never one
-  that says the idea is not used, removed or replaced ("Stochastic depth is not used in our smaller
-  models"; a "not" in parentheses is an aside);
+- a sentence of the paper's own (voice.py): one that cites nothing (no "[12]", "et al." or year: a citing
+  sentence is about other work, "ShuffleNet utilizes group convolution ..."), one in which the authors say
+  what they do although it credits the idea ("We adopt batch normalization (BN) [16] right after each
+  convolution"), says it adopts what it cites ("..., following [14]"), or says how the network is built
+  and cites once to credit it ("Layernorm (LN) is applied before every block (Wang et al., 2019)"); never
+  one that says the idea is not used ("Stochastic depth is not used in our smaller models"; a "not" in
+  parentheses is an aside), nor, in the introduction, related work or discussion, one in which the
+  authors do not speak ("... are followed by one or more fully-connected layers" in GoogLeNet's
+  introduction is LeNet's design);
 - two such sentences, or one that says how this network uses it (in the first person, or "is
-  applied / performed / used", "ends with", "followed by", "consists of", "each", "every"...), not
-  one about a figure, nor one naming another model while the authors do not speak ("The stem cell
-  in standard ResNet contains ..." in the ConvNeXt paper): most papers state a classifier's global
-  average pooling, their ReLU6 or their GELU once ("The network ends with a global average pooling
-  and a fully-connected layer");
+  applied / performed / used", "ends with", "followed by", "consists of", "each", "every"...; a row of an
+  architecture table, "3 × 3 max pool, stride 2"), not one about a figure, nor one naming another model
+  while the authors do not speak ("The stem cell in standard ResNet contains ..." in the ConvNeXt
+  paper): most papers state a classifier's global average pooling, their ReLU6 or their GELU once ("The
+  network ends with a global average pooling and a fully-connected layer"); the source is the sentence
+  that says how the network is built, when there is one;
+- not through an alias that names a family of models ("Residual Network" finds ResNet, not the block),
+  nor a pooling other than global in a sentence about the classifier (the head's pooling is no
+  downsampling step);
 - a name of two or more words, one written as a term (a capital after its first letter or a digit:
   ReLU, GELU, ReLU6, LayerNorm) or one that is a design on its own (dropout, swish, sigmoid:
   candidates.NAMED): "scale", "depth" or "attention" in a sentence says nothing.
@@ -40,36 +48,31 @@ ideas the template does not list.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from functools import lru_cache
 
 from fairnad.knowledge.candidates import NAMED
-from fairnad.knowledge.consolidate import model_names
 from fairnad.knowledge.evidence import Sentence
 from fairnad.knowledge.names import name_key
 from fairnad.knowledge.template import Template
 from fairnad.knowledge.tree import example_attributes
+from fairnad.knowledge.voice import BUILT, FIRST_PERSON, TABLE_ROW, is_own, own_model_names, says_it_uses
 
 MIN_SENTENCES = 2  # a paper that states a name once may only mention it; in two of its own sentences, it uses it
-CITES = re.compile(r"\[\s*\d|\bet\s+al\b|\b(?:19|20)\d\d\b")
-FIRST_PERSON = re.compile(r"(?i)\b(?:we|our|us)\b")
-# a citing sentence that says the authors adopt what it cites ("ReLU is performed right after each BN ...,
-# following [14]"): theirs, as a first-person one is
-ADOPTS = re.compile(r"(?i)\b(?:following|as\s+in)\s*(?:\[\s*\d|\(?[A-Z][A-Za-z-]+\s+et\s+al)")
-ASIDE = re.compile(r"\([^()]*\)")  # "(not included in the diagram)" says nothing about the idea
-NOT_USED = re.compile(r"(?i)\b(?:not|no|without|instead\s+of|unlike|rather\s+than|remov(?:e|es|ed|ing)|replac(?:e|es|ed|ing)"
-                      r"|eliminat(?:e|es|ed|ing)|as\s+opposed\s+to)\b")  # fmt: skip
-# a sentence that says how the network is built with the idea, so that one suffices
-USES = re.compile(r"(?i)\b(?:we|our|us|each|every|all)\b|\b(?:is|are)\s+(?:applied|performed|attached|used|inserted|added"
-                  r"|placed|adopted|employed)\b|\bends?\s+with\b|\bfollowed\s+by\b|\bconsists?\s+of\b|\bcontains?\b")  # fmt: skip
-FIGURE = re.compile(r"(?i)\bfig(?:ure)?s?\b|^\s*\d+\s+[A-Z]")  # about a figure, or a footnote ("2 In some literature ...")
 SIZE = re.compile(r"(\d+)\s*[x×]\s*(\d+)")
+# a name that ends by naming models ("Residual Network", "Inception architecture") finds the model in a
+# sentence, not the idea: not looked up
+FAMILY = re.compile(r"(?i)\b(?:networks?|nets?|models?|architectures?)\s*$")
+# a pooling said beside the classifier is the head's ("average pooling before the classifier"), not a
+# downsampling step between stages: a name of a pooling without "global" is not found there
+HEAD = re.compile(r"(?i)\b(?:classifiers?|fully[- ]connected|softmax|logistic|final)\b")
 
 
 # words a paper may write short, joined to the word before ("LayerNorm", "Layernorm", "BatchNorm", "max pool",
 # "MaxPool"): the separator between two words of a name may be empty already
 SHORT_FORMS = {"normalization": r"norm(?:ali[sz]ation)?", "normalisation": r"norm(?:ali[sz]ation)?",
-               "pooling": r"pool(?:ing)?"}  # fmt: skip
+               "pooling": r"pool(?:ing)?", "classifier": r"(?:classifier|layer)"}  # fmt: skip
+# ("fully connected classifier" is written "fully-connected layer": a classifier is its last layer)
 
 
 def _word_pattern(word: str) -> str:
@@ -95,31 +98,21 @@ def name_pattern(name: str) -> re.Pattern | None:
                       re.IGNORECASE)  # "linear layers" is not in "non-linear layers"
 
 
-def _model_key(word: str) -> str:
-    """A model's name as compared: "ShuffleNet-V2" ~ "shufflenetv2", "Transformers" ~ "Transformer"."""
-    return re.sub(r"s$", "", re.sub(r"\W", "", word.lower()))
-
-
-def says_it_uses(s: Sentence, own_names: set[str] = frozenset()) -> bool:
-    """One sentence enough to say the paper's network has the idea (see the module's docstring); not one
-    that names another model unless the authors speak ("The stem cell in standard ResNet contains ...":
-    ResNet's network, in the ConvNeXt paper). `own_names`: the paper's own model names (_model_key)."""
-    if not USES.search(s.text) or FIGURE.search(s.text):
-        return False
-    others = [m for m in model_names(s.text) if _model_key(m) not in own_names]
-    return not others or bool(FIRST_PERSON.search(s.text))
-
-
 class PaperIndex:
     """One paper's own body sentences (citing nothing, or saying in the first person what the authors do;
     none that says something is not used), for looking names up."""
 
-    def __init__(self, name: str, title: str | None, sentences: list[Sentence]) -> None:
+    def __init__(self, name: str, title: str | None, sentences: list[Sentence],
+                 background: Callable[[int, int], bool] | None = None) -> None:  # fmt: skip
+        """`background(page, offset)`: whether a place lies in a section about other work (introduction,
+        related work, discussion: candidates.background_sections); there only the authors' first-person
+        sentences are their own ("... are followed by one or more fully-connected layers" in GoogLeNet's
+        introduction is LeNet's design)."""
         self.name, self.title = name, title
-        self.own = [s for s in sentences if (not CITES.search(s.text) or FIRST_PERSON.search(s.text)
-                                             or ADOPTS.search(s.text)) and not NOT_USED.search(ASIDE.sub("", s.text))]  # fmt: skip
-        # its own model's names: the file's and the title's words ("convnext.pdf"; "ShuffleNet V2: ...")
-        self.own_names = {_model_key(w) for w in re.findall(r"[\w-]+", f"{name} {title or ''}")}
+        if background is not None:
+            sentences = [s for s in sentences if FIRST_PERSON.search(s.text) or not background(s.page, s.start)]
+        self.own_names = own_model_names(name, title)
+        self.own = [s for s in sentences if is_own(s, self.own_names)]
 
     def stating(self, names: Iterable[str]) -> list[tuple[Sentence, re.Match]]:
         """The paper's own sentences, in reading order, that state one of `names`."""
@@ -153,6 +146,12 @@ def _part_of_another(s: Sentence, m: re.Match, others: list[re.Pattern]) -> bool
     return False
 
 
+def _head_pooling(s: Sentence, m: re.Match) -> bool:
+    """A pooling other than global, named in a sentence about the classifier (HEAD)."""
+    said = m.group(0).lower()
+    return "pool" in said and "global" not in said and bool(HEAD.search(s.text))
+
+
 def link_by_name(attributes: list[dict], papers: list[PaperIndex], min_sentences: int = MIN_SENTENCES,
                  known: list[dict] = ()) -> dict:  # fmt: skip
     """Add a name-found source to each attribute for each paper that states it (in place); returns
@@ -163,18 +162,19 @@ def link_by_name(attributes: list[dict], papers: list[PaperIndex], min_sentences
     for a in attributes if min_sentences > 0 else []:
         if a.get("over_specific"):
             continue
-        names = _names(a)
-        mine = set(map(str.lower, names))
+        names = [n for n in _names(a) if not FAMILY.search(n)]
+        mine = set(map(str.lower, _names(a)))
         others = [p for b in everyone if b is not a for n in _names(b) if n.lower() not in mine
                   and (p := name_pattern(n)) is not None]  # fmt: skip
         have = {s["paper"] for s in a["sources"]}
         new = []
         for paper in papers:
             if paper.name not in have:
-                hits = [h for h in paper.stating(names) if not _part_of_another(*h, others)]
+                hits = [h for h in paper.stating(names) if not _part_of_another(*h, others) and not _head_pooling(*h)]
                 uses = [h for h in hits if says_it_uses(h[0], paper.own_names)]
                 if len(hits) >= min_sentences or uses:
-                    new.append(_source(paper, *(uses or hits)[0]))
+                    built = [h for h in uses if BUILT.search(h[0].text) or TABLE_ROW.match(h[0].text)]
+                    new.append(_source(paper, *(built or uses or hits)[0]))
         if new:
             a["sources"] = [*a["sources"], *new]
             a["frequency"] = len({s["paper"] for s in a["sources"]})

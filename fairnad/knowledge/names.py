@@ -78,11 +78,12 @@ NOT_AN_IDEA = (
                                r"|continuum|intuitions?|observations?|insights?|motivations?)\b")),
     ("a training setting", re.compile(r"(?i)\b(?:learning rates?|weight decay|label smoothing|warm-?up|epochs?"
                                       r"|batch sizes?|momentum|optimi[sz]ers?|augmentations?|mixup|cutmix|randaugment"
-                                      r"|gradient clipping|(?:depth|drop|dropout|drop[- ]path) rates?)\b")),
+                                      r"|gradient clipping|(?:depth|drop|dropout|drop[- ]path) rates?|large[- ]scale)\b")),
     ("a finding", re.compile(r"(?i)\b(?:results?|better|outperforms?|improvements?|comparisons?|ablations?"
                              r"|experiments?)\b")),
     ("a family of models", re.compile(r"(?i)\b(?:networks|nets|models|architectures)\s*$")),
-    ("an implementation detail", re.compile(r"(?i)(?:\b(?:torch|pytorch|tensorflow|keras|caffe|cuda|gpus?|tpus?"
+    ("a pointer to what a sentence says", re.compile(r"(?i)\b(?:this|these|those|our)\b")),
+    ("an implementation detail", re.compile(r"(?i)(?:\b(?:torch|pytorch|tensorflow|keras|caffe|cuda|gpus?|tpus?|tensors?"
                                             r"|library|implementation|implemented|batch computation|batched)\b|built-in)")),
 )  # fmt: skip
 

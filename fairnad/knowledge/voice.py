@@ -1,0 +1,90 @@
+"""Whose design a sentence states: the authors' own network's, or another work's.
+
+Both the candidates (what a paper proposes) and the lookups (which paper uses an idea of the tree) need
+the paper's own sentences, not the ones that tell what others did: "ShuffleNet [21] utilizes channel
+shuffle in each unit" is ShuffleNet's design in the ShuffleNet V2 paper. A sentence is the authors' own
+when it cites nothing (no "[12]", "et al." or year), when they speak in the first person, when it says
+it adopts what it cites ("..., following [14]"), or when it says how the network is built and cites once
+to credit the idea ("Layernorm (LN) is applied before every block (Wang et al., 2019)"); never one that
+says the idea is not used ("Stochastic depth is not used in our smaller models"; a "not" in parentheses
+is an aside).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+from fairnad.knowledge.consolidate import model_names
+from fairnad.knowledge.evidence import Sentence
+
+CITES = re.compile(r"\[\s*\d|\bet\s+al\b|\b(?:19|20)\d\d\b")
+FIRST_PERSON = re.compile(r"(?i)\b(?:we|our|us)\b")
+# a citing sentence that says the authors adopt what it cites ("ReLU is performed right after each BN ...,
+# following [14]"): theirs, as a first-person one is
+ADOPTS = re.compile(r"(?i)\b(?:following|as\s+in)\s*(?:\[\s*\d|\(?[A-Z][A-Za-z-]+\s+et\s+al)")
+ASIDE = re.compile(r"\([^()]*\)")  # "(not included in the diagram)" says nothing about the idea
+NOT_USED = re.compile(r"(?i)\b(?:not|no|without|instead\s+of|unlike|rather\s+than|remov(?:e|es|ed|ing)|replac(?:e|es|ed|ing)"
+                      r"|eliminat(?:e|es|ed|ing)|as\s+opposed\s+to)\b")  # fmt: skip
+# a sentence that says how the network is built with the idea (BUILT), or in which the authors speak or say
+# where it goes (USES), so that one suffices. Of the sentences that say so, a lookup's source is one of BUILT
+# when there is one ("The network ends with ... a 1000-way fully-connected layer", not "We also note that the
+# above notations are about fully-connected layers")
+BUILT = re.compile(r"(?i)\b(?:is|are)\s+(?:applied|performed|attached|used|inserted|added|placed|adopted|employed)\b"
+                   r"|\bends?\s+with\b|\bfollowed\s+by\b|\bconsists?\s+of\b|\bcontains?\b")  # fmt: skip
+USES = re.compile(rf"(?i)\b(?:we|our|us|each|every|all)\b|{BUILT.pattern[4:]}")
+# about a figure, a table's caption, a footnote ("2 In some literature ..."), or numbers of a table read as text ("81.3 95.6 ...")
+FIGURE = re.compile(r"(?i)\bfig(?:ure)?s?\b|^\s*table\s+\d+\s*[.:]|^\s*\d+\s+[A-Z]|^\s*\d+\.\d+\s+\d")
+# a row of an architecture table ("3 × 3 max pool, stride 2", "7 × 7 global average pool 1000D fully-connected,
+# softmax"): two sizes and a layer word; it states how the network is built, as a sentence that says so does
+TABLE_ROW = re.compile(r"(?i)(?=(?:.*?\d+\s*[x×]\s*\d+){2}).*\b(?:stride|conv|pool|fully-connected|fc|softmax)\b")
+# one citation in parentheses or brackets that credits what the sentence states ("Layernorm (LN) is applied
+# before every block (Wang et al., 2019)")
+CREDIT = re.compile(r"\((?:[^()]*?\bet\s+al\b[^()]*?|[^()]*?\b(?:19|20)\d\d[a-z]?)\)|\[\s*\d[\d,\s\-–]*\]")
+# a citing sentence about what others did: it begins with the citation ("[58] introduced ...") or tells of work
+# done before ("have previously been shown", "was proposed", "as noted in [37]")
+OTHER_WORK = re.compile(r"(?i)^\W*(?:\[|\(?[A-Z][\w-]+\s+et\s+al)|\b(?:previously|proposed|introduced|reported|studied"
+                        r"|shown|suggested|noted|inspired|motivated)\b")  # fmt: skip
+
+
+def model_key(word: str) -> str:
+    """A model's name as compared: "ShuffleNet-V2" ~ "shufflenetv2", "Transformers" ~ "Transformer"."""
+    return re.sub(r"s$", "", re.sub(r"\W", "", word.lower()))
+
+
+def own_model_names(name: str, title: str | None) -> set[str]:
+    """A paper's own model names (model_key): its file's and its title's words ("convnext.pdf"; "ShuffleNet V2: ...")."""
+    return {model_key(w) for w in re.findall(r"[\w-]+", f"{name} {title or ''}")}
+
+
+def says_it_uses(s: Sentence, own_names: set[str] = frozenset()) -> bool:
+    """One sentence enough to say the paper's network has what it names: a row of an architecture table, or
+    a sentence of USES not about a figure and not naming another model unless the authors speak ("The stem
+    cell in standard ResNet contains ...": ResNet's network, in the ConvNeXt paper)."""
+    if TABLE_ROW.match(s.text):
+        return True
+    if not USES.search(s.text) or FIGURE.search(s.text):
+        return False
+    others = [m for m in model_names(s.text) if model_key(m) not in own_names]
+    return not others or bool(FIRST_PERSON.search(s.text))
+
+
+def credits_only(s: Sentence, own_names: set[str] = frozenset()) -> bool:
+    """A citing sentence that states how this network is built and cites once, to credit it: with the citation
+    taken out it says how the network uses what it names (`says_it_uses`), and it tells of no earlier work."""
+    bare, credits = CREDIT.subn("", s.text)
+    return (credits == 1 and not OTHER_WORK.search(s.text) and not CITES.search(bare)
+            and says_it_uses(dataclasses.replace(s, text=bare), own_names))  # fmt: skip
+
+
+# numbers of a table read as text before its caption ("81.3 95.6 50.5 43.7 46.1 Table 4. Ablation study on ..."),
+# or a table's legend (": absolute position embedding term of ViT; rel. ...")
+TABLE_NUMBERS = re.compile(r"^\s*(?:(?:[\d.]+\s+){3}|[:;,])")
+
+
+def is_own(s: Sentence, own_names: set[str] = frozenset()) -> bool:
+    """The authors' own sentence (see the module's docstring), one that does not say the idea is not used
+    and is no table's numbers."""
+    text = s.text
+    return not TABLE_NUMBERS.match(text) and ((not CITES.search(text) or bool(FIRST_PERSON.search(text)) or bool(ADOPTS.search(text))
+             or credits_only(s, own_names)) and not NOT_USED.search(ASIDE.sub("", text)))  # fmt: skip
