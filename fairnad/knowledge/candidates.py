@@ -35,7 +35,7 @@ from typing import Callable
 from fairnad.ingest.pdf import Document
 from fairnad.knowledge.evidence import Sentence, Span
 from fairnad.knowledge.names import is_vague, name_key
-from fairnad.knowledge.voice import BUILT, CITES, is_own, own_model_names, says_it_uses
+from fairnad.knowledge.voice import BUILT, CITES, FIRST_PERSON, own_model_names, says_it_uses, states_own_use
 
 KINDS = ("term", "run-in", "heading", "proposal", "described")
 NUMBERED = re.compile(r"^(?:[A-Z]?\d+(?:\.\d+)*\.?)\s+(?=[A-Za-z])")
@@ -258,22 +258,27 @@ def _terms_in(s: Sentence):
             yield key, said, Span(s.page, s.start + toks[a].start(), s.start + t.end(), said, "candidate", s.text, s.start)
 
 
-def design_terms(sentences: list[Sentence], k: int = 24) -> list[Candidate]:
+def design_terms(sentences: list[Sentence], k: int = 24, evidence: Callable[[Sentence], int] | None = None) -> list[Candidate]:
     """Phrases that name a design the way papers do: up to three qualifiers before a design noun
     ("depthwise convolution", "2 × 2 average pooling", "SE blocks"), or a name that is a design on its
     own ("h-swish", "ReLU6", "self-attention"), said at least twice in the paper's own sentences (none
     that cites). The most frequent first; a phrase the paper mostly says in a longer form gives way to it.
-    Each at the first own sentence that says it."""
+    Each at the first own sentence that says it and may stand as its evidence: `evidence(sentence)` is 2 for
+    one that says how the network uses it, 1 for one that may stand (voice.states_own_use: no caption,
+    another model's design or negation), 0 for none; the first of the best rank; none above 0, no candidate."""
     counts: Counter = Counter()
     forms: dict[tuple, Counter] = {}
     first: dict[tuple, Span] = {}
+    best: dict[tuple, int] = {}
     for s in sentences:
         if CITES.search(s.text):
             continue
+        rank = 1 if evidence is None else evidence(s)
         for key, said, span in _terms_in(s):
             counts[key] += 1
             forms.setdefault(key, Counter())[said] += 1
-            first.setdefault(key, span)
+            if rank > best.get(key, 0):
+                first[key], best[key] = span, rank
     qualified: Counter = Counter()  # the most a term is said with one more qualifier ("3 × 3 depthwise convolution")
     continued: Counter = Counter()  # the most it is said as the start of a longer term ("Equal channel" -> "... width")
     for key, n in counts.items():
@@ -289,7 +294,7 @@ def design_terms(sentences: list[Sentence], k: int = 24) -> list[Candidate]:
     for _, key in sorted(kept, key=lambda t: (-t[0], t[1])):
         phrase = forms[key].most_common(1)[0][0]
         nk = name_key(phrase)
-        if nk in taken or not design_words(phrase) or is_vague(phrase):
+        if nk in taken or not design_words(phrase) or is_vague(phrase) or key not in first:
             continue
         taken.add(nk)
         out.append(Candidate(phrase, "term", first[key]))
@@ -375,17 +380,40 @@ def background_sections(doc: Document, appendix: bool = False, front: bool = Fal
     return inside
 
 
+def figure_captions(doc: Document) -> Callable[[int, int], bool]:
+    """(page, offset) -> whether that place lies in a figure's caption ("Figure 3: The difference between
+    residual block and inverted residual ... Note how classical residuals connects ..."): it tells what a
+    drawing shows, often another network's design beside the paper's."""
+    spans = []
+    for page in doc.pages:
+        for cap in page.captions:
+            at = page.text.find(cap)
+            if at >= 0 and re.match(r"(?i)fig(?:ure)?\.?\s*\d", cap):
+                spans.append((page.number, at, at + len(cap)))
+    return lambda page, offset: any(p == page and a <= offset < b for p, a, b in spans)
+
+
 def find_candidates(doc: Document, sentences: list[Sentence], limit: int = 40,
                     design_likeness: Callable[[list[str]], list[float]] | None = None,
                     describe: bool = True) -> list[Candidate]:  # fmt: skip
     """A paper's candidate ideas, each once (by content words): the design terms it uses most first, then
     run-in heads, headings and proposals, at most `limit`. `design_likeness(phrases)`: how
     close each phrase is to the template's examples, for the noisy kinds."""
-    found = [*design_terms(sentences), *run_ins(doc, sentences), *headings(doc, sentences), *proposals(sentences)[:10]]
+    names, captions = own_model_names(doc.name, doc.title), figure_captions(doc)
+    background = background_sections(doc, appendix=True, front=True)
+
+    def evidence(s: Sentence) -> int:
+        """2: says how the paper's network uses what it names; 1: may stand; 0: not (see design_terms)."""
+        if not states_own_use(s, names, captions(s.page, s.start)):
+            return 0
+        if background(s.page, s.start):  # the abstract, introduction, related work, discussion
+            return int(bool(FIRST_PERSON.search(s.text)))
+        return 1 + says_it_uses(s, names)
+
+    found = [*design_terms(sentences, evidence=evidence), *run_ins(doc, sentences), *headings(doc, sentences),
+             *proposals(sentences)[:10]]  # fmt: skip
     if describe:
-        names = own_model_names(doc.name, doc.title)
-        found += described(sentences, lambda s: is_own(s, names) and says_it_uses(s, names),
-                           background_sections(doc, appendix=True, front=True))
+        found += described(sentences, lambda s: evidence(s) == 2, background)
     if design_likeness is not None:
         noisy = [c for c in found if c.kind in NOISY_KINDS]
         below = {id(c) for c, d in zip(noisy, design_likeness([c.phrase for c in noisy])) if d < NOISY_AT}

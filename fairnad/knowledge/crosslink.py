@@ -28,7 +28,9 @@ What counts, chosen by reading a sample of the lookups in the 13 papers:
   while the authors do not speak ("The stem cell in standard ResNet contains ..." in the ConvNeXt
   paper): most papers state a classifier's global average pooling, their ReLU6 or their GELU once ("The
   network ends with a global average pooling and a fully-connected layer"); the source is the sentence
-  that says how the network is built, when there is one;
+  that says how the network is built, when there is one, and never a figure's caption, a sentence about a
+  figure or one about another model or earlier work in which the authors do not speak
+  (voice.states_own_use: "Consider a Transformer block with ..." in the ConvNeXt paper);
 - not through an alias that names a family of models ("Residual Network" finds ResNet, not the block),
   nor a pooling other than global in a sentence about the classifier (the head's pooling is no
   downsampling step);
@@ -56,7 +58,8 @@ from fairnad.knowledge.evidence import Sentence
 from fairnad.knowledge.names import name_key
 from fairnad.knowledge.template import Template
 from fairnad.knowledge.tree import example_attributes
-from fairnad.knowledge.voice import BUILT, FIRST_PERSON, TABLE_ROW, is_own, own_model_names, says_it_uses
+from fairnad.knowledge.voice import (BUILT, FIRST_PERSON, TABLE_ROW, is_own, own_model_names, says_it_uses,
+                                     states_own_use)
 
 MIN_SENTENCES = 2  # a paper that states a name once may only mention it; in two of its own sentences, it uses it
 SIZE = re.compile(r"(\d+)\s*[x×]\s*(\d+)")
@@ -103,16 +106,23 @@ class PaperIndex:
     none that says something is not used), for looking names up."""
 
     def __init__(self, name: str, title: str | None, sentences: list[Sentence],
-                 background: Callable[[int, int], bool] | None = None) -> None:  # fmt: skip
+                 background: Callable[[int, int], bool] | None = None,
+                 captions: Callable[[int, int], bool] | None = None) -> None:  # fmt: skip
         """`background(page, offset)`: whether a place lies in a section about other work (introduction,
         related work, discussion: candidates.background_sections); there only the authors' first-person
         sentences are their own ("... are followed by one or more fully-connected layers" in GoogLeNet's
-        introduction is LeNet's design)."""
+        introduction is LeNet's design). `captions(page, offset)`: whether a place lies in a figure's caption
+        (candidates.figure_captions), which tells what a drawing shows: no source."""
         self.name, self.title = name, title
+        self._captions = captions or (lambda page, offset: False)
         if background is not None:
             sentences = [s for s in sentences if FIRST_PERSON.search(s.text) or not background(s.page, s.start)]
         self.own_names = own_model_names(name, title)
         self.own = [s for s in sentences if is_own(s, self.own_names)]
+
+    def may_stand(self, s: Sentence) -> bool:
+        """Whether a sentence may stand as the source (voice.states_own_use)."""
+        return states_own_use(s, self.own_names, self._captions(s.page, s.start))
 
     def stating(self, names: Iterable[str]) -> list[tuple[Sentence, re.Match]]:
         """The paper's own sentences, in reading order, that state one of `names`."""
@@ -171,10 +181,11 @@ def link_by_name(attributes: list[dict], papers: list[PaperIndex], min_sentences
         for paper in papers:
             if paper.name not in have:
                 hits = [h for h in paper.stating(names) if not _part_of_another(*h, others) and not _head_pooling(*h)]
-                uses = [h for h in hits if says_it_uses(h[0], paper.own_names)]
-                if len(hits) >= min_sentences or uses:
+                good = [h for h in hits if paper.may_stand(h[0])]
+                uses = [h for h in good if says_it_uses(h[0], paper.own_names)]
+                if (len(hits) >= min_sentences and good) or uses:
                     built = [h for h in uses if BUILT.search(h[0].text) or TABLE_ROW.match(h[0].text)]
-                    new.append(_source(paper, *(built or uses or hits)[0]))
+                    new.append(_source(paper, *(built or uses or good)[0]))
         if new:
             a["sources"] = [*a["sources"], *new]
             a["frequency"] = len({s["paper"] for s in a["sources"]})

@@ -25,7 +25,11 @@ FIRST_PERSON = re.compile(r"(?i)\b(?:we|our|us)\b")
 ADOPTS = re.compile(r"(?i)\b(?:following|as\s+in)\s*(?:\[\s*\d|\(?[A-Z][A-Za-z-]+\s+et\s+al)")
 ASIDE = re.compile(r"\([^()]*\)")  # "(not included in the diagram)" says nothing about the idea
 NOT_USED = re.compile(r"(?i)\b(?:not|no|without|instead\s+of|unlike|rather\s+than|remov(?:e|es|ed|ing)|replac(?:e|es|ed|ing)"
-                      r"|eliminat(?:e|es|ed|ing)|as\s+opposed\s+to)\b")  # fmt: skip
+                      r"|eliminat(?:e|es|ed|ing)|as\s+opposed\s+to|disabl(?:e|es|ed|ing))\b")  # fmt: skip
+# what others built, named without a citation ("Group convolution and depth-wise convolution are crucial in
+# these works"; "That is a design decision also evident in Transformers")
+OTHERS_BUILT = re.compile(r"(?i)\b(?:these|those|previous|prior|existing|earlier)\s+(?:works?|methods|approaches|studies)\b")
+FAMILIES = re.compile(r"\b(?:Transformers?|ViTs?)\b")  # model families model_names does not see
 # a sentence that says how the network is built with the idea (BUILT), or in which the authors speak or say
 # where it goes (USES), so that one suffices. Of the sentences that say so, a lookup's source is one of BUILT
 # when there is one ("The network ends with ... a 1000-way fully-connected layer", not "We also note that the
@@ -65,8 +69,12 @@ def says_it_uses(s: Sentence, own_names: set[str] = frozenset()) -> bool:
         return True
     if not USES.search(s.text) or FIGURE.search(s.text):
         return False
-    others = [m for m in model_names(s.text) if model_key(m) not in own_names]
-    return not others or bool(FIRST_PERSON.search(s.text))
+    return not others_named(s.text, own_names) or bool(FIRST_PERSON.search(s.text))
+
+
+def others_named(text: str, own_names: set[str] = frozenset()) -> list[str]:
+    """The models and model families `text` names that are not the paper's own."""
+    return [m for m in [*model_names(text), *FAMILIES.findall(text)] if model_key(m) not in own_names]
 
 
 def credits_only(s: Sentence, own_names: set[str] = frozenset()) -> bool:
@@ -88,3 +96,13 @@ def is_own(s: Sentence, own_names: set[str] = frozenset()) -> bool:
     text = s.text
     return not TABLE_NUMBERS.match(text) and ((not CITES.search(text) or bool(FIRST_PERSON.search(text)) or bool(ADOPTS.search(text))
              or credits_only(s, own_names)) and not NOT_USED.search(ASIDE.sub("", text)))  # fmt: skip
+
+
+def states_own_use(s: Sentence, own_names: set[str] = frozenset(), in_caption: bool = False) -> bool:
+    """A sentence that can stand as evidence that the paper's network has what it names: the authors' own
+    (is_own), not a figure's caption nor about a figure, about no other model or earlier work unless the
+    authors speak. The first sentence that says a term is often none of these ("Note how classical residuals
+    connects ...", in a caption; "Consider a Transformer block with ...", in the ConvNeXt paper)."""
+    if in_caption or FIGURE.search(s.text) or OTHERS_BUILT.search(s.text) or not is_own(s, own_names):
+        return False
+    return not others_named(s.text, own_names) or bool(FIRST_PERSON.search(s.text))
