@@ -35,7 +35,7 @@ from typing import Callable
 from fairnad.ingest.pdf import Document
 from fairnad.knowledge.evidence import Sentence, Span
 from fairnad.knowledge.names import is_vague, name_key
-from fairnad.knowledge.voice import BUILT, CITES, FIRST_PERSON, own_model_names, says_it_uses, states_own_use
+from fairnad.knowledge.voice import BUILT, CITES, own_model_names, says_it_uses, states_own_use
 
 KINDS = ("term", "run-in", "heading", "proposal", "described")
 NUMBERED = re.compile(r"^(?:[A-Z]?\d+(?:\.\d+)*\.?)\s+(?=[A-Za-z])")
@@ -318,7 +318,8 @@ def described(sentences: list[Sentence], own: Callable[[Sentence], bool], backgr
     before every block, and residual connections after every block (Wang et al., 2019)"), in reading order,
     the longest at each place; not a lone hyphenated word said once ("Large-Scale", "Light-Head"). design_terms wants a term said twice in sentences that cite nothing; a
     paper's account of its own network names most parts once, and ViT's credits each part it takes.
-    `own(sentence)`: the authors' own (voice.is_own and says_it_uses); none from `background` sections."""
+    `own(sentence)`: says how the paper's own network uses what it names (find_candidates' evidence rank 2);
+    none from `background` sections."""
     out = []
     for s in sentences:
         if background(s.page, s.start) or not (BUILT.search(s.text) or PROPOSES.search(s.text)) or not own(s):
@@ -397,18 +398,19 @@ def find_candidates(doc: Document, sentences: list[Sentence], limit: int = 40,
                     design_likeness: Callable[[list[str]], list[float]] | None = None,
                     describe: bool = True) -> list[Candidate]:  # fmt: skip
     """A paper's candidate ideas, each once (by content words): the design terms it uses most first, then
-    run-in heads, headings and proposals, at most `limit`. `design_likeness(phrases)`: how
-    close each phrase is to the template's examples, for the noisy kinds."""
+    run-in heads, headings and proposals, then (`describe`) the parts it names where it says how its network
+    is built, at most `limit`. `design_likeness(phrases)`: how close each phrase is to the template's
+    examples, for the noisy kinds."""
     names, captions = own_model_names(doc.name, doc.title), figure_captions(doc)
     background = background_sections(doc, appendix=True, front=True)
 
     def evidence(s: Sentence) -> int:
-        """2: says how the paper's network uses what it names; 1: may stand; 0: not (see design_terms)."""
-        if not states_own_use(s, names, captions(s.page, s.start)):
+        """2: says how the paper's network uses what it names (never in the abstract, introduction, related
+        work or discussion); 1: may stand; 0: not (see design_terms)."""
+        aside = background(s.page, s.start)
+        if not states_own_use(s, names, captions(s.page, s.start), aside):
             return 0
-        if background(s.page, s.start):  # the abstract, introduction, related work, discussion
-            return int(bool(FIRST_PERSON.search(s.text)))
-        return 1 + says_it_uses(s, names)
+        return 1 + (not aside and says_it_uses(s, names))
 
     found = [*design_terms(sentences, evidence=evidence), *run_ins(doc, sentences), *headings(doc, sentences),
              *proposals(sentences)[:10]]  # fmt: skip

@@ -55,17 +55,17 @@ from functools import lru_cache
 
 from fairnad.knowledge.candidates import NAMED
 from fairnad.knowledge.evidence import Sentence
-from fairnad.knowledge.names import name_key
+from fairnad.knowledge.names import MODEL_FAMILY, name_key
 from fairnad.knowledge.template import Template
 from fairnad.knowledge.tree import example_attributes
-from fairnad.knowledge.voice import (BUILT, FIRST_PERSON, TABLE_ROW, is_own, own_model_names, says_it_uses,
+from fairnad.knowledge.voice import (BUILT, TABLE_ROW, is_own, own_model_names, says_it_uses, speaks_there,
                                      states_own_use)
 
 MIN_SENTENCES = 2  # a paper that states a name once may only mention it; in two of its own sentences, it uses it
 SIZE = re.compile(r"(\d+)\s*[x×]\s*(\d+)")
 # a name that ends by naming models ("Residual Network", "Inception architecture") finds the model in a
 # sentence, not the idea: not looked up
-FAMILY = re.compile(r"(?i)\b(?:networks?|nets?|models?|architectures?)\s*$")
+FAMILY = re.compile(rf"(?i){MODEL_FAMILY}s?\s*$")
 # a pooling said beside the classifier is the head's ("average pooling before the classifier"), not a
 # downsampling step between stages: a name of a pooling without "global" is not found there
 HEAD = re.compile(r"(?i)\b(?:classifiers?|fully[- ]connected|softmax|logistic|final)\b")
@@ -116,7 +116,7 @@ class PaperIndex:
         self.name, self.title = name, title
         self._captions = captions or (lambda page, offset: False)
         if background is not None:
-            sentences = [s for s in sentences if FIRST_PERSON.search(s.text) or not background(s.page, s.start)]
+            sentences = [s for s in sentences if speaks_there(s, background(s.page, s.start))]
         self.own_names = own_model_names(name, title)
         self.own = [s for s in sentences if is_own(s, self.own_names)]
 

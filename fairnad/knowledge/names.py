@@ -71,6 +71,7 @@ def is_generic(name: str) -> bool:
 # "interpretation of Inception modules", "stochastic depth rate", "torch's built-in grouped convolution",
 # "better results than going deeper or wider", "Residual Networks").
 # Regularizers a template files as ideas (dropout, stochastic depth) stay; their rates are settings.
+MODEL_FAMILY = r"\b(?:network|net|model|architecture)"  # a name that ends in its plural names models, not an idea
 NOT_AN_IDEA = (
     ("what a paper measures", re.compile(r"(?i)\b(?:accurac(?:y|ies)|efficiency|performance|latency|speed|flops"
                                          r"|error rates?|complexity|runtime|throughput)\b")),
@@ -81,7 +82,7 @@ NOT_AN_IDEA = (
                                       r"|gradient clipping|(?:depth|drop|dropout|drop[- ]path) rates?|large[- ]scale)\b")),
     ("a finding", re.compile(r"(?i)\b(?:results?|better|outperforms?|improvements?|comparisons?|ablations?"
                              r"|experiments?)\b")),
-    ("a family of models", re.compile(r"(?i)\b(?:networks|nets|models|architectures)\s*$")),
+    ("a family of models", re.compile(rf"(?i){MODEL_FAMILY}s\s*$")),
     ("a pointer to what a sentence says", re.compile(r"(?i)\b(?:this|these|those|our)\b")),
     ("an implementation detail", re.compile(r"(?i)(?:\b(?:torch|pytorch|tensorflow|keras|caffe|cuda|gpus?|tpus?|tensors?"
                                             r"|library|implementation|implemented|batch computation|batched)\b|built-in)")),

@@ -34,11 +34,15 @@ FAMILIES = re.compile(r"\b(?:Transformers?|ViTs?)\b")  # model families model_na
 # where it goes (USES), so that one suffices. Of the sentences that say so, a lookup's source is one of BUILT
 # when there is one ("The network ends with ... a 1000-way fully-connected layer", not "We also note that the
 # above notations are about fully-connected layers")
-BUILT = re.compile(r"(?i)\b(?:is|are)\s+(?:applied|performed|attached|used|inserted|added|placed|adopted|employed)\b"
-                   r"|\bends?\s+with\b|\bfollowed\s+by\b|\bconsists?\s+of\b|\bcontains?\b")  # fmt: skip
-USES = re.compile(rf"(?i)\b(?:we|our|us|each|every|all)\b|{BUILT.pattern[4:]}")
+_BUILT = (r"\b(?:is|are)\s+(?:applied|performed|attached|used|inserted|added|placed|adopted|employed)\b"
+          r"|\bends?\s+with\b|\bfollowed\s+by\b|\bconsists?\s+of\b|\bcontains?\b")  # fmt: skip
+BUILT = re.compile(_BUILT, re.IGNORECASE)
+USES = re.compile(rf"\b(?:we|our|us|each|every|all)\b|{_BUILT}", re.IGNORECASE)
 # about a figure, a table's caption, a footnote ("2 In some literature ..."), or numbers of a table read as text ("81.3 95.6 ...")
 FIGURE = re.compile(r"(?i)\bfig(?:ure)?s?\b|^\s*table\s+\d+\s*[.:]|^\s*\d+\s+[A-Z]|^\s*\d+\.\d+\s+\d")
+# numbers of a table read as text before its caption ("81.3 95.6 50.5 43.7 46.1 Table 4. Ablation study on ..."),
+# or a table's legend (": absolute position embedding term of ViT; rel. ...")
+TABLE_NUMBERS = re.compile(r"^\s*(?:(?:[\d.]+\s+){3}|[:;,])")
 # a row of an architecture table ("3 × 3 max pool, stride 2", "7 × 7 global average pool 1000D fully-connected,
 # softmax"): two sizes and a layer word; it states how the network is built, as a sentence that says so does
 TABLE_ROW = re.compile(r"(?i)(?=(?:.*?\d+\s*[x×]\s*\d+){2}).*\b(?:stride|conv|pool|fully-connected|fc|softmax)\b")
@@ -85,24 +89,30 @@ def credits_only(s: Sentence, own_names: set[str] = frozenset()) -> bool:
             and says_it_uses(dataclasses.replace(s, text=bare), own_names))  # fmt: skip
 
 
-# numbers of a table read as text before its caption ("81.3 95.6 50.5 43.7 46.1 Table 4. Ablation study on ..."),
-# or a table's legend (": absolute position embedding term of ViT; rel. ...")
-TABLE_NUMBERS = re.compile(r"^\s*(?:(?:[\d.]+\s+){3}|[:;,])")
-
-
 def is_own(s: Sentence, own_names: set[str] = frozenset()) -> bool:
     """The authors' own sentence (see the module's docstring), one that does not say the idea is not used
     and is no table's numbers."""
     text = s.text
-    return not TABLE_NUMBERS.match(text) and ((not CITES.search(text) or bool(FIRST_PERSON.search(text)) or bool(ADOPTS.search(text))
-             or credits_only(s, own_names)) and not NOT_USED.search(ASIDE.sub("", text)))  # fmt: skip
+    if TABLE_NUMBERS.match(text) or NOT_USED.search(ASIDE.sub("", text)):
+        return False
+    return (not CITES.search(text) or bool(FIRST_PERSON.search(text) or ADOPTS.search(text))
+            or credits_only(s, own_names))  # fmt: skip
 
 
-def states_own_use(s: Sentence, own_names: set[str] = frozenset(), in_caption: bool = False) -> bool:
+def speaks_there(s: Sentence, in_background: bool) -> bool:
+    """In the introduction, related work or discussion (`in_background`) only the authors' first-person
+    sentences are about their network ("... are followed by one or more fully-connected layers" in
+    GoogLeNet's introduction is LeNet's design); elsewhere any."""
+    return not in_background or bool(FIRST_PERSON.search(s.text))
+
+
+def states_own_use(s: Sentence, own_names: set[str] = frozenset(), in_caption: bool = False,
+                   in_background: bool = False) -> bool:  # fmt: skip
     """A sentence that can stand as evidence that the paper's network has what it names: the authors' own
     (is_own), not a figure's caption nor about a figure, about no other model or earlier work unless the
-    authors speak. The first sentence that says a term is often none of these ("Note how classical residuals
-    connects ...", in a caption; "Consider a Transformer block with ...", in the ConvNeXt paper)."""
-    if in_caption or FIGURE.search(s.text) or OTHERS_BUILT.search(s.text) or not is_own(s, own_names):
+    authors speak, in a background section only in the first person (speaks_there). The first sentence that
+    says a term is often none of these ("Note how classical residuals connects ...", in a caption;
+    "Consider a Transformer block with ...", in the ConvNeXt paper)."""
+    if in_caption or not speaks_there(s, in_background) or FIGURE.search(s.text) or OTHERS_BUILT.search(s.text):
         return False
-    return not others_named(s.text, own_names) or bool(FIRST_PERSON.search(s.text))
+    return is_own(s, own_names) and (not others_named(s.text, own_names) or bool(FIRST_PERSON.search(s.text)))
