@@ -77,12 +77,13 @@ def recall(tree: AttributeTree, key: dict, emb: Embedder) -> dict:
 
 
 def structure(tree: AttributeTree) -> dict:
-    """Issue 35's structural targets: no source repeated within an idea, every paper with ideas of its own,
+    """Issue 35's structural targets: no sentence twice within an idea, every paper with ideas of its own,
     every category with two ideas or more; and what fair sampling draws (AttributeTree.sampled)."""
     dups = 0
     own: Counter = Counter()
     for a in tree.attributes():
-        keys = [(s["paper"], s.get("page"), s.get("offset"), s.get("length")) for s in a["sources"]]
+        # a sentence: its paper, page and offset
+        keys = [(s["paper"], s.get("page"), s.get("evidence_offset", s.get("offset"))) for s in a["sources"]]
         dups += len(keys) - len(set(keys))
         for paper in {s["paper"] for s in a["sources"] if s.get("alignment") != "name" and not a.get("from_template")}:
             own[paper] += 1

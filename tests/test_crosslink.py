@@ -14,6 +14,7 @@ from pdfs import make_paper
 from fairnad.ingest.pdf import parse_pdf
 from fairnad.knowledge.crosslink import PaperIndex, link_by_name, name_pattern
 from fairnad.knowledge.evidence import span_is_at_its_offsets, split_sentences
+from fairnad.knowledge.voice import states_own_use
 
 USES = [
     ("2 Method", True),
@@ -129,6 +130,33 @@ def test_a_credited_sentence_a_table_row_and_the_classifier_as_papers_write_them
     link_by_name(plain, [PaperIndex("b", "B", split_sentences(doc))])
     assert plain[0]["sources"][1]["evidence"].startswith("Classic networks")
 
+
+STUDIED = [
+    ("3 Architecture", True),
+    ("Each stage ends with a max pooling layer of stride two. The classifier is a linear layer.", False),
+    ("4 Experiments", True),
+    ("We compare channel shuffle against gating modules in the table below. Our shifted windows are "
+     "faster than sliding windows. We add dropout after every linear layer. The attention distance increases "
+     "with network depth.", False),
+]  # fmt: skip
+
+
+def test_a_study_or_an_experiments_remark_is_no_source(tmp_path):
+    """In a section of experiments only a sentence that says how the network uses an idea is a source ("We
+    add dropout after every linear layer"), not a remark ("The attention distance increases with network
+    depth"), a comparison or what the network is faster than."""
+    from fairnad.knowledge.candidates import experiment_sections
+
+    doc = parse_pdf(make_paper(tmp_path / "s.pdf", title="Studied Parts", body=STUDIED, extra_page=False))
+    papers = [PaperIndex("s", "S", split_sentences(doc), experiments=experiment_sections(doc))]
+    attrs = [_attr("dropout"), _attr("max pooling"), _attr("channel shuffle"), _attr("sliding windows"),
+             _attr("network depth"), _attr("gating module")]  # fmt: skip
+    link_by_name(attrs, papers)
+    found = {x["name"]: x["sources"][1]["evidence"] for x in attrs if len(x["sources"]) == 2}
+    assert sorted(found) == ["dropout", "max pooling"] and found["dropout"] == "We add dropout after every linear layer."
+    said = {s.text: s for s in split_sentences(doc)}
+    remark = said["The attention distance increases with network depth."]
+    assert states_own_use(remark) and not states_own_use(remark, in_experiments=True)  # the section decides
 
 def test_name_patterns_take_plurals_and_hyphens_not_longer_words():
     p = name_pattern("feature-maps")

@@ -126,6 +126,9 @@ def test_support_needs_the_names_words_in_the_sentence():
     assert check_support("channel shuffle", "A channel shuffling operation mixes the groups.", 0.1).ok  # inflections
     assert check_support("grouped convolutions", "We use convolutional layers in groups.", 0.1).ok
     assert check_support("normalization", "Each layer normalizes its inputs.", 0.1).ok
+    # sizes read alike in the name and the sentence (the model's "1 × 1 convs" had failed its own sentence)
+    assert check_support("1 × 1 convs", "An activation follows each layer, including the 1 × 1 convs.", 0.1).ok
+    assert not check_support("3 × 3 conv", "Each block has a 5 × 5 conv.", 0.1).ok
 
 
 # -- consolidation --------------------------------------------------------------------------------
@@ -334,7 +337,7 @@ def test_a_page_whose_tables_could_not_be_read_is_a_warning_of_the_build(tmp_pat
 
 def test_a_sentence_is_one_source_and_a_models_name_is_no_idea(embedder):
     """The 1.5B model names one idea with one sentence under several categories: the merged idea shows the
-    sentence once. A name that is only a model's ("ResNeXt", or what a title names before its colon) is
+    sentence once, and one source per paper. A name that is only a model's ("ResNeXt", or what a title names before its colon) is
     never an idea; a model's module is kept and flagged."""
     from fairnad.knowledge.consolidate import is_model_name
 
@@ -347,7 +350,9 @@ def test_a_sentence_is_one_source_and_a_models_name_is_no_idea(embedder):
                       t, embedder)  # fmt: skip
     names = {a["name"]: a for a in out["attributes"]}
     assert set(names) == {"depthwise convolution"}
-    assert len(names["depthwise convolution"]["sources"]) == 2 and names["depthwise convolution"]["mentions"] == 4
+    card = names["depthwise convolution"]
+    assert len(card["sources"]) == 1 and card["mentions"] == 4  # one source for paper a, its first sentence
+    assert card["sources"][0]["quote"] != other["quote"]
     for name in ("ResNeXt", "MobileNetV2", "ShuffleNet V2", "ResNet-50", "EfficientNet-B0", "SENet"):
         assert is_model_name(name), name
     for name in ("MobileNetV2 block", "ReLU", "LayerNorm", "Inception module", "depthwise convolution"):

@@ -308,7 +308,7 @@ def design_terms(sentences: list[Sentence], k: int = 24, evidence: Callable[[Sen
 # start with one
 SAYING = {"adopt", "add", "apply", "contain", "present", "introduce", "propose", "use", "employ", "insert", "deploy",
           "call", "called", "search", "pronounced", "once", "even", "modified", "replace", "build", "define", "operator",
-          "per", "slow", "fast", "before", "after"}  # fmt: skip
+          "per", "slow", "fast", "before", "after", "table"}  # fmt: skip
 
 
 def described(sentences: list[Sentence], own: Callable[[Sentence], bool], background: Callable[[int, int], bool],
@@ -356,18 +356,22 @@ TOP_LEVEL = re.compile(r"^\d+\.?\s+(?=[A-Za-z])")  # "3. DenseNets", "4 Experime
 APPENDIX = re.compile(r"^(?:[A-Z]\d*\.?\s+[A-Z]|appendix\b)", re.IGNORECASE)  # "A1. Detailed Architectures", "Appendix"
 
 
-def background_sections(doc: Document, appendix: bool = False, front: bool = False) -> Callable[[int, int], bool]:
-    """(page, offset) -> whether that place of the paper lies in a background or closing section (BACKGROUND),
-    by the last top-level numbered heading before it in reading order. `appendix`: an appendix heading ends a
-    closing section (Swin's "A1. Detailed Architectures" after its conclusion); `front`: the title page and
-    abstract before the first numbered heading are background too (both off for the candidates of the
-    first kinds, which were chosen without them)."""
+# top-level sections where a paper reports what it measured: its sentences compare, ablate and analyse
+# ("we consider three variants", "Table 4 shows comparisons of different position embedding approaches"),
+# and only one that says how the network uses a part states its design ("we add a dropout layer after
+# each convolutional layer"; ResNet defines its shortcuts and bottleneck block in its experiments)
+EXPERIMENTS = re.compile(r"(?i)^(?:experiment|empirical|evaluation|ablation|analysis|results|role\s+of)")
+
+
+def _in_sections(doc: Document, kind: re.Pattern, appendix: bool, front: bool) -> Callable[[int, int], bool]:
+    """(page, offset) -> whether that place lies in a top-level section whose title `kind` matches, by the
+    last top-level numbered heading before it in reading order (see background_sections)."""
     starts = []
     for page in doc.pages:
         for h in page.headings:
             m, at = TOP_LEVEL.match(h), page.text.find(h)
             if m and at >= 0:
-                starts.append((page.number, at, bool(BACKGROUND.match(h[m.end() :].strip()))))
+                starts.append((page.number, at, bool(kind.match(h[m.end() :].strip()))))
             elif appendix and at >= 0 and APPENDIX.match(h) and not re.match(r"(?i)^a\s+[a-z]", h):
                 starts.append((page.number, at, False))
             elif front and at >= 0 and re.match(r"(?i)abstract\b", h):  # after affiliations numbered "1 Google Inc."
@@ -379,6 +383,21 @@ def background_sections(doc: Document, appendix: bool = False, front: bool = Fal
         return before[-1] if before else front and bool(starts)
 
     return inside
+
+
+def background_sections(doc: Document, appendix: bool = False, front: bool = False) -> Callable[[int, int], bool]:
+    """(page, offset) -> whether that place of the paper lies in a background or closing section (BACKGROUND),
+    by the last top-level numbered heading before it in reading order. `appendix`: an appendix heading ends a
+    closing section (Swin's "A1. Detailed Architectures" after its conclusion); `front`: the title page and
+    abstract before the first numbered heading are background too (both off for the candidates of the
+    first kinds, which were chosen without them)."""
+    return _in_sections(doc, BACKGROUND, appendix, front)
+
+
+def experiment_sections(doc: Document) -> Callable[[int, int], bool]:
+    """(page, offset) -> whether that place lies in a section of experiments or analysis (EXPERIMENTS); an
+    appendix heading ends it."""
+    return _in_sections(doc, EXPERIMENTS, appendix=True, front=False)
 
 
 def figure_captions(doc: Document) -> Callable[[int, int], bool]:
@@ -402,13 +421,13 @@ def find_candidates(doc: Document, sentences: list[Sentence], limit: int = 40,
     is built, at most `limit`. `design_likeness(phrases)`: how close each phrase is to the template's
     examples, for the noisy kinds."""
     names, captions = own_model_names(doc.name, doc.title), figure_captions(doc)
-    background = background_sections(doc, appendix=True, front=True)
+    background, experiments = background_sections(doc, appendix=True, front=True), experiment_sections(doc)
 
     def evidence(s: Sentence) -> int:
         """2: says how the paper's network uses what it names (never in the abstract, introduction, related
         work or discussion); 1: may stand; 0: not (see design_terms)."""
         aside = background(s.page, s.start)
-        if not states_own_use(s, names, captions(s.page, s.start), aside):
+        if not states_own_use(s, names, captions(s.page, s.start), aside, experiments(s.page, s.start)):
             return 0
         return 1 + (not aside and says_it_uses(s, names))
 

@@ -20,6 +20,7 @@ import numpy as np
 
 from fairnad.knowledge.embed import Embedder
 from fairnad.knowledge.names import name_key, slug
+from fairnad.knowledge.support import ABBREVIATIONS, sizes_joined, stem
 from fairnad.knowledge.template import Template
 
 # a model's name: camel case, "-Net"/"-Former", a version ("V2"), a size ("ResNet-50") or a variant ("Swin-T", "ViT-B")
@@ -33,10 +34,17 @@ MERGE_AT = 0.85  # chosen on knowledge/labels/merge_pairs.yaml (benchmarks/knowl
 SOURCE_KEYS = ("paper", "title", "page", "quote", "offset", "length", "evidence", "evidence_offset", "alignment", "how")
 
 
+def idea_words(name: str) -> frozenset[str]:
+    """A name's content words as the support check reads a sentence's: sizes joined ("1 × 1" is "1x1"),
+    abbreviations and inflections undone ("1 × 1 convs", "1x1 convolutional layer" and "1 × 1 convolution"
+    are one idea)."""
+    return frozenset(stem(ABBREVIATIONS.get(w, w)) for w in name_key(sizes_joined(name)))
+
+
 def same_idea(a: str, b: str, cosine: float, merge_at: float = MERGE_AT) -> bool:
     """Are two attribute names one idea? Same content words, or close embeddings without one name
     being the other plus a qualifier (a qualifier makes a different, narrower idea)."""
-    ka, kb = name_key(a), name_key(b)
+    ka, kb = idea_words(a), idea_words(b)
     if ka == kb:
         return True
     return cosine >= merge_at and not (ka < kb or kb < ka)
@@ -100,14 +108,15 @@ def over_specific(name: str, titles: list[str]) -> str | None:
 
 
 def unique_sources(sources) -> list[dict[str, Any]]:
-    """Each (paper, span) once, in order: the 1.5B model names one idea with one sentence under several
+    """One source per paper, the first: the 1.5B model names one idea with one sentence under several
     categories, and the merged idea showed that sentence once per category (69 of the 13-paper tree's
-    196 sources were exact repeats; one EfficientNet sentence 5 times on one card)."""
+    196 sources were exact repeats; one EfficientNet sentence 5 times on one card), or one sentence with two
+    quotes in it; a second sentence of the same paper says no more of where the idea comes from, and the
+    first is the candidate's best evidence (candidates.design_terms)."""
     out, seen = [], set()
     for src in sources:
-        key = (src.get("paper"), src.get("page"), src.get("offset"), src.get("length"), src.get("quote"))
-        if key not in seen:
-            seen.add(key)
+        if src.get("paper") not in seen:
+            seen.add(src.get("paper"))
             out.append(src)
     return out
 
@@ -119,7 +128,8 @@ def is_model_name(name: str, titles: list[str] = ()) -> bool:
     named after its model: kept, and flagged over-specific."""
     if name.strip().lower() in {t.split(":")[0].strip().lower() for t in titles if ":" in t}:
         return True
-    rest = MODEL_NAME.sub(" ", name)
+    # "larger ConvNeXt-XL": a size of the model is no idea
+    rest = re.sub(r"(?i)\b(?:larger|smaller|bigger|deeper|wider|XL|XXL)\b", " ", MODEL_NAME.sub(" ", name))
     return bool(model_names(name)) and not re.search(r"[A-Za-z]{2,}", re.sub(r"(?i)\b(?:v\d+|\d+)\b", " ", rest))
 
 

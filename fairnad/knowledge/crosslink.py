@@ -107,14 +107,18 @@ class PaperIndex:
 
     def __init__(self, name: str, title: str | None, sentences: list[Sentence],
                  background: Callable[[int, int], bool] | None = None,
-                 captions: Callable[[int, int], bool] | None = None) -> None:  # fmt: skip
+                 captions: Callable[[int, int], bool] | None = None,
+                 experiments: Callable[[int, int], bool] | None = None) -> None:  # fmt: skip
         """`background(page, offset)`: whether a place lies in a section about other work (introduction,
         related work, discussion: candidates.background_sections); there only the authors' first-person
         sentences are their own ("... are followed by one or more fully-connected layers" in GoogLeNet's
         introduction is LeNet's design). `captions(page, offset)`: whether a place lies in a figure's caption
-        (candidates.figure_captions), which tells what a drawing shows: no source."""
+        (candidates.figure_captions), which tells what a drawing shows: no source.
+        `experiments(page, offset)`: whether it lies in a section of experiments
+        (candidates.experiment_sections)."""
         self.name, self.title = name, title
         self._captions = captions or (lambda page, offset: False)
+        self._experiments = experiments or (lambda page, offset: False)
         if background is not None:
             sentences = [s for s in sentences if speaks_there(s, background(s.page, s.start))]
         self.own_names = own_model_names(name, title)
@@ -122,7 +126,8 @@ class PaperIndex:
 
     def may_stand(self, s: Sentence) -> bool:
         """Whether a sentence may stand as the source (voice.states_own_use)."""
-        return states_own_use(s, self.own_names, self._captions(s.page, s.start))
+        return states_own_use(s, self.own_names, self._captions(s.page, s.start),
+                              in_experiments=self._experiments(s.page, s.start))
 
     def stating(self, names: Iterable[str]) -> list[tuple[Sentence, re.Match]]:
         """The paper's own sentences, in reading order, that state one of `names`."""

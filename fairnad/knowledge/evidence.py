@@ -47,17 +47,32 @@ def _segmenter():
     return pysbd.Segmenter(language="en", clean=False)
 
 
+# abbreviations pysbd ends a sentence at when a number in parentheses follows ("the projection shortcut in
+# Eqn. (2) is used to match dimensions" came out as two sentences, the first without its verb)
+_ABBREVIATION_END = re.compile(r"(?i)\b(?:eqn?s?|sec|secs|tab|no|vs|cf|resp|approx|ref|refs|app|alg|thm)\.\s*$")  # fmt: skip
+
+
+def _pieces(text: str) -> list[str]:
+    """pysbd's sentences of a page, a piece that ends with an abbreviation joined to the one after it."""
+    out: list[str] = []
+    for piece in _segmenter().segment(text):
+        if out and _ABBREVIATION_END.search(out[-1]):
+            out[-1] += piece
+        else:
+            out.append(piece)
+    return out
+
+
 def split_sentences(doc: Document, min_words: int = MIN_SENTENCE_WORDS) -> list[Sentence]:
     """Every sentence of the paper's body text (references excluded), with its page offsets.
 
-    pysbd finds the boundaries (it knows "e.g.", "et al.", "Fig. 3" and decimals); a sentence never
-    crosses a text block (blocks are paragraphs, headings and captions, joined by newlines)."""
+    pysbd finds the boundaries (it knows "e.g.", "et al.", "Fig. 3" and decimals; _pieces joins "Eqn. (2)");
+    a sentence never crosses a text block (blocks are paragraphs, headings and captions, joined by newlines)."""
     out: list[Sentence] = []
-    seg = _segmenter()
     for page in doc.pages:
         text = page.text
         cursor = 0
-        for piece in seg.segment(text):
+        for piece in _pieces(text):
             at = text.find(piece, cursor)
             if at < 0:  # pysbd changed the text (it should not, clean=False): fall back to its stripped form
                 at = text.find(piece.strip(), cursor)

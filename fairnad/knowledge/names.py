@@ -51,10 +51,12 @@ def is_vague(name: str) -> bool:
 # words any part of a network could be described with: with VAGUE_WORDS and GENERIC_WORDS, they make names
 # that point at no idea ("building blocks", "layer block", "activation functions", "Different stages")
 # a plan, a change or a pointer in place of a design ("template", "modifications", "Scaling Dimensions",
-# "convolutional neural network architecture based on this")
+# "convolutional neural network architecture based on this"), or where or how often ("intermediate stages",
+# "repeated blocks", "some modifications")
 GENERAL_WORDS = {"building", "transformation", "different", "various", "template", "pattern", "scheme", "paradigm",
                  "principle", "guideline", "recipe", "variant", "modification", "change", "dimension", "on", "this",
-                 "that", "these", "those", "it", "its"}  # fmt: skip
+                 "that", "these", "those", "it", "its", "some", "new", "several", "intermediate",
+                 "alternating", "repeated", "repeating"}  # fmt: skip
 _NAMING_NO_IDEA = {_stem(w) for w in VAGUE_WORDS | GENERAL_WORDS | GENERIC_WORDS}  # (as _stem gives them)
 
 
@@ -84,6 +86,7 @@ NOT_AN_IDEA = (
                              r"|experiments?)\b")),
     ("a family of models", re.compile(rf"(?i){MODEL_FAMILY}s\s*$")),
     ("a pointer to what a sentence says", re.compile(r"(?i)\b(?:this|these|those|our)\b")),
+    ("a statement", re.compile(r"(?i)^\s*[A-Z]?\d+\)|\b(?:are|were)\b")),  # "G4) Element-wise ops are ..."
     ("an implementation detail", re.compile(r"(?i)(?:\b(?:torch|pytorch|tensorflow|keras|caffe|cuda|gpus?|tpus?|tensors?"
                                             r"|library|implementation|implemented|batch computation|batched)\b|built-in)")),
 )  # fmt: skip

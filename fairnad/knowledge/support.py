@@ -38,8 +38,12 @@ class Support:
         return "name only partly in its sentence"
 
 
+def sizes_joined(text: str) -> str:
+    return re.sub(r"(\d)\s*[x×]\s*(\d)", r"\1x\2", text)  # "3 × 3" is "3x3"
+
+
 def sentence_words(text: str) -> set[str]:
-    t = re.sub(r"(\d)\s*[x×]\s*(\d)", r"\1x\2", text)  # "3 × 3" is "3x3"
+    t = sizes_joined(text)
     t = re.sub(r"([a-z])([A-Z][a-z])", r"\1 \2", t)
     return {w[:-1] if len(w) > 3 and w.endswith("s") and not w.endswith("ss") else w for w in re.findall(r"[a-z0-9]+", t.lower())}
 
@@ -75,7 +79,7 @@ def word_found(word: str, words: set[str]) -> bool:
 
 def coverage(name: str, sentence: str) -> tuple[float, tuple[str, ...]]:
     """Share of the name's content words in the sentence, and the ones missing."""
-    key = sorted(name_key(name))
+    key = sorted(name_key(sizes_joined(name)))  # "1 × 1 convs" as the sentence's words are read
     if not key:
         return 0.0, ()
     words = sentence_words(sentence)

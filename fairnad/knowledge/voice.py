@@ -55,6 +55,18 @@ OTHER_WORK = re.compile(r"(?i)^\W*(?:\[|\(?[A-Z][\w-]+\s+et\s+al)|\b(?:previousl
                         r"|shown|suggested|noted|inspired|motivated)\b")  # fmt: skip
 
 
+# a sentence that tells of a study, not of the design: an experiment, comparison, ablation or analysis ("we
+# consider three variants", "We first evaluate the trade-off between cardinality C and bottleneck width",
+# "The following table shows the effects of the residual (shortcut) connections", "more efficient than
+# those of sliding windows")
+STUDY = re.compile(r"(?i)\b(?:we|this\s+section)\s+(?:also\s+|first\s+|next\s+|further\s+|then\s+|now\s+)?"
+                   r"(?:consider|study|investigate|evaluate|compare|examine|report|test|ablate|analy[sz]e"
+                   r"|expect|begin|measure|observe)\w*|\bcompar(?:e|es|ed|ing|isons?)\b|\bvariants?\b"
+                   r"|\btrade-?offs?\b|\bablat\w*|\beffects?\s+of\b|\btables?\s+\d+\s+(?:shows?|lists?|reports?)"
+                   r"|\bresults?\b|\bfollowing\s+table\b"
+                   r"|\b(?:faster|slower|better|worse|cheaper|more\s+\w+|less\s+\w+)\s+than\b")  # fmt: skip
+
+
 def model_key(word: str) -> str:
     """A model's name as compared: "ShuffleNet-V2" ~ "shufflenetv2", "Transformers" ~ "Transformer"."""
     return re.sub(r"s$", "", re.sub(r"\W", "", word.lower()))
@@ -107,12 +119,15 @@ def speaks_there(s: Sentence, in_background: bool) -> bool:
 
 
 def states_own_use(s: Sentence, own_names: set[str] = frozenset(), in_caption: bool = False,
-                   in_background: bool = False) -> bool:  # fmt: skip
+                   in_background: bool = False, in_experiments: bool = False) -> bool:  # fmt: skip
     """A sentence that can stand as evidence that the paper's network has what it names: the authors' own
     (is_own), not a figure's caption nor about a figure, about no other model or earlier work unless the
-    authors speak, in a background section only in the first person (speaks_there). The first sentence that
-    says a term is often none of these ("Note how classical residuals connects ...", in a caption;
-    "Consider a Transformer block with ...", in the ConvNeXt paper)."""
+    authors speak, in a background section only in the first person (speaks_there), no study (STUDY), and
+    in a section of experiments only one that says how the network uses it (says_it_uses). The first
+    sentence that says a term is often none of these ("Note how classical residuals connects ...", in a
+    caption; "Consider a Transformer block with ...", in the ConvNeXt paper)."""
     if in_caption or not speaks_there(s, in_background) or FIGURE.search(s.text) or OTHERS_BUILT.search(s.text):
+        return False
+    if STUDY.search(s.text) or (in_experiments and not says_it_uses(s, own_names)):
         return False
     return is_own(s, own_names) and (not others_named(s.text, own_names) or bool(FIRST_PERSON.search(s.text)))
