@@ -108,11 +108,11 @@ def over_specific(name: str, titles: list[str]) -> str | None:
 
 
 def unique_sources(sources) -> list[dict[str, Any]]:
-    """One source per paper, the first: the 1.5B model names one idea with one sentence under several
-    categories, and the merged idea showed that sentence once per category (69 of the 13-paper tree's
-    196 sources were exact repeats; one EfficientNet sentence 5 times on one card), or one sentence with two
-    quotes in it; a second sentence of the same paper says no more of where the idea comes from, and the
-    first is the candidate's best evidence (candidates.design_terms)."""
+    """One source per paper, the first in the mentions' order (a paper's candidates by kind: terms, run-ins,
+    headings, proposals, described), not necessarily the sentence that best says the network uses it: the
+    1.5B model names one idea with one sentence under several categories, and the merged idea showed that
+    sentence once per category (69 of the 13-paper tree's 196 sources were exact repeats; one EfficientNet
+    sentence 5 times on one card), or one sentence with two quotes in it."""
     out, seen = [], set()
     for src in sources:
         if src.get("paper") not in seen:

@@ -30,7 +30,9 @@ What counts, chosen by reading a sample of the lookups in the 13 papers:
   network ends with a global average pooling and a fully-connected layer"); the source is the sentence
   that says how the network is built, when there is one, and never a figure's caption, a sentence about a
   figure or one about another model or earlier work in which the authors do not speak
-  (voice.states_own_use: "Consider a Transformer block with ..." in the ConvNeXt paper);
+  (voice.states_own_use: "Consider a Transformer block with ..." in the ConvNeXt paper), nor a study
+  ("Table 4 shows comparisons of different position embedding approaches": voice.STUDY), and in a
+  section of experiments or analysis only one that says how the network uses it;
 - not through an alias that names a family of models ("Residual Network" finds ResNet, not the block),
   nor a pooling other than global in a sentence about the classifier (the head's pooling is no
   downsampling step);

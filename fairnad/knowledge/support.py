@@ -39,6 +39,7 @@ class Support:
 
 
 def sizes_joined(text: str) -> str:
+    """Sizes written as one word, as in the sentences' words: "3 × 3 conv" -> "3x3 conv"."""
     return re.sub(r"(\d)\s*[x×]\s*(\d)", r"\1x\2", text)  # "3 × 3" is "3x3"
 
 
