@@ -20,7 +20,7 @@ import numpy as np
 
 from fairnad.knowledge.embed import Embedder
 from fairnad.knowledge.names import name_key, slug
-from fairnad.knowledge.support import ABBREVIATIONS, sizes_joined, stem
+from fairnad.knowledge.support import base_word, sizes_joined
 from fairnad.knowledge.template import Template
 
 # a model's name: camel case, "-Net"/"-Former", a version ("V2"), a size ("ResNet-50") or a variant ("Swin-T", "ViT-B")
@@ -38,7 +38,7 @@ def idea_words(name: str) -> frozenset[str]:
     """A name's content words as the support check reads a sentence's: sizes joined ("1 × 1" is "1x1"),
     abbreviations and inflections undone ("1 × 1 convs", "1x1 convolutional layer" and "1 × 1 convolution"
     are one idea)."""
-    return frozenset(stem(ABBREVIATIONS.get(w, w)) for w in name_key(sizes_joined(name)))
+    return frozenset(base_word(w) for w in name_key(sizes_joined(name)))
 
 
 def same_idea(a: str, b: str, cosine: float, merge_at: float = MERGE_AT) -> bool:

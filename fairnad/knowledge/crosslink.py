@@ -58,13 +58,13 @@ from functools import lru_cache
 from fairnad.knowledge.candidates import NAMED
 from fairnad.knowledge.evidence import Sentence
 from fairnad.knowledge.names import MODEL_FAMILY, name_key
+from fairnad.knowledge.support import sizes_joined
 from fairnad.knowledge.template import Template
 from fairnad.knowledge.tree import example_attributes
 from fairnad.knowledge.voice import (BUILT, TABLE_ROW, is_own, own_model_names, says_it_uses, speaks_there,
                                      states_own_use)
 
 MIN_SENTENCES = 2  # a paper that states a name once may only mention it; in two of its own sentences, it uses it
-SIZE = re.compile(r"(\d+)\s*[x×]\s*(\d+)")
 # a name that ends by naming models ("Residual Network", "Inception architecture") finds the model in a
 # sentence, not the idea: not looked up
 FAMILY = re.compile(rf"(?i){MODEL_FAMILY}s?\s*$")
@@ -93,7 +93,7 @@ def _word_pattern(word: str) -> str:
 def name_pattern(name: str) -> re.Pattern | None:
     """The name as a phrase: its words in order, plurals, hyphens and the writing of sizes aside; None
     for a name that a sentence can hold without meaning the idea (one plain word that is no design)."""
-    words = [w for w in re.split(r"[\s\-]+", SIZE.sub(r"\1x\2", name.strip())) if w]
+    words = [w for w in re.split(r"[\s\-]+", sizes_joined(name.strip())) if w]
     if not words:
         return None
     if len(words) == 1 and not re.search(r"[A-Z0-9]", words[0][1:]) and words[0].lower() not in NAMED:

@@ -67,6 +67,11 @@ def stem(word: str) -> str:
     return w[:-1] if w.endswith("e") and len(w) > 3 else w
 
 
+def base_word(word: str) -> str:
+    """A word as names and sentences are compared: abbreviation spelled out, inflection taken off."""
+    return stem(ABBREVIATIONS.get(word, word))
+
+
 def word_found(word: str, words: set[str]) -> bool:
     """Whether the sentence has the name's word itself: the word, an inflection of it ("convolutions"),
     or an abbreviation papers write for it ("conv"). Not a longer word that begins with it: "depth" is
@@ -74,8 +79,8 @@ def word_found(word: str, words: set[str]) -> bool:
     for depthwise convolution)."""
     if word in words:
         return True
-    target = stem(ABBREVIATIONS.get(word, word))
-    return any(stem(ABBREVIATIONS.get(w, w)) == target for w in words)
+    target = base_word(word)
+    return any(base_word(w) == target for w in words)
 
 
 def coverage(name: str, sentence: str) -> tuple[float, tuple[str, ...]]:
