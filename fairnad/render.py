@@ -353,7 +353,9 @@ def knowledge_summary(s: dict) -> None:
                      f"extended): {escape(', '.join(earlier))}" if earlier else ""))  # fmt: skip
     a = s["attributes"]
     t.add_row("attributes", f"{a['proposed']} proposed, {a['verified']} accepted (grounded and supported), "
-                            f"{a['rejected']} rejected; {a['consolidated']} after merging")  # fmt: skip
+                            f"{a['rejected']} rejected; {a['consolidated']} after merging"
+                            + (f"; {a['sources_dropped']} of their sentences no source (a study, a finding, a mention "
+                               "in passing)" if a.get("sources_dropped") else ""))  # fmt: skip
     if s.get("rejections"):
         t.add_row("rejected for", ", ".join(f"{n} {why}" for why, n in sorted(s["rejections"].items(), key=lambda x: -x[1])))
     c = s["categories"]

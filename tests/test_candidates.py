@@ -109,7 +109,9 @@ def test_a_terms_evidence_is_a_sentence_about_the_papers_own_network(corpus):
     else the term is no candidate (the 8fcbc8d tree failed 26 of 60 in a strict check, most on such sentences)."""
     docs, sentences = corpus
     terms = {c.phrase: c.evidence.sentence for c in _found(corpus, "convnext") if c.kind == "term"}
-    assert not terms["self-attention"].startswith("attributed to the superior scaling behavior of Transformers")
+    # ConvNeXt says self-attention only of Transformers or in comparisons ("similar to the weighted sum
+    # operation in self-attention"): no sentence stands for it
+    assert "self-attention" not in terms
     assert terms["residual block"].startswith("From now on, we will use one LayerNorm")  # not a FLOPs remark
     assert not any("layer scale is disabled" in t for t in terms.values())
     mnv2 = {c.phrase for c in _found(corpus, "mobilenetv2")}
@@ -138,8 +140,10 @@ def test_a_study_is_no_evidence_and_an_experiment_states_only_what_the_network_u
                           "convolutions).") for t in said)  # one sentence: pysbd had ended it at "Eqn."  # fmt: skip
     assert not any(t.endswith("Eqn.") for t in said)
     convnext = {c.phrase: c.evidence.sentence for c in _found(corpus, "convnext")}
-    assert convnext["spatial downsampling"].startswith("We explore a similar strategy in which we use 2 × 2 conv")
-    assert not convnext["inverted bottleneck"].startswith("We then study a series of design decisions")
+    assert "spatial downsampling" not in convnext  # "We explore a similar strategy in which we use 2 × 2 conv ..."
+    assert not convnext["inverted bottleneck"].startswith(("We then study a series of design decisions", "Here we explore"))
+    densenet = {c.phrase for c in _found(corpus, "densenet")}  # a finding ("We find this design especially
+    assert "bottleneck layer" not in densenet  # effective ... with such a bottleneck layer"), and cited elsewhere
 
 def test_run_ins_headings_and_proposals_far_from_every_example_are_left_out(corpus):
     """The noisy kinds pass only near one of the template's examples (the real MiniLM embedder)."""
@@ -191,12 +195,11 @@ def test_the_model_names_and_files_candidates_and_the_checks_after_it(corpus):
     assert judge(dataclasses.replace(resnets, kind="term"), {"idea": True, "name": "ResNets", "description": ""},
                  [docs["densenet"].title])[2] == "a model's name, not an idea"  # never an idea, even in the paper's words
     assert by["Compression"]["verified"] and by["Compression"]["name"] == "Compression"
-    assert by["bottleneck layer"]["verified"]
-    named = ("growth rate", "dense block", "Compression", "bottleneck layer", "ResNets")
+    named = ("growth rate", "dense block", "Compression", "ResNets")
     assert {m["reason"] for m in res.mentions if m["candidate"]["phrase"] not in named} == {"not a design idea"}
     for m in res.mentions:
         assert span_is_at_its_offsets(docs["densenet"], m["page"], m["offset"], m["offset"] + m["length"], m["quote"])
-    assert res.stats["verified"] == 4 and res.stats["rejections"]["a head in the paper's background or discussion"] == 1
+    assert res.stats["verified"] == 3 and res.stats["rejections"]["a head in the paper's background or discussion"] == 1
 
 
 def test_heads_of_a_papers_background_and_names_of_what_it_measures_trains_or_implements_are_no_ideas(corpus):

@@ -158,6 +158,51 @@ def test_a_study_or_an_experiments_remark_is_no_source(tmp_path):
     remark = said["The attention distance increases with network depth."]
     assert states_own_use(remark) and not states_own_use(remark, in_experiments=True)  # the section decides
 
+STANDS_OR_NOT = [
+    ("3 Method", True),
+    ("We find that ReLU can be substituted with a gating unit in our network. Here we explore the inverted "
+     "bottleneck design. We use learnable position embeddings, since we have not observed gains from fixed ones. "
+     "Each stage ends with a pooling step (such as max pooling) before the next. We replace the ReLU with GELU "
+     "after each convolution. Several blocks with shifted windows (window blocks) are applied on the tokens.", False),
+]  # fmt: skip
+
+
+def test_a_candidates_sentence_stands_as_a_source_only_where_a_lookups_would(tmp_path):
+    """The model names a candidate from the best sentence its paper had; the build keeps it as a source only
+    where a lookup's would stand (build.sources_that_stand): not a finding, an exploration step, a name in
+    passing inside an aside, or what a sentence says is replaced; a "not" in a clause of reason, or
+    parentheses that only name what the sentence states, take nothing away."""
+    from fairnad.knowledge.build import sources_that_stand
+    from fairnad.knowledge.voice import in_aside, negates
+
+    doc = parse_pdf(make_paper(tmp_path / "c.pdf", title="Standing Sources", body=STANDS_OR_NOT, extra_page=False))
+    sentences = split_sentences(doc)
+    paper = PaperIndex("c", "Standing Sources", sentences)
+    mentions = []
+    for name in ("ReLU can be substituted", "inverted bottleneck", "learnable position embeddings", "max pooling",
+                 "GELU", "ReLU", "window blocks"):  # fmt: skip
+        s = next(s for s in sentences if name in s.text)
+        at = s.text.index(name)
+        mentions.append({"paper": "c", "name": name, "page": s.page, "offset": s.start + at, "length": len(name),
+                         "evidence": s.text, "evidence_offset": s.start})  # fmt: skip
+    kept, dropped = sources_that_stand(mentions, [paper])
+    assert [m["name"] for m in kept] == ["learnable position embeddings", "GELU", "window blocks"] and dropped == 4
+    other = {**mentions[0], "paper": "not-read"}  # a paper that cannot be read again keeps what it had
+    assert sources_that_stand([other], [paper]) == ([other], 0)
+    assert negates("Stochastic depth is not used in our smaller models.") and not negates("We use X, since Y is not needed.")
+    text = "We use 1D position embeddings, since we have not observed gains from 2D ones."
+    assert not negates(text, text.index("1D")) and negates(text, text.index("2D"))
+    text = "We replace the ReLU with GELU after each convolution."
+    assert negates(text, text.index("ReLU")) and not negates(text, text.index("GELU"))
+    text = "Each stage ends with a pooling step (such as max pooling) before the next."
+    assert in_aside(text, text.index("max"), text.index("max") + 11) and not in_aside(text, 0, 4)
+    assert not in_aside("Blocks (Swin blocks) are used.", 8, 19)
+    from fairnad.knowledge.voice import STUDY  # an own experiment's setting is no study
+
+    assert not STUDY.search("In our experiments, we let each 1 × 1 convolution produce 4k feature-maps.")
+    assert STUDY.search("For validation, we experimented with the bottleneck unit in ResNet.")
+
+
 def test_name_patterns_take_plurals_and_hyphens_not_longer_words():
     p = name_pattern("feature-maps")
     assert p.search("the feature maps of a stage") and p.search("a feature-map") and p.search("featuremaps")

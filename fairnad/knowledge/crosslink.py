@@ -56,13 +56,14 @@ from collections.abc import Callable, Iterable
 from functools import lru_cache
 
 from fairnad.knowledge.candidates import NAMED
+from fairnad.knowledge.consolidate import idea_words
 from fairnad.knowledge.evidence import Sentence
-from fairnad.knowledge.names import MODEL_FAMILY, name_key
+from fairnad.knowledge.names import MODEL_FAMILY
 from fairnad.knowledge.support import sizes_joined
 from fairnad.knowledge.template import Template
 from fairnad.knowledge.tree import example_attributes
-from fairnad.knowledge.voice import (BUILT, TABLE_ROW, is_own, own_model_names, says_it_uses, speaks_there,
-                                     states_own_use)
+from fairnad.knowledge.voice import (BUILT, TABLE_ROW, in_aside, is_own, own_model_names, says_it_uses,
+                                     speaks_there, states_own_use)
 
 MIN_SENTENCES = 2  # a paper that states a name once may only mention it; in two of its own sentences, it uses it
 # a name that ends by naming models ("Residual Network", "Inception architecture") finds the model in a
@@ -124,12 +125,25 @@ class PaperIndex:
         if background is not None:
             sentences = [s for s in sentences if speaks_there(s, background(s.page, s.start))]
         self.own_names = own_model_names(name, title)
+        self._at = {(s.page, s.start): s for s in sentences}
         self.own = [s for s in sentences if is_own(s, self.own_names)]
 
-    def may_stand(self, s: Sentence) -> bool:
-        """Whether a sentence may stand as the source (voice.states_own_use)."""
+    def may_stand(self, s: Sentence, at: int | None = None) -> bool:
+        """Whether a sentence may stand as the source (voice.states_own_use) of a name at `at` in it."""
         return states_own_use(s, self.own_names, self._captions(s.page, s.start),
-                              in_experiments=self._experiments(s.page, s.start))
+                              in_experiments=self._experiments(s.page, s.start), at=at)
+
+    def source_stands(self, src: dict) -> bool:
+        """Whether a source (page, evidence_offset, offset, length) still stands by the rules of a lookup's
+        source: its sentence may stand (`may_stand`) and does not name the idea in passing, inside an aside
+        (voice.in_aside). A candidate's evidence was ranked by them, not required to pass them: the model
+        was shown the best sentence there was ("Here we explore the inverted bottleneck design" for a
+        ConvNeXt step). Evidence that is no sentence of the paper's (a run-in head and the sentence after it)
+        is judged as it stands."""
+        at_ = (src.get("page"), src.get("evidence_offset"))
+        s = self._at.get(at_) or Sentence(0, at_[0], at_[1], at_[1] + len(src.get("evidence", "")), src.get("evidence", ""))
+        at = src.get("offset", s.start) - s.start
+        return self.may_stand(s, at) and not in_aside(s.text, at, at + src.get("length", 0))
 
     def stating(self, names: Iterable[str]) -> list[tuple[Sentence, re.Match]]:
         """The paper's own sentences, in reading order, that state one of `names`."""
@@ -188,7 +202,7 @@ def link_by_name(attributes: list[dict], papers: list[PaperIndex], min_sentences
         for paper in papers:
             if paper.name not in have:
                 hits = [h for h in paper.stating(names) if not _part_of_another(*h, others) and not _head_pooling(*h)]
-                good = [h for h in hits if paper.may_stand(h[0])]
+                good = [h for h in hits if paper.may_stand(h[0], h[1].start()) and not in_aside(h[0].text, *h[1].span())]
                 uses = [h for h in good if says_it_uses(h[0], paper.own_names)]
                 if (len(hits) >= min_sentences and good) or uses:
                     built = [h for h in uses if BUILT.search(h[0].text) or TABLE_ROW.match(h[0].text)]
@@ -216,11 +230,11 @@ def examples_found(template: Template, attributes: list[dict], papers: list[Pape
     """The template's examples that some paper states (as `link_by_name` counts it) and that no
     attribute already names: new attributes, each with a source per paper (`from_template` set) and
     an id none of `attributes` has."""
-    named = {name_key(n) for a in attributes for n in _names(a)}
+    named = {idea_words(n) for a in attributes for n in _names(a)}  # as consolidation merges names
     fresh = []
     for a in example_attributes(template):
         a["aliases"] = [*a["aliases"], *alternatives(a["name"])]
-        if not any(name_key(n) in named for n in _names(a)):
+        if not any(idea_words(n) in named for n in _names(a)):
             fresh.append(a)
     link_by_name(fresh, papers, min_sentences, known=attributes)
     found, ids = [], {a["id"] for a in attributes}

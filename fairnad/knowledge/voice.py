@@ -7,7 +7,7 @@ when it cites nothing (no "[12]", "et al." or year), when they speak in the firs
 it adopts what it cites ("..., following [14]"), or when it says how the network is built and cites once
 to credit the idea ("Layernorm (LN) is applied before every block (Wang et al., 2019)"); never one that
 says the idea is not used ("Stochastic depth is not used in our smaller models"; a "not" in parentheses
-is an aside).
+is an aside, one in a clause of reason a remark: "..., since we have not observed ...").
 """
 
 from __future__ import annotations
@@ -58,13 +58,52 @@ OTHER_WORK = re.compile(r"(?i)^\W*(?:\[|\(?[A-Z][\w-]+\s+et\s+al)|\b(?:previousl
 # a sentence that tells of a study, not of the design: an experiment, comparison, ablation or analysis ("we
 # consider three variants", "We first evaluate the trade-off between cardinality C and bottleneck width",
 # "The following table shows the effects of the residual (shortcut) connections", "more efficient than
-# those of sliding windows")
-STUDY = re.compile(r"(?i)\b(?:we|this\s+section)\s+(?:also\s+|first\s+|next\s+|further\s+|then\s+|now\s+)?"
+# those of sliding windows"), a finding or an exploration step ("We find that ReLU can be substituted with
+# GELU", "Here we explore the inverted bottleneck design", "we also experimentally tested ...", "This
+# suggests that the ratio ... should increase", "our aggregated transformations outperform ..."), a
+# reading of the paper ("We present an interpretation of Inception modules"), a comparison with another
+# design ("our module differs from all existing Inception modules"), a table's legend or a plot's title
+# ("the number of 1 × 1 filters", "stands for"; "Inside the brackets are ..."; "each conv layer shown in
+# the table"; "(b) Impact of variations in residual blocks"; "Relations between cardinality and width")
+STUDY = re.compile(r"(?i)\b(?:we|this\s+section)\s+(?:also\s+|first\s+|next\s+|further\s+|then\s+|now\s+"
+                   r"|empirically\s+|experimentally\s+)?"
                    r"(?:consider|study|investigate|evaluate|compare|examine|report|test|ablate|analy[sz]e"
-                   r"|expect|begin|measure|observe)\w*|\bcompar(?:e|es|ed|ing|isons?)\b|\bvariants?\b"
+                   r"|expect|begin|measure|observe|find|found|show|explore|experiment|were\s+able|demonstrate"
+                   r"|conclude|recall)\w*|\bcompar(?:e|es|ed|ing|isons?)\b|\bvariants?\b"
                    r"|\btrade-?offs?\b|\bablat\w*|\beffects?\s+of\b|\btables?\s+\d+\s+(?:shows?|lists?|reports?)"
                    r"|\bresults?\b|\bfollowing\s+table\b"
-                   r"|\b(?:faster|slower|better|worse|cheaper|more\s+\w+|less\s+\w+)\s+than\b")  # fmt: skip
+                   r"|\b(?:faster|slower|better|worse|cheaper|more\s+\w+|less\s+\w+)\s+than\b"
+                   r"|\bexperiment(?:ed|ally)\b|\bsuggests?\b|\bimpact\s+of\b|\brelations?\s+between\b"
+                   r"|\boutperform\w*|\bfor\s+validation\b|\binterpretation\b|\bsubstitut\w*"
+                   r"|\bsimilar\s+to\b|\bdiffers?\s+from\b"
+                   r"|\bshown\s+in\s+the\s+table\b|\bbrackets\b|\bstands?\s+for\b")  # fmt: skip
+# a clause after the statement that gives its reason or a concession: a "not" there does not negate what
+# the sentence states ("We use standard learnable 1D position embeddings, since we have not observed ...")
+REASON = re.compile(r"(?i),\s*(?:since|because|although|though|whereas)\b.*$")
+REPLACED_WITH = re.compile(r"(?i)\breplac(?:e|es|ed|ing)\b[^;]*?\b(?:with|by)\b")
+
+
+def negates(text: str, at: int | None = None) -> bool:
+    """Whether a sentence says that what it names is not used (NOT_USED), asides and a trailing clause of
+    reason or concession (REASON) left out unless the name (at `at`) stands in that clause ("... since we
+    have not observed gains from 2D-aware position embeddings"); a name after "replace ... with" is what
+    the network uses ("We replace the ResNet-style stem cell with a patchify layer")."""
+    if at is not None and (m := REPLACED_WITH.search(text)) and m.end() <= at:
+        text, at = text[m.end() :], at - m.end()
+    reason = REASON.search(text)
+    if reason is not None and (at is None or at < reason.start()):
+        text = text[: reason.start()]  # the name is stated before the reason: a "not" there is about another
+    return bool(NOT_USED.search(ASIDE.sub("", text)))
+
+
+def in_aside(text: str, start: int, end: int) -> bool:
+    """Whether text[start:end] is said in passing, inside parentheses that hold more than it ("(such as
+    residual connection)", "(ReLU/addition)"); parentheses that hold only it name what the sentence
+    states ("... blocks with modified self-attention computation (Swin Transformer blocks)", "(BN)")."""
+    for m in ASIDE.finditer(text):
+        if m.start() < start and end <= m.end():
+            return re.sub(r"\W", "", m.group(0)).lower() != re.sub(r"\W", "", text[start:end]).lower()
+    return False
 
 
 def model_key(word: str) -> str:
@@ -101,11 +140,11 @@ def credits_only(s: Sentence, own_names: set[str] = frozenset()) -> bool:
             and says_it_uses(dataclasses.replace(s, text=bare), own_names))  # fmt: skip
 
 
-def is_own(s: Sentence, own_names: set[str] = frozenset()) -> bool:
+def is_own(s: Sentence, own_names: set[str] = frozenset(), at: int | None = None) -> bool:
     """The authors' own sentence (see the module's docstring), one that does not say the idea is not used
     and is no table's numbers."""
     text = s.text
-    if TABLE_NUMBERS.match(text) or NOT_USED.search(ASIDE.sub("", text)):
+    if TABLE_NUMBERS.match(text) or negates(text, at):
         return False
     return (not CITES.search(text) or bool(FIRST_PERSON.search(text) or ADOPTS.search(text))
             or credits_only(s, own_names))  # fmt: skip
@@ -119,7 +158,7 @@ def speaks_there(s: Sentence, in_background: bool) -> bool:
 
 
 def states_own_use(s: Sentence, own_names: set[str] = frozenset(), in_caption: bool = False,
-                   in_background: bool = False, in_experiments: bool = False) -> bool:  # fmt: skip
+                   in_background: bool = False, in_experiments: bool = False, at: int | None = None) -> bool:  # fmt: skip
     """A sentence that can stand as evidence that the paper's network has what it names: the authors' own
     (is_own), not a figure's caption nor about a figure, about no other model or earlier work unless the
     authors speak, in a background section only in the first person (speaks_there), no study (STUDY), and
@@ -130,4 +169,4 @@ def states_own_use(s: Sentence, own_names: set[str] = frozenset(), in_caption: b
         return False
     if STUDY.search(s.text) or (in_experiments and not says_it_uses(s, own_names)):
         return False
-    return is_own(s, own_names) and (not others_named(s.text, own_names) or bool(FIRST_PERSON.search(s.text)))
+    return is_own(s, own_names, at) and (not others_named(s.text, own_names) or bool(FIRST_PERSON.search(s.text)))
