@@ -122,10 +122,10 @@ class PaperIndex:
         self.name, self.title = name, title
         self._captions = captions or (lambda page, offset: False)
         self._experiments = experiments or (lambda page, offset: False)
-        if background is not None:
-            sentences = [s for s in sentences if speaks_there(s, background(s.page, s.start))]
-        self.own_names = own_model_names(name, title)
+        self._background = background or (lambda page, offset: False)
         self._at = {(s.page, s.start): s for s in sentences}
+        sentences = [s for s in sentences if speaks_there(s, self._background(s.page, s.start))]
+        self.own_names = own_model_names(name, title)
         self.own = [s for s in sentences if is_own(s, self.own_names)]
 
     def may_stand(self, s: Sentence, at: int | None = None) -> bool:
@@ -135,7 +135,8 @@ class PaperIndex:
 
     def source_stands(self, src: dict) -> bool:
         """Whether a source (page, evidence_offset, offset, length) still stands by the rules of a lookup's
-        source: its sentence may stand (`may_stand`) and does not name the idea in passing, inside an aside
+        source: its sentence may stand (`may_stand`; in a background section only in the first person,
+        `speaks_there`) and does not name the idea in passing, inside an aside
         (voice.in_aside). A candidate's evidence was ranked by them, not required to pass them: the model
         was shown the best sentence there was ("Here we explore the inverted bottleneck design" for a
         ConvNeXt step). Evidence that is no sentence of the paper's (a run-in head and the sentence after it)
@@ -143,7 +144,8 @@ class PaperIndex:
         at_ = (src.get("page"), src.get("evidence_offset"))
         s = self._at.get(at_) or Sentence(0, at_[0], at_[1], at_[1] + len(src.get("evidence", "")), src.get("evidence", ""))
         at = src.get("offset", s.start) - s.start
-        return self.may_stand(s, at) and not in_aside(s.text, at, at + src.get("length", 0))
+        return (speaks_there(s, self._background(s.page, s.start)) and self.may_stand(s, at)
+                and not in_aside(s.text, at, at + src.get("length", 0)))  # fmt: skip
 
     def stating(self, names: Iterable[str]) -> list[tuple[Sentence, re.Match]]:
         """The paper's own sentences, in reading order, that state one of `names`."""
