@@ -144,8 +144,14 @@ class PaperIndex:
         at_ = (src.get("page"), src.get("evidence_offset"))
         s = self._at.get(at_) or Sentence(0, at_[0], at_[1], at_[1] + len(src.get("evidence", "")), src.get("evidence", ""))
         at = src.get("offset", s.start) - s.start
-        return (speaks_there(s, self._background(s.page, s.start)) and self.may_stand(s, at)
-                and not in_aside(s.text, at, at + src.get("length", 0)))  # fmt: skip
+        return self.names_it(s, at, at + src.get("length", 0))
+
+    def names_it(self, s: Sentence, start: int, end: int) -> bool:
+        """Whether `s` stands as the source of the name at s.text[start:end]: the authors speak there
+        (`speaks_there`), the sentence may stand (`may_stand`), and the name is not said in passing in an
+        aside (voice.in_aside). The lookups and `source_stands` both judge by it."""
+        return (speaks_there(s, self._background(s.page, s.start)) and self.may_stand(s, start)
+                and not in_aside(s.text, start, end))  # fmt: skip
 
     def stating(self, names: Iterable[str]) -> list[tuple[Sentence, re.Match]]:
         """The paper's own sentences, in reading order, that state one of `names`."""
@@ -204,7 +210,7 @@ def link_by_name(attributes: list[dict], papers: list[PaperIndex], min_sentences
         for paper in papers:
             if paper.name not in have:
                 hits = [h for h in paper.stating(names) if not _part_of_another(*h, others) and not _head_pooling(*h)]
-                good = [h for h in hits if paper.may_stand(h[0], h[1].start()) and not in_aside(h[0].text, *h[1].span())]
+                good = [h for h in hits if paper.names_it(h[0], *h[1].span())]
                 uses = [h for h in good if says_it_uses(h[0], paper.own_names)]
                 if (len(hits) >= min_sentences and good) or uses:
                     built = [h for h in uses if BUILT.search(h[0].text) or TABLE_ROW.match(h[0].text)]
