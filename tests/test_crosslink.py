@@ -203,6 +203,45 @@ def test_a_candidates_sentence_stands_as_a_source_only_where_a_lookups_would(tmp
     assert STUDY.search("For validation, we experimented with the bottleneck unit in ResNet.")
 
 
+FINDINGS_AND_RUN_INS = [
+    ("3 Method", True),
+    ("G1) Equal channel width minimizes memory access cost. To study the cost in practice, a benchmark network "
+     "is built by stacking pointwise group convolution layers. We introduce hard swish, a modified version of the "
+     "recent swish nonlinearity. Deeper Bottleneck Architectures. Next we describe our deeper nets. "
+     "Compression. To improve compactness, we reduce the number of feature-maps at transition layers.", False),
+]  # fmt: skip
+
+
+def test_findings_the_work_a_design_starts_from_and_run_in_heads_without_the_design_are_no_source(tmp_path):
+    """A numbered guideline finding ("G1) ... minimizes ..."), a benchmark built to study a cost, and a name
+    said as what a design modifies ("the recent swish nonlinearity") are no source; a run-in head and the
+    sentence after it stand only where that sentence says the authors build with it."""
+    from fairnad.knowledge.build import sources_that_stand
+
+    doc = parse_pdf(make_paper(tmp_path / "f.pdf", title="Findings", body=FINDINGS_AND_RUN_INS, extra_page=False))
+    sentences = split_sentences(doc)
+    paper = PaperIndex("f", "Findings", sentences)
+    page = doc.pages[0].text
+
+    def named(name, after=""):
+        s = next(s for s in sentences if name in s.text and after in s.text)
+        at = s.text.index(name, s.text.index(after))
+        return {"paper": "f", "name": name, "page": s.page, "offset": s.start + at, "length": len(name),
+                "evidence": s.text, "evidence_offset": s.start}  # fmt: skip
+
+    def run_in(head, body_end):
+        at = page.index(head)
+        text = page[at : page.index(body_end) + len(body_end)]
+        return {"paper": "f", "name": head, "page": doc.pages[0].number, "offset": at, "length": len(text),
+                "evidence": text, "evidence_offset": at}  # fmt: skip
+
+    mentions = [named("Equal channel width"), named("pointwise group convolution"), named("swish", "recent"),
+                named("hard swish"), run_in("Deeper Bottleneck", "deeper nets."),
+                run_in("Compression", "transition layers.")]  # fmt: skip
+    kept, dropped = sources_that_stand(mentions, [paper])
+    assert [m["name"] for m in kept] == ["hard swish", "Compression"] and dropped == 4
+
+
 def test_name_patterns_take_plurals_and_hyphens_not_longer_words():
     p = name_pattern("feature-maps")
     assert p.search("the feature maps of a stage") and p.search("a feature-map") and p.search("featuremaps")

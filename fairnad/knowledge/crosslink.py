@@ -62,8 +62,8 @@ from fairnad.knowledge.names import MODEL_FAMILY
 from fairnad.knowledge.support import sizes_joined
 from fairnad.knowledge.template import Template
 from fairnad.knowledge.tree import example_attributes
-from fairnad.knowledge.voice import (BUILT, TABLE_ROW, in_aside, is_own, own_model_names, says_it_uses,
-                                     speaks_there, states_own_use)
+from fairnad.knowledge.voice import (BUILT, TABLE_ROW, based_on, in_aside, is_own, own_model_names,
+                                     says_it_uses, speaks_there, states_design_act, states_own_use)
 
 MIN_SENTENCES = 2  # a paper that states a name once may only mention it; in two of its own sentences, it uses it
 # a name that ends by naming models ("Residual Network", "Inception architecture") finds the model in a
@@ -135,23 +135,29 @@ class PaperIndex:
 
     def source_stands(self, src: dict) -> bool:
         """Whether a source (page, evidence_offset, offset, length) still stands by the rules of a lookup's
-        source: its sentence may stand (`may_stand`; in a background section only in the first person,
-        `speaks_there`) and does not name the idea in passing, inside an aside
-        (voice.in_aside). A candidate's evidence was ranked by them, not required to pass them: the model
-        was shown the best sentence there was ("Here we explore the inverted bottleneck design" for a
-        ConvNeXt step). Evidence that is no sentence of the paper's (a run-in head and the sentence after it)
-        is judged as it stands."""
-        at_ = (src.get("page"), src.get("evidence_offset"))
-        s = self._at.get(at_) or Sentence(0, at_[0], at_[1], at_[1] + len(src.get("evidence", "")), src.get("evidence", ""))
+        source (`names_it`), and a whole sentence, or a run-in head and the sentence after it, says that the
+        authors build with it (voice.states_design_act: not "Deeper Bottleneck Architectures. Next we
+        describe our deeper nets") or names it again to say what it is ("Depthwise separable convolution. A
+        depthwise separable convolution factorizes ..."). A candidate's evidence was ranked by them, not required to pass them: the
+        model was shown the best sentence there was ("Here we explore the inverted bottleneck design" for a
+        ConvNeXt step). Evidence longer than the paper's sentence at its place (a run-in head and the
+        sentence after it) is judged as it stands."""
+        at_, evidence = (src.get("page"), src.get("evidence_offset")), src.get("evidence", "")
+        s = self._at.get(at_)
+        if s is None or len(s.text) < len(evidence):
+            s = Sentence(0, at_[0], at_[1], at_[1] + len(evidence), evidence)
         at = src.get("offset", s.start) - s.start
-        return self.names_it(s, at, at + src.get("length", 0))
+        whole = at <= 0 and src.get("length", 0) >= len(s.text)  # a proposal; a run-in head and its sentence
+        return self.names_it(s, at, at + src.get("length", 0)) and (not whole or states_design_act(s.text)
+                                                                    or _said_again(src.get("name", ""), s.text))
 
     def names_it(self, s: Sentence, start: int, end: int) -> bool:
         """Whether `s` stands as the source of the name at s.text[start:end]: the authors speak there
         (`speaks_there`), the sentence may stand (`may_stand`), and the name is not said in passing in an
-        aside (voice.in_aside). The lookups and `source_stands` both judge by it."""
+        aside (voice.in_aside) nor as what a design starts from ("the recent swish nonlinearity",
+        voice.based_on). The lookups and `source_stands` both judge by it."""
         return (speaks_there(s, self._background(s.page, s.start)) and self.may_stand(s, start)
-                and not in_aside(s.text, start, end))  # fmt: skip
+                and not in_aside(s.text, start, end) and not based_on(s.text, start))  # fmt: skip
 
     def stating(self, names: Iterable[str]) -> list[tuple[Sentence, re.Match]]:
         """The paper's own sentences, in reading order, that state one of `names`."""
@@ -162,6 +168,12 @@ class PaperIndex:
             if m:
                 out.append((s, m))
         return out
+
+
+def _said_again(name: str, text: str) -> bool:
+    """Whether `text` states the name twice: a run-in head and a sentence after it about the same thing."""
+    pattern = name_pattern(name)
+    return pattern is not None and len(pattern.findall(text)) >= 2
 
 
 def _source(paper: PaperIndex, s: Sentence, m: re.Match) -> dict:

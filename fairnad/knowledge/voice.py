@@ -76,7 +76,32 @@ STUDY = re.compile(r"(?i)\b(?:we|this\s+section)\s+(?:also\s+|first\s+|next\s+|f
                    r"|\bexperiment(?:ed|ally)\b|\bsuggests?\b|\bimpact\s+of\b|\brelations?\s+between\b"
                    r"|\boutperform\w*|\bfor\s+validation\b|\binterpretation\b|\bsubstitut\w*"
                    r"|\bsimilar\s+to\b|\bdiffers?\s+from\b"
-                   r"|\bshown\s+in\s+the\s+table\b|\bbrackets\b|\bstands?\s+for\b")  # fmt: skip
+                   r"|\bshown\s+in\s+the\s+table\b|\bbrackets\b|\bstands?\s+for\b"
+                   r"|\bto\s+study\b|\bbenchmark\s+networks?\b|^\W*G\d+\)")  # fmt: skip
+# a name said as the work a design starts from, not as the design ("a modified version of the recent swish
+# nonlinearity" in MobileNetV3, which uses h-swish): the words just before the name
+BASED_ON = re.compile(r"(?i)\b(?:recent(?:ly\s+(?:proposed|introduced))?|popular|(?:version|variant|extension)\s+of"
+                      r"(?:\s+the)?(?:\s+recent)?)\s+$")  # fmt: skip
+# a whole sentence (or a run-in head and the sentence after it) stands as a source only where it says the
+# authors build with it ("we propose to compute self-attention within local windows", "we can reduce the
+# number of feature-maps at transition layers") or how the network is built (BUILT): not a run-in head whose
+# next sentence says something else ("Deeper Bottleneck Architectures. Next we describe our deeper nets")
+DESIGN_ACT = re.compile(r"(?i)\b(?:we|our\s+[\w-]+)\s+(?:[\w-]+\s+){0,2}?(?:use|adopt|propos|add|replac|mov|reduc"
+                        r"|introduc|appl|employ|design|build|construct|stack|insert|modif|chang|increas|decreas|set"
+                        r"|mak|tak|turn|switch|comput|incorporat|group|split|shuffl|concatenat|shar)\w*")  # fmt: skip
+
+
+def based_on(text: str, at: int) -> bool:
+    """Whether the name at `at` is said as the work a design starts from (BASED_ON)."""
+    return bool(BASED_ON.search(text[:at]))
+
+
+def states_design_act(text: str) -> bool:
+    """Whether a sentence says the authors build with what it names, or how the network is built
+    (DESIGN_ACT, BUILT)."""
+    return bool(DESIGN_ACT.search(text) or BUILT.search(text))
+
+
 # a clause after the statement that gives its reason or a concession: a "not" there does not negate what
 # the sentence states ("We use standard learnable 1D position embeddings, since we have not observed ...")
 REASON = re.compile(r"(?i),\s*(?:since|because|although|though|whereas)\b.*$")
