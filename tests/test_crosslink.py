@@ -240,6 +240,13 @@ def test_findings_the_work_a_design_starts_from_and_run_in_heads_without_the_des
                 run_in("Compression", "transition layers.")]  # fmt: skip
     kept, dropped = sources_that_stand(mentions, [paper])
     assert [m["name"] for m in kept] == ["hard swish", "Compression"] and dropped == 4
+    from fairnad.knowledge.candidates import PROPOSES
+    from fairnad.knowledge.voice import states_design_act
+
+    for proposal in ("We present a channel split operation.", "This paper introduces a dense block.",
+                     "We then utilize two small fully connected layers.", "We term it a cardinality."):  # fmt: skip
+        assert PROPOSES.search(proposal) and states_design_act(proposal)  # a proposal always says it builds
+    assert not states_design_act("Next we describe our deeper nets for ImageNet.")
 
 
 def test_name_patterns_take_plurals_and_hyphens_not_longer_words():

@@ -83,12 +83,14 @@ STUDY = re.compile(r"(?i)\b(?:we|this\s+section)\s+(?:also\s+|first\s+|next\s+|f
 BASED_ON = re.compile(r"(?i)\b(?:recent(?:ly\s+(?:proposed|introduced))?|popular|(?:version|variant|extension)\s+of"
                       r"(?:\s+the)?(?:\s+recent)?)\s+$")  # fmt: skip
 # a whole sentence (or a run-in head and the sentence after it) stands as a source only where it says the
-# authors build with it ("we propose to compute self-attention within local windows", "we can reduce the
-# number of feature-maps at transition layers") or how the network is built (BUILT): not a run-in head whose
-# next sentence says something else ("Deeper Bottleneck Architectures. Next we describe our deeper nets")
-DESIGN_ACT = re.compile(r"(?i)\b(?:we|our\s+[\w-]+)\s+(?:[\w-]+\s+){0,2}?(?:use|adopt|propos|add|replac|mov|reduc"
-                        r"|introduc|appl|employ|design|build|construct|stack|insert|modif|chang|increas|decreas|set"
-                        r"|mak|tak|turn|switch|comput|incorporat|group|split|shuffl|concatenat|shar)\w*")  # fmt: skip
+# authors build with it, with every verb of a proposal (candidates.PROPOSES) among others ("we propose to
+# compute self-attention within local windows", "we can reduce the number of feature-maps at transition
+# layers"), or how the network is built (BUILT): not a run-in head whose next sentence says something else
+# ("Deeper Bottleneck Architectures. Next we describe our deeper nets")
+DESIGN_ACT = re.compile(r"(?i)\b(?:we|our\s+[\w-]+|this\s+(?:paper|work))\s+(?:[\w-]+\s+){0,2}?(?:use|adopt|propos"
+                        r"|add|replac|mov|reduc|introduc|appl|employ|design|build|construct|stack|insert|modif|chang"
+                        r"|increas|decreas|set|mak|tak|turn|switch|comput|incorporat|group|split|shuffl|concatenat"
+                        r"|shar|present|develop|call|term|nam|utili[sz]|exploit)\w*")  # fmt: skip
 
 
 def based_on(text: str, at: int) -> bool:
