@@ -208,7 +208,9 @@ FINDINGS_AND_RUN_INS = [
     ("G1) Equal channel width minimizes memory access cost. To study the cost in practice, a benchmark network "
      "is built by stacking pointwise group convolution layers. We introduce hard swish, a modified version of the "
      "recent swish nonlinearity. Deeper Bottleneck Architectures. Next we describe our deeper nets. "
-     "Compression. To improve compactness, we reduce the number of feature-maps at transition layers.", False),
+     "Compression. To improve compactness, we reduce the number of feature-maps at transition layers. "
+     "Depthwise convolution. A depthwise convolution filters each channel on its own. "
+     "Our idea is a wider stage with more channels.", False),
 ]  # fmt: skip
 
 
@@ -237,16 +239,33 @@ def test_findings_the_work_a_design_starts_from_and_run_in_heads_without_the_des
 
     mentions = [named("Equal channel width"), named("pointwise group convolution"), named("swish", "recent"),
                 named("hard swish"), run_in("Deeper Bottleneck", "deeper nets."),
-                run_in("Compression", "transition layers.")]  # fmt: skip
+                run_in("Compression", "transition layers."), run_in("Depthwise convolution", "its own."),
+                run_in("Our idea is a wider stage", "more channels.")]  # fmt: skip
     kept, dropped = sources_that_stand(mentions, [paper])
-    assert [m["name"] for m in kept] == ["hard swish", "Compression"] and dropped == 4
-    from fairnad.knowledge.candidates import PROPOSES
-    from fairnad.knowledge.voice import states_design_act
+    # the compression step says the authors build it; the depthwise head is named again to say what it is
+    assert [m["name"] for m in kept] == ["hard swish", "Compression", "Depthwise convolution"] and dropped == 5
 
-    for proposal in ("We present a channel split operation.", "This paper introduces a dense block.",
-                     "We then utilize two small fully connected layers.", "We term it a cardinality."):  # fmt: skip
-        assert PROPOSES.search(proposal) and states_design_act(proposal)  # a proposal always says it builds
-    assert not states_design_act("Next we describe our deeper nets for ImageNet.")
+    from fairnad.knowledge.candidates import PROPOSES
+    from fairnad.knowledge.voice import STUDY, based_on, states_design_act
+
+    assert STUDY.search("G2) Excessive group convolution increases MAC.") and not STUDY.search("g2) a step")
+    assert STUDY.search("To study the cost, we stack ten layers.") and STUDY.search("A benchmark network is built.")
+    text = 'We introduce h-swish, a modified version of the recent "swish" nonlinearity.'
+    assert based_on(text, text.index('swish"')) and not based_on(text, text.index("h-swish"))
+    text = "We adopt the recently proposed squeeze-and-excitation block in each stage."
+    assert not based_on(text, text.index("squeeze"))  # adopted: the network uses it
+    verbs = ("propose", "introduce", "present", "design", "develop", "adopt", "use", "employ", "call", "term", "name",
+             "replace", "add", "insert", "apply", "utilize", "exploit", "build")  # fmt: skip
+    for verb in verbs:  # candidates.PROPOSES's verbs, each a design act (a proposal is never dropped for its verb)
+        third = verb[:-1] + "ies" if verb == "apply" else verb + "s"
+        for proposal in (f"We {verb} a channel split.", f"We also {verb} a channel split.",
+                         f"Our work {third} a channel split.", f"This paper {third} a channel split."):  # fmt: skip
+            assert states_design_act(proposal) or not PROPOSES.search(proposal), proposal
+        assert PROPOSES.search(f"We {verb} a channel split.")
+    for said in ("We note that adding layers hurts.", "We believe this makes training easier.",
+                 "Next we describe the modified architecture.", "We denote the group size by g.",
+                 "We additionally report the latency.", "Typically, the stem cell design is concerned with it."):  # fmt: skip
+        assert not states_design_act(said), said
 
 
 def test_name_patterns_take_plurals_and_hyphens_not_longer_words():

@@ -135,21 +135,23 @@ class PaperIndex:
 
     def source_stands(self, src: dict) -> bool:
         """Whether a source (page, evidence_offset, offset, length) still stands by the rules of a lookup's
-        source (`names_it`), and a whole sentence, or a run-in head and the sentence after it, says that the
-        authors build with it (voice.states_design_act: not "Deeper Bottleneck Architectures. Next we
-        describe our deeper nets") or names it again to say what it is ("Depthwise separable convolution. A
-        depthwise separable convolution factorizes ..."). A candidate's evidence was ranked by them, not required to pass them: the
-        model was shown the best sentence there was ("Here we explore the inverted bottleneck design" for a
-        ConvNeXt step). Evidence longer than the paper's sentence at its place (a run-in head and the
-        sentence after it) is judged as it stands."""
+        source (`names_it`). A source that quotes its whole evidence (a proposal's or a heading's sentence,
+        a run-in head and the sentence after it) stands only where it says the authors build with it or how
+        the network is built (voice.states_design_act: not "Deeper Bottleneck Architectures. Next we
+        describe our deeper nets"), or names the idea again to say what it is ("Depthwise separable
+        convolution. A depthwise separable convolution factorizes ..."). A candidate's evidence was ranked
+        by these rules, not required to pass them: the model was shown the best sentence there was ("Here
+        we explore the inverted bottleneck design" for a ConvNeXt step). Evidence longer than the paper's
+        sentence at its place (a run-in head and the sentence after it) is judged as it stands."""
         at_, evidence = (src.get("page"), src.get("evidence_offset")), src.get("evidence", "")
         s = self._at.get(at_)
         if s is None or len(s.text) < len(evidence):
             s = Sentence(0, at_[0], at_[1], at_[1] + len(evidence), evidence)
-        at = src.get("offset", s.start) - s.start
-        whole = at <= 0 and src.get("length", 0) >= len(s.text)  # a proposal; a run-in head and its sentence
-        return self.names_it(s, at, at + src.get("length", 0)) and (not whole or states_design_act(s.text)
-                                                                    or _said_again(src.get("name", ""), s.text))
+        at, length = src.get("offset", s.start) - s.start, src.get("length", 0)
+        if not self.names_it(s, at, at + length):
+            return False
+        whole = at <= 0 and length >= len(evidence)
+        return not whole or states_design_act(evidence) or _said_again(src.get("name", ""), evidence)
 
     def names_it(self, s: Sentence, start: int, end: int) -> bool:
         """Whether `s` stands as the source of the name at s.text[start:end]: the authors speak there
@@ -171,8 +173,11 @@ class PaperIndex:
 
 
 def _said_again(name: str, text: str) -> bool:
-    """Whether `text` states the name twice: a run-in head and a sentence after it about the same thing."""
+    """Whether `text` states the name twice: a run-in head (or a heading) and the sentence after it about
+    the same thing. A name of one plain word, which `name_pattern` does not look up, counts as a word."""
     pattern = name_pattern(name)
+    if pattern is None and re.fullmatch(r"[\w-]+", name.strip()):
+        pattern = re.compile(rf"(?i)(?<![\w-]){re.escape(name.strip())}(?![\w-])")
     return pattern is not None and len(pattern.findall(text)) >= 2
 
 

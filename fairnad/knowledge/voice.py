@@ -64,7 +64,9 @@ OTHER_WORK = re.compile(r"(?i)^\W*(?:\[|\(?[A-Z][\w-]+\s+et\s+al)|\b(?:previousl
 # reading of the paper ("We present an interpretation of Inception modules"), a comparison with another
 # design ("our module differs from all existing Inception modules"), a table's legend or a plot's title
 # ("the number of 1 × 1 filters", "stands for"; "Inside the brackets are ..."; "each conv layer shown in
-# the table"; "(b) Impact of variations in residual blocks"; "Relations between cardinality and width")
+# the table"; "(b) Impact of variations in residual blocks"; "Relations between cardinality and width"), a
+# numbered guideline finding ("G1) Equal channel width minimizes memory access cost") and a network built to
+# measure one ("To study the affection in practice, a benchmark network is built by stacking ...")
 STUDY = re.compile(r"(?i)\b(?:we|this\s+section)\s+(?:also\s+|first\s+|next\s+|further\s+|then\s+|now\s+"
                    r"|empirically\s+|experimentally\s+)?"
                    r"(?:consider|study|investigate|evaluate|compare|examine|report|test|ablate|analy[sz]e"
@@ -77,20 +79,27 @@ STUDY = re.compile(r"(?i)\b(?:we|this\s+section)\s+(?:also\s+|first\s+|next\s+|f
                    r"|\boutperform\w*|\bfor\s+validation\b|\binterpretation\b|\bsubstitut\w*"
                    r"|\bsimilar\s+to\b|\bdiffers?\s+from\b"
                    r"|\bshown\s+in\s+the\s+table\b|\bbrackets\b|\bstands?\s+for\b"
-                   r"|\bto\s+study\b|\bbenchmark\s+networks?\b|^\W*G\d+\)")  # fmt: skip
+                   r"|\bto\s+study\b|\bbenchmark\s+networks?\b|^\W*(?-i:G)\d+\)")  # fmt: skip
 # a name said as the work a design starts from, not as the design ("a modified version of the recent swish
-# nonlinearity" in MobileNetV3, which uses h-swish): the words just before the name
-BASED_ON = re.compile(r"(?i)\b(?:recent(?:ly\s+(?:proposed|introduced))?|popular|(?:version|variant|extension)\s+of"
-                      r"(?:\s+the)?(?:\s+recent)?)\s+$")  # fmt: skip
+# nonlinearity" in MobileNetV3, which uses h-swish): the words just before the name. Not "recent" or
+# "popular" alone: "We adopt the recently proposed squeeze-and-excitation block" uses it
+BASED_ON = re.compile(r"(?i)\b(?:modified\s+)?(?:version|extension)\s+of(?:\s+the)?(?:\s+recent(?:ly\s+\w+)?)?"
+                      r"\s+[\"“]?$")  # fmt: skip
 # a whole sentence (or a run-in head and the sentence after it) stands as a source only where it says the
 # authors build with it, with every verb of a proposal (candidates.PROPOSES) among others ("we propose to
 # compute self-attention within local windows", "we can reduce the number of feature-maps at transition
 # layers"), or how the network is built (BUILT): not a run-in head whose next sentence says something else
-# ("Deeper Bottleneck Architectures. Next we describe our deeper nets")
-DESIGN_ACT = re.compile(r"(?i)\b(?:we|our\s+[\w-]+|this\s+(?:paper|work))\s+(?:[\w-]+\s+){0,2}?(?:use|adopt|propos"
-                        r"|add|replac|mov|reduc|introduc|appl|employ|design|build|construct|stack|insert|modif|chang"
-                        r"|increas|decreas|set|mak|tak|turn|switch|comput|incorporat|group|split|shuffl|concatenat"
-                        r"|shar|present|develop|call|term|nam|utili[sz]|exploit)\w*")  # fmt: skip
+# ("Deeper Bottleneck Architectures. Next we describe our deeper nets"). Between the subject and the verb
+# only an adverb or a modal ("we then apply", "we can reduce"), so that "we" reaches no verb of a later
+# clause ("We note that adding ...")
+_BETWEEN = (r"(?:also|further|then|first|can|could|will|would|may|might|should|instead|additionally|simply"
+            r"|only|directly|here|now|therefore|thus|finally|next|mainly|still|do|did|just|is|are|was|were|be)")  # fmt: skip
+DESIGN_ACT = re.compile(rf"(?i)\b(?:we|our\s+[\w-]+|this\s+(?:paper|work))\s+(?:{_BETWEEN}\s+){{0,2}}"
+                        r"(?:(?:us|adopt|propos|add|replac|mov|reduc|introduc|employ|design|build|construct|stack"
+                        r"|insert|chang|increas|decreas|mak|tak|turn|switch|comput|incorporat|group|shuffl"
+                        r"|concatenat|shar|present|develop|call|term|nam|utili[sz]|exploit|defin|adapt)"
+                        r"(?:e|es|ed|ing|s|d)?|appl(?:y|ies|ied|ying)|modif(?:y|ies|ied|ying)|set(?:s|ting)?"
+                        r"|split(?:s|ting)?|built)\b")  # fmt: skip
 
 
 def based_on(text: str, at: int) -> bool:
