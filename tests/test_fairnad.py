@@ -378,7 +378,7 @@ def test_failures_in_later_prompts_give_the_error_and_where_not_the_failing_line
 def test_a_run_that_stored_no_idea_source_keeps_the_template_it_was_made_with():
     """Open searches made before papers13 was the default stored no `knowledge`: they resume and replay
     with the template's examples; a new config that names none stores the default (the template again:
-    the tree at f026346 ended below it on the first seed of the search), and papers13 stays selectable."""
+    the tree at c8920ca ended below it in the 3-seed search), and papers13 stays selectable."""
     from fairnad import lifecycle
 
     before = lifecycle.load_knowledge(SearchConfig(space="open", strategy="fairnad"))
