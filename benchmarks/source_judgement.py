@@ -59,6 +59,12 @@ def labelled_sources(labels: Path, tree: Path) -> tuple[list[dict], dict[str, bo
     return out, real
 
 
+def stands_where_it_is(source: dict, papers: list) -> bool:
+    """Kept at its own sentence: a source moved to another sentence (PaperIndex.restated) is not the one labelled."""
+    kept = sources_that_stand([source], papers)[0]
+    return bool(kept) and (kept[0]["page"], kept[0]["evidence_offset"]) == (source["page"], source["evidence_offset"])
+
+
 def score(sources: list[dict], kept: list[bool], real: dict[str, bool]) -> dict:
     good = Counter(s["good"] for s in sources)
     kept_good = sum(k for s, k in zip(sources, kept) if s["good"])
@@ -83,7 +89,7 @@ def main() -> None:
     docs = {p: read_pdf(args.papers / f"{p}.pdf", 200) for p in sorted({s["paper"] for s in sources})}
     papers = readable_papers([{"path": str(args.papers / f"{p}.pdf"), "name": p, "title": d.title, "sha256": d.sha256}
                               for p, d in docs.items()], 200)  # fmt: skip
-    kept = [bool(sources_that_stand([s], papers)[0]) for s in sources]
+    kept = [stands_where_it_is(s, papers) for s in sources]
     print("rule (build.sources_that_stand):", score(sources, kept, real))
     if not args.llm:
         return

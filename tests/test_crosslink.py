@@ -268,6 +268,63 @@ def test_findings_the_work_a_design_starts_from_and_run_in_heads_without_the_des
         assert not states_design_act(said), said
 
 
+ARGUMENTS_SETUPS_AND_PLACES = [
+    ("3 Method", True),
+    ("We place a gate unit after each conv layer. The bottleneck can be seen as a low-rank gate unit. We argue "
+     "that the gate unit controls more complex transformations. Despite the increased FLOPs for the gate unit, "
+     "this change reduces the whole network FLOPs to 4.6G. The element-wise addition in the gate unit is also "
+     "undesirable ( G4 ). To facilitate the training of VGG-16 from scratch, we add gate units after each conv "
+     "layer. We train our models with RMSProp and momentum 0.9. We use dropout of 0.8 and weight decay 1e-5. "
+     "Gate units act before summation with the identity branch. We use channel shuffle in each residual block. "
+     "We argue that cardinality and the swish nonlinearity control complex transformations. We build every "
+     "block with a cardinality of 32. We use the hard swish nonlinearity in every block.", False),
+]  # fmt: skip
+
+
+def test_arguments_training_setups_and_the_place_another_idea_goes_are_no_source(tmp_path):
+    """An interpretation ("can be seen as"), an argument ("We argue"), a cost reported or judged ("Despite
+    ... FLOPs to 4.6G", "undesirable ( G4 )") and the training's setup ("the training of VGG-16", "We train
+    ... momentum") are no source; nor is a name said as where another idea goes ("in each residual block",
+    "before summation with the identity branch"). A regularizer's setting is one ("dropout of 0.8"). A
+    source that does not stand moves to the paper's sentence that builds with its name, one plain word
+    too ("cardinality"), but not to one where the name is part of another's ("swish" in "hard swish")."""
+    from fairnad.knowledge.build import sources_that_stand
+
+    doc = parse_pdf(make_paper(tmp_path / "a.pdf", title="Arguments", body=ARGUMENTS_SETUPS_AND_PLACES, extra_page=False))
+    sentences = split_sentences(doc)
+    paper = PaperIndex("a", "Arguments", sentences)
+
+    def named(name, after):
+        s = next(s for s in sentences if after in s.text)
+        at = s.text.index(name)
+        return {"paper": "a", "name": name, "page": s.page, "offset": s.start + at, "length": len(name),
+                "evidence": s.text, "evidence_offset": s.start}  # fmt: skip
+
+    stands = [named("gate unit", "We place"), named("dropout", "dropout"), named("channel shuffle", "We use channel")]
+    falls = [named("bottleneck", "seen as"), named("gate unit", "We argue"), named("gate unit", "Despite"),
+             named("element-wise addition", "undesirable"), named("gate units", "VGG-16"),
+             named("momentum", "We train"), named("identity branch", "summation"),
+             named("residual block", "We use channel"), named("conv layer", "We place")]  # fmt: skip
+    falls += [named("swish nonlinearity", "We argue that card")]
+    moves = [named("cardinality", "We argue that card")]
+    stands += [named("hard swish", "We use the hard")]
+    kept, dropped = sources_that_stand(stands + falls + moves, [paper])
+    assert [(m["name"], m["evidence"][:8]) for m in kept] == [(m["name"], m["evidence"][:8]) for m in stands] + [
+        ("cardinality", "We build")]
+    assert dropped == len(falls)
+    moved = kept[-1]
+    assert moved["quote"] == "cardinality" and moved["page"] == moves[0]["page"]
+    assert span_is_at_its_offsets(doc, moved["page"], moved["offset"], moved["offset"] + moved["length"], moved["quote"])
+
+    from fairnad.knowledge.voice import STUDY
+
+    assert STUDY.search("We also note that other forms exist.") and not STUDY.search("We use dropout and weight decay.")
+    assert STUDY.search("Both group convolutions and bottlenecks increase MAC ( G1 and G2 ).")
+    assert STUDY.search("Typically, the stem cell design is concerned with the input.")
+    assert STUDY.search("It may be that the depth of the feature spaces is critical.")
+    assert not STUDY.search("Each stage of G2 blocks uses a 3 × 3 convolution.")
+
+
 def test_name_patterns_take_plurals_and_hyphens_not_longer_words():
     p = name_pattern("feature-maps")
     assert p.search("the feature maps of a stage") and p.search("a feature-map") and p.search("featuremaps")

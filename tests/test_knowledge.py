@@ -359,6 +359,14 @@ def test_a_sentence_is_one_source_and_a_models_name_is_no_idea(embedder):
         assert not is_model_name(name), name
     assert is_model_name("Swin Transformer", ["Swin Transformer: Hierarchical Vision Transformer using Shifted Windows"])
 
+    from fairnad.knowledge.extract import idea_part  # a name that also says how it is called, or which model has it
+
+    titles = ["ShuffleNet V2: Practical Guidelines for Efficient CNN Architecture Design"]
+    assert idea_part("simple operator called channel split", titles) == "channel split"
+    assert idea_part("channel split and ShuffleNet V2", titles) == "channel split"
+    for both in ("batch normalization and ReLU", "depthwise and pointwise convolution"):  # two ideas, or one
+        assert idea_part(both, titles) == both
+
 
 def test_the_listing_read_to_judge_recall_holds_every_idea_under_each_of_its_papers():
     """benchmarks/knowledge_quality.py --by-paper: what a person reads against the answer key

@@ -18,7 +18,7 @@ from typing import Any
 from fairnad.ingest.pdf import Document, PaperError, parse_pdf
 from fairnad.knowledge.candidates import background_sections, experiment_sections, figure_captions
 from fairnad.knowledge.consolidate import MERGE_AT, SOURCE_KEYS, attribute_order, consolidate, example_phrases
-from fairnad.knowledge.crosslink import MIN_SENTENCES, PaperIndex, examples_found, link_by_name
+from fairnad.knowledge.crosslink import MIN_SENTENCES, PaperIndex, examples_found, link_by_name, name_pattern
 from fairnad.knowledge.embed import Embedder
 from fairnad.knowledge.evidence import split_sentences
 from fairnad.knowledge.extract import extract_paper
@@ -152,13 +152,23 @@ def assemble(template: Template, store: BuildStore, embedder: Embedder, opts: Bu
 
 
 def sources_that_stand(mentions: list[dict], papers: list[PaperIndex]) -> tuple[list[dict], int]:
-    """The mentions whose sentence stands as a source by the lookups' rules (PaperIndex.source_stands), and
-    how many did not: the model named a candidate from the best sentence its paper had, and of the 100
-    sources an independent check of 60 ideas read (v11), 35 did not say the paper's network uses the idea
-    (findings, explorations, analyses, table legends, mentions in passing). A paper that cannot be read
-    again keeps its mentions."""
+    """The mentions whose sentence stands as a source by the lookups' rules (PaperIndex.source_stands), a
+    mention whose sentence does not moved to the paper's sentence that states its name and builds with it
+    (PaperIndex.restated), and how many were dropped: the model named a candidate from the best
+    sentence its paper had, and of the 100 sources an independent check of 60 ideas read (v11), 35 did not
+    say the paper's network uses the idea (findings, explorations, analyses, table legends, mentions in
+    passing). A paper that cannot be read again keeps its mentions."""
     index = {p.name: p for p in papers}
-    kept = [m for m in mentions if (p := index.get(m["paper"])) is None or p.source_stands(m)]
+    names = {m["name"].lower(): m["name"] for m in mentions}
+    kept = []
+    for m in mentions:
+        p = index.get(m["paper"])
+        if p is None or p.source_stands(m):
+            kept.append(m)
+            continue
+        others = [pat for key, n in names.items() if key != m["name"].lower() and (pat := name_pattern(n)) is not None]
+        if (moved := p.restated(m, others)) is not None:
+            kept.append(moved)
     return kept, len(mentions) - len(kept)
 
 

@@ -62,8 +62,8 @@ from fairnad.knowledge.names import MODEL_FAMILY
 from fairnad.knowledge.support import sizes_joined
 from fairnad.knowledge.template import Template
 from fairnad.knowledge.tree import example_attributes
-from fairnad.knowledge.voice import (BUILT, TABLE_ROW, based_on, in_aside, is_own, own_model_names,
-                                     says_it_uses, speaks_there, states_design_act, states_own_use)
+from fairnad.knowledge.voice import (BUILT, TABLE_ROW, based_on, in_aside, is_own, located_in,
+                                     own_model_names, says_it_uses, speaks_there, states_design_act, states_own_use)
 
 MIN_SENTENCES = 2  # a paper that states a name once may only mention it; in two of its own sentences, it uses it
 # a name that ends by naming models ("Residual Network", "Inception architecture") finds the model in a
@@ -91,13 +91,14 @@ def _word_pattern(word: str) -> str:
 
 
 @lru_cache(maxsize=4096)
-def name_pattern(name: str) -> re.Pattern | None:
+def name_pattern(name: str, whole_word: bool = False) -> re.Pattern | None:
     """The name as a phrase: its words in order, plurals, hyphens and the writing of sizes aside; None
-    for a name that a sentence can hold without meaning the idea (one plain word that is no design)."""
+    for a name that a sentence can hold without meaning the idea (one plain word that is no design),
+    unless `whole_word`: in its own paper, or said twice, "cardinality" is the paper's term."""
     words = [w for w in re.split(r"[\s\-]+", sizes_joined(name.strip())) if w]
     if not words:
         return None
-    if len(words) == 1 and not re.search(r"[A-Z0-9]", words[0][1:]) and words[0].lower() not in NAMED:
+    if not whole_word and len(words) == 1 and not re.search(r"[A-Z0-9]", words[0][1:]) and words[0].lower() not in NAMED:
         return None
     parts = [_word_pattern(w) for w in words]
     return re.compile(r"(?<![A-Za-z0-9])(?<!non-)(?<!non )" + r"[\s\-]*".join(parts) + r"(?![A-Za-z0-9])",
@@ -156,14 +157,30 @@ class PaperIndex:
     def names_it(self, s: Sentence, start: int, end: int) -> bool:
         """Whether `s` stands as the source of the name at s.text[start:end]: the authors speak there
         (`speaks_there`), the sentence may stand (`may_stand`), and the name is not said in passing in an
-        aside (voice.in_aside) nor as what a design starts from ("the recent swish nonlinearity",
-        voice.based_on). The lookups and `source_stands` both judge by it."""
+        aside (voice.in_aside), as what a design starts from ("the recent swish nonlinearity",
+        voice.based_on) or as where another idea goes ("in each residual block", voice.located_in). The
+        lookups and `source_stands` both judge by it."""
         return (speaks_there(s, self._background(s.page, s.start)) and self.may_stand(s, start)
-                and not in_aside(s.text, start, end) and not based_on(s.text, start))  # fmt: skip
+                and not in_aside(s.text, start, end) and not based_on(s.text, start)
+                and not located_in(s.text, start))  # fmt: skip
 
-    def stating(self, names: Iterable[str]) -> list[tuple[Sentence, re.Match]]:
-        """The paper's own sentences, in reading order, that state one of `names`."""
-        pats = [p for p in map(name_pattern, names) if p is not None]
+    def restated(self, src: dict, others: list[re.Pattern] = ()) -> dict | None:
+        """Where a source does not stand, the paper's first own sentence elsewhere that states the same name
+        and says the authors build with it or how the network is built (voice.states_design_act, or an
+        architecture table's row), as the source instead: "we argue that the dimension of cardinality
+        controls ..." gives way to "... a new dimension, which we call "cardinality"". The name is the
+        paper's term, so one plain word is looked up too (name_pattern's `whole_word`); not where it is
+        part of a longer name of `others` ("swish" in "hard swish"). None when no sentence does."""
+        at = (src.get("page"), src.get("evidence_offset"))
+        hits = [h for h in self.stating([src.get("name", "")], whole_word=True)
+                if (h[0].page, h[0].start) != at and not _part_of_another(*h, others)
+                and (states_design_act(h[0].text) or TABLE_ROW.match(h[0].text))
+                and self.names_it(h[0], *h[1].span()) and says_it_uses(h[0], self.own_names)]  # fmt: skip
+        return {**src, **_source(self, *hits[0])} if hits else None
+
+    def stating(self, names: Iterable[str], whole_word: bool = False) -> list[tuple[Sentence, re.Match]]:
+        """The paper's own sentences, in reading order, that state one of `names` (name_pattern)."""
+        pats = [p for n in names if (p := name_pattern(n, whole_word)) is not None]
         out = []
         for s in self.own:
             m = next((m for p in pats if (m := p.search(s.text))), None)
@@ -174,10 +191,8 @@ class PaperIndex:
 
 def _said_again(name: str, text: str) -> bool:
     """Whether `text` states the name twice: a run-in head (or a heading) and the sentence after it about
-    the same thing. A name of one plain word, which `name_pattern` does not look up, counts as a word."""
-    pattern = name_pattern(name)
-    if pattern is None and re.fullmatch(r"[\w-]+", name.strip()):
-        pattern = re.compile(rf"(?i)(?<![\w-]){re.escape(name.strip())}(?![\w-])")
+    the same thing. A name of one plain word counts as a word."""
+    pattern = name_pattern(name, whole_word=True)
     return pattern is not None and len(pattern.findall(text)) >= 2
 
 

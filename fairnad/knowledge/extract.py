@@ -73,6 +73,16 @@ def _reject(stats: dict, reason: str) -> str:
     return reason
 
 
+def idea_part(name: str, titles: list[str]) -> str:
+    """The idea a name holds where it also says how the paper calls it or which model has it: "simple
+    operator called channel split" -> "channel split", "channel split and ShuffleNet V2" (a run-in head)
+    -> "channel split"."""
+    name = re.sub(r"(?i)^.*\b(?:called|named|termed|dubbed)\s+(?=\w)", "", name)
+    parts = [p.strip() for p in re.split(r"(?i)\s+and\s+", name)]
+    ideas = [p for p in parts if p and not is_model_name(p, titles)]
+    return ideas[0] if len(parts) == 2 and len(ideas) == 1 else name
+
+
 def judge(cand: Candidate, answer: dict, titles: list[str], in_background: bool = False) -> tuple[str, str, str | None]:
     """(name, description, why it is no accepted idea or None) of one candidate and the model's answer.
     `in_background`: the candidate stands in the paper's introduction, related work or discussion."""
@@ -90,6 +100,7 @@ def judge(cand: Candidate, answer: dict, titles: list[str], in_background: bool 
         if coverage(phrase, span)[0] < 1.0:  # neither the model's name nor the paper's phrase is in its words
             return name, description, "name not in its sentence"
         name = phrase  # the paper's own words
+    name = idea_part(name, titles)
     if len(name) < 2:
         return name, description, "empty name"
     if description and coverage(name, description)[0] == 0:

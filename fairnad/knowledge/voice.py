@@ -66,7 +66,15 @@ OTHER_WORK = re.compile(r"(?i)^\W*(?:\[|\(?[A-Z][\w-]+\s+et\s+al)|\b(?:previousl
 # ("the number of 1 × 1 filters", "stands for"; "Inside the brackets are ..."; "each conv layer shown in
 # the table"; "(b) Impact of variations in residual blocks"; "Relations between cardinality and width"), a
 # numbered guideline finding ("G1) Equal channel width minimizes memory access cost") and a network built to
-# measure one ("To study the affection in practice, a benchmark network is built by stacking ...")
+# measure one ("To study the affection in practice, a benchmark network is built by stacking ..."); an
+# interpretation, an argument or a remark ("can be seen as", "we argue that", "One can see the number of
+# ... filters"), design choices weighed ("two interesting design considerations"), a cost reported
+# ("Despite the increased FLOPs ..., this change reduces the whole network FLOPs to 4.6G") or judged ("is
+# also undesirable ( G4 )", "... increase MAC ( G1 and G2 )"), a general remark or a guess ("Typically,
+# the stem cell design is concerned with ...", "It may be that the depth ... is critical"), and the
+# training's setup ("To facilitate the training of VGG-16 from scratch, we add ..."; "We train our
+# EfficientNet models ...: RMSProp optimizer with ... momentum 0.9").
+# Not a regularizer's setting: "We use dropout of 0.8, and l2 weight decay 1e-5" states dropout
 STUDY = re.compile(r"(?i)\b(?:we|this\s+section)\s+(?:also\s+|first\s+|next\s+|further\s+|then\s+|now\s+"
                    r"|empirically\s+|experimentally\s+)?"
                    r"(?:consider|study|investigate|evaluate|compare|examine|report|test|ablate|analy[sz]e"
@@ -79,7 +87,13 @@ STUDY = re.compile(r"(?i)\b(?:we|this\s+section)\s+(?:also\s+|first\s+|next\s+|f
                    r"|\boutperform\w*|\bfor\s+validation\b|\binterpretation\b|\bsubstitut\w*"
                    r"|\bsimilar\s+to\b|\bdiffers?\s+from\b"
                    r"|\bshown\s+in\s+the\s+table\b|\bbrackets\b|\bstands?\s+for\b"
-                   r"|\bto\s+study\b|\bbenchmark\s+networks?\b|^\W*(?-i:G)\d+\)")  # fmt: skip
+                   r"|\bto\s+study\b|\bbenchmark\s+networks?\b|^\W*(?-i:G)\d+\)"
+                   r"|\(\s*(?-i:G)\d+(?:\s*(?:,|and|&)\s*(?-i:G)\d+)*\s*\)|^\W*typically\b|\bit\s+may\s+be\s+that\b"
+                   r"|\bcan\s+be\s+(?:seen|viewed|regarded|interpreted|thought\s+of)\s+as\b|\bone\s+can\s+see\b"
+                   r"|\bwe\s+(?:also\s+|further\s+)?(?:argue|remark|note|believe|hypothesi[sz]e|conjecture|speculate)\b"
+                   r"|\bdespite\b"
+                   r"|\bundesirable\b|\bdesign\s+considerations?\b|\bFLOPs?\s+to\s+[\d.]+\s*[GM]?\b"
+                   r"|\btraining\s+of\b|\bwe\s+train\b|\bmomentum\b")  # fmt: skip
 # a name said as the work a design starts from, not as the design ("a modified version of the recent swish
 # nonlinearity" in MobileNetV3, which uses h-swish): the words just before the name. Not "recent" or
 # "popular" alone: "We adopt the recently proposed squeeze-and-excitation block" uses it
@@ -100,6 +114,19 @@ DESIGN_ACT = re.compile(rf"(?i)\b(?:we|our\s+[\w-]+|this\s+(?:paper|work))\s+(?:
                         r"|concatenat|shar|present|develop|call|term|nam|utili[sz]|exploit|defin|adapt)"
                         r"(?:e|es|ed|ing|s|d)?|appl(?:y|ies|ied|ying)|modif(?:y|ies|ied|ying)|set(?:s|ting)?"
                         r"|split(?:s|ting)?|built)\b")  # fmt: skip
+
+
+# a name said as the place where another idea goes, not as the design ("we will use one LayerNorm as our
+# choice of normalization in each residual block"; "Squeeze and Excitation both act before summation with
+# the identity branch"; "Reduce bottleneck in all blocks ... to maintain residual connections"): the words
+# just before the name, one word of the name's phrase between at most
+LOCATED_IN = re.compile(r"(?i)\b(?:(?:in|within|inside|after|before|around)\s+(?:each|every|all(?:\s+the)?)"
+                        r"|(?:summation|addition)\s+with\s+the|to\s+maintain)\s+(?:[\w-]+\s+)?$")  # fmt: skip
+
+
+def located_in(text: str, at: int) -> bool:
+    """Whether the name at `at` is said as where another idea goes (LOCATED_IN)."""
+    return bool(LOCATED_IN.search(text[:at]))
 
 
 def based_on(text: str, at: int) -> bool:
