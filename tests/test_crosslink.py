@@ -306,23 +306,41 @@ def test_arguments_training_setups_and_the_place_another_idea_goes_are_no_source
              named("momentum", "We train"), named("identity branch", "summation"),
              named("residual block", "We use channel"), named("conv layer", "We place")]  # fmt: skip
     falls += [named("swish nonlinearity", "We argue that card")]
-    moves = [named("cardinality", "We argue that card")]
+    moves = [{**named("cardinality", "We argue that card"), "how": "term"}] * 2  # moved once: one source
     stands += [named("hard swish", "We use the hard")]
     kept, dropped = sources_that_stand(stands + falls + moves, [paper])
     assert [(m["name"], m["evidence"][:8]) for m in kept] == [(m["name"], m["evidence"][:8]) for m in stands] + [
         ("cardinality", "We build")]
-    assert dropped == len(falls)
+    assert dropped == len(falls) + 1
     moved = kept[-1]
-    assert moved["quote"] == "cardinality" and moved["page"] == moves[0]["page"]
+    assert moved["quote"] == "cardinality" and moved["page"] == moves[0]["page"] and "how" not in moved
     assert span_is_at_its_offsets(doc, moved["page"], moved["offset"], moved["offset"] + moved["length"], moved["quote"])
 
     from fairnad.knowledge.voice import STUDY
 
     assert STUDY.search("We also note that other forms exist.") and not STUDY.search("We use dropout and weight decay.")
-    assert STUDY.search("Both group convolutions and bottlenecks increase MAC ( G1 and G2 ).")
-    assert STUDY.search("Typically, the stem cell design is concerned with the input.")
-    assert STUDY.search("It may be that the depth of the feature spaces is critical.")
-    assert not STUDY.search("Each stage of G2 blocks uses a 3 × 3 convolution.")
+    for said in ("Both group convolutions and bottlenecks increase MAC ( G1 and G2 ).", "It is undesirable ( G4 ).",
+                 "Typically, the stem cell design is concerned with the input.", "We argue that it helps.",
+                 "It may be that the depth of the feature spaces is critical.", "One can see the filters.",
+                 "A separable convolution can be understood as an Inception module.", "We train it for 90 epochs.",
+                 "Despite the increased FLOPs, it is faster.", "There are two design considerations: a and b.",
+                 "To facilitate the training of VGG-16, we add BN.", "We use momentum of 0.9.", "It uses momentum 0.99."):  # fmt: skip
+        assert STUDY.search(said), said
+    for design in ("Each stage of G2 blocks uses a 3 × 3 convolution.", "We use a momentum encoder.",
+                   "We present a residual learning framework to ease the training of networks.",
+                   "Despite its simplicity, our block uses a gate.", "We reduce the FLOPs to 300M with depthwise convolution.",
+                   "To avoid undesirable aliasing, we use blur pooling."):  # fmt: skip
+        assert not STUDY.search(design), design
+
+    from fairnad.knowledge.voice import located_in
+
+    for text, name in (("We add a gate in all the stages.", "stages"), ("A norm is used within each block.", "block"),
+                       ("A gate acts inside every residual unit.", "unit"), ("Fewer blocks, to maintain residual connections.",
+                       "residual"), ("A gate before addition with the shortcut.", "shortcut"),
+                       ("One gate around each block.", "block")):  # fmt: skip
+        assert located_in(text, text.index(name)), text
+    text = "Each block in our network ends with a gate."
+    assert not located_in(text, text.index("block")) and not located_in(text, text.index("gate"))
 
 
 def test_name_patterns_take_plurals_and_hyphens_not_longer_words():

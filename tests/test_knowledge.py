@@ -364,7 +364,8 @@ def test_a_sentence_is_one_source_and_a_models_name_is_no_idea(embedder):
     titles = ["ShuffleNet V2: Practical Guidelines for Efficient CNN Architecture Design"]
     assert idea_part("simple operator called channel split", titles) == "channel split"
     assert idea_part("channel split and ShuffleNet V2", titles) == "channel split"
-    for both in ("batch normalization and ReLU", "depthwise and pointwise convolution"):  # two ideas, or one
+    for both in ("batch normalization and ReLU", "depthwise and pointwise convolution", "convolution and Transformer",
+                 "named entity", "operator named after Hebb"):  # two ideas, one, a family's word, no calling
         assert idea_part(both, titles) == both
 
 

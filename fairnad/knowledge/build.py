@@ -153,22 +153,27 @@ def assemble(template: Template, store: BuildStore, embedder: Embedder, opts: Bu
 
 def sources_that_stand(mentions: list[dict], papers: list[PaperIndex]) -> tuple[list[dict], int]:
     """The mentions whose sentence stands as a source by the lookups' rules (PaperIndex.source_stands), a
-    mention whose sentence does not moved to the paper's sentence that states its name and builds with it
-    (PaperIndex.restated), and how many were dropped: the model named a candidate from the best
-    sentence its paper had, and of the 100 sources an independent check of 60 ideas read (v11), 35 did not
-    say the paper's network uses the idea (findings, explorations, analyses, table legends, mentions in
-    passing). A paper that cannot be read again keeps its mentions."""
+    mention whose sentence does not stand moved to the paper's sentence that states its name and builds
+    with it (PaperIndex.restated; once per name and sentence), and how many were dropped: the model named
+    a candidate from the best sentence its paper had, and of the 100 sources an independent check of 60
+    ideas read (v11), 35 did not say the paper's network uses the idea (findings, explorations, analyses,
+    table legends, mentions in passing). A paper that cannot be read again keeps its mentions."""
     index = {p.name: p for p in papers}
     names = {m["name"].lower(): m["name"] for m in mentions}
-    kept = []
-    for m in mentions:
-        p = index.get(m["paper"])
-        if p is None or p.source_stands(m):
-            kept.append(m)
+
+    def place(m: dict) -> tuple:
+        return m["name"].lower(), m["paper"], m.get("page"), m.get("evidence_offset")
+
+    stands = [(p := index.get(m["paper"])) is None or p.source_stands(m) for m in mentions]
+    kept = [m for m, ok in zip(mentions, stands) if ok]
+    standing = {place(m) for m in kept}
+    for m, ok in zip(mentions, stands):
+        if ok:
             continue
         others = [pat for key, n in names.items() if key != m["name"].lower() and (pat := name_pattern(n)) is not None]
-        if (moved := p.restated(m, others)) is not None:
+        if (moved := index[m["paper"]].restated(m, others)) is not None and place(moved) not in standing:
             kept.append(moved)
+            standing.add(place(moved))
     return kept, len(mentions) - len(kept)
 
 

@@ -91,14 +91,14 @@ def _word_pattern(word: str) -> str:
 
 
 @lru_cache(maxsize=4096)
-def name_pattern(name: str, whole_word: bool = False) -> re.Pattern | None:
+def name_pattern(name: str, single_word: bool = False) -> re.Pattern | None:
     """The name as a phrase: its words in order, plurals, hyphens and the writing of sizes aside; None
     for a name that a sentence can hold without meaning the idea (one plain word that is no design),
-    unless `whole_word`: in its own paper, or said twice, "cardinality" is the paper's term."""
+    unless `single_word`: in its own paper, or said twice, "cardinality" is the paper's term."""
     words = [w for w in re.split(r"[\s\-]+", sizes_joined(name.strip())) if w]
     if not words:
         return None
-    if not whole_word and len(words) == 1 and not re.search(r"[A-Z0-9]", words[0][1:]) and words[0].lower() not in NAMED:
+    if not single_word and len(words) == 1 and not re.search(r"[A-Z0-9]", words[0][1:]) and words[0].lower() not in NAMED:
         return None
     parts = [_word_pattern(w) for w in words]
     return re.compile(r"(?<![A-Za-z0-9])(?<!non-)(?<!non )" + r"[\s\-]*".join(parts) + r"(?![A-Za-z0-9])",
@@ -168,19 +168,23 @@ class PaperIndex:
         """Where a source does not stand, the paper's first own sentence elsewhere that states the same name
         and says the authors build with it or how the network is built (voice.states_design_act, or an
         architecture table's row), as the source instead: "we argue that the dimension of cardinality
-        controls ..." gives way to "... a new dimension, which we call "cardinality"". The name is the
-        paper's term, so one plain word is looked up too (name_pattern's `whole_word`); not where it is
-        part of a longer name of `others` ("swish" in "hard swish"). None when no sentence does."""
+        controls ..." gives way to "... a new dimension, which we call "cardinality"". The sentence must
+        stand for the name as a lookup's does (`names_it`, voice.says_it_uses), and the name must not be
+        part of a longer name of `others` there ("swish" in "hard swish"). The name is the paper's term,
+        so one plain word is looked up too (name_pattern's `single_word`). None when no sentence does."""
         at = (src.get("page"), src.get("evidence_offset"))
-        hits = [h for h in self.stating([src.get("name", "")], whole_word=True)
+        hits = [h for h in self.stating([src.get("name", "")], single_word=True)
                 if (h[0].page, h[0].start) != at and not _part_of_another(*h, others)
                 and (states_design_act(h[0].text) or TABLE_ROW.match(h[0].text))
                 and self.names_it(h[0], *h[1].span()) and says_it_uses(h[0], self.own_names)]  # fmt: skip
-        return {**src, **_source(self, *hits[0])} if hits else None
+        if not hits:
+            return None
+        moved = {k: v for k, v in src.items() if k != "how"}  # how the model's candidate was found: not this sentence
+        return {**moved, **_source(self, *hits[0])}
 
-    def stating(self, names: Iterable[str], whole_word: bool = False) -> list[tuple[Sentence, re.Match]]:
+    def stating(self, names: Iterable[str], single_word: bool = False) -> list[tuple[Sentence, re.Match]]:
         """The paper's own sentences, in reading order, that state one of `names` (name_pattern)."""
-        pats = [p for n in names if (p := name_pattern(n, whole_word)) is not None]
+        pats = [p for n in names if (p := name_pattern(n, single_word)) is not None]
         out = []
         for s in self.own:
             m = next((m for p in pats if (m := p.search(s.text))), None)
@@ -191,8 +195,8 @@ class PaperIndex:
 
 def _said_again(name: str, text: str) -> bool:
     """Whether `text` states the name twice: a run-in head (or a heading) and the sentence after it about
-    the same thing. A name of one plain word counts as a word."""
-    pattern = name_pattern(name, whole_word=True)
+    the same thing (name_pattern: plurals and hyphens aside). A name of one plain word counts too."""
+    pattern = name_pattern(name, single_word=True)
     return pattern is not None and len(pattern.findall(text)) >= 2
 
 

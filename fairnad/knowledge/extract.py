@@ -73,14 +73,21 @@ def _reject(stats: dict, reason: str) -> str:
     return reason
 
 
+FAMILY_WORD = re.compile(r"(?i)(?:CNNs?|ConvNets?|Transformers?|ViTs?|MLPs?|RNNs?)")
+
+
 def idea_part(name: str, titles: list[str]) -> str:
     """The idea a name holds where it also says how the paper calls it or which model has it: "simple
     operator called channel split" -> "channel split", "channel split and ShuffleNet V2" (a run-in head)
-    -> "channel split"."""
-    name = re.sub(r"(?i)^.*\b(?:called|named|termed|dubbed)\s+(?=\w)", "", name)
+    -> "channel split". Not "named entity" nor "operator named after ...", and a family's word is no
+    model here ("convolution and Transformer" stays)."""
+    name = re.sub(r"(?i)^(?:\S+\s+)+?(?:called|named|termed|dubbed)\s+(?!after\b)(?=\w)", "", name)
     parts = [p.strip() for p in re.split(r"(?i)\s+and\s+", name)]
-    ideas = [p for p in parts if p and not is_model_name(p, titles)]
-    return ideas[0] if len(parts) == 2 and len(ideas) == 1 else name
+    if len(parts) != 2:
+        return name
+    model = [is_model_name(p, titles) and bool(re.search(r"[A-Z0-9]", p[1:])) and not FAMILY_WORD.fullmatch(p)
+             for p in parts]  # fmt: skip
+    return parts[model.index(False)] if sum(model) == 1 and all(parts) else name
 
 
 def judge(cand: Candidate, answer: dict, titles: list[str], in_background: bool = False) -> tuple[str, str, str | None]:

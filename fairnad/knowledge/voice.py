@@ -69,12 +69,13 @@ OTHER_WORK = re.compile(r"(?i)^\W*(?:\[|\(?[A-Z][\w-]+\s+et\s+al)|\b(?:previousl
 # measure one ("To study the affection in practice, a benchmark network is built by stacking ..."); an
 # interpretation, an argument or a remark ("can be seen as", "we argue that", "One can see the number of
 # ... filters"), design choices weighed ("two interesting design considerations"), a cost reported
-# ("Despite the increased FLOPs ..., this change reduces the whole network FLOPs to 4.6G") or judged ("is
-# also undesirable ( G4 )", "... increase MAC ( G1 and G2 )"), a general remark or a guess ("Typically,
-# the stem cell design is concerned with ...", "It may be that the depth ... is critical"), and the
-# training's setup ("To facilitate the training of VGG-16 from scratch, we add ..."; "We train our
-# EfficientNet models ...: RMSProp optimizer with ... momentum 0.9").
-# Not a regularizer's setting: "We use dropout of 0.8, and l2 weight decay 1e-5" states dropout
+# ("Despite the increased FLOPs ..., this change reduces the whole network FLOPs to 4.6G") or judged by a
+# guideline ("is also undesirable ( G4 )", "... increase MAC ( G1 and G2 )"), a general remark or a guess
+# ("Typically, the stem cell design is concerned with ...", "It may be that the depth ... is critical"),
+# and the training's setup ("To facilitate the training of VGG-16 from scratch, we add ..."; "We train our
+# EfficientNet models ...: RMSProp optimizer with ... momentum 0.9"). Not "to ease the training of
+# networks" (ResNet's framework), nor a regularizer's setting: "We use dropout of 0.8, and l2 weight decay
+# 1e-5" states dropout
 STUDY = re.compile(r"(?i)\b(?:we|this\s+section)\s+(?:also\s+|first\s+|next\s+|further\s+|then\s+|now\s+"
                    r"|empirically\s+|experimentally\s+)?"
                    r"(?:consider|study|investigate|evaluate|compare|examine|report|test|ablate|analy[sz]e"
@@ -89,11 +90,10 @@ STUDY = re.compile(r"(?i)\b(?:we|this\s+section)\s+(?:also\s+|first\s+|next\s+|f
                    r"|\bshown\s+in\s+the\s+table\b|\bbrackets\b|\bstands?\s+for\b"
                    r"|\bto\s+study\b|\bbenchmark\s+networks?\b|^\W*(?-i:G)\d+\)"
                    r"|\(\s*(?-i:G)\d+(?:\s*(?:,|and|&)\s*(?-i:G)\d+)*\s*\)|^\W*typically\b|\bit\s+may\s+be\s+that\b"
-                   r"|\bcan\s+be\s+(?:seen|viewed|regarded|interpreted|thought\s+of)\s+as\b|\bone\s+can\s+see\b"
+                   r"|\bcan\s+be\s+(?:seen|viewed|regarded|interpreted|understood|thought\s+of)\s+as\b|\bone\s+can\s+see\b"
                    r"|\bwe\s+(?:also\s+|further\s+)?(?:argue|remark|note|believe|hypothesi[sz]e|conjecture|speculate)\b"
-                   r"|\bdespite\b"
-                   r"|\bundesirable\b|\bdesign\s+considerations?\b|\bFLOPs?\s+to\s+[\d.]+\s*[GM]?\b"
-                   r"|\btraining\s+of\b|\bwe\s+train\b|\bmomentum\b")  # fmt: skip
+                   r"|\bdespite\s+the\s+(?:increased|higher|larger|extra|additional)\b|\bdesign\s+considerations?\b"
+                   r"|\bto\s+facilitate\s+the\s+training\b|\bwe\s+train\b|\bmomentum\s+(?:of\s+)?[\d.]")  # fmt: skip
 # a name said as the work a design starts from, not as the design ("a modified version of the recent swish
 # nonlinearity" in MobileNetV3, which uses h-swish): the words just before the name. Not "recent" or
 # "popular" alone: "We adopt the recently proposed squeeze-and-excitation block" uses it
