@@ -78,8 +78,8 @@ def load_tree(source: str | Path | None = None):
 # 13 papers was the default on the trees of c18177d-ee46900 and e565482, each not below the template in
 # issue 35's 3-seed search on open MNIST-1D; the tree of c8920ca ended below it (98.00 +- 0.35 best
 # validation accuracy against 98.07 +- 0.23, 3 seeds; docs/performance.md), and issue 35's rule keeps the
-# template. The tree shipped now (dd77c69) has not been searched. Runs that stored no source were made with the template (KNOWLEDGE_BEFORE); a run keeps the
-# source it stored.
+# template. The tree shipped now (86f5a05) has not been searched. Runs that stored no source were made
+# with the template (KNOWLEDGE_BEFORE); a run keeps the source it stored.
 DEFAULT_KNOWLEDGE, KNOWLEDGE_BEFORE = "template", "template"
 
 
