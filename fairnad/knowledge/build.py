@@ -18,7 +18,7 @@ from typing import Any
 from fairnad.ingest.pdf import Document, PaperError, parse_pdf
 from fairnad.knowledge.candidates import background_sections, experiment_sections, figure_captions
 from fairnad.knowledge.consolidate import MERGE_AT, SOURCE_KEYS, attribute_order, consolidate, example_phrases
-from fairnad.knowledge.crosslink import MIN_SENTENCES, PaperIndex, examples_found, link_by_name, name_pattern
+from fairnad.knowledge.crosslink import MIN_SENTENCES, PaperIndex, examples_found, link_by_name, name_patterns
 from fairnad.knowledge.embed import Embedder
 from fairnad.knowledge.evidence import split_sentences
 from fairnad.knowledge.extract import extract_paper
@@ -170,7 +170,7 @@ def sources_that_stand(mentions: list[dict], papers: list[PaperIndex]) -> tuple[
     for m, ok in zip(mentions, stands):
         if ok:
             continue
-        others = [pat for key, n in names.items() if key != m["name"].lower() and (pat := name_pattern(n)) is not None]
+        others = name_patterns(names.values(), but=[m["name"]])
         if (moved := index[m["paper"]].restated(m, others)) is not None and place(moved) not in standing:
             kept.append(moved)
             standing.add(place(moved))

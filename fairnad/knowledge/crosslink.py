@@ -105,6 +105,13 @@ def name_pattern(name: str, single_word: bool = False) -> re.Pattern | None:
                       re.IGNORECASE)  # "linear layers" is not in "non-linear layers"
 
 
+def name_patterns(names: Iterable[str], but: Iterable[str] = (), single_word: bool = False) -> list[re.Pattern]:
+    """name_pattern of each of `names` that is not one of `but` (any case): the names a sentence may state
+    instead of the one looked up (`but`), or all that a lookup tries."""
+    skip = {n.lower() for n in but}
+    return [p for n in names if n.lower() not in skip and (p := name_pattern(n, single_word)) is not None]
+
+
 class PaperIndex:
     """One paper's own body sentences (citing nothing, or saying in the first person what the authors do;
     none that says something is not used), for looking names up."""
@@ -184,7 +191,7 @@ class PaperIndex:
 
     def stating(self, names: Iterable[str], single_word: bool = False) -> list[tuple[Sentence, re.Match]]:
         """The paper's own sentences, in reading order, that state one of `names` (name_pattern)."""
-        pats = [p for n in names if (p := name_pattern(n, single_word)) is not None]
+        pats = name_patterns(names, single_word=single_word)
         out = []
         for s in self.own:
             m = next((m for p in pats if (m := p.search(s.text))), None)
@@ -238,9 +245,7 @@ def link_by_name(attributes: list[dict], papers: list[PaperIndex], min_sentences
         if a.get("over_specific"):
             continue
         names = [n for n in _names(a) if not FAMILY.search(n)]
-        mine = set(map(str.lower, _names(a)))
-        others = [p for b in everyone if b is not a for n in _names(b) if n.lower() not in mine
-                  and (p := name_pattern(n)) is not None]  # fmt: skip
+        others = name_patterns([n for b in everyone if b is not a for n in _names(b)], but=_names(a))
         have = {s["paper"] for s in a["sources"]}
         new = []
         for paper in papers:

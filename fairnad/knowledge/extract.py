@@ -36,6 +36,7 @@ from fairnad.knowledge.evidence import split_sentences
 from fairnad.knowledge.names import is_generic, not_an_idea
 from fairnad.knowledge.support import coverage
 from fairnad.knowledge.template import Template
+from fairnad.knowledge.voice import FAMILY_WORD
 from fairnad.llm import LLMOutputError
 from fairnad.prompts import render
 
@@ -71,9 +72,6 @@ def _reject(stats: dict, reason: str) -> str:
     stats["rejected"] += 1
     stats["rejections"][reason] = stats["rejections"].get(reason, 0) + 1
     return reason
-
-
-FAMILY_WORD = re.compile(r"(?i)(?:CNNs?|ConvNets?|Transformers?|ViTs?|MLPs?|RNNs?)")
 
 
 def idea_part(name: str, titles: list[str]) -> str:

@@ -30,6 +30,9 @@ NOT_USED = re.compile(r"(?i)\b(?:not|no|without|instead\s+of|unlike|rather\s+tha
 # these works"; "That is a design decision also evident in Transformers")
 OTHERS_BUILT = re.compile(r"(?i)\b(?:these|those|previous|prior|existing|earlier)\s+(?:works?|methods|approaches|studies)\b")
 FAMILIES = re.compile(r"\b(?:Transformers?|ViTs?)\b")  # model families model_names does not see
+# a family's word, which names no one model ("convolution and Transformer" is no idea of a model's); wider
+# than FAMILIES, whose words alone are counted as another's model (a CNN is everyone's)
+FAMILY_WORD = re.compile(r"(?i)(?:CNNs?|ConvNets?|Transformers?|ViTs?|MLPs?|RNNs?)")
 # a sentence that says how the network is built with the idea (BUILT), or in which the authors speak or say
 # where it goes (USES), so that one suffices. Of the sentences that say so, a lookup's source is one of BUILT
 # when there is one ("The network ends with ... a 1000-way fully-connected layer", not "We also note that the
