@@ -231,11 +231,12 @@ def test_evoprompting_tunes_a_soft_prompt_on_a_local_transformers_model(run_cli,
     assert session["replayed"] == len(t_calls) and session["tunings_replayed"] == len(t_tuned)
 
     # a run stopped after its first tuning goes on with the prompt it tuned, loaded from its file: it makes
-    # the same children, and tunes on from the same prompt, as the run that was never stopped
-    h = run_cli("search", *args, "-n", "5", "--llm", "transformers", "--run-dir", "h", env=env, timeout=1500)
+    # the same children, and tunes on from the same prompt, as the run that was never stopped. Its first
+    # part is the replay of t's (the same answers and tuning as a live run, above, without the model's time)
+    h = run_cli("search", *args, "-n", "5", "--llm", "replay:t", "--run-dir", "h", env=env)
     assert h.returncode == 0, h.stderr
     assert tunings(_run(tmp_path, "h")[1]) == tunings(t_tuned[:1])
-    p = run_cli("resume", "h", "--budget", "7", env=env, timeout=1500)
+    p = run_cli("resume", "h", "--budget", "7", "--llm", "transformers", env=env, timeout=1500)
     assert p.returncode == 0, p.stderr
     h_cands, h_tuned, _, events = _run(tmp_path, "h")
     assert h_cands == t_cands and tunings(h_tuned) == tunings(t_tuned)
