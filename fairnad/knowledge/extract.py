@@ -41,6 +41,8 @@ from fairnad.llm import LLMOutputError
 from fairnad.prompts import render
 
 BATCH = 8  # candidates per call: one constrained answer of about 45 tokens each
+# a name answered as a category's path ("block/inverted-residual"): the paper's phrase names it instead
+CATEGORY_PATH = re.compile(r"^\s*[\w-]+\s*/\s*[\w-]+\s*$")
 OTHER_SCRIPT = re.compile(r"[^\x00-\u024f\u2000-\u206f\u2190-\u22ff]")  # letters outside Latin (and punctuation, arrows, maths)
 
 
@@ -100,7 +102,7 @@ def judge(cand: Candidate, answer: dict, titles: list[str], in_background: bool 
     if in_background and cand.kind in ("run-in", "heading"):
         return name, description, "a head in the paper's background or discussion"
     span = cand.evidence.sentence
-    if OTHER_SCRIPT.search(name) or coverage(name, span)[0] < 1.0:
+    if OTHER_SCRIPT.search(name) or CATEGORY_PATH.match(name) or coverage(name, span)[0] < 1.0:
         phrase = normalize(cand.phrase)
         if coverage(phrase, span)[0] < 1.0:  # neither the model's name nor the paper's phrase is in its words
             return name, description, "name not in its sentence"
