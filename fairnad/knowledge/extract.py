@@ -32,7 +32,8 @@ from typing import Any
 from fairnad.ingest.pdf import Document, normalize
 from fairnad.knowledge.candidates import Candidate, background_sections, find_candidates
 from fairnad.knowledge.consolidate import is_model_name
-from fairnad.knowledge.evidence import split_sentences
+from fairnad.knowledge.crosslink import name_pattern
+from fairnad.knowledge.evidence import Span, split_sentences
 from fairnad.knowledge.names import is_generic, not_an_idea
 from fairnad.knowledge.support import coverage
 from fairnad.knowledge.template import Template
@@ -121,6 +122,22 @@ def judge(cand: Candidate, answer: dict, titles: list[str], in_background: bool 
     return name, description, None
 
 
+def quoted(cand: Candidate, name: str) -> Span:
+    """The span a source quotes: the candidate's own words, or where the model named another idea of the same
+    sentence ("1 × 1 convolution" for the candidate "2 × 2 average pooling" in "... an 1 × 1 convolutional layer
+    followed by a 2 × 2 average pooling layer"), that name's words in it, else the whole sentence: a quote
+    never names another idea."""
+    span = cand.evidence
+    if coverage(name, span.text)[0] == 1.0:
+        return span
+    pattern = name_pattern(name, single_word=True)
+    m = pattern.search(span.sentence) if pattern is not None else None
+    start, end = (m.start(), m.end()) if m else (0, len(span.sentence))
+    at = span.sentence_start + start
+    return Span(span.page, at, span.sentence_start + end, span.sentence[start:end], span.alignment, span.sentence,
+                span.sentence_start)  # fmt: skip
+
+
 def extract_paper(
     doc: Document,
     template: Template,
@@ -161,8 +178,8 @@ def extract_paper(
             if a is None:
                 continue
             stats["proposed"] += 1
-            span = cand.evidence
-            name, description, reason = judge(cand, a, [doc.title or ""], background(span.page, span.start))
+            name, description, reason = judge(cand, a, [doc.title or ""], background(cand.evidence.page, cand.evidence.start))
+            span = quoted(cand, name)
             category = a.get("category") if a.get("category") in paths else paths[0]
             m = {
                 "category": category, "subcategory": "", "name": name, "description": description,
