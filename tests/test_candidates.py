@@ -348,3 +348,21 @@ def test_a_caption_that_draws_the_papers_own_network_states_its_design(corpus):
     transition = next(s for s in sentences["densenet"] if s.text.startswith("The layers between two adjacent blocks"))
     curves = next(s for s in sentences["densenet"] if "Comparison of the DenseNets and ResNets" in s.text)
     assert not in_caption(transition.page, transition.start) and in_caption(curves.page, curves.start)
+
+
+def test_a_sources_quote_never_names_another_idea(corpus):
+    """The model may name another idea of the candidate's sentence (DenseNet's "2 × 2 average pooling" named
+    "1 × 1 convolution" kept the pooling's words as its quote): the quote is that name's words in the
+    sentence, else the whole sentence, always at its offsets."""
+    from fairnad.knowledge.extract import quoted
+
+    docs = corpus[0]
+    pooling = next(c for c in _found(corpus, "densenet") if c.phrase == "2 × 2 average pooling")
+    assert "1 × 1 convolutional layer" in pooling.evidence.sentence
+    assert quoted(pooling, "2 × 2 average pooling") == pooling.evidence
+    bn = quoted(pooling, "batch normalization layer")
+    conv = quoted(pooling, "1 × 1 convolution")  # "convolutional" is not the name's word: the whole sentence
+    assert bn.text == "batch normalization layer" and conv.text == pooling.evidence.sentence
+    for q in (bn, conv):
+        assert q.sentence == pooling.evidence.sentence
+        assert span_is_at_its_offsets(docs["densenet"], q.page, q.start, q.end, q.text)
