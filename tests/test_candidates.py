@@ -294,3 +294,75 @@ def test_an_idea_is_actionable_when_its_child_builds_and_is_another_network():
     assert outcomes["parent back"]["why"] == "the child is its parent's network again"
     assert not outcomes["broken"]["ok"] and not outcomes["broken"]["builds"] and outcomes["broken"]["why"].startswith("shape")
     assert not outcomes["no code"]["ok"] and outcomes["no code"]["why"].startswith("no applicable code")
+
+
+def test_contrasts_conditions_legends_and_framework_layers_read_as_papers_mean_them(corpus):
+    """What the strict check of 8203a8f's tree still failed: a contrast with another design ("In contrast to
+    ..."), a condition weighed where nothing is applied ("When the input is large, ..."), a symbol's legend
+    ("N denotes ..."), a list cut off at ", or"; a framework's layer name is no model ("SeparableConvolution"
+    made Xception's caption name "another model"); a pointer to a figure in parentheses leaves the sentence
+    about the network; a name answered as a category's path is replaced by the paper's phrase."""
+    from fairnad.knowledge.consolidate import model_names
+    from fairnad.knowledge.extract import judge
+    from fairnad.knowledge.names import is_vague
+    from fairnad.knowledge.voice import STUDY, about_figure
+
+    for said in ("In contrast to ResNet, we concatenate features.", "On the contrary, the block is slower.",
+                 "When the input resolution is large, the cost grows.", "2.1. If the number of groups grows, MAC grows.",
+                 "Here, N denotes the number of blocks.", "It helps, but only if the network is deep.",
+                 "The layer is more expensive.", "Efficient implementations of depthwise convolution exist.",
+                 "We optimize the accuracy and latency.", "The regularization parameters are tuned.",
+                 "It uses dropout, or"):  # fmt: skip
+        assert STUDY.search(said), said
+    for design in ("When we downsample, we use a 2 × 2 convolution.", "If the stride is 2, BN is applied after it.",
+                   "We use depthwise convolution in every block.", "Whenever a block downsamples, it doubles the width."):  # fmt: skip
+        assert not STUDY.search(design), design
+    assert model_names("all Convolution and SeparableConvolution layers, Conv2D, ResNet, ConvNeXt, ResNets") == [
+        "ResNet", "ConvNeXt", "ResNets"]
+    assert not about_figure("Each unit is a bottleneck block (see Fig. 2, right).")
+    assert about_figure("As shown in Fig. 2, each unit is a bottleneck block.")
+    assert is_vague("non-linearity") and not is_vague("hard swish")
+    docs = corpus[0]
+    inverted = next(c for c in _found(corpus, "mobilenetv2") if c.phrase.lower().startswith("inverted residual"))
+    name, _, why = judge(inverted, {"idea": True, "name": "block/inverted-residual", "description": ""},
+                         [docs["mobilenetv2"].title])  # fmt: skip
+    assert why is None and name == inverted.phrase
+
+
+def test_a_caption_that_draws_the_papers_own_network_states_its_design(corpus):
+    """A figure's caption tells what a drawing shows, often another network's design, and is no evidence; one
+    that names the paper's own network, says how it is built and tells no result is read as the text is."""
+    from fairnad.knowledge.candidates import draws_own_network, figure_captions, network_names
+    from fairnad.knowledge.voice import own_model_names
+
+    docs, sentences = corpus
+    drawn = set()
+    for name, doc in docs.items():
+        network, own = network_names(doc), own_model_names(doc.name, doc.title)
+        for page in doc.pages:
+            drawn |= {(name, c.split(".")[0].split(":")[0]) for c in page.captions
+                      if c.startswith(("Fig", "fig")) and draws_own_network(c, network, own)}  # fmt: skip
+    assert drawn == {("densenet", "Figure 2"), ("resnext", "Figure 3"), ("swin", "Figure 2"), ("xception", "Figure 5")}
+    assert network_names(docs["swin"]) == {"swin"}  # "Transformer" names a family, not Swin's network
+    in_caption = figure_captions(docs["densenet"])
+    transition = next(s for s in sentences["densenet"] if s.text.startswith("The layers between two adjacent blocks"))
+    curves = next(s for s in sentences["densenet"] if "Comparison of the DenseNets and ResNets" in s.text)
+    assert not in_caption(transition.page, transition.start) and in_caption(curves.page, curves.start)
+
+
+def test_a_sources_quote_never_names_another_idea(corpus):
+    """The model may name another idea of the candidate's sentence (DenseNet's "2 × 2 average pooling" named
+    "1 × 1 convolution" kept the pooling's words as its quote): the quote is that name's words in the
+    sentence, else the whole sentence, always at its offsets."""
+    from fairnad.knowledge.extract import quoted
+
+    docs = corpus[0]
+    pooling = next(c for c in _found(corpus, "densenet") if c.phrase == "2 × 2 average pooling")
+    assert "1 × 1 convolutional layer" in pooling.evidence.sentence
+    assert quoted(pooling, "2 × 2 average pooling") == pooling.evidence
+    bn = quoted(pooling, "batch normalization layer")
+    conv = quoted(pooling, "1 × 1 convolution")  # "convolutional" is not the name's word: the whole sentence
+    assert bn.text == "batch normalization layer" and conv.text == pooling.evidence.sentence
+    for q in (bn, conv):
+        assert q.sentence == pooling.evidence.sentence
+        assert span_is_at_its_offsets(docs["densenet"], q.page, q.start, q.end, q.text)

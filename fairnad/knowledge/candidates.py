@@ -35,7 +35,9 @@ from typing import Callable
 from fairnad.ingest.pdf import Document
 from fairnad.knowledge.evidence import Sentence, Span
 from fairnad.knowledge.names import is_vague, name_key
-from fairnad.knowledge.voice import BUILT, CITES, own_model_names, says_it_uses, states_own_use
+from fairnad.knowledge.consolidate import model_names
+from fairnad.knowledge.voice import (BUILT, CITES, FAMILY_WORD, model_key, others_named, own_model_names, says_it_uses,
+                                    states_own_use)
 
 KINDS = ("term", "run-in", "heading", "proposal", "described")
 NUMBERED = re.compile(r"^(?:[A-Z]?\d+(?:\.\d+)*\.?)\s+(?=[A-Za-z])")
@@ -258,14 +260,16 @@ def _terms_in(s: Sentence):
             yield key, said, Span(s.page, s.start + toks[a].start(), s.start + t.end(), said, "candidate", s.text, s.start)
 
 
-def design_terms(sentences: list[Sentence], k: int = 24, evidence: Callable[[Sentence], int] | None = None) -> list[Candidate]:
+def design_terms(sentences: list[Sentence], k: int = 24,
+                 evidence: Callable[[Sentence, int], int] | None = None) -> list[Candidate]:  # fmt: skip
     """Phrases that name a design the way papers do: up to three qualifiers before a design noun
     ("depthwise convolution", "2 × 2 average pooling", "SE blocks"), or a name that is a design on its
     own ("h-swish", "ReLU6", "self-attention"), said at least twice in the paper's own sentences (none
     that cites). The most frequent first; a phrase the paper mostly says in a longer form gives way to it.
-    Each at the first own sentence that says it and may stand as its evidence: `evidence(sentence)` is 2 for
-    one that says how the network uses it, 1 for one that may stand (voice.states_own_use: no caption,
-    another model's design or negation), 0 for none; the first of the best rank; none above 0, no candidate."""
+    Each at the first own sentence that says it and may stand as its evidence: `evidence(sentence, at)` (at:
+    where the term stands in it, so that "replace ... with" or a "not" is read there) is 2 for one that says
+    how the network uses it, 1 for one that may stand (voice.states_own_use: no caption, another model's
+    design or negation), 0 for none; the first of the best rank; none above 0, no candidate."""
     counts: Counter = Counter()
     forms: dict[tuple, Counter] = {}
     first: dict[tuple, Span] = {}
@@ -273,8 +277,8 @@ def design_terms(sentences: list[Sentence], k: int = 24, evidence: Callable[[Sen
     for s in sentences:
         if CITES.search(s.text):
             continue
-        rank = 1 if evidence is None else evidence(s)
         for key, said, span in _terms_in(s):
+            rank = 1 if evidence is None else evidence(s, span.start - s.start)
             counts[key] += 1
             forms.setdefault(key, Counter())[said] += 1
             if rank > best.get(key, 0):
@@ -400,15 +404,43 @@ def experiment_sections(doc: Document) -> Callable[[int, int], bool]:
     return _in_sections(doc, EXPERIMENTS, appendix=True, front=False)
 
 
+def network_names(doc: Document) -> set[str]:
+    """The names of the paper's own network (voice.model_key): its file's name and the models its title names
+    ("xception.pdf"; "ShuffleNet V2: Practical Guidelines ..."), not every word of the title."""
+    title = [m for m in model_names(doc.title or "") if not FAMILY_WORD.fullmatch(m)]  # "Swin Transformer": Swin's
+    return {model_key(doc.name), *(model_key(m) for m in title)} - {""}
+
+
+# a caption that draws how a network is built ("A deep DenseNet with three dense blocks. The layers between two
+# adjacent blocks are referred to as transition layers ..."), and one that tells what was measured or compared
+DRAWS_STRUCTURE = re.compile(r"(?i)\b(?:architecture|blocks?|layers?|flows?|stages?|modules?|units?|consists?"
+                             r"|followed\s+by)\b")  # fmt: skip
+TELLS_RESULTS = re.compile(r"(?i)\b(?:accuracy|error|errors|training|curves?|results?|performance|comparisons?|compar\w*"
+                           r"|vs|versus|flops|latency|trade-?off|impact|activations?|profile|visuali[sz]\w*|measure\w*"
+                           r"|examples?|timings?|similarity|distribution|trained|weights?|complexity)\b")  # fmt: skip
+
+
+def draws_own_network(caption: str, network: set[str], own: set[str]) -> bool:
+    """Whether a figure's caption draws the paper's own network: it names it (`network`, network_names), says
+    how it is built (DRAWS_STRUCTURE), tells no result (TELLS_RESULTS) and names no other model (`own`: every
+    name of the paper, voice.own_model_names). Its sentences then say how the network is built as the text
+    does (DenseNet's Figure 2, ResNeXt's Figure 3, Xception's Figure 5)."""
+    if not any(model_key(w) in network for w in re.findall(r"[\w-]+", caption)):
+        return False
+    return bool(DRAWS_STRUCTURE.search(caption)) and not TELLS_RESULTS.search(caption) and not others_named(caption, own)
+
+
 def figure_captions(doc: Document) -> Callable[[int, int], bool]:
     """(page, offset) -> whether that place lies in a figure's caption ("Figure 3: The difference between
     residual block and inverted residual ... Note how classical residuals connects ..."): it tells what a
-    drawing shows, often another network's design beside the paper's."""
+    drawing shows, often another network's design beside the paper's. Not a caption that draws the paper's
+    own network (draws_own_network)."""
+    network, own = network_names(doc), own_model_names(doc.name, doc.title)
     spans = []
     for page in doc.pages:
         for cap in page.captions:
             at = page.text.find(cap)
-            if at >= 0 and re.match(r"(?i)fig(?:ure)?\.?\s*\d", cap):
+            if at >= 0 and re.match(r"(?i)fig(?:ure)?\.?\s*\d", cap) and not draws_own_network(cap, network, own):
                 spans.append((page.number, at, at + len(cap)))
     return lambda page, offset: any(p == page and a <= offset < b for p, a, b in spans)
 
@@ -423,11 +455,11 @@ def find_candidates(doc: Document, sentences: list[Sentence], limit: int = 40,
     names, captions = own_model_names(doc.name, doc.title), figure_captions(doc)
     background, experiments = background_sections(doc, appendix=True, front=True), experiment_sections(doc)
 
-    def evidence(s: Sentence) -> int:
-        """2: says how the paper's network uses what it names (never in the abstract, introduction, related
-        work or discussion); 1: may stand; 0: not (see design_terms)."""
+    def evidence(s: Sentence, at: int | None = None) -> int:
+        """2: says how the paper's network uses what it names (at `at` in it; never in the abstract,
+        introduction, related work or discussion); 1: may stand; 0: not (see design_terms)."""
         aside = background(s.page, s.start)
-        if not states_own_use(s, names, captions(s.page, s.start), aside, experiments(s.page, s.start)):
+        if not states_own_use(s, names, captions(s.page, s.start), aside, experiments(s.page, s.start), at):
             return 0
         return 1 + (not aside and says_it_uses(s, names))
 

@@ -26,9 +26,12 @@ from fairnad.knowledge.template import Template
 # a model's name: camel case, "-Net"/"-Former", a version ("V2"), a size ("ResNet-50") or a variant ("Swin-T", "ViT-B")
 MODEL_NAME = re.compile(r"[A-Z][a-z]+[A-Z]\w*|\b[A-Z]{3,}[a-z]{2,}\w*|\w*(?:Net|net|Former|former)\b|\b[vV]\d\b|\w+-\d+\b"
                         r"|\b[A-Z]\w*-(?:[TSBLH]|Tiny|Small|Base|Large|Huge)\b")
-# camel-case names that are general operations, not models: ReLU, GeLU, PReLU, LayerNorm, MaxPool, DropPath
+# camel-case names that are general operations, not models: ReLU, GeLU, PReLU, LayerNorm, MaxPool, DropPath,
+# and layers as frameworks name them ("SeparableConvolution", "Conv2D", "DepthwiseConv2D"; a plural stays a
+# name of models, on purpose: "ResNets", "ConvNets")
 GENERAL_OP = re.compile(r"(?i)^(?:p|leaky|hard|re|ge|si|se)?(?:re|ge|si|e|se)?lu\d*$|norm$|pool(?:ing)?$|"
-                        r"^drop(?:path|block|connect|out)$|^softmax$|^conv\d*d?$")  # fmt: skip
+                        r"^drop(?:path|block|connect|out)$|^softmax$|^conv\d*d?$"
+                        r"|(?-i:[a-z])(?-i:Convolution|Conv\dD|Conv|Linear|Dense|Dropout|Attention|Embedding)$")  # fmt: skip
 MERGE_AT = 0.85  # chosen on knowledge/labels/merge_pairs.yaml (benchmarks/knowledge_thresholds.py)
 # what a tree keeps of each mention: where the span is, its text, the sentence around it, how it was found
 SOURCE_KEYS = ("paper", "title", "page", "quote", "offset", "length", "evidence", "evidence_offset", "alignment", "how")

@@ -32,7 +32,8 @@ from typing import Any
 from fairnad.ingest.pdf import Document, normalize
 from fairnad.knowledge.candidates import Candidate, background_sections, find_candidates
 from fairnad.knowledge.consolidate import is_model_name
-from fairnad.knowledge.evidence import split_sentences
+from fairnad.knowledge.crosslink import name_pattern
+from fairnad.knowledge.evidence import Span, split_sentences
 from fairnad.knowledge.names import is_generic, not_an_idea
 from fairnad.knowledge.support import coverage
 from fairnad.knowledge.template import Template
@@ -41,6 +42,8 @@ from fairnad.llm import LLMOutputError
 from fairnad.prompts import render
 
 BATCH = 8  # candidates per call: one constrained answer of about 45 tokens each
+# a name answered as a category's path ("block/inverted-residual"): the paper's phrase names it instead
+CATEGORY_PATH = re.compile(r"^\s*[\w-]+\s*/\s*[\w-]+\s*$")
 OTHER_SCRIPT = re.compile(r"[^\x00-\u024f\u2000-\u206f\u2190-\u22ff]")  # letters outside Latin (and punctuation, arrows, maths)
 
 
@@ -100,7 +103,7 @@ def judge(cand: Candidate, answer: dict, titles: list[str], in_background: bool 
     if in_background and cand.kind in ("run-in", "heading"):
         return name, description, "a head in the paper's background or discussion"
     span = cand.evidence.sentence
-    if OTHER_SCRIPT.search(name) or coverage(name, span)[0] < 1.0:
+    if OTHER_SCRIPT.search(name) or CATEGORY_PATH.match(name) or coverage(name, span)[0] < 1.0:
         phrase = normalize(cand.phrase)
         if coverage(phrase, span)[0] < 1.0:  # neither the model's name nor the paper's phrase is in its words
             return name, description, "name not in its sentence"
@@ -117,6 +120,22 @@ def judge(cand: Candidate, answer: dict, titles: list[str], in_background: bool 
     if why := not_an_idea(name):
         return name, description, f"{why}, not an idea"
     return name, description, None
+
+
+def quoted(cand: Candidate, name: str) -> Span:
+    """The span a source quotes: the candidate's own words, or where the model named another idea of the same
+    sentence ("1 × 1 convolution" for the candidate "2 × 2 average pooling" in "... an 1 × 1 convolutional layer
+    followed by a 2 × 2 average pooling layer"), that name's words in it, else the whole sentence: a quote
+    never names another idea."""
+    span = cand.evidence
+    if coverage(name, span.text)[0] == 1.0:
+        return span
+    pattern = name_pattern(name, single_word=True)
+    m = pattern.search(span.sentence) if pattern is not None else None
+    start, end = (m.start(), m.end()) if m else (0, len(span.sentence))
+    at = span.sentence_start + start
+    return Span(span.page, at, span.sentence_start + end, span.sentence[start:end], span.alignment, span.sentence,
+                span.sentence_start)  # fmt: skip
 
 
 def extract_paper(
@@ -159,8 +178,8 @@ def extract_paper(
             if a is None:
                 continue
             stats["proposed"] += 1
-            span = cand.evidence
-            name, description, reason = judge(cand, a, [doc.title or ""], background(span.page, span.start))
+            name, description, reason = judge(cand, a, [doc.title or ""], background(cand.evidence.page, cand.evidence.start))
+            span = quoted(cand, name)
             category = a.get("category") if a.get("category") in paths else paths[0]
             m = {
                 "category": category, "subcategory": "", "name": name, "description": description,

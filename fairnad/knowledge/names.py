@@ -41,7 +41,7 @@ def name_key(name: str) -> frozenset[str]:
 VAGUE_WORDS = {"feature", "extraction", "fusion", "aggregation", "design", "macro", "micro", "architecture",
                "architectural", "model", "network", "convolutional", "neural", "deep", "level", "input", "encoding",
                "downsampling", "scaling", "norm", "activation", "head", "stage", "operator", "wise", "efficient",
-               "conv", "convolution"}  # fmt: skip
+               "conv", "convolution", "nonlinearity", "non", "linearity"}  # fmt: skip
 
 
 def is_vague(name: str) -> bool:

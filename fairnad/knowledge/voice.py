@@ -43,6 +43,14 @@ BUILT = re.compile(_BUILT, re.IGNORECASE)
 USES = re.compile(rf"\b(?:we|our|us|each|every|all)\b|{_BUILT}", re.IGNORECASE)
 # about a figure, a table's caption, a footnote ("2 In some literature ..."), or numbers of a table read as text ("81.3 95.6 ...")
 FIGURE = re.compile(r"(?i)\bfig(?:ure)?s?\b|^\s*table\s+\d+\s*[.:]|^\s*\d+\s+[A-Z]|^\s*\d+\.\d+\s+\d")
+# a pointer to a figure in parentheses ("... a bottleneck block (Figure 5)", "(see Fig. 2, right)"): the sentence
+# still says how the network is built, it does not tell what a drawing shows
+FIGURE_POINTER = re.compile(r"(?i)\(\s*(?:see\s+)?fig(?:ure)?s?\.?\s*\d[^()]*\)")
+
+
+def about_figure(text: str) -> bool:
+    """Whether a sentence is about a figure or a table (FIGURE), parenthesised pointers to one left out."""
+    return bool(FIGURE.search(FIGURE_POINTER.sub("", text)))
 # numbers of a table read as text before its caption ("81.3 95.6 50.5 43.7 46.1 Table 4. Ablation study on ..."),
 # or a table's legend (": absolute position embedding term of ViT; rel. ...")
 TABLE_NUMBERS = re.compile(r"^\s*(?:(?:[\d.]+\s+){3}|[:;,])")
@@ -76,7 +84,10 @@ OTHER_WORK = re.compile(r"(?i)^\W*(?:\[|\(?[A-Z][\w-]+\s+et\s+al)|\b(?:previousl
 # guideline ("is also undesirable ( G4 )", "... increase MAC ( G1 and G2 )"), a general remark or a guess
 # ("Typically, the stem cell design is concerned with ...", "It may be that the depth ... is critical"),
 # and the training's setup ("To facilitate the training of VGG-16 from scratch, we add ..."; "We train our
-# EfficientNet models ...: RMSProp optimizer with ... momentum 0.9"). Not "to ease the training of
+# EfficientNet models ...: RMSProp optimizer with ... momentum 0.9", "we optimize ..."); a contrast with
+# another design ("In contrast to ...", "On the contrary"), a condition or a cost weighed ("When the
+# input ... is large, ..." where the authors do not speak and nothing is applied; "but only if", "more
+# expensive"), a symbol's legend ("N denotes the number of ...") and a list cut off at ", or". Not "to ease the training of
 # networks" (ResNet's framework), nor a regularizer's setting: "We use dropout of 0.8, and l2 weight decay
 # 1e-5" states dropout
 STUDY = re.compile(r"(?i)\b(?:we|this\s+section)\s+(?:also\s+|first\s+|next\s+|further\s+|then\s+|now\s+"
@@ -96,7 +107,12 @@ STUDY = re.compile(r"(?i)\b(?:we|this\s+section)\s+(?:also\s+|first\s+|next\s+|f
                    r"|\bcan\s+be\s+(?:seen|viewed|regarded|interpreted|understood|thought\s+of)\s+as\b|\bone\s+can\s+see\b"
                    r"|\bwe\s+(?:also\s+|further\s+)?(?:argue|remark|note|believe|hypothesi[sz]e|conjecture|speculate)\b"
                    r"|\bdespite\s+the\s+(?:increased|higher|larger|extra|additional)\b|\bdesign\s+considerations?\b"
-                   r"|\bto\s+facilitate\s+the\s+training\b|\bwe\s+train\b|\bmomentum\s+(?:of\s+)?[\d.]")  # fmt: skip
+                   r"|\bto\s+facilitate\s+the\s+training\b|\bwe\s+train\b|\bmomentum\s+(?:of\s+)?[\d.]"
+                   r"|\bin\s+contrast\s+(?:to|with)\b|\bon\s+the\s+contrary\b|\bbut\s+only\s+if\b|\bmore\s+expensive\b"
+                   r"|\bimplementations?\s+of\b|\bwe\s+optimi[sz]e\b|\bregularization\s+parameters\b|,\s*or\W*$"
+                   r"|(?:^|,)\s*(?:here\s*,?\s*)?(?-i:[A-Z]{1,4})\s+denotes\b"
+                   r"|^(?![\s\S]*\b(?:we|our|us)\b)(?![\s\S]*\b(?:is|are)\s+(?:applied|performed|attached|used|inserted"
+                   r"|added|placed|adopted|employed)\b)\W*(?:\d+(?:\.\d+)*\.?\s+)?(?:if|when)\b")  # fmt: skip
 # a name said as the work a design starts from, not as the design ("a modified version of the recent swish
 # nonlinearity" in MobileNetV3, which uses h-swish): the words just before the name. Not "recent" or
 # "popular" alone: "We adopt the recently proposed squeeze-and-excitation block" uses it
@@ -188,7 +204,7 @@ def says_it_uses(s: Sentence, own_names: set[str] = frozenset()) -> bool:
     cell in standard ResNet contains ...": ResNet's network, in the ConvNeXt paper)."""
     if TABLE_ROW.match(s.text):
         return True
-    if not USES.search(s.text) or FIGURE.search(s.text):
+    if not USES.search(s.text) or about_figure(s.text):
         return False
     return not others_named(s.text, own_names) or bool(FIRST_PERSON.search(s.text))
 
@@ -231,7 +247,7 @@ def states_own_use(s: Sentence, own_names: set[str] = frozenset(), in_caption: b
     in a section of experiments only one that says how the network uses it (says_it_uses). The first
     sentence that says a term is often none of these ("Note how classical residuals connects ...", in a
     caption; "Consider a Transformer block with ...", in the ConvNeXt paper)."""
-    if in_caption or not speaks_there(s, in_background) or FIGURE.search(s.text) or OTHERS_BUILT.search(s.text):
+    if in_caption or not speaks_there(s, in_background) or about_figure(s.text) or OTHERS_BUILT.search(s.text):
         return False
     if STUDY.search(s.text) or (in_experiments and not says_it_uses(s, own_names)):
         return False
