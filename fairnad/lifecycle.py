@@ -77,10 +77,10 @@ def load_tree(source: str | Path | None = None):
 # the idea source of an open search that names none: the tree built from the 13 papers. On the tree before
 # the one shipped now (86f5a05) FairNAD with the 1.5B was not below the template's examples in issue 35's
 # 3-seed search on open MNIST-1D (98.27 +- 0.31 best validation accuracy against 98.07 +- 0.23), issue 35's
-# rule; on the tree shipped now (8d5bbe0) 2 of 3 seeds: 98.00 +- 0.28 against the template's 98.00 on the
-# same seeds; the third decides (docs/performance.md). It was the default on the trees of c18177d-ee46900
-# and e565482 too, and the template on those of a0c4e88, f026346 and c8920ca, which ended below it. Runs
-# that stored no source were made with the template (KNOWLEDGE_BEFORE); a run keeps the source it stored.
+# rule; on the tree shipped now (8d5bbe0) it reached 98.20 +- 0.40 over 3 seeds, not below the template
+# (docs/performance.md). It was the default on the trees of c18177d-ee46900 and e565482 too, and the
+# template on those of a0c4e88, f026346 and c8920ca, which ended below it. Runs that stored no source were
+# made with the template (KNOWLEDGE_BEFORE); a run keeps the source it stored.
 DEFAULT_KNOWLEDGE, KNOWLEDGE_BEFORE = "papers13", "template"
 
 
