@@ -424,7 +424,7 @@ def draws_own_network(caption: str, network: set[str], own: set[str]) -> bool:
     """Whether a figure's caption draws the paper's own network: it names it (`network`, network_names), says
     how it is built (DRAWS_STRUCTURE), tells no result (TELLS_RESULTS) and names no other model (`own`: every
     name of the paper, voice.own_model_names). Its sentences then say how the network is built as the text
-    does (DenseNet's Figure 2, ResNeXt's Figure 3, Xception's Figure 5)."""
+    does (DenseNet's Figure 2, ResNeXt's Figure 3, Swin's Figure 2, Xception's Figure 5)."""
     if not any(model_key(w) in network for w in re.findall(r"[\w-]+", caption)):
         return False
     return bool(DRAWS_STRUCTURE.search(caption)) and not TELLS_RESULTS.search(caption) and not others_named(caption, own)

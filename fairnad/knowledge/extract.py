@@ -178,7 +178,8 @@ def extract_paper(
             if a is None:
                 continue
             stats["proposed"] += 1
-            name, description, reason = judge(cand, a, [doc.title or ""], background(cand.evidence.page, cand.evidence.start))
+            found_at = cand.evidence
+            name, description, reason = judge(cand, a, [doc.title or ""], background(found_at.page, found_at.start))
             span = quoted(cand, name)
             category = a.get("category") if a.get("category") in paths else paths[0]
             m = {

@@ -37,8 +37,8 @@ FAMILY_WORD = re.compile(r"(?i)(?:CNNs?|ConvNets?|Transformers?|ViTs?|MLPs?|RNNs
 # where it goes (USES), so that one suffices. Of the sentences that say so, a lookup's source is one of BUILT
 # when there is one ("The network ends with ... a 1000-way fully-connected layer", not "We also note that the
 # above notations are about fully-connected layers")
-_BUILT = (r"\b(?:is|are)\s+(?:applied|performed|attached|used|inserted|added|placed|adopted|employed)\b"
-          r"|\bends?\s+with\b|\bfollowed\s+by\b|\bconsists?\s+of\b|\bcontains?\b")  # fmt: skip
+_APPLIED = r"\b(?:is|are)\s+(?:applied|performed|attached|used|inserted|added|placed|adopted|employed)\b"
+_BUILT = (_APPLIED + r"|\bends?\s+with\b|\bfollowed\s+by\b|\bconsists?\s+of\b|\bcontains?\b")  # fmt: skip
 BUILT = re.compile(_BUILT, re.IGNORECASE)
 USES = re.compile(rf"\b(?:we|our|us|each|every|all)\b|{_BUILT}", re.IGNORECASE)
 # about a figure, a table's caption, a footnote ("2 In some literature ..."), or numbers of a table read as text ("81.3 95.6 ...")
@@ -51,6 +51,8 @@ FIGURE_POINTER = re.compile(r"(?i)\(\s*(?:see\s+)?fig(?:ure)?s?\.?\s*\d[^()]*\)"
 def about_figure(text: str) -> bool:
     """Whether a sentence is about a figure or a table (FIGURE), parenthesised pointers to one left out."""
     return bool(FIGURE.search(FIGURE_POINTER.sub("", text)))
+
+
 # numbers of a table read as text before its caption ("81.3 95.6 50.5 43.7 46.1 Table 4. Ablation study on ..."),
 # or a table's legend (": absolute position embedding term of ViT; rel. ...")
 TABLE_NUMBERS = re.compile(r"^\s*(?:(?:[\d.]+\s+){3}|[:;,])")
@@ -111,8 +113,7 @@ STUDY = re.compile(r"(?i)\b(?:we|this\s+section)\s+(?:also\s+|first\s+|next\s+|f
                    r"|\bin\s+contrast\s+(?:to|with)\b|\bon\s+the\s+contrary\b|\bbut\s+only\s+if\b|\bmore\s+expensive\b"
                    r"|\bimplementations?\s+of\b|\bwe\s+optimi[sz]e\b|\bregularization\s+parameters\b|,\s*or\W*$"
                    r"|(?:^|,)\s*(?:here\s*,?\s*)?(?-i:[A-Z]{1,4})\s+denotes\b"
-                   r"|^(?![\s\S]*\b(?:we|our|us)\b)(?![\s\S]*\b(?:is|are)\s+(?:applied|performed|attached|used|inserted"
-                   r"|added|placed|adopted|employed)\b)\W*(?:\d+(?:\.\d+)*\.?\s+)?(?:if|when)\b")  # fmt: skip
+                   rf"|^(?![\s\S]*\b(?:we|our|us)\b)(?![\s\S]*{_APPLIED})\W*(?:\d+(?:\.\d+)*\.?\s+)?(?:if|when)\b")  # fmt: skip
 # a name said as the work a design starts from, not as the design ("a modified version of the recent swish
 # nonlinearity" in MobileNetV3, which uses h-swish): the words just before the name. Not "recent" or
 # "popular" alone: "We adopt the recently proposed squeeze-and-excitation block" uses it
