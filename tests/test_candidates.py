@@ -366,3 +366,48 @@ def test_a_sources_quote_never_names_another_idea(corpus):
     for q in (bn, conv):
         assert q.sentence == pooling.evidence.sentence
         assert span_is_at_its_offsets(docs["densenet"], q.page, q.start, q.end, q.text)
+
+
+def test_another_tasks_sections_explanations_and_a_units_parts_read_as_papers_mean_them(corpus):
+    """What the strict check of a8b0cad's tree failed: a detector's or segmenter's head built in a section on
+    that task ("... separable convolutions ... in SSD prediction layers"), an explanation, a gain, an
+    equality, a property weighed or an experiment's set-up stated as design; SENet's "two small FC layers in
+    the excitation phase" filed as a classifier; a "counterpart" named as an idea."""
+    from fairnad.knowledge.build import readable_papers
+    from fairnad.knowledge.candidates import other_task_sections
+    from fairnad.knowledge.consolidate import unit_of_part
+    from fairnad.knowledge.names import not_an_idea
+    from fairnad.knowledge.voice import STUDY
+
+    docs, sentences = corpus
+    rows = [{"path": str(PAPERS / f"{n}.pdf"), "name": n, "title": docs[n].title, "sha256": docs[n].sha256}
+            for n in ("mobilenetv2", "vit")]  # fmt: skip
+    papers = {p.name: p for p in readable_papers(rows, 200)}
+
+    def stands(paper, start, name):
+        s = next(s for s in sentences[paper] if s.text.startswith(start))
+        return papers[paper].names_it(s, s.text.index(name), s.text.index(name) + len(name))
+
+    ssd = next(s for s in sentences["mobilenetv2"] if "in SSD prediction layers" in s.text)
+    assert other_task_sections(docs["mobilenetv2"])(ssd.page, ssd.start)
+    assert not stands("mobilenetv2", "We replace all the regular convolutions with separable", "separable convolutions")
+    assert stands("mobilenetv2", "We use ReLU6 as the non-linearity", "ReLU6")  # its own design section
+    assert stands("vit", "After the projection, a learned position embedding", "learned position embedding")
+    assert not stands("mobilenetv2", "In particular, in our case, when inner layer depth is 0", "shortcut connection")
+    for said in ("We manage to obtain accuracy gains from increased depth.", "It can gain accuracy from depth.",
+                 "The above approximate equality is valid between a bottleneck block and ours.",
+                 "Only MLP layers are local and translationally equivariant.", "This gives an inductive bias.",
+                 "In the experiments above, each SE block was placed outside the residual unit.",
+                 "They are combined by summation, which may impede the information flow.",
+                 "When ReLU collapses the channel, it inevitably loses information."):  # fmt: skip
+        assert STUDY.search(said), said
+    for design in ("We use ReLU6 as the non-linearity.", "The transition layers used in our experiments consist of "
+                   "a batch normalization layer and an 1 × 1 convolutional layer."):  # fmt: skip
+        assert not STUDY.search(design), design
+    t = load_template(ROOT / "templates" / "fairnad.yaml")
+    se = "the squeeze phase and two small FC layers in the excitation phase, followed by a scaling operation."
+    assert unit_of_part("network/head", [se], t) == "block/recalibration"
+    assert unit_of_part("network/scaling", [se], t) == "block/recalibration"
+    assert unit_of_part("network/head", [se, "The network ends with 3 FC layers."], t) == "network/head"
+    assert unit_of_part("operation/activation", [se], t) == "operation/activation"
+    assert not_an_idea("counterpart residual") and not not_an_idea("residual connection")

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from fairnad.ingest.pdf import Document, PaperError, parse_pdf
-from fairnad.knowledge.candidates import background_sections, experiment_sections, figure_captions
+from fairnad.knowledge.candidates import background_sections, experiment_sections, no_source_places
 from fairnad.knowledge.consolidate import MERGE_AT, SOURCE_KEYS, attribute_order, consolidate, example_phrases
 from fairnad.knowledge.crosslink import MIN_SENTENCES, PaperIndex, examples_found, link_by_name, name_patterns
 from fairnad.knowledge.embed import Embedder
@@ -191,7 +191,7 @@ def readable_papers(rows: list[dict], max_pages: int) -> list[PaperIndex]:
             continue
         if doc.sha256 == p["sha256"]:  # read once: the parse hashes the bytes it read
             out.append(PaperIndex(p["name"], p.get("title"), split_sentences(doc), background_sections(doc, appendix=True),
-                                  figure_captions(doc), experiment_sections(doc)))
+                                  no_source_places(doc), experiment_sections(doc)))
     return out
 
 

@@ -404,6 +404,41 @@ def experiment_sections(doc: Document) -> Callable[[int, int], bool]:
     return _in_sections(doc, EXPERIMENTS, appendix=True, front=False)
 
 
+# a subsection, at any level, on another task than the classification network or on a reading of it ("6.2. Object
+# Detection", "6.4. Semantic Segmentation", "3.4. Information flow interpretation"): what it builds is a
+# detector's or segmenter's head ("We replace all the regular convolutions with separable convolutions ... in
+# SSD prediction layers"), what it says an analysis ("when inner layer depth
+# is 0 the underlying convolution is the identity function thanks to the shortcut connection")
+OTHER_TASK = re.compile(r"(?i)\b(?:detection|segmentation|localization|tracking|coco|ade20k|pascal|downstream"
+                        r"|interpretation)\b")  # fmt: skip
+NUMBERED = re.compile(r"^(?:[A-Z]?\d+(?:\.\d+)*\.?|[A-Z]\.?)\s+(?=[A-Za-z])")  # "6.2.", "4.3", "A2.2.", "B."
+
+
+def other_task_sections(doc: Document) -> Callable[[int, int], bool]:
+    """(page, offset) -> whether that place lies in a numbered section or subsection whose title is about
+    another task or a reading of the network (OTHER_TASK), up to the next numbered heading of any level."""
+    starts = []
+    for page in doc.pages:
+        for h in page.headings:
+            m, at = NUMBERED.match(h), page.text.find(h)
+            if m and at >= 0:
+                starts.append((page.number, at, bool(OTHER_TASK.search(h[m.end() :]))))
+    starts.sort()
+
+    def inside(page: int, offset: int) -> bool:
+        before = [b for p, o, b in starts if (p, o) <= (page, offset)]
+        return bool(before) and before[-1]
+
+    return inside
+
+
+def no_source_places(doc: Document) -> Callable[[int, int], bool]:
+    """(page, offset) -> whether a sentence there never stands as a source: a figure's caption
+    (figure_captions) or a section on another task (other_task_sections)."""
+    captions, other_task = figure_captions(doc), other_task_sections(doc)
+    return lambda page, offset: captions(page, offset) or other_task(page, offset)
+
+
 def network_names(doc: Document) -> set[str]:
     """The names of the paper's own network (voice.model_key): its file's name and the models its title names
     ("xception.pdf"; "ShuffleNet V2: Practical Guidelines ..."), not every word of the title."""
@@ -452,7 +487,7 @@ def find_candidates(doc: Document, sentences: list[Sentence], limit: int = 40,
     run-in heads, headings and proposals, then (`describe`) the parts it names where it says how its network
     is built, at most `limit`. `design_likeness(phrases)`: how close each phrase is to the template's
     examples, for the noisy kinds."""
-    names, captions = own_model_names(doc.name, doc.title), figure_captions(doc)
+    names, captions = own_model_names(doc.name, doc.title), no_source_places(doc)
     background, experiments = background_sections(doc, appendix=True, front=True), experiment_sections(doc)
 
     def evidence(s: Sentence, at: int | None = None) -> int:

@@ -163,6 +163,29 @@ def category_by_terms(name: str, template: Template) -> str | None:
     return best[1] if best else None
 
 
+# a unit whose parts are named as layers of the network ("the squeeze phase and two small FC layers in the excitation
+# phase, followed by an inexpensive channel-wise scaling operation"), and the categories those names file under
+UNITS, PARTS_NAMED_AS = ("block/recalibration",), ("network/head", "network/scaling")
+
+
+def _says_terms(text: str, terms: list[str]) -> bool:
+    text = re.sub(r"[^a-z0-9]+", " ", text.lower())
+    return any(re.search(rf"(?<![a-z0-9]){re.escape(re.sub(r'[^a-z0-9]+', ' ', t.lower()).strip())}s?(?![a-z0-9])", text)
+               for t in terms)  # fmt: skip
+
+
+def unit_of_part(category: str, evidence: list[str], template: Template) -> str:
+    """The unit (UNITS) an idea is a part of where its name files it as a layer of the network (PARTS_NAMED_AS:
+    "FC layers" -> head, "channel-wise scaling operation" -> scaling) and every sentence that states it names
+    that unit's terms (SENet's "two small FC layers in the excitation phase" are the SE block's, not a
+    classifier); else `category`."""
+    if category not in PARTS_NAMED_AS or not evidence:
+        return category
+    terms = {f"{lv.id}/{c.id}": c.terms for lv, c in template.categories()}
+    found = [u for u in UNITS if terms.get(u) and all(_says_terms(e, terms[u]) for e in evidence)]
+    return found[0] if len(found) == 1 else category
+
+
 def attribute_order(a: dict[str, Any]) -> tuple:
     """How a tree lists its attributes: by category, the most frequent first, then by name."""
     return a["category"], -a["frequency"], a["name"]
@@ -216,6 +239,7 @@ def consolidate(
         # that of the template example closest to the name ("self-attention" -> "self-attention (multi-head,
         # windowed, ...)"); the 1.5B's own choice was near chance ("dropout" under normalization)
         category = category_by_terms(name, template) or example_cats[int(np.argmax(example_vecs @ vecs[index[name.lower()]]))]
+        category = unit_of_part(category, [m.get("evidence") or "" for m in group], template)
         effects = {m.get("effect") for m in group if m.get("effect")}
         effect = "both" if {"performance", "efficiency"} <= effects or "both" in effects else (effects.pop() if effects else "")
         papers = sorted({m["paper"] for m in group})

@@ -123,8 +123,8 @@ class PaperIndex:
         """`background(page, offset)`: whether a place lies in a section about other work (introduction,
         related work, discussion: candidates.background_sections); there only the authors' first-person
         sentences are their own ("... are followed by one or more fully-connected layers" in GoogLeNet's
-        introduction is LeNet's design). `captions(page, offset)`: whether a place lies in a figure's caption
-        (candidates.figure_captions), which tells what a drawing shows: no source.
+        introduction is LeNet's design). `captions(page, offset)`: whether a place lies in a figure's caption,
+        which tells what a drawing shows, or in a section on another task (candidates.no_source_places): no source.
         `experiments(page, offset)`: whether it lies in a section of experiments
         (candidates.experiment_sections)."""
         self.name, self.title = name, title

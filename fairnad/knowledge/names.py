@@ -71,7 +71,8 @@ def is_generic(name: str) -> bool:
 # what a paper measures, analyses, trains with or implements: not what a search changes in an architecture.
 # A name with one of these is no design idea (the cold-built 13-paper tree held "ConvNet Accuracy",
 # "interpretation of Inception modules", "stochastic depth rate", "torch's built-in grouped convolution",
-# "better results than going deeper or wider", "Residual Networks").
+# "better results than going deeper or wider", "Residual Networks"), nor a pointer ("counterpart residual", from
+# "... turn the network into its counterpart residual version").
 # Regularizers a template files as ideas (dropout, stochastic depth) stay; their rates are settings.
 MODEL_FAMILY = r"\b(?:network|net|model|architecture)"  # a name that ends in its plural names models, not an idea
 NOT_AN_IDEA = (
@@ -85,7 +86,7 @@ NOT_AN_IDEA = (
     ("a finding", re.compile(r"(?i)\b(?:results?|better|outperforms?|improvements?|comparisons?|ablations?"
                              r"|experiments?)\b")),
     ("a family of models", re.compile(rf"(?i){MODEL_FAMILY}s\s*$")),
-    ("a pointer to what a sentence says", re.compile(r"(?i)\b(?:this|these|those|our)\b")),
+    ("a pointer to what a sentence says", re.compile(r"(?i)\b(?:this|these|those|our|counterparts?)\b")),
     ("a statement", re.compile(r"(?i)^\s*[A-Z]?\d+\)|\b(?:are|were)\b")),  # "G4) Element-wise ops are ..."
     ("an implementation detail", re.compile(r"(?i)(?:\b(?:torch|pytorch|tensorflow|keras|caffe|cuda|gpus?|tpus?|tensors?"
                                             r"|library|implementation|implemented|batch computation|batched)\b|built-in)")),

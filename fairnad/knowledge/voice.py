@@ -89,7 +89,12 @@ OTHER_WORK = re.compile(r"(?i)^\W*(?:\[|\(?[A-Z][\w-]+\s+et\s+al)|\b(?:previousl
 # EfficientNet models ...: RMSProp optimizer with ... momentum 0.9", "we optimize ..."); a contrast with
 # another design ("In contrast to ...", "On the contrary"), a condition or a cost weighed ("When the
 # input ... is large, ..." where the authors do not speak and nothing is applied; "but only if", "more
-# expensive"), a symbol's legend ("N denotes the number of ...") and a list cut off at ", or". Not "to ease the training of
+# expensive"), a symbol's legend ("N denotes the number of ...") and a list cut off at ", or"; an explanation
+# ("... is the identity function thanks to the shortcut connection"), a weakness ("which may impede the
+# information flow"; "it inevitably loses information"), a gain ("we manage to obtain accuracy gains from
+# increased depth"), an equality between designs, a property weighed ("only MLP layers are local and
+# translationally equivariant"; inductive bias) and an experiment's set-up ("In the experiments above, each SE
+# block was placed outside ..."). Not "to ease the training of
 # networks" (ResNet's framework), nor a regularizer's setting: "We use dropout of 0.8, and l2 weight decay
 # 1e-5" states dropout
 STUDY = re.compile(r"(?i)\b(?:we|this\s+section)\s+(?:also\s+|first\s+|next\s+|further\s+|then\s+|now\s+"
@@ -113,6 +118,9 @@ STUDY = re.compile(r"(?i)\b(?:we|this\s+section)\s+(?:also\s+|first\s+|next\s+|f
                    r"|\bin\s+contrast\s+(?:to|with)\b|\bon\s+the\s+contrary\b|\bbut\s+only\s+if\b|\bmore\s+expensive\b"
                    r"|\bimplementations?\s+of\b|\bwe\s+optimi[sz]e\b|\bregularization\s+parameters\b|,\s*or\W*$"
                    r"|(?:^|,)\s*(?:here\s*,?\s*)?(?-i:[A-Z]{1,4})\s+denotes\b"
+                   r"|\bthanks\s+to\b|\bmay\s+(?:impede|hamper|hinder|hurt|harm)\b|\binevitabl\w*"
+                   r"|\baccuracy\s+gains?\b|\bgains?\s+(?:in\s+)?accuracy\b|\bequality\b|\bequivariant\b|\binductive\s+bias"
+                   r"|\b(?:the\s+experiments\s+above|above\s+experiments)\b"
                    rf"|^(?![\s\S]*\b(?:we|our|us)\b)(?![\s\S]*{_APPLIED})\W*(?:\d+(?:\.\d+)*\.?\s+)?(?:if|when)\b")  # fmt: skip
 # a name said as the work a design starts from, not as the design ("a modified version of the recent swish
 # nonlinearity" in MobileNetV3, which uses h-swish): the words just before the name. Not "recent" or
