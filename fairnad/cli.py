@@ -120,7 +120,7 @@ def search(
     gpus: Optional[str] = typer.Option(None, help="Open space: GPU ids the workers take turns on, e.g. 0,1."),
     max_params: Optional[int] = typer.Option(None, help="Open space: parameter budget (default 1.5M)."),
     knowledge: Optional[Path] = typer.Option(None, help="Attribute tree of ideas: a tree file, papers13 (the tree "
-                                             "built from 13 papers, default) or template (the template's examples)."),
+                                             "built from 13 papers) or template (the template's examples, default)."),
     benchmark_file: Optional[Path] = typer.Option(None, help="Your own table (JSON or CSV), with --space-file."),
     space_file: Optional[Path] = typer.Option(None, help="YAML description of the space of --benchmark-file."),
     strategy: Optional[str] = typer.Option(None, "--strategy", "-s", help="genius, regevo, random, ..."),

@@ -126,8 +126,8 @@ class SearchConfig(BaseModel):
         "move are judged on (default params)")
     open: OpenSpaceConfig = Field(default_factory=OpenSpaceConfig)
     knowledge: str | None = Field(None, description="attribute tree of ideas: a tree file, or 'papers13' (the tree built "
-                                  "from 13 architecture papers: the default of new open searches) or 'template' (the "
-                                  "template's own examples: what a run that stored none was made with)")
+                                  "from 13 architecture papers) or 'template' (the template's own examples: the default "
+                                  "of new open searches, and what a run that stored none was made with)")
     strategies: dict[str, dict[str, Any]] = Field(default_factory=dict, description="per-strategy settings")
     llm: LLMConfig = Field(default_factory=LLMConfig)
     runs_dir: str = "runs"

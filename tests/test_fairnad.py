@@ -377,13 +377,13 @@ def test_failures_in_later_prompts_give_the_error_and_where_not_the_failing_line
 
 def test_a_run_that_stored_no_idea_source_keeps_the_template_it_was_made_with():
     """Open searches made before papers13 was the default stored no `knowledge`: they resume and replay
-    with the template's examples; a new config that names none stores the default (papers13 again: its
-    tree at 86f5a05 was not below the template in the 3-seed search), and the template stays selectable."""
+    with the template's examples; a new config that names none stores the default (the template again: the
+    tree of 8304e28 ended below it in the 3-seed search), and papers13 stays selectable."""
     from fairnad import lifecycle
 
     before = lifecycle.load_knowledge(SearchConfig(space="open", strategy="fairnad"))
     assert before.attributes() == lifecycle.load_tree("template").attributes()
-    assert lifecycle.default_knowledge() == "papers13"
+    assert lifecycle.default_knowledge() == "template"
     assert lifecycle.load_tree("papers13").attributes() != before.attributes()
 
 
@@ -407,8 +407,8 @@ def test_llm_none_on_an_open_space_trains_argument_moves_end_to_end(run_cli, tmp
         assert status == "complete" and metrics["val_acc"] > 20, metrics  # a real model, trained (chance is 10%)
     assert {o["op"] for o, _, _ in children} & {"idea", "iterative"}  # the LLM steps' counterparts ran
     assert all(o.get("counterpart") == "arguments" for o, _, _ in children if o["op"] in ("idea", "iterative"))
-    # a new open search that names no idea source stores the default one, the tree of the 13 papers
-    assert yaml.safe_load((tmp_path / "r" / "config.yaml").read_text())["knowledge"] == "papers13"
+    # a new open search that names no idea source stores the default one, the template's examples
+    assert yaml.safe_load((tmp_path / "r" / "config.yaml").read_text())["knowledge"] == "template"
     # FairNAD's LLM-less counterpart exists only for FairNAD in open spaces: the others refuse in one line
     r = run_cli("search", "--space", "open", "--dataset", "mnist1d", "--strategy", "llmatic", "--llm", "none",
                 "--budget", "2")
