@@ -367,13 +367,14 @@ APPENDIX = re.compile(r"^(?:[A-Z]\d*\.?\s+[A-Z]|appendix\b)", re.IGNORECASE)  # 
 EXPERIMENTS = re.compile(r"(?i)^(?:experiment|empirical|evaluation|ablation|analysis|results|role\s+of)")
 
 
-def _in_sections(doc: Document, kind: re.Pattern, appendix: bool, front: bool) -> Callable[[int, int], bool]:
-    """(page, offset) -> whether that place lies in a top-level section whose title `kind` matches, by the
-    last top-level numbered heading before it in reading order (see background_sections)."""
+def _in_sections(doc: Document, kind: re.Pattern, appendix: bool, front: bool,
+                 numbered: re.Pattern = TOP_LEVEL) -> Callable[[int, int], bool]:  # fmt: skip
+    """(page, offset) -> whether that place lies in a section whose title `kind` matches, by the last
+    numbered heading (`numbered`: top-level by default) before it in reading order (see background_sections)."""
     starts = []
     for page in doc.pages:
         for h in page.headings:
-            m, at = TOP_LEVEL.match(h), page.text.find(h)
+            m, at = numbered.match(h), page.text.find(h)
             if m and at >= 0:
                 starts.append((page.number, at, bool(kind.match(h[m.end() :].strip()))))
             elif appendix and at >= 0 and APPENDIX.match(h) and not re.match(r"(?i)^a\s+[a-z]", h):
@@ -409,27 +410,15 @@ def experiment_sections(doc: Document) -> Callable[[int, int], bool]:
 # detector's or segmenter's head ("We replace all the regular convolutions with separable convolutions ... in
 # SSD prediction layers"), what it says an analysis ("when inner layer depth
 # is 0 the underlying convolution is the identity function thanks to the shortcut connection")
-OTHER_TASK = re.compile(r"(?i)\b(?:detection|segmentation|localization|tracking|coco|ade20k|pascal|downstream"
-                        r"|interpretation)\b")  # fmt: skip
+OTHER_TASK = re.compile(r"(?i)^[\s\S]*?\b(?:detection|segmentation|localization|tracking|coco|ade20k|pascal"
+                        r"|downstream|interpretation)\b")  # fmt: skip
 NUMBERED = re.compile(r"^(?:[A-Z]?\d+(?:\.\d+)*\.?|[A-Z]\.?)\s+(?=[A-Za-z])")  # "6.2.", "4.3", "A2.2.", "B."
 
 
 def other_task_sections(doc: Document) -> Callable[[int, int], bool]:
     """(page, offset) -> whether that place lies in a numbered section or subsection whose title is about
     another task or a reading of the network (OTHER_TASK), up to the next numbered heading of any level."""
-    starts = []
-    for page in doc.pages:
-        for h in page.headings:
-            m, at = NUMBERED.match(h), page.text.find(h)
-            if m and at >= 0:
-                starts.append((page.number, at, bool(OTHER_TASK.search(h[m.end() :]))))
-    starts.sort()
-
-    def inside(page: int, offset: int) -> bool:
-        before = [b for p, o, b in starts if (p, o) <= (page, offset)]
-        return bool(before) and before[-1]
-
-    return inside
+    return _in_sections(doc, OTHER_TASK, appendix=False, front=False, numbered=NUMBERED)
 
 
 def no_source_places(doc: Document) -> Callable[[int, int], bool]:

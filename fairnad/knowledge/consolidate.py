@@ -142,6 +142,11 @@ POST_MODIFIER = re.compile(r" (?:before|after|in|of|for|with(?! stride)|without|
                            r"|from|by|per|across|instead|than) ")
 
 
+def _plain(text: str) -> str:
+    """Lower-case words and digits separated by single spaces, as names and terms are compared."""
+    return re.sub(r"[^a-z0-9]+", " ", text.lower()).strip()
+
+
 def category_by_terms(name: str, template: Template) -> str | None:
     """The category whose term ends last in the name's head (the longer term on a tie), or None.
 
@@ -150,12 +155,12 @@ def category_by_terms(name: str, template: Template) -> str | None:
     dropout). Terms match whole words, plural or not. Filing by the closest template example alone put
     26% of the 13-paper tree's real ideas in a catch-all ("FC layers" under normalization, "MSA module"
     under activation)."""
-    text = re.sub(r"[^a-z0-9]+", " ", re.sub(r"\([^)]*\)?", " ", name.lower())).strip()
+    text = _plain(re.sub(r"\([^)]*\)?", " ", name))
     head = POST_MODIFIER.split(text, maxsplit=1)[0]
     best: tuple[tuple[int, int], str] | None = None
     for lv, c in template.categories():
         for term in c.terms:
-            words = re.sub(r"[^a-z0-9]+", " ", term.lower()).strip()
+            words = _plain(term)
             for m in re.finditer(rf"(?<![a-z0-9]){re.escape(words)}(?:s|es)?(?![a-z0-9])", head):
                 rank = (m.end(), m.end() - m.start())
                 if best is None or rank > best[0]:
@@ -169,9 +174,8 @@ UNITS, PARTS_NAMED_AS = ("block/recalibration",), ("network/head", "network/scal
 
 
 def _says_terms(text: str, terms: list[str]) -> bool:
-    text = re.sub(r"[^a-z0-9]+", " ", text.lower())
-    return any(re.search(rf"(?<![a-z0-9]){re.escape(re.sub(r'[^a-z0-9]+', ' ', t.lower()).strip())}s?(?![a-z0-9])", text)
-               for t in terms)  # fmt: skip
+    text = _plain(text)
+    return any(re.search(rf"(?<![a-z0-9]){re.escape(_plain(t))}s?(?![a-z0-9])", text) for t in terms)
 
 
 def unit_of_part(category: str, evidence: list[str], template: Template) -> str:
