@@ -3,14 +3,15 @@
 - spans: every stored source re-checked against the paper's text (page, offsets, text);
 - recall against the hand-written answer key (knowledge/labels/answer_key.yaml): exact (same content
   words) and by the packaged embedding model at cosine >= 0.6; by judgement, a person reads --by-paper's
-  listing against the key (knowledge/labels/recall_judged_*.yaml);
+  listing against the key (knowledge/labels/recall_judged_*.yaml); with --judged (one of those) and
+  --build, the stage of the build that lost each key item the judgement missed;
 - precision: a random sample of accepted attributes written to a YAML file for labelling by hand;
   with --labels (that file, labelled) the precision is computed;
 - the build's own figures when --build is given: calls, tokens, proposals, rejections by reason.
 
     python benchmarks/knowledge_quality.py --tree knowledge/papers13.json --papers ../shared/papers \\
         [--build runs/knowledge-papers13] [--sample 50 --seed 0 --sample-out sample.yaml] [--labels sample.yaml] \\
-        [--by-paper ideas_by_paper.txt]
+        [--by-paper ideas_by_paper.txt] [--judged knowledge/labels/recall_judged_<commit>.yaml]
 """
 
 from __future__ import annotations
@@ -140,6 +141,51 @@ def build_figures(build: Path) -> dict:
     }  # fmt: skip
 
 
+# where a key item the judgement missed was lost, in the order the build works
+LOST_STAGES = ("no candidate", "answered: no design idea", "rejected by a rule", "accepted, its source did not stand",
+               "in the tree, judged another idea")  # fmt: skip
+
+
+def recall_lost(tree: AttributeTree, judged: dict, build: Path, emb: Embedder) -> dict:
+    """For each key item a recall judgement (recall_judged_*.yaml) did not match, the build stage that lost
+    it: its closest candidate of the same paper (the phrase the model was shown, or the name it answered;
+    MiniLM cosine >= MATCH_AT, else "no candidate"), then what became of that candidate: the model said it
+    was no design idea, a rule rejected it (extract.judge), it was accepted but its source did not stand
+    (build.sources_that_stand) or the tree has it and the judgement read it as another idea. A closeness
+    of words, not a judgement: it says where to work, not what a reader would match."""
+    from fairnad.store import BuildStore
+
+    with BuildStore.open(build, readonly=True) as st:
+        by_sha = {p["sha256"]: p["name"] for p in st.papers()}
+        mentions: dict[str, list[dict]] = {}
+        for m in st.mentions(verified_only=False):
+            mentions.setdefault(by_sha.get(m["paper"], m["paper"]), []).append(m)
+    in_tree = {(s["paper"], n.lower()) for a in tree.attributes() for s in a["sources"] for n in [a["name"], *a.get("aliases", [])]}
+    stages: Counter = Counter()
+    items = []
+    for paper, judged_items in judged.items():
+        missed = [i["key"] for i in judged_items if not i.get("match")]
+        ms = mentions.get(paper, [])
+        if not missed:
+            continue
+        if ms:
+            said = [(m.get("candidate") or {}).get("phrase", m["name"]) for m in ms]
+            sim = emb.encode([k.lower() for k in missed]) @ emb.encode([t.lower() for t in [*said, *(m["name"] for m in ms)]]).T
+        for i, key in enumerate(missed):
+            if not ms or sim[i].max() < MATCH_AT:
+                stage, closest = LOST_STAGES[0], None
+            else:
+                m = ms[int(sim[i].argmax()) % len(ms)]
+                closest = m["name"]
+                if not m["verified"]:
+                    stage = LOST_STAGES[1] if m["reason"] == "not a design idea" else LOST_STAGES[2]
+                else:
+                    stage = LOST_STAGES[4] if (paper, m["name"].lower()) in in_tree else LOST_STAGES[3]
+            stages[stage] += 1
+            items.append({"paper": paper, "key": key, "stage": stage, "closest": closest})
+    return {"missed": len(items), "stages": {s: stages[s] for s in LOST_STAGES}, "items": items}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--tree", type=Path, required=True)
@@ -151,15 +197,19 @@ def main() -> None:
     ap.add_argument("--sample-out", type=Path)
     ap.add_argument("--labels", type=Path, help="hand labels (knowledge/labels/precision_papers13.yaml's format)")
     ap.add_argument("--by-paper", type=Path, help="write each paper's ideas and sentences here, for judging recall")
+    ap.add_argument("--judged", type=Path, help="a recall judgement (knowledge/labels/recall_judged_*.yaml) of this tree: with "
+                    "--build, where each key item it missed was lost")
     args = ap.parse_args()
-    tree = AttributeTree.load(args.tree)
+    tree, emb = AttributeTree.load(args.tree), Embedder()
     st = tree.stats()
     res = {"attributes": st["attributes"], "categories_with_2_or_more": sum(r["attributes"] >= 2 for r in st["categories"]),
            "categories": {r["category"]: r["attributes"] for r in st["categories"]},
-           "spans": check_spans(tree, args.papers), "recall": recall(tree, yaml.safe_load(args.key.read_text()), Embedder()),
+           "spans": check_spans(tree, args.papers), "recall": recall(tree, yaml.safe_load(args.key.read_text()), emb),
            "structure": structure(tree)}  # fmt: skip
     if args.build:
         res["build"] = build_figures(args.build)
+    if args.judged and args.build:
+        res["recall_lost"] = recall_lost(tree, yaml.safe_load(args.judged.read_text()), args.build, emb)
     if args.by_paper:
         args.by_paper.write_text(by_paper(tree))
     if args.sample_out:

@@ -389,3 +389,43 @@ def test_the_listing_read_to_judge_recall_holds_every_idea_under_each_of_its_pap
         for a, line in zip(here, body.splitlines()):
             sentence = next(s for s in a["sources"] if s["paper"] == paper)["evidence"]
             assert " ".join(sentence.split())[:60] in line, (paper, a["name"])
+
+
+def test_the_recall_breakdown_names_the_build_stage_that_lost_each_missed_key_item(tmp_path):
+    """benchmarks/knowledge_quality.py --judged: a key item the judgement missed is placed at the stage of the
+    build that lost it, read from a real build store: no candidate close to it, the model's "no design idea",
+    a rule's rejection, an accepted mention whose source did not stand, or an idea the tree has under a name
+    the judgement read as another."""
+    import importlib.util
+
+    from fairnad.knowledge.embed import Embedder
+    from fairnad.store import BuildStore
+
+    spec = importlib.util.spec_from_file_location("knowledge_quality", ROOT / "benchmarks" / "knowledge_quality.py")
+    kq = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(kq)
+    tree = AttributeTree.load(ROOT / "knowledge" / "papers13.json")
+    convnext_idea = next(a["name"] for a in tree.attributes() if any(s["paper"] == "convnext" for s in a["sources"]))
+
+    def mention(phrase, name, verified, reason=""):
+        return {"category": "operation/normalization", "name": name, "verified": verified, "reason": reason, "page": 1,
+                "quote": phrase, "offset": 0, "length": len(phrase), "evidence": phrase, "evidence_offset": 0,
+                "candidate": {"kind": "term", "phrase": phrase, "number": 1}}  # fmt: skip
+
+    with BuildStore.create(tmp_path / "b", {}) as st:
+        st.record_paper({"sha256": "c" * 64, "path": "convnext.pdf", "name": "convnext", "status": "done"}, [
+            mention("Fewer normalization layers", "Fewer normalization layers", True),
+            mention("width scaling", "width scaling", False, "not a design idea"),
+            mention("ConvNeXt-XL", "ConvNeXt-XL", False, "a model's name, not an idea"),
+            mention(convnext_idea, convnext_idea, True)])  # fmt: skip
+    judged = {"convnext": [{"key": "fewer normalization layers", "match": None},
+                           {"key": "width scaling", "match": None},
+                           {"key": "ConvNeXt-XL", "match": None},
+                           {"key": convnext_idea, "match": None},
+                           {"key": "relative position bias", "match": None},
+                           {"key": "depthwise convolution", "match": "depthwise convolution"}]}  # fmt: skip
+    got = kq.recall_lost(tree, judged, tmp_path / "b", Embedder())
+    assert got["missed"] == 5 and [i["stage"] for i in got["items"]] == [
+        "accepted, its source did not stand", "answered: no design idea", "rejected by a rule",
+        "in the tree, judged another idea", "no candidate"]
+    assert sum(got["stages"].values()) == 5 and got["items"][4]["closest"] is None
