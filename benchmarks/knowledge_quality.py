@@ -165,9 +165,9 @@ def recall_lost(tree: AttributeTree, judged: dict, build: Path, emb: Embedder) -
     items = []
     for paper, judged_items in judged.items():
         missed = [i["key"] for i in judged_items if not i.get("match")]
-        ms = mentions.get(paper, [])
         if not missed:
             continue
+        ms = mentions.get(paper, [])
         if ms:
             said = [(m.get("candidate") or {}).get("phrase", m["name"]) for m in ms]
             sim = emb.encode([k.lower() for k in missed]) @ emb.encode([t.lower() for t in [*said, *(m["name"] for m in ms)]]).T
@@ -200,6 +200,8 @@ def main() -> None:
     ap.add_argument("--judged", type=Path, help="a recall judgement (knowledge/labels/recall_judged_*.yaml) of this tree: with "
                     "--build, where each key item it missed was lost")
     args = ap.parse_args()
+    if args.judged and not args.build:
+        ap.error("--judged needs --build: the build folder whose mentions (build.db) made the judged tree")
     tree, emb = AttributeTree.load(args.tree), Embedder()
     st = tree.stats()
     res = {"attributes": st["attributes"], "categories_with_2_or_more": sum(r["attributes"] >= 2 for r in st["categories"]),
