@@ -161,7 +161,6 @@ def recall_lost(tree: AttributeTree, judged: dict, build: Path, emb: Embedder) -
         for m in st.mentions(verified_only=False):
             mentions.setdefault(by_sha.get(m["paper"], m["paper"]), []).append(m)
     in_tree = {(s["paper"], n.lower()) for a in tree.attributes() for s in a["sources"] for n in [a["name"], *a.get("aliases", [])]}
-    stages: Counter = Counter()
     items = []
     for paper, judged_items in judged.items():
         missed = [i["key"] for i in judged_items if not i.get("match")]
@@ -181,8 +180,8 @@ def recall_lost(tree: AttributeTree, judged: dict, build: Path, emb: Embedder) -
                     stage = LOST_STAGES[1] if m["reason"] == "not a design idea" else LOST_STAGES[2]
                 else:
                     stage = LOST_STAGES[4] if (paper, m["name"].lower()) in in_tree else LOST_STAGES[3]
-            stages[stage] += 1
             items.append({"paper": paper, "key": key, "stage": stage, "closest": closest})
+    stages = Counter(i["stage"] for i in items)
     return {"missed": len(items), "stages": {s: stages[s] for s in LOST_STAGES}, "items": items}
 
 
@@ -210,7 +209,7 @@ def main() -> None:
            "structure": structure(tree)}  # fmt: skip
     if args.build:
         res["build"] = build_figures(args.build)
-    if args.judged and args.build:
+    if args.judged:
         res["recall_lost"] = recall_lost(tree, yaml.safe_load(args.judged.read_text()), args.build, emb)
     if args.by_paper:
         args.by_paper.write_text(by_paper(tree))

@@ -369,16 +369,23 @@ def test_a_sentence_is_one_source_and_a_models_name_is_no_idea(embedder):
         assert idea_part(both, titles) == both
 
 
-def test_the_listing_read_to_judge_recall_holds_every_idea_under_each_of_its_papers():
-    """benchmarks/knowledge_quality.py --by-paper: what a person reads against the answer key
-    (knowledge/labels/recall_judged_*.yaml). Every idea of the shipped tree stands under each paper it
-    has a source in, with that paper's sentence, and under no other."""
+def _knowledge_quality():
+    """benchmarks/knowledge_quality.py as a module (benchmarks/ is no package)."""
     import importlib.util
-    import re
 
     spec = importlib.util.spec_from_file_location("knowledge_quality", ROOT / "benchmarks" / "knowledge_quality.py")
     kq = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(kq)
+    return kq
+
+
+def test_the_listing_read_to_judge_recall_holds_every_idea_under_each_of_its_papers():
+    """benchmarks/knowledge_quality.py --by-paper: what a person reads against the answer key
+    (knowledge/labels/recall_judged_*.yaml). Every idea of the shipped tree stands under each paper it
+    has a source in, with that paper's sentence, and under no other."""
+    import re
+
+    kq = _knowledge_quality()
     tree = AttributeTree.load(ROOT / "knowledge" / "papers13.json")
     sections = dict(re.findall(r"(?m)^## (\S+) \(\d+ ideas[^\n]*\n((?:- [^\n]*\n)*)", kq.by_paper(tree)))
     assert sorted(sections) == sorted(p["name"] for p in tree.papers)
@@ -396,14 +403,10 @@ def test_the_recall_breakdown_names_the_build_stage_that_lost_each_missed_key_it
     build that lost it, read from a real build store: no candidate close to it, the model's "no design idea",
     a rule's rejection, an accepted mention whose source did not stand, or an idea the tree has under a name
     the judgement read as another."""
-    import importlib.util
-
     from fairnad.knowledge.embed import Embedder
     from fairnad.store import BuildStore
 
-    spec = importlib.util.spec_from_file_location("knowledge_quality", ROOT / "benchmarks" / "knowledge_quality.py")
-    kq = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(kq)
+    kq = _knowledge_quality()
     tree = AttributeTree.load(ROOT / "knowledge" / "papers13.json")
     convnext_idea = next(a["name"] for a in tree.attributes() if any(s["paper"] == "convnext" for s in a["sources"]))
 
